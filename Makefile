@@ -1,0 +1,40 @@
+# The two commands a new user runs: `make demo` and `make test`.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+PY := /usr/bin/python3
+DEMO_DATA := $(BUILD)/demo-data
+DEMO_STORE := $(BUILD)/demo-store
+DEMO_ID ?= $(shell $(PY) tools/demo_query_id.py $(DEMO_DATA)/truth.csv 2>/dev/null)
+
+.PHONY: all deps build demo test bench clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(DEMO_DATA)/truth.csv: tools/make_samples.py | deps
+	@echo "== generating the demo set (3000 galaxies, seed 7) in $(DEMO_DATA)"
+	rm -rf $(DEMO_DATA)
+	$(PY) tools/make_samples.py --out $(DEMO_DATA) --n 3000 --seed 7
+
+demo: build $(DEMO_DATA)/truth.csv
+	@echo "== building a store from data/samples/ and $(DEMO_DATA)"
+	$(BUILD)/mmu-index build data/samples $(DEMO_DATA) --store $(DEMO_STORE)
+	@echo "== mmu-search --like $(DEMO_ID) --k 50"
+	$(BUILD)/mmu-search --store $(DEMO_STORE) --like $(DEMO_ID) --k 50
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	$(PY) bench/run_benchmarks.py --build $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

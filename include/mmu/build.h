@@ -1,0 +1,41 @@
+// `mmu-index build`: MMU files -> catalog + baseline embeddings + index, as a
+// new store generation that replaces the old one only when complete.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "mmu/preprocess.h"
+
+namespace mmu {
+
+struct BuildOptions {
+  std::vector<std::string> roots;  // folders or files of MMU data
+  std::string store;               // store directory
+  int64_t batch_size = 64;         // objects read and preprocessed at a time
+  int64_t dim = 64;                // baseline PCA output dimension per space
+  bool progress = true;            // progress lines on a terminal stderr
+  ImageFeatureOptions image;
+  SpectrumFeatureOptions spectrum;
+};
+
+struct BuildReport {
+  int64_t files = 0;
+  int64_t objects = 0;
+  int64_t without_modality = 0;              // catalogued, not embedded
+  std::map<std::string, int64_t> space_counts;
+  std::map<std::string, int64_t> space_dims;
+  double seconds = 0;
+};
+
+// Builds the store; throws mmu::Error naming the file/dataset/object at fault,
+// in which case the previous store is left untouched.
+BuildReport build_store(const BuildOptions& opt);
+
+// Human-readable summary of a report, one line per item.
+void print_build_report(const BuildReport& r, const std::string& store, std::ostream& out);
+
+}  // namespace mmu

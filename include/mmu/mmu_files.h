@@ -1,0 +1,77 @@
+// Discovery and batched reading of MMU v1 files
+// (<root>/<dataset>/<subset>/healpix=N/*.hdf5|*.h5, one example per row).
+// A RowFileReader is not thread-safe: the serial HDF5 library must be used
+// from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mmu {
+
+enum class Modality { kNone, kImage, kSpectrum };
+const char* modality_name(Modality m);  // "none", "image", "spectrum"
+
+// One file found under a root.
+struct SourceFile {
+  std::string path;      // root joined with the relative path
+  std::string dataset;   // folder two levels above healpix=N ("legacysurvey"), or the root's name
+  std::string subset;    // folder directly above healpix=N ("dr10_south_21"), may be ""
+  int64_t healpix = -1;  // parsed from the healpix=N folder (leading zeros allowed), -1 if none
+  int64_t size = 0;      // bytes
+  int64_t mtime = 0;     // seconds since the epoch
+};
+
+// Every *.hdf5 / *.h5 under the roots (a root may also be a single file),
+// sorted by (dataset, subset, healpix, path) so builds are deterministic.
+// Throws NotFound when a root does not exist.
+std::vector<SourceFile> discover_files(const std::vector<std::string>& roots);
+
+// Per-object identity and position of one file, in file row order.
+struct FileCatalog {
+  std::vector<std::string> ids;  // canonical text: trimmed strings, decimal integers
+  std::vector<double> ra, dec;   // degrees
+  std::vector<int64_t> healpix;  // nside-16 NESTED cell (stored, or recomputed)
+};
+
+// A batch of images, row-major count x bands x height x width.
+struct ImageBatch {
+  int64_t count = 0, bands = 0, height = 0, width = 0;
+  std::vector<float> pixels;
+  std::vector<uint8_t> good;  // same shape as pixels; 1 = usable (mask polarity applied)
+};
+
+// A batch of spectra, row-major count x length.
+struct SpectrumBatch {
+  int64_t count = 0, length = 0;
+  std::vector<float> flux, ivar, lambda;
+  std::vector<uint8_t> good;  // 1 = usable: mask says good, ivar > 0, lambda > 0 (SDSS pads with -1)
+};
+
+// Reads one MMU row-table file in batches; never loads a whole image or
+// spectrum array at once. Every error names the file and the dataset.
+class RowFileReader {
+ public:
+  // Opens and validates the layout (required datasets, shapes, dtypes).
+  explicit RowFileReader(const SourceFile& file);
+  ~RowFileReader();
+  RowFileReader(const RowFileReader&) = delete;
+  RowFileReader& operator=(const RowFileReader&) = delete;
+
+  const SourceFile& file() const;
+  Modality modality() const;
+  int64_t rows() const;
+
+  FileCatalog read_catalog() const;
+  // Rows [start, start+count). REQUIRES: modality() matches.
+  void read_images(int64_t start, int64_t count, ImageBatch* out) const;
+  void read_spectra(int64_t start, int64_t count, SpectrumBatch* out) const;
+
+ private:
+  struct Rep;
+  std::unique_ptr<Rep> rep_;
+};
+
+}  // namespace mmu

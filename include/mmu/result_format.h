@@ -1,0 +1,21 @@
+// Rendering of query results for people (aligned table) and scripts (CSV, JSON).
+#pragma once
+
+#include <ostream>
+#include <string>
+
+#include "mmu/query.h"
+
+namespace mmu {
+
+enum class OutputFormat { kTable, kCsv, kJson };
+
+// "table", "csv" or "json"; throws InvalidArgument naming --format otherwise.
+OutputFormat parse_output_format(const std::string& s);
+
+void write_like_result(const LikeResult& r, OutputFormat f, std::ostream& out);
+
+// JSON string literal with escapes (exposed for other writers).
+std::string json_quote(const std::string& s);
+
+}  // namespace mmu

@@ -1,0 +1,31 @@
+// Sky geometry: HEALPix cells as MMU partitions them and angular distances.
+// All angles in degrees unless a name says otherwise. Thread-safe (pure functions).
+#pragma once
+
+#include <cstdint>
+
+namespace mmu {
+
+// MMU partitions by HEALPix nside 16 (order 4), NESTED, lon = ra, lat = dec.
+inline constexpr int kCellOrder = 4;
+inline constexpr int64_t kNumCells = 12 * 16 * 16;
+// Rows inside a partition are ordered by the order-29 NESTED key, so any coarser
+// cell (a cone, a region) is a contiguous key range: key >> 2*(29-order).
+inline constexpr int kFineOrder = 29;
+
+// NESTED pixel index of (ra, dec) at the given HEALPix order.
+int64_t healpix_nest(int order, double ra_deg, double dec_deg);
+inline int64_t healpix_cell(double ra_deg, double dec_deg) {
+  return healpix_nest(kCellOrder, ra_deg, dec_deg);
+}
+inline int64_t healpix_fine(double ra_deg, double dec_deg) {
+  return healpix_nest(kFineOrder, ra_deg, dec_deg);
+}
+
+// Great-circle separation (haversine form, accurate at small angles), degrees.
+double angular_separation_deg(double ra1, double dec1, double ra2, double dec2);
+
+// True when ra is finite in [0, 360] and dec finite in [-90, 90].
+bool valid_sky_position(double ra_deg, double dec_deg);
+
+}  // namespace mmu

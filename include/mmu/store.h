@@ -1,0 +1,113 @@
+// The store: a directory holding a SQLite catalog, one raw float32 vector file
+// per embedding space and a FAISS index over each space.
+//
+//   <store>/CURRENT                 names the live generation ("gen-000002")
+//   <store>/gen-N/catalog.sqlite    objects, files, spaces, space_rows
+//   <store>/gen-N/spaces/<name>/vectors.f32   count x dim float32, row-major, L2-normalised
+//   <store>/gen-N/spaces/<name>/index.faiss   ids = catalog rows
+//   <store>/gen-N/spaces/<name>/fit.bin       the encoder fit (baseline PCA)
+//
+// A build writes a whole new generation and switches CURRENT with an atomic
+// rename, so readers and interrupted builds always see a complete store.
+// A Store is read-only and safe to share between threads for reading.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mmu/mmu_files.h"
+
+namespace mmu {
+
+// Bumped whenever the on-disk layout changes; kept in PRAGMA user_version.
+inline constexpr int kStoreFormatVersion = 1;
+
+// $MMU_STORE when set, else ./mmu-store.
+std::string default_store_path();
+
+struct CatalogRow {
+  int64_t row = -1;        // store row: the id FAISS returns
+  std::string object_id;   // canonical text form
+  std::string survey;      // MMU dataset name, e.g. "legacysurvey"
+  std::string subset;      // e.g. "dr10_south_21"
+  double ra = 0, dec = 0;  // degrees
+  int64_t healpix = -1;    // nside-16 NESTED cell
+  int64_t hpx_fine = -1;   // order-29 NESTED key (rows of a partition are sorted by it)
+  std::string file;        // source file path
+  int64_t index_in_file = -1;
+};
+
+struct SpaceInfo {
+  std::string name;      // "image", "spectrum", ...
+  std::string modality;  // modality_name() of the inputs
+  std::string model;     // "baseline-pca" or a model card name
+  std::string version;
+  int64_t dim = 0;
+  int64_t count = 0;     // vectors in the space
+  std::string created;   // ISO 8601 UTC
+};
+
+class Store {
+ public:
+  // Throws NotFound (with how to build one) when there is no store at dir, and
+  // FormatError when its format version is newer than this program reads.
+  static std::unique_ptr<Store> open(const std::string& dir);
+  ~Store();
+
+  const std::string& path() const;
+  const std::string& generation_path() const;
+  int64_t num_objects() const;
+  std::vector<std::string> surveys() const;
+
+  std::vector<CatalogRow> find_by_id(const std::string& object_id) const;
+  // Rows in the order asked; throws NotFound for a row that does not exist.
+  std::vector<CatalogRow> rows(const std::vector<int64_t>& rows) const;
+
+  std::vector<SpaceInfo> spaces() const;
+  SpaceInfo space(const std::string& name) const;  // throws NotFound listing the spaces
+  std::vector<std::string> spaces_of_row(int64_t row) const;
+  std::string space_dir(const std::string& name) const;
+  // The stored vector of `row` in space `name` (dim floats); throws NotFound.
+  std::vector<float> vector_of(const std::string& name, int64_t row) const;
+
+ private:
+  Store();
+  struct Rep;
+  std::unique_ptr<Rep> rep_;
+};
+
+// Catalog entry for one new object, before it has a row.
+struct NewObject {
+  std::string object_id, survey, subset;
+  double ra = 0, dec = 0;
+  int64_t healpix = -1, hpx_fine = -1;
+  int64_t file_id = -1, index_in_file = -1;
+  Modality modality = Modality::kNone;
+};
+
+// Writes a new generation of the store. Nothing is visible to readers until
+// commit(); destroying an uncommitted writer removes its files. One writer per
+// store at a time (a lock file refuses a second).
+class StoreWriter {
+ public:
+  explicit StoreWriter(const std::string& dir);
+  ~StoreWriter();
+  StoreWriter(const StoreWriter&) = delete;
+  StoreWriter& operator=(const StoreWriter&) = delete;
+
+  int64_t add_file(const SourceFile& f, Modality m, int64_t n_objects);
+  // Appends objects; returns the row of the first (rows are consecutive).
+  int64_t add_objects(const std::vector<NewObject>& objects);
+  // vectors: rows.size() x info.dim floats, row i belongs to catalog rows[i].
+  void add_space(const SpaceInfo& info, const std::vector<int64_t>& rows, const float* vectors,
+                 const std::string& fit_blob);
+  void commit();
+
+ private:
+  struct Rep;
+  std::unique_ptr<Rep> rep_;
+};
+
+}  // namespace mmu

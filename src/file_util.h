@@ -1,0 +1,34 @@
+// Durable file operations: everything the store writes goes through here so
+// that a crash leaves either the old or the new bytes, never a mix.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace mmu::files {
+
+// Writes data to path via path.tmp + fsync + rename + fsync(dir).
+void write_atomic(const std::string& path, const void* data, size_t size);
+inline void write_atomic(const std::string& path, const std::string& data) {
+  write_atomic(path, data.data(), data.size());
+}
+std::string read_all(const std::string& path);  // throws NotFound / IoError naming path
+void fsync_path(const std::string& path);        // file or directory
+void make_dirs(const std::string& path);
+
+// Read-only memory map of a whole file; unmapped on destruction.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace mmu::files

@@ -1,0 +1,79 @@
+// Thin RAII and reading helpers over the HDF5 C API. Private to mmu_core.
+// Every failure throws mmu::Error naming the file and dataset.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mmu::h5 {
+
+// Owns one hid_t and closes it with the matching H5*close.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
+  Handle(Handle&& o) noexcept : id_(o.id_), closer_(o.closer_) { o.id_ = H5I_INVALID_HID; }
+  Handle& operator=(Handle&& o) noexcept;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle();
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  Closer closer_ = nullptr;
+};
+
+// Silences HDF5's own stderr printing and registers our filters; idempotent.
+void init_library();
+
+// The innermost message of the current HDF5 error stack ("" when empty).
+std::string last_error();
+
+Handle open_file(const std::string& path);
+bool has_dataset(hid_t file, const std::string& name);
+
+enum class TypeClass { kInteger, kUnsignedInteger, kFloat, kString, kBool, kOther };
+
+// Shape, type and storage of one dataset, read once.
+struct DatasetInfo {
+  std::string name;
+  std::vector<int64_t> dims;  // empty for a scalar
+  TypeClass type = TypeClass::kOther;
+  size_t type_size = 0;
+  bool variable_string = false;
+  std::string type_text;     // e.g. "float32", "int64", "bytes16", "bool"
+  std::string filters;       // e.g. "lzf", "gzip", "" for none
+};
+
+class Dataset {
+ public:
+  Dataset(hid_t file, const std::string& file_path, const std::string& name);
+  const DatasetInfo& info() const { return info_; }
+  int64_t rows() const { return info_.dims.empty() ? 1 : info_.dims[0]; }
+  // Elements per row (product of dims[1:]).
+  int64_t row_size() const;
+  // Reads rows [start, start+count) converted to the native type of T.
+  void read_rows(int64_t start, int64_t count, float* out) const;
+  void read_rows(int64_t start, int64_t count, double* out) const;
+  void read_rows(int64_t start, int64_t count, int64_t* out) const;
+  // Booleans and small integers as 0/1 bytes (nonzero -> 1).
+  void read_rows_bool(int64_t start, int64_t count, uint8_t* out) const;
+  // Strings (fixed or variable) with trailing NULs/spaces trimmed, or integers
+  // printed in decimal: the canonical text form of ids.
+  std::vector<std::string> read_text(int64_t start, int64_t count) const;
+  std::string where() const;  // "dataset 'x' in 'file'"
+
+ private:
+  void read_raw(int64_t start, int64_t count, hid_t mem_type, void* out) const;
+  std::string file_path_;
+  Handle dset_;
+  DatasetInfo info_;
+};
+
+}  // namespace mmu::h5

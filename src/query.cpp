@@ -1,0 +1,94 @@
+#include "mmu/query.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "flat_index.h"
+#include "mmu/error.h"
+#include "store_schema.h"
+
+namespace mmu {
+
+namespace {
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+CatalogRow resolve_object(const Store& store, const LikeQuery& q) {
+  std::vector<CatalogRow> rows = store.find_by_id(q.object_id);
+  if (rows.empty())
+    throw NotFound("object_id '" + q.object_id + "' is not in store '" + store.path() + "' (" +
+                   std::to_string(store.num_objects()) + " objects in surveys: " + join(store.surveys()) + ")");
+  if (!q.survey.empty()) {
+    std::vector<CatalogRow> kept;
+    for (const auto& r : rows)
+      if (r.survey == q.survey || r.survey + "/" + r.subset == q.survey) kept.push_back(r);
+    if (kept.empty()) {
+      std::vector<std::string> where;
+      for (const auto& r : rows) where.push_back(r.survey);
+      throw NotFound("object_id '" + q.object_id + "' is not in survey '" + q.survey + "' (it is in: " + join(where) +
+                     ")");
+    }
+    rows = kept;
+  }
+  if (rows.size() > 1) {
+    std::vector<std::string> where;
+    for (const auto& r : rows) where.push_back(r.survey);
+    throw InvalidArgument("object_id '" + q.object_id + "' is in " + std::to_string(rows.size()) +
+                          " surveys (" + join(where) + "): choose one with --survey");
+  }
+  return rows.front();
+}
+
+std::string resolve_space(const Store& store, const CatalogRow& obj, const std::string& wanted) {
+  const std::vector<std::string> spaces = store.spaces_of_row(obj.row);
+  if (spaces.empty())
+    throw NotFound("object '" + obj.object_id + "' (" + obj.survey +
+                   ") has no embedding: its file holds no image or spectrum this version can embed");
+  if (!wanted.empty()) {
+    if (std::find(spaces.begin(), spaces.end(), wanted) == spaces.end()) {
+      store.space(wanted);  // throws when the space does not exist at all
+      throw NotFound("object '" + obj.object_id + "' has no vector in space '" + wanted + "' (it has: " +
+                     join(spaces) + ")");
+    }
+    return wanted;
+  }
+  if (spaces.size() > 1)
+    throw InvalidArgument("object '" + obj.object_id + "' has vectors in " + join(spaces) +
+                          ": choose one with --space");
+  return spaces.front();
+}
+
+}  // namespace
+
+LikeResult search_like(const Store& store, const LikeQuery& q) {
+  if (q.k <= 0) throw InvalidArgument("--k must be at least 1, got " + std::to_string(q.k));
+  LikeResult res;
+  res.requested_k = q.k;
+  res.query = resolve_object(store, q);
+  res.space = resolve_space(store, res.query, q.space);
+  const SpaceInfo info = store.space(res.space);
+  const std::vector<float> qv = store.vector_of(res.space, res.query.row);
+  const std::string index = (std::filesystem::path(store.space_dir(res.space)) / schema::kIndexFile).string();
+  // One extra so the query itself can be dropped.
+  std::vector<Hit> hits = search_flat_index(index, info.dim, qv.data(), std::min(q.k + 1, info.count));
+  std::vector<int64_t> ids;
+  std::vector<float> scores;
+  for (const Hit& h : hits) {
+    if (h.id == res.query.row) continue;
+    if (static_cast<int64_t>(ids.size()) == q.k) break;
+    ids.push_back(h.id);
+    scores.push_back(h.score);
+  }
+  const std::vector<CatalogRow> rows = store.rows(ids);
+  for (size_t i = 0; i < rows.size(); ++i) res.neighbors.push_back({static_cast<int64_t>(i + 1), rows[i], scores[i]});
+  if (static_cast<int64_t>(res.neighbors.size()) < q.k)
+    res.note = "space '" + res.space + "' holds " + std::to_string(info.count) + " objects, so only " +
+               std::to_string(res.neighbors.size()) + " neighbours exist (asked for " + std::to_string(q.k) + ")";
+  return res;
+}
+
+}  // namespace mmu

@@ -1,0 +1,29 @@
+#include "mmu/sky.h"
+
+#include <healpix_base.h>
+
+#include <cmath>
+
+namespace mmu {
+
+int64_t healpix_nest(int order, double ra_deg, double dec_deg) {
+  const T_Healpix_Base<int64> base(order, NEST);
+  const double theta = (90.0 - dec_deg) * M_PI / 180.0;
+  const double phi = ra_deg * M_PI / 180.0;
+  return base.ang2pix(pointing(theta, phi));
+}
+
+double angular_separation_deg(double ra1, double dec1, double ra2, double dec2) {
+  const double d2r = M_PI / 180.0;
+  const double s_dec = std::sin((dec2 - dec1) * d2r / 2.0);
+  const double s_ra = std::sin((ra2 - ra1) * d2r / 2.0);
+  const double h = s_dec * s_dec + std::cos(dec1 * d2r) * std::cos(dec2 * d2r) * s_ra * s_ra;
+  return 2.0 * std::asin(std::sqrt(std::min(1.0, h))) / d2r;
+}
+
+bool valid_sky_position(double ra_deg, double dec_deg) {
+  return std::isfinite(ra_deg) && std::isfinite(dec_deg) && ra_deg >= 0.0 && ra_deg <= 360.0 &&
+         dec_deg >= -90.0 && dec_deg <= 90.0;
+}
+
+}  // namespace mmu

@@ -1,0 +1,173 @@
+#include "mmu/store.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+
+#include "file_util.h"
+#include "mmu/error.h"
+#include "sqlite_util.h"
+#include "store_schema.h"
+
+namespace fs = std::filesystem;
+
+namespace mmu {
+
+std::string default_store_path() {
+  const char* env = std::getenv("MMU_STORE");
+  return (env && *env) ? std::string(env) : std::string("mmu-store");
+}
+
+struct Store::Rep {
+  std::string path, gen_path;
+  std::unique_ptr<sql::Db> db;
+  std::map<std::string, SpaceInfo> spaces;
+};
+
+Store::Store() : rep_(std::make_unique<Rep>()) {}
+Store::~Store() = default;
+
+namespace {
+
+std::string how_to_build(const std::string& dir) {
+  return "build one with: mmu-index build <folder of MMU files> --store " + dir;
+}
+
+CatalogRow read_row(const sql::Stmt& s) {
+  CatalogRow r;
+  r.row = s.int64(0);
+  r.object_id = s.text(1);
+  r.survey = s.text(2);
+  r.subset = s.text(3);
+  r.ra = s.real(4);
+  r.dec = s.real(5);
+  r.healpix = s.int64(6);
+  r.hpx_fine = s.int64(7);
+  r.file = s.text(8);
+  r.index_in_file = s.int64(9);
+  return r;
+}
+
+constexpr const char* kRowSelect =
+    "SELECT o.row, o.object_id, o.survey, o.subset, o.ra, o.dec, o.healpix, o.hpx_fine, f.path, o.index_in_file "
+    "FROM objects o JOIN files f ON f.id = o.file_id ";
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw NotFound("no store at '" + dir + "' (the folder does not exist); " + how_to_build(dir));
+  const std::string current = (fs::path(dir) / schema::kCurrentFile).string();
+  if (!fs::exists(current, ec))
+    throw NotFound("no store at '" + dir + "' (no " + std::string(schema::kCurrentFile) + " file); " +
+                   how_to_build(dir));
+  std::string gen = files::read_all(current);
+  while (!gen.empty() && (gen.back() == '\n' || gen.back() == ' ')) gen.pop_back();
+  if (gen.rfind("gen-", 0) != 0 || gen.find('/') != std::string::npos)
+    throw FormatError("store '" + dir + "' is damaged: CURRENT names '" + gen + "'");
+  std::unique_ptr<Store> s(new Store());
+  s->rep_->path = dir;
+  s->rep_->gen_path = (fs::path(dir) / gen).string();
+  const std::string catalog = (fs::path(s->rep_->gen_path) / schema::kCatalogFile).string();
+  if (!fs::exists(catalog, ec))
+    throw FormatError("store '" + dir + "' is damaged: '" + catalog + "' is missing");
+  s->rep_->db = std::make_unique<sql::Db>(catalog, SQLITE_OPEN_READONLY);
+  auto v = s->rep_->db->prepare("PRAGMA user_version");
+  v.step();
+  const int64_t version = v.int64(0);
+  if (version > kStoreFormatVersion)
+    throw FormatError("store '" + dir + "' has format version " + std::to_string(version) +
+                      ", newer than this mmu-search reads (" + std::to_string(kStoreFormatVersion) +
+                      "): upgrade mmu-search");
+  if (version < 1) throw FormatError("'" + catalog + "' is not an mmu-search catalog (format version 0)");
+  auto sp = s->rep_->db->prepare("SELECT name, modality, model, version, dim, count, created FROM spaces ORDER BY name");
+  while (sp.step()) {
+    SpaceInfo info{sp.text(0), sp.text(1), sp.text(2), sp.text(3), sp.int64(4), sp.int64(5), sp.text(6)};
+    s->rep_->spaces[info.name] = info;
+  }
+  return s;
+}
+
+const std::string& Store::path() const { return rep_->path; }
+const std::string& Store::generation_path() const { return rep_->gen_path; }
+
+int64_t Store::num_objects() const {
+  auto s = rep_->db->prepare("SELECT count(*) FROM objects");
+  s.step();
+  return s.int64(0);
+}
+
+std::vector<std::string> Store::surveys() const {
+  std::vector<std::string> out;
+  auto s = rep_->db->prepare("SELECT DISTINCT survey FROM objects ORDER BY survey");
+  while (s.step()) out.push_back(s.text(0));
+  return out;
+}
+
+std::vector<CatalogRow> Store::find_by_id(const std::string& object_id) const {
+  auto s = rep_->db->prepare(std::string(kRowSelect) + "WHERE o.object_id = ?1 ORDER BY o.survey, o.row");
+  s.bind(1, object_id);
+  std::vector<CatalogRow> out;
+  while (s.step()) out.push_back(read_row(s));
+  return out;
+}
+
+std::vector<CatalogRow> Store::rows(const std::vector<int64_t>& rows) const {
+  auto s = rep_->db->prepare(std::string(kRowSelect) + "WHERE o.row = ?1");
+  std::vector<CatalogRow> out;
+  out.reserve(rows.size());
+  for (int64_t r : rows) {
+    s.bind(1, r);
+    if (!s.step()) throw NotFound("row " + std::to_string(r) + " is not in the catalog of '" + rep_->path + "'");
+    out.push_back(read_row(s));
+    s.reset();
+  }
+  return out;
+}
+
+std::vector<SpaceInfo> Store::spaces() const {
+  std::vector<SpaceInfo> out;
+  for (const auto& kv : rep_->spaces) out.push_back(kv.second);
+  return out;
+}
+
+SpaceInfo Store::space(const std::string& name) const {
+  auto it = rep_->spaces.find(name);
+  if (it != rep_->spaces.end()) return it->second;
+  std::string names;
+  for (const auto& kv : rep_->spaces) names += (names.empty() ? "" : ", ") + kv.first;
+  throw NotFound("no space '" + name + "' in store '" + rep_->path + "' (it has: " +
+                 (names.empty() ? "none" : names) + ")");
+}
+
+std::vector<std::string> Store::spaces_of_row(int64_t row) const {
+  auto s = rep_->db->prepare("SELECT space FROM space_rows WHERE row = ?1 ORDER BY space");
+  s.bind(1, row);
+  std::vector<std::string> out;
+  while (s.step()) out.push_back(s.text(0));
+  return out;
+}
+
+std::string Store::space_dir(const std::string& name) const {
+  return (fs::path(rep_->gen_path) / "spaces" / name).string();
+}
+
+std::vector<float> Store::vector_of(const std::string& name, int64_t row) const {
+  const SpaceInfo info = space(name);
+  auto s = rep_->db->prepare("SELECT vrow FROM space_rows WHERE space = ?1 AND row = ?2");
+  s.bind(1, name).bind(2, row);
+  if (!s.step()) throw NotFound("row " + std::to_string(row) + " has no vector in space '" + name + "'");
+  const int64_t vrow = s.int64(0);
+  const std::string path = (fs::path(space_dir(name)) / schema::kVectorsFile).string();
+  files::MappedFile map(path);
+  const size_t want = static_cast<size_t>(info.count * info.dim) * sizeof(float);
+  if (map.size() != want)
+    throw FormatError("'" + path + "' has " + std::to_string(map.size()) + " bytes, the catalog says " +
+                      std::to_string(want));
+  const float* v = static_cast<const float*>(map.data()) + vrow * info.dim;
+  return std::vector<float>(v, v + info.dim);
+}
+
+}  // namespace mmu

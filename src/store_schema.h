@@ -1,0 +1,34 @@
+// Catalog schema and store layout names shared by Store and StoreWriter.
+#pragma once
+
+namespace mmu::schema {
+
+inline constexpr const char* kCurrentFile = "CURRENT";
+inline constexpr const char* kLockFile = "LOCK";
+inline constexpr const char* kCatalogFile = "catalog.sqlite";
+inline constexpr const char* kVectorsFile = "vectors.f32";
+inline constexpr const char* kIndexFile = "index.faiss";
+inline constexpr const char* kFitFile = "fit.bin";
+
+inline constexpr const char* kCreateTables = R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE files(
+  id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, dataset TEXT NOT NULL, subset TEXT NOT NULL,
+  healpix INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
+  modality TEXT NOT NULL, n_objects INTEGER NOT NULL);
+CREATE TABLE objects(
+  row INTEGER PRIMARY KEY, object_id TEXT NOT NULL, survey TEXT NOT NULL, subset TEXT NOT NULL,
+  ra REAL NOT NULL, dec REAL NOT NULL, healpix INTEGER NOT NULL, hpx_fine INTEGER NOT NULL,
+  file_id INTEGER NOT NULL REFERENCES files(id), index_in_file INTEGER NOT NULL, modality TEXT NOT NULL);
+CREATE UNIQUE INDEX objects_by_survey_id ON objects(survey, object_id);
+CREATE INDEX objects_by_id ON objects(object_id);
+CREATE TABLE spaces(
+  name TEXT PRIMARY KEY, modality TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL,
+  dim INTEGER NOT NULL, count INTEGER NOT NULL, created TEXT NOT NULL);
+CREATE TABLE space_rows(
+  space TEXT NOT NULL REFERENCES spaces(name), vrow INTEGER NOT NULL, row INTEGER NOT NULL,
+  PRIMARY KEY(space, vrow)) WITHOUT ROWID;
+CREATE UNIQUE INDEX space_rows_by_row ON space_rows(row, space);
+)sql";
+
+}  // namespace mmu::schema

@@ -1,0 +1,194 @@
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <filesystem>
+
+#include "file_util.h"
+#include "flat_index.h"
+#include "mmu/error.h"
+#include "mmu/store.h"
+#include "mmu/version.h"
+#include "sqlite_util.h"
+#include "store_schema.h"
+
+namespace fs = std::filesystem;
+
+namespace mmu {
+
+namespace {
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Number N of a "gen-N" directory name, or -1.
+int64_t generation_number(const std::string& name) {
+  if (name.rfind("gen-", 0) != 0 || name.size() <= 4) return -1;
+  int64_t v = 0;
+  for (size_t i = 4; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    v = v * 10 + (name[i] - '0');
+  }
+  return v;
+}
+
+std::string generation_name(int64_t n) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "gen-%06lld", static_cast<long long>(n));
+  return buf;
+}
+
+}  // namespace
+
+struct StoreWriter::Rep {
+  std::string dir, gen_name, tmp_path;
+  int lock_fd = -1;
+  std::unique_ptr<sql::Db> db;
+  int64_t next_row = 0;
+  bool committed = false;
+};
+
+StoreWriter::StoreWriter(const std::string& dir) : rep_(std::make_unique<Rep>()) {
+  Rep& r = *rep_;
+  r.dir = dir;
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    throw InvalidArgument("store path '" + dir + "' exists and is not a directory");
+  if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec) && !fs::exists(fs::path(dir) / schema::kCurrentFile) &&
+      !fs::exists(fs::path(dir) / schema::kLockFile))
+    throw InvalidArgument("'" + dir + "' is a non-empty folder that is not an mmu-search store; refusing to write into it");
+  files::make_dirs(dir);
+  const std::string lock = (fs::path(dir) / schema::kLockFile).string();
+  r.lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT, 0644);
+  if (r.lock_fd < 0) throw IoError(lock, "create", errno);
+  if (::flock(r.lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(r.lock_fd);
+    r.lock_fd = -1;
+    throw InvalidArgument("store '" + dir + "' is being written by another process (" + lock + " is locked)");
+  }
+  // Leftovers of interrupted builds are never live: remove them.
+  int64_t max_gen = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0 && name.rfind("gen-", 0) == 0)
+      fs::remove_all(e.path(), ec);
+    max_gen = std::max(max_gen, generation_number(name));
+  }
+  r.gen_name = generation_name(max_gen + 1);
+  r.tmp_path = (fs::path(dir) / (r.gen_name + ".tmp")).string();
+  files::make_dirs(r.tmp_path);
+  r.db = std::make_unique<sql::Db>((fs::path(r.tmp_path) / schema::kCatalogFile).string(),
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  // The generation is invisible until commit, so no journal is needed: a
+  // crash discards the whole directory.
+  r.db->exec("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN;");
+  r.db->exec(schema::kCreateTables);
+  auto meta = r.db->prepare("INSERT INTO meta(key, value) VALUES (?1, ?2)");
+  meta.bind(1, std::string("created")).bind(2, utc_now()).run();
+  meta.bind(1, std::string("mmu_version")).bind(2, std::string(kVersion)).run();
+}
+
+StoreWriter::~StoreWriter() {
+  Rep& r = *rep_;
+  r.db.reset();
+  if (!r.committed && !r.tmp_path.empty()) {
+    std::error_code ec;
+    fs::remove_all(r.tmp_path, ec);
+  }
+  if (r.lock_fd >= 0) ::close(r.lock_fd);
+}
+
+int64_t StoreWriter::add_file(const SourceFile& f, Modality m, int64_t n_objects) {
+  auto s = rep_->db->prepare(
+      "INSERT INTO files(path, dataset, subset, healpix, size, mtime, modality, n_objects) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  s.bind(1, fs::absolute(f.path).lexically_normal().string())
+      .bind(2, f.dataset)
+      .bind(3, f.subset)
+      .bind(4, f.healpix)
+      .bind(5, f.size)
+      .bind(6, f.mtime)
+      .bind(7, std::string(modality_name(m)))
+      .bind(8, n_objects);
+  s.run();
+  return sqlite3_last_insert_rowid(rep_->db->raw());
+}
+
+int64_t StoreWriter::add_objects(const std::vector<NewObject>& objects) {
+  auto s = rep_->db->prepare(
+      "INSERT INTO objects(row, object_id, survey, subset, ra, dec, healpix, hpx_fine, file_id, index_in_file, "
+      "modality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+  const int64_t first = rep_->next_row;
+  for (const NewObject& o : objects) {
+    s.bind(1, rep_->next_row++)
+        .bind(2, o.object_id)
+        .bind(3, o.survey)
+        .bind(4, o.subset)
+        .bind(5, o.ra)
+        .bind(6, o.dec)
+        .bind(7, o.healpix)
+        .bind(8, o.hpx_fine)
+        .bind(9, o.file_id)
+        .bind(10, o.index_in_file)
+        .bind(11, std::string(modality_name(o.modality)));
+    s.run();
+  }
+  return first;
+}
+
+void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& rows, const float* vectors,
+                            const std::string& fit_blob) {
+  Rep& r = *rep_;
+  const std::string dir = (fs::path(r.tmp_path) / "spaces" / info.name).string();
+  files::make_dirs(dir);
+  const int64_t n = static_cast<int64_t>(rows.size());
+  files::write_atomic((fs::path(dir) / schema::kVectorsFile).string(), vectors,
+                      static_cast<size_t>(n * info.dim) * sizeof(float));
+  files::write_atomic((fs::path(dir) / schema::kFitFile).string(), fit_blob);
+  write_flat_index((fs::path(dir) / schema::kIndexFile).string(), info.dim, n, vectors, rows.data());
+  auto s = r.db->prepare(
+      "INSERT INTO spaces(name, modality, model, version, dim, count, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  s.bind(1, info.name)
+      .bind(2, info.modality)
+      .bind(3, info.model)
+      .bind(4, info.version)
+      .bind(5, info.dim)
+      .bind(6, n)
+      .bind(7, info.created.empty() ? utc_now() : info.created);
+  s.run();
+  auto m = r.db->prepare("INSERT INTO space_rows(space, vrow, row) VALUES (?1, ?2, ?3)");
+  for (int64_t i = 0; i < n; ++i) {
+    m.bind(1, info.name).bind(2, i).bind(3, rows[i]);
+    m.run();
+  }
+}
+
+void StoreWriter::commit() {
+  Rep& r = *rep_;
+  r.db->exec("COMMIT; PRAGMA user_version = " + std::to_string(kStoreFormatVersion) + ";");
+  const std::string catalog = r.db->path();
+  r.db.reset();
+  files::fsync_path(catalog);
+  files::fsync_path(r.tmp_path);
+  const fs::path final_path = fs::path(r.dir) / r.gen_name;
+  std::error_code ec;
+  fs::rename(r.tmp_path, final_path, ec);
+  if (ec) throw IoError(final_path.string(), "rename into place", ec.value());
+  files::fsync_path(r.dir);
+  // The switch: one atomic rename of CURRENT.
+  files::write_atomic((fs::path(r.dir) / schema::kCurrentFile).string(), r.gen_name + "\n");
+  r.committed = true;
+  for (const auto& e : fs::directory_iterator(r.dir)) {
+    const std::string name = e.path().filename().string();
+    if (generation_number(name) >= 0 && name != r.gen_name) fs::remove_all(e.path(), ec);
+  }
+}
+
+}  // namespace mmu
