@@ -1,0 +1,106 @@
+#include "mmu/store.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <cmath>
+
+#include "mmu/error.h"
+#include "mmu/query.h"
+#include "test_util.h"
+
+using mmu::test::TempDir;
+
+namespace {
+
+// Writes a small store: n objects in one survey, vectors on a circle so the
+// neighbour order is known (object i's nearest are i±1).
+void write_store(const std::string& dir, int64_t n, const std::string& survey = "desi") {
+  mmu::StoreWriter w(dir);
+  mmu::SourceFile f;
+  f.path = dir + "/../fake.hdf5";
+  f.dataset = survey;
+  f.subset = "sv3";
+  f.healpix = 1113;
+  const int64_t fid = w.add_file(f, mmu::Modality::kSpectrum, n);
+  std::vector<mmu::NewObject> objs;
+  for (int64_t i = 0; i < n; ++i)
+    objs.push_back({"id" + std::to_string(i), survey, "sv3", 30.0 + i * 0.01, 0.5, 1113, i, fid, i,
+                    mmu::Modality::kSpectrum});
+  const int64_t first = w.add_objects(objs);
+  std::vector<int64_t> rows;
+  std::vector<float> v;
+  for (int64_t i = 0; i < n; ++i) {
+    rows.push_back(first + i);
+    v.push_back(std::cos(i * 0.1f));
+    v.push_back(std::sin(i * 0.1f));
+  }
+  mmu::SpaceInfo info;
+  info.name = "spectrum";
+  info.modality = "spectrum";
+  info.model = "test";
+  info.version = "1";
+  info.dim = 2;
+  w.add_space(info, rows, v.data(), "fit");
+  w.commit();
+}
+
+}  // namespace
+
+TEST_CASE("a committed store reads back and answers --like", "[store]") {
+  TempDir dir("store_roundtrip");
+  const std::string path = dir / "s";
+  write_store(path, 20);
+  auto s = mmu::Store::open(path);
+  CHECK(s->num_objects() == 20);
+  REQUIRE(s->spaces().size() == 1);
+  CHECK(s->space("spectrum").count == 20);
+  auto rows = s->find_by_id("id7");
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].ra == Approx(30.07));
+  auto r = mmu::search_like(*s, {"id7", 2, "", ""});
+  REQUIRE(r.neighbors.size() == 2);
+  std::set<std::string> ids{r.neighbors[0].object.object_id, r.neighbors[1].object.object_id};
+  CHECK(ids == std::set<std::string>{"id6", "id8"});
+  CHECK(r.neighbors[0].score == Approx(std::cos(0.1)).epsilon(1e-5));
+  auto all = mmu::search_like(*s, {"id0", 500, "", ""});
+  CHECK(all.neighbors.size() == 19);
+  CHECK_THAT(all.note, Catch::Contains("20 objects"));
+}
+
+TEST_CASE("an interrupted build leaves the previous store intact", "[store]") {
+  TempDir dir("store_interrupted");
+  const std::string path = dir / "s";
+  write_store(path, 10);
+  {
+    mmu::StoreWriter w(path);  // never committed: as if killed
+    w.add_objects({{"x", "s", "", 1, 1, 1, 1, 1, 0, mmu::Modality::kNone}});
+  }
+  auto s = mmu::Store::open(path);
+  CHECK(s->num_objects() == 10);
+  for (const auto& e : std::filesystem::directory_iterator(path))
+    CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
+  write_store(path, 12);  // a later build replaces it whole
+  CHECK(mmu::Store::open(path)->num_objects() == 12);
+}
+
+TEST_CASE("stores refuse to be opened wrongly", "[store]") {
+  TempDir dir("store_errors");
+  CHECK_THROWS_WITH(mmu::Store::open(dir / "missing"), Catch::Contains("mmu-index build") && Catch::Contains("missing"));
+  const std::string path = dir / "s";
+  write_store(path, 5);
+  {
+    mmu::StoreWriter holder(path);
+    CHECK_THROWS_WITH(mmu::StoreWriter(path), Catch::Contains("another process"));
+  }
+  // A store from a newer format version is refused by name.
+  auto gen = std::filesystem::path(mmu::Store::open(path)->generation_path()) / "catalog.sqlite";
+  REQUIRE(std::system(("/usr/bin/python3 -c \"import sqlite3; c=sqlite3.connect('" + gen.string() +
+                       "'); c.execute('PRAGMA user_version=99'); c.commit()\"").c_str()) == 0);
+  CHECK_THROWS_WITH(mmu::Store::open(path), Catch::Contains("format version 99") && Catch::Contains("upgrade"));
+  std::filesystem::create_directories(dir / "notastore");
+  std::ofstream(dir / "notastore/precious.txt") << "keep";
+  CHECK_THROWS_WITH(mmu::StoreWriter(dir / "notastore"), Catch::Contains("not an mmu-search store"));
+  CHECK(std::filesystem::exists(dir / "notastore/precious.txt"));
+}
