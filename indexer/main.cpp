@@ -3,6 +3,7 @@
 
 #include "../cli/cli_common.h"
 #include "mmu/build.h"
+#include "mmu/inspect.h"
 #include "mmu/store.h"
 #include "mmu/version.h"
 
@@ -22,7 +23,23 @@ int main(int argc, char** argv) {
   b->add_option("--dim", build.dim, "baseline embedding dimension per space")->capture_default_str();
   b->add_flag("--quiet", quiet, "no progress lines");
 
+  std::vector<std::string> inspect_paths;
+  std::string inspect_format = "text";
+  auto* ins = app.add_subcommand("inspect", "describe MMU files: keys, dtypes, shapes, compression, what is read");
+  ins->add_option("paths", inspect_paths, "files or folders")->required();
+  ins->add_option("--format", inspect_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+
   return mmu::cli::run_main(app, argc, argv, [&] {
+    if (ins->parsed()) {
+      const auto files = mmu::inspect_paths(inspect_paths);
+      if (inspect_format == "json")
+        mmu::write_inspection_json(files, std::cout);
+      else
+        mmu::write_inspection_text(files, std::cout);
+      for (const auto& f : files)
+        if (!f.error.empty()) return 1;
+      return 0;
+    }
     if (b->parsed()) {
       build.progress = !quiet;
       const mmu::BuildReport report = mmu::build_store(build);

@@ -123,6 +123,20 @@ bool has_dataset(hid_t file, const std::string& name) {
   return oinfo.type == H5O_TYPE_DATASET;
 }
 
+namespace {
+herr_t visit_cb(hid_t, const char* name, const H5O_info_t* info, void* data) {
+  if (info->type == H5O_TYPE_DATASET) static_cast<std::vector<std::string>*>(data)->push_back(name);
+  return 0;
+}
+}  // namespace
+
+std::vector<std::string> list_datasets(hid_t file) {
+  std::vector<std::string> out;
+  if (H5Ovisit(file, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &out) < 0)
+    throw FormatError("cannot list the datasets of an HDF5 file: " + last_error());
+  return out;
+}
+
 Dataset::Dataset(hid_t file, const std::string& file_path, const std::string& name) : file_path_(file_path) {
   info_.name = name;
   hid_t d = H5Dopen2(file, name.c_str(), H5P_DEFAULT);

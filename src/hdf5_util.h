@@ -37,6 +37,9 @@ std::string last_error();
 
 Handle open_file(const std::string& path);
 bool has_dataset(hid_t file, const std::string& name);
+// Every dataset in the file, as paths without the leading '/' ("image_array",
+// "8485-1901/flux"), in HDF5's name order.
+std::vector<std::string> list_datasets(hid_t file);
 
 enum class TypeClass { kInteger, kUnsignedInteger, kFloat, kString, kBool, kOther };
 

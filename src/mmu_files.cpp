@@ -69,6 +69,11 @@ SourceFile describe(const fs::path& file) {
   return f;
 }
 
+// Column conventions, in the order of preference of ../shared/mmu-format.md §7.
+const std::vector<std::string> kIdKeys = {"object_id", "source_id"};
+const std::vector<std::string> kRaKeys = {"ra", "RA", "TARGET_RA", "PLUG_RA", "ifura"};
+const std::vector<std::string> kDecKeys = {"dec", "DEC", "TARGET_DEC", "PLUG_DEC", "ifudec"};
+
 }  // namespace
 
 std::vector<SourceFile> discover_files(const std::vector<std::string>& roots) {
@@ -112,6 +117,15 @@ struct RowFileReader::Rep {
     if (!h5::has_dataset(h5file.get(), name)) return std::nullopt;
     return h5::Dataset(h5file.get(), file.path, name);
   }
+  std::optional<h5::Dataset> open_first(const std::vector<std::string>& names, const std::string& label,
+                                        const std::string& why) const {
+    for (const auto& n : names)
+      if (h5::has_dataset(h5file.get(), n)) return h5::Dataset(h5file.get(), file.path, n);
+    std::string alts;
+    for (size_t i = 1; i < names.size(); ++i) alts += (alts.empty() ? " (nor '" : ", '") + names[i] + "'";
+    throw FormatError("'" + file.path + "' has no '" + label + "' dataset" + (alts.empty() ? "" : alts + ")") +
+                      "; " + why);
+  }
   h5::Dataset open_req(const std::string& name, const std::string& why) const {
     if (!h5::has_dataset(h5file.get(), name))
       throw FormatError("'" + file.path + "' has no '" + name + "' dataset (" + why + ")");
@@ -136,15 +150,25 @@ RowFileReader::RowFileReader(const SourceFile& file) : rep_(std::make_unique<Rep
   r.file = file;
   r.h5file = h5::open_file(file.path);
   const std::string required = "MMU row tables need object_id, ra and dec";
-  r.ids = r.open_req("object_id", required);
+  r.ids = r.open_first(kIdKeys, "object_id", required);
   r.rows = r.ids->rows();
   if (r.ids->info().dims.size() > 1) r.check_rank(*r.ids, 1, "(N,)");
   const auto id_type = r.ids->info().type;
   if (id_type != h5::TypeClass::kString && id_type != h5::TypeClass::kInteger &&
       id_type != h5::TypeClass::kUnsignedInteger)
     throw FormatError(r.ids->where() + " has type " + r.ids->info().type_text + ", expected strings or integers");
-  r.ra = r.open_req("ra", required);
-  r.dec = r.open_req("dec", required);
+  // Coordinates come in pairs: never mix ra from one convention with DEC from another.
+  for (size_t i = 0; i < kRaKeys.size() && !r.ra; ++i) {
+    if (h5::has_dataset(r.h5file.get(), kRaKeys[i]) && h5::has_dataset(r.h5file.get(), kDecKeys[i])) {
+      r.ra = r.open_req(kRaKeys[i], required);
+      r.dec = r.open_req(kDecKeys[i], required);
+    }
+  }
+  if (!r.ra) {
+    const bool has_ra = h5::has_dataset(r.h5file.get(), "ra");
+    throw FormatError("'" + file.path + "' has no '" + std::string(has_ra ? "dec" : "ra") +
+                      "' dataset (nor RA/DEC, TARGET_RA/TARGET_DEC, PLUG_RA/PLUG_DEC, ifura/ifudec); " + required);
+  }
   for (auto* d : {&*r.ra, &*r.dec}) {
     r.check_rows(*d);
     r.check_float(*d);
@@ -191,6 +215,20 @@ RowFileReader::RowFileReader(const SourceFile& file) : rep_(std::make_unique<Rep
 RowFileReader::~RowFileReader() = default;
 const SourceFile& RowFileReader::file() const { return rep_->file; }
 Modality RowFileReader::modality() const { return rep_->modality; }
+
+RowFileReader::Columns RowFileReader::columns() const {
+  const Rep& r = *rep_;
+  auto name = [](const std::optional<h5::Dataset>& d) { return d ? d->info().name : std::string(); };
+  Columns c{name(r.ids), name(r.ra), name(r.dec), name(r.healpix), "", ""};
+  if (r.modality == Modality::kImage) {
+    c.data = name(r.image);
+    c.mask = name(r.image_mask);
+  } else if (r.modality == Modality::kSpectrum) {
+    c.data = name(r.flux);
+    c.mask = name(r.spec_mask);
+  }
+  return c;
+}
 int64_t RowFileReader::rows() const { return rep_->rows; }
 
 FileCatalog RowFileReader::read_catalog() const {

@@ -60,8 +60,14 @@ class RowFileReader {
   RowFileReader(const RowFileReader&) = delete;
   RowFileReader& operator=(const RowFileReader&) = delete;
 
+  // The datasets the reader took for each role ("" when absent).
+  struct Columns {
+    std::string id, ra, dec, healpix, data, mask;
+  };
+
   const SourceFile& file() const;
   Modality modality() const;
+  Columns columns() const;
   int64_t rows() const;
 
   FileCatalog read_catalog() const;
