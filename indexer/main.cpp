@@ -6,6 +6,7 @@
 #include "mmu/inspect.h"
 #include "mmu/store.h"
 #include "mmu/version.h"
+#include "xmatch_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"mmu-index: build an embedding store from Multimodal Universe HDF5 files"};
@@ -29,7 +30,26 @@ int main(int argc, char** argv) {
   ins->add_option("paths", inspect_paths, "files or folders")->required();
   ins->add_option("--format", inspect_format, "text or json")->check(CLI::IsMember({"text", "json"}));
 
+  mmu::cli::XmatchOptions xmatch;
+  xmatch.store = mmu::default_store_path();
+  auto* xm = mmu::cli::setup_xmatch(app, xmatch);
+
+  // CLI11 reports a misspelt subcommand as "a subcommand is required": name it.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string known;
+    bool found = false;
+    for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+      found = found || sub->get_name() == argv[1];
+    }
+    if (!found) {
+      std::cerr << "error: unknown command '" << argv[1] << "' (known: " << known << ")\n";
+      return 2;
+    }
+  }
+
   return mmu::cli::run_main(app, argc, argv, [&] {
+    if (xm->parsed()) return mmu::cli::run_xmatch(xmatch);
     if (ins->parsed()) {
       const auto files = mmu::inspect_paths(inspect_paths);
       if (inspect_format == "json")

@@ -43,8 +43,17 @@ CatalogRow resolve_object(const Store& store, const LikeQuery& q) {
   return rows.front();
 }
 
-std::string resolve_space(const Store& store, const CatalogRow& obj, const std::string& wanted) {
-  const std::vector<std::string> spaces = store.spaces_of_row(obj.row);
+// The space to search and the row whose vector is the query: the object's own,
+// or, when it has none in the wanted space, that of a cross-matched object
+// (an image for a spectrum's id, say).
+std::pair<std::string, int64_t> resolve_space(const Store& store, const CatalogRow& obj, const std::string& wanted) {
+  std::vector<std::string> spaces = store.spaces_of_row(obj.row);
+  if (!wanted.empty() && std::find(spaces.begin(), spaces.end(), wanted) == spaces.end()) {
+    for (int64_t linked : store.linked_rows(obj.row)) {
+      const auto other = store.spaces_of_row(linked);
+      if (std::find(other.begin(), other.end(), wanted) != other.end()) return {wanted, linked};
+    }
+  }
   if (spaces.empty())
     throw NotFound("object '" + obj.object_id + "' (" + obj.survey +
                    ") has no embedding: its file holds no image or spectrum this version can embed");
@@ -54,12 +63,12 @@ std::string resolve_space(const Store& store, const CatalogRow& obj, const std::
       throw NotFound("object '" + obj.object_id + "' has no vector in space '" + wanted + "' (it has: " +
                      join(spaces) + ")");
     }
-    return wanted;
+    return {wanted, obj.row};
   }
   if (spaces.size() > 1)
     throw InvalidArgument("object '" + obj.object_id + "' has vectors in " + join(spaces) +
                           ": choose one with --space");
-  return spaces.front();
+  return {spaces.front(), obj.row};
 }
 
 }  // namespace
@@ -69,16 +78,17 @@ LikeResult search_like(const Store& store, const LikeQuery& q) {
   LikeResult res;
   res.requested_k = q.k;
   res.query = resolve_object(store, q);
-  res.space = resolve_space(store, res.query, q.space);
+  const auto [space, vector_row] = resolve_space(store, res.query, q.space);
+  res.space = space;
   const SpaceInfo info = store.space(res.space);
-  const std::vector<float> qv = store.vector_of(res.space, res.query.row);
+  const std::vector<float> qv = store.vector_of(res.space, vector_row);
   const std::string index = (std::filesystem::path(store.space_dir(res.space)) / schema::kIndexFile).string();
   // One extra so the query itself can be dropped.
   std::vector<Hit> hits = search_flat_index(index, info.dim, qv.data(), std::min(q.k + 1, info.count));
   std::vector<int64_t> ids;
   std::vector<float> scores;
   for (const Hit& h : hits) {
-    if (h.id == res.query.row) continue;
+    if (h.id == res.query.row || h.id == vector_row) continue;
     if (static_cast<int64_t>(ids.size()) == q.k) break;
     ids.push_back(h.id);
     scores.push_back(h.score);

@@ -127,6 +127,36 @@ std::vector<CatalogRow> Store::rows(const std::vector<int64_t>& rows) const {
   return out;
 }
 
+std::vector<CatalogRow> Store::positions(const std::string& survey) const {
+  auto s = rep_->db->prepare(std::string(kRowSelect) + "WHERE ?1 = '' OR o.survey = ?1 OR o.survey || '/' || o.subset = ?1 ORDER BY o.row");
+  s.bind(1, survey);
+  std::vector<CatalogRow> out;
+  while (s.step()) out.push_back(read_row(s));
+  return out;
+}
+
+std::vector<int64_t> Store::linked_rows(int64_t row) const {
+  auto s = rep_->db->prepare(
+      "SELECT row_b, sep_arcsec FROM links WHERE row_a = ?1 UNION SELECT row_a, sep_arcsec FROM links "
+      "WHERE row_b = ?1 ORDER BY 2, 1");
+  s.bind(1, row);
+  std::vector<int64_t> out;
+  while (s.step()) out.push_back(s.int64(0));
+  return out;
+}
+
+void link_objects(const std::string& dir, const std::vector<RowLink>& links) {
+  auto store = Store::open(dir);  // validates the store and its version
+  sql::Db db((std::filesystem::path(store->generation_path()) / schema::kCatalogFile).string(), SQLITE_OPEN_READWRITE);
+  db.exec("BEGIN IMMEDIATE");
+  auto ins = db.prepare("INSERT OR REPLACE INTO links(row_a, row_b, sep_arcsec) VALUES (?1, ?2, ?3)");
+  for (const RowLink& l : links) {
+    ins.bind(1, std::min(l.row_a, l.row_b)).bind(2, std::max(l.row_a, l.row_b)).bind(3, l.sep_arcsec);
+    ins.run();
+  }
+  db.exec("COMMIT");
+}
+
 std::vector<SpaceInfo> Store::spaces() const {
   std::vector<SpaceInfo> out;
   for (const auto& kv : rep_->spaces) out.push_back(kv.second);

@@ -29,6 +29,10 @@ CREATE TABLE space_rows(
   space TEXT NOT NULL REFERENCES spaces(name), vrow INTEGER NOT NULL, row INTEGER NOT NULL,
   PRIMARY KEY(space, vrow)) WITHOUT ROWID;
 CREATE UNIQUE INDEX space_rows_by_row ON space_rows(row, space);
+CREATE TABLE links(
+  row_a INTEGER NOT NULL, row_b INTEGER NOT NULL, sep_arcsec REAL NOT NULL,
+  PRIMARY KEY(row_a, row_b)) WITHOUT ROWID;
+CREATE INDEX links_by_b ON links(row_b);
 )sql";
 
 }  // namespace mmu::schema

@@ -65,6 +65,11 @@ class Store {
   // Rows in the order asked; throws NotFound for a row that does not exist.
   std::vector<CatalogRow> rows(const std::vector<int64_t>& rows) const;
 
+  // Every object's row, id, survey and position (of one survey when survey != "").
+  std::vector<CatalogRow> positions(const std::string& survey) const;
+  // Rows cross-matched with `row` (see link_objects), nearest first.
+  std::vector<int64_t> linked_rows(int64_t row) const;
+
   std::vector<SpaceInfo> spaces() const;
   SpaceInfo space(const std::string& name) const;  // throws NotFound listing the spaces
   std::vector<std::string> spaces_of_row(int64_t row) const;
@@ -77,6 +82,15 @@ class Store {
   struct Rep;
   std::unique_ptr<Rep> rep_;
 };
+
+// Records cross-match links (row_a, row_b, separation in arcsec) in the live
+// catalog of the store at dir, in one SQLite transaction, replacing earlier
+// links between the same rows. A rebuild of the store drops links.
+struct RowLink {
+  int64_t row_a, row_b;
+  double sep_arcsec;
+};
+void link_objects(const std::string& dir, const std::vector<RowLink>& links);
 
 // Catalog entry for one new object, before it has a row.
 struct NewObject {

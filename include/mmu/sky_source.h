@@ -1,0 +1,24 @@
+// Where a cross-match side comes from: a store (optionally one survey of it),
+// a folder or file of MMU data, or a survey name inside the default store.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mmu {
+
+struct SkySource {
+  std::string label;                  // what the user named
+  std::vector<std::string> ids, surveys;
+  std::vector<double> ra, dec;        // degrees
+  std::vector<int64_t> rows;          // store rows; empty unless from a store
+  std::string store;                  // the store it came from ("" for MMU files)
+};
+
+// spec: a store folder (has CURRENT), "STORE_FOLDER:SURVEY", an MMU folder or
+// file, or a survey name (dataset or dataset/subset) in `store`.
+// Throws NotFound naming spec when none of these exists.
+SkySource load_sky_source(const std::string& spec, const std::string& store);
+
+}  // namespace mmu

@@ -1,0 +1,67 @@
+#include "mmu/sky_source.h"
+
+#include <filesystem>
+
+#include "mmu/error.h"
+#include "mmu/mmu_files.h"
+#include "mmu/store.h"
+
+namespace fs = std::filesystem;
+
+namespace mmu {
+
+namespace {
+
+bool is_store(const std::string& path) {
+  std::error_code ec;
+  return fs::is_regular_file(fs::path(path) / "CURRENT", ec);
+}
+
+SkySource from_store(const std::string& label, const std::string& dir, const std::string& survey) {
+  auto store = Store::open(dir);
+  SkySource s;
+  s.label = label;
+  s.store = dir;
+  for (const CatalogRow& r : store->positions(survey)) {
+    s.ids.push_back(r.object_id);
+    s.surveys.push_back(r.survey);
+    s.ra.push_back(r.ra);
+    s.dec.push_back(r.dec);
+    s.rows.push_back(r.row);
+  }
+  if (s.ids.empty() && !survey.empty()) {
+    std::string names;
+    for (const auto& n : store->surveys()) names += (names.empty() ? "" : ", ") + n;
+    throw NotFound("survey '" + survey + "' is not in store '" + dir + "' (it has: " + names + ")");
+  }
+  return s;
+}
+
+}  // namespace
+
+SkySource load_sky_source(const std::string& spec, const std::string& store) {
+  if (is_store(spec)) return from_store(spec, spec, "");
+  const auto colon = spec.rfind(':');
+  if (colon != std::string::npos && is_store(spec.substr(0, colon)))
+    return from_store(spec, spec.substr(0, colon), spec.substr(colon + 1));
+  std::error_code ec;
+  if (fs::exists(spec, ec)) {
+    SkySource s;
+    s.label = spec;
+    for (const SourceFile& f : discover_files({spec})) {
+      RowFileReader reader(f);
+      const FileCatalog c = reader.read_catalog();
+      s.ids.insert(s.ids.end(), c.ids.begin(), c.ids.end());
+      s.surveys.insert(s.surveys.end(), c.ids.size(), f.dataset);
+      s.ra.insert(s.ra.end(), c.ra.begin(), c.ra.end());
+      s.dec.insert(s.dec.end(), c.dec.begin(), c.dec.end());
+    }
+    if (s.ids.empty()) throw NotFound("no *.hdf5 or *.h5 files under '" + spec + "'");
+    return s;
+  }
+  if (!is_store(store))
+    throw NotFound("'" + spec + "' is neither a file, a folder, nor a survey of a store (no store at '" + store + "')");
+  return from_store(spec, store, spec);
+}
+
+}  // namespace mmu

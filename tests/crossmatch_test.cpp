@@ -1,0 +1,133 @@
+#include "mmu/crossmatch.h"
+
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "mmu/error.h"
+#include "mmu/sky.h"
+
+namespace {
+
+struct Points {
+  std::vector<double> ra, dec;
+};
+
+// Hard places: a strip along nside-16 cell borders, the ra = 0/360 seam, both
+// poles, plus a uniform background. Right points are partly perturbed copies of
+// left ones so there are many true pairs at every separation up to ~2 radii.
+void make_catalogs(int64_t n, double radius, Points* left, Points* right) {
+  std::mt19937_64 rng(2024);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  auto add = [&](Points* p, double ra, double dec) {
+    ra = std::fmod(ra + 360.0, 360.0);
+    dec = std::clamp(dec, -90.0, 90.0);
+    p->ra.push_back(ra);
+    p->dec.push_back(dec);
+  };
+  auto sample = [&](Points* p) {
+    const double r = u(rng);
+    if (r < 0.3) {  // cell border: nside-16 cells meet along dec ~ 41.81 deg (z = 2/3)
+      add(p, 40.0 + 2.0 * u(rng), 41.8103149 + (u(rng) - 0.5) * 0.01);
+    } else if (r < 0.5) {  // the seam
+      add(p, (u(rng) - 0.5) * 0.02, 10.0 + u(rng) * 0.5);
+    } else if (r < 0.65) {  // north pole cap
+      add(p, 360.0 * u(rng), 90.0 - 0.005 * u(rng));
+    } else if (r < 0.8) {  // south pole cap
+      add(p, 360.0 * u(rng), -90.0 + 0.005 * u(rng));
+    } else {
+      add(p, 360.0 * u(rng), std::asin(2.0 * u(rng) - 1.0) * 180.0 / M_PI);
+    }
+  };
+  for (int64_t i = 0; i < n; ++i) sample(left);
+  for (int64_t i = 0; i < n; ++i) {
+    if (i % 2 == 0) {  // a copy of a left point moved by up to 2 radii in a random direction
+      const double d = 2.0 * radius * u(rng), pa = 2.0 * M_PI * u(rng);
+      const double dec = left->dec[i] + d * std::cos(pa);
+      const double cosd = std::max(1e-6, std::cos(left->dec[i] * M_PI / 180.0));
+      add(right, left->ra[i] + d * std::sin(pa) / cosd, dec);
+    } else {
+      sample(right);
+    }
+  }
+}
+
+// Every pair, checked by chord length on unit vectors (no zones, no sorting),
+// confirmed with the haversine separation that defines the radius.
+std::vector<mmu::MatchPair> brute_force(const Points& l, const Points& r, double radius, bool all) {
+  auto xyz = [](const Points& p) {
+    std::vector<double> v(3 * p.ra.size());
+    for (size_t i = 0; i < p.ra.size(); ++i) {
+      const double a = p.ra[i] * M_PI / 180.0, d = p.dec[i] * M_PI / 180.0;
+      v[3 * i] = std::cos(d) * std::cos(a);
+      v[3 * i + 1] = std::cos(d) * std::sin(a);
+      v[3 * i + 2] = std::sin(d);
+    }
+    return v;
+  };
+  const auto lv = xyz(l), rv = xyz(r);
+  const double chord = 2.0 * std::sin(radius * M_PI / 360.0);
+  const double limit = chord * chord * (1.0 + 1e-6) + 1e-18;
+  const int64_t nl = static_cast<int64_t>(l.ra.size()), nr = static_cast<int64_t>(r.ra.size());
+  std::vector<std::vector<mmu::MatchPair>> per(nl);
+#pragma omp parallel for schedule(dynamic, 256)
+  for (int64_t i = 0; i < nl; ++i) {
+    const double x = lv[3 * i], y = lv[3 * i + 1], z = lv[3 * i + 2];
+    for (int64_t j = 0; j < nr; ++j) {
+      const double dx = x - rv[3 * j], dy = y - rv[3 * j + 1], dz = z - rv[3 * j + 2];
+      if (dx * dx + dy * dy + dz * dz <= limit) {
+        const double sep = mmu::angular_separation_deg(l.ra[i], l.dec[i], r.ra[j], r.dec[j]);
+        if (sep <= radius) per[i].push_back({i, j, sep * 3600.0});
+      }
+    }
+    std::sort(per[i].begin(), per[i].end(), [](const mmu::MatchPair& a, const mmu::MatchPair& b) {
+      return a.sep_arcsec != b.sep_arcsec ? a.sep_arcsec < b.sep_arcsec : a.right < b.right;
+    });
+    if (!all && per[i].size() > 1) per[i].resize(1);
+  }
+  std::vector<mmu::MatchPair> out;
+  for (auto& v : per) out.insert(out.end(), v.begin(), v.end());
+  return out;
+}
+
+void require_equal(const std::vector<mmu::MatchPair>& got, const std::vector<mmu::MatchPair>& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    REQUIRE(got[i].left == want[i].left);
+    REQUIRE(got[i].right == want[i].right);
+    REQUIRE(got[i].sep_arcsec == want[i].sep_arcsec);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cross-match equals brute force on 1e5 x 1e5 positions, borders and poles included", "[sky][xmatch]") {
+  const double radius = 1.0 / 3600.0;
+  Points left, right;
+  make_catalogs(100000, radius, &left, &right);
+  const auto nearest = mmu::cross_match(left.ra, left.dec, right.ra, right.dec, radius, false);
+  const auto all = mmu::cross_match(left.ra, left.dec, right.ra, right.dec, radius, true);
+  INFO("nearest pairs " << nearest.size() << ", all pairs " << all.size());
+  REQUIRE(nearest.size() > 20000);   // the test must exercise many matches
+  REQUIRE(all.size() > nearest.size());  // and crowded places with several candidates
+  require_equal(nearest, brute_force(left, right, radius, false));
+  require_equal(all, brute_force(left, right, radius, true));
+  // Pairs across cell borders are kept (MMU's own cross-match drops them).
+  int64_t across = 0;
+  for (const auto& p : all)
+    across += mmu::healpix_cell(left.ra[p.left], left.dec[p.left]) !=
+              mmu::healpix_cell(right.ra[p.right], right.dec[p.right]);
+  CHECK(across > 100);
+}
+
+TEST_CASE("angles parse with units and bad ones are named", "[xmatch]") {
+  CHECK(mmu::parse_angle_deg("1arcsec", "--radius") == Approx(1.0 / 3600));
+  CHECK(mmu::parse_angle_deg("2 arcmin", "--radius") == Approx(2.0 / 60));
+  CHECK(mmu::parse_angle_deg("0.5", "--radius") == Approx(0.5 / 3600));
+  CHECK(mmu::parse_angle_deg("0.01deg", "--radius") == Approx(0.01));
+  CHECK_THROWS_WITH(mmu::parse_angle_deg("1parsec", "--radius"), Catch::Contains("--radius") && Catch::Contains("parsec"));
+  CHECK_THROWS_WITH(mmu::parse_angle_deg("-1arcsec", "--radius"), Catch::Contains("positive"));
+  std::vector<double> a{1.0}, b{1.0};
+  CHECK_THROWS_AS(mmu::cross_match(a, b, a, b, 0.0, false), mmu::Error);
+}
