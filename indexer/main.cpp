@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   b->add_option("--batch-size", build.batch_size, "objects read and preprocessed at a time")->capture_default_str();
   b->add_option("--dim", build.dim, "baseline embedding dimension per space")->capture_default_str();
   b->add_flag("--quiet", quiet, "no progress lines");
+  b->add_flag("--skip-bad", build.skip_bad, "leave out files that cannot be read (each is reported) instead of stopping");
 
   std::vector<std::string> inspect_paths;
   std::string inspect_format = "text";
@@ -64,6 +65,8 @@ int main(int argc, char** argv) {
       build.progress = !quiet;
       const mmu::BuildReport report = mmu::build_store(build);
       if (!quiet) mmu::print_build_report(report, build.store, std::cout);
+      else
+        for (const auto& why : report.skipped) std::cerr << "skipped (--skip-bad): " << why << "\n";
     }
     return 0;
   });

@@ -16,17 +16,18 @@ namespace mmu {
 
 namespace {
 
-// One file's objects in store order (sorted by fine HEALPix key).
+// One file's objects in store order (sorted by fine HEALPix key), with their
+// features in the same order.
 struct Partition {
   SourceFile file;
   Modality modality = Modality::kNone;
   FileCatalog catalog;
-  std::vector<int64_t> order;      // store position -> file row
-  std::vector<int64_t> fine;       // by file row
-  int64_t first_row = -1;          // catalog row of order[0]
+  std::vector<int64_t> order;   // store position -> file row
+  std::vector<int64_t> fine;    // by file row
+  int64_t feature_dim = 0;
+  std::vector<float> features;  // order.size() x feature_dim
 };
 
-// Feature rows of one modality, gathered over all its partitions.
 struct FeatureSet {
   int64_t dim = 0;
   std::vector<float> features;  // rows x dim
@@ -34,7 +35,57 @@ struct FeatureSet {
   std::string first_file;       // for dimension-mismatch messages
 };
 
-Partition load_partition(const RowFileReader& reader) {
+const char* data_dataset(Modality m) {
+  switch (m) {
+    case Modality::kImage: return "image_array";
+    case Modality::kSpectrum: return "spectrum_flux";
+    case Modality::kLightCurve: return "lightcurve / mag";
+    case Modality::kXp: return "coeff";
+    default: return "";
+  }
+}
+
+// Features of rows [start, start+count) into out; returns -1 or the first bad row's offset.
+int64_t batch_features(const RowFileReader& reader, const BuildOptions& opt, int64_t start, int64_t count,
+                       std::vector<float>* out, int64_t* dim) {
+  switch (reader.modality()) {
+    case Modality::kImage: {
+      ImageBatch b;
+      reader.read_images(start, count, &b);
+      *dim = image_feature_dim(opt.image);
+      out->resize(static_cast<size_t>(count * *dim));
+      return image_features(b, opt.image, out->data());
+    }
+    case Modality::kSpectrum: {
+      SpectrumBatch b;
+      reader.read_spectra(start, count, &b);
+      *dim = spectrum_feature_dim(opt.spectrum);
+      out->resize(static_cast<size_t>(count * *dim));
+      return spectrum_features(b, opt.spectrum, out->data());
+    }
+    case Modality::kLightCurve: {
+      LightCurveBatch b;
+      reader.read_light_curves(start, count, &b);
+      *dim = light_curve_feature_dim(opt.light_curve);
+      out->resize(static_cast<size_t>(count * *dim));
+      return light_curve_features(b, opt.light_curve, out->data());
+    }
+    case Modality::kXp: {
+      CoeffBatch b;
+      reader.read_coefficients(start, count, &b);
+      *dim = b.dim;
+      out->resize(static_cast<size_t>(count * *dim));
+      return xp_features(b, out->data());
+    }
+    default:
+      *dim = 0;
+      return -1;
+  }
+}
+
+// Reads one file whole: catalog, store order, features. Throws mmu::Error
+// naming the file, dataset and object at fault.
+Partition load_partition(const RowFileReader& reader, const BuildOptions& opt, Progress* progress) {
   Partition p;
   p.file = reader.file();
   p.modality = reader.modality();
@@ -45,6 +96,25 @@ Partition load_partition(const RowFileReader& reader) {
   p.order.resize(n);
   std::iota(p.order.begin(), p.order.end(), 0);
   std::stable_sort(p.order.begin(), p.order.end(), [&](int64_t a, int64_t b) { return p.fine[a] < p.fine[b]; });
+  if (p.modality == Modality::kNone) return p;
+
+  std::vector<float> by_file_row, batch;
+  for (int64_t start = 0; start < n; start += opt.batch_size) {
+    const int64_t count = std::min(opt.batch_size, n - start);
+    int64_t dim = 0;
+    const int64_t bad = batch_features(reader, opt, start, count, &batch, &dim);
+    if (bad >= 0)
+      throw FormatError("object '" + p.catalog.ids[start + bad] + "' (row " + std::to_string(start + bad) +
+                        ") in '" + p.file.path + "': dataset '" + data_dataset(p.modality) +
+                        "' has NaN/Inf values where its mask says usable, or no usable value at all");
+    p.feature_dim = dim;
+    by_file_row.insert(by_file_row.end(), batch.begin(), batch.end());
+    progress->add(count);
+  }
+  p.features.resize(by_file_row.size());
+  for (int64_t pos = 0; pos < n; ++pos)
+    std::copy_n(by_file_row.data() + p.order[pos] * p.feature_dim, p.feature_dim,
+                p.features.data() + pos * p.feature_dim);
   return p;
 }
 
@@ -63,51 +133,6 @@ void check_duplicates(const std::vector<Partition>& parts) {
   }
 }
 
-void embed_partition(const RowFileReader& reader, const Partition& p, const BuildOptions& opt, FeatureSet* set,
-                     Progress* progress) {
-  const int64_t n = reader.rows();
-  int64_t dim = 0;
-  std::vector<float> by_file_row;  // n x dim, in file order
-  ImageBatch images;
-  SpectrumBatch spectra;
-  for (int64_t start = 0; start < n; start += opt.batch_size) {
-    const int64_t count = std::min(opt.batch_size, n - start);
-    int64_t bad = -1;
-    std::string dataset;
-    if (p.modality == Modality::kImage) {
-      reader.read_images(start, count, &images);
-      dim = image_feature_dim(images.bands, opt.image);
-      by_file_row.resize(static_cast<size_t>(n * dim));
-      bad = image_features(images, opt.image, by_file_row.data() + start * dim);
-      dataset = "image_array";
-    } else {
-      reader.read_spectra(start, count, &spectra);
-      dim = spectrum_feature_dim(opt.spectrum);
-      by_file_row.resize(static_cast<size_t>(n * dim));
-      bad = spectrum_features(spectra, opt.spectrum, by_file_row.data() + start * dim);
-      dataset = "spectrum_flux";
-    }
-    if (bad >= 0)
-      throw FormatError("object '" + p.catalog.ids[start + bad] + "' (row " + std::to_string(start + bad) +
-                        ") in '" + p.file.path + "': dataset '" + dataset +
-                        "' has NaN/Inf values in pixels its mask marks usable, or no usable pixel at all");
-    progress->add(count);
-  }
-  if (set->dim == 0) {
-    set->dim = dim;
-    set->first_file = p.file.path;
-  } else if (set->dim != dim) {
-    throw FormatError("'" + p.file.path + "' gives " + std::to_string(dim) + " features per object but '" +
-                      set->first_file + "' gives " + std::to_string(set->dim) +
-                      " (different band count?): one baseline space needs one input shape");
-  }
-  for (int64_t pos = 0; pos < n; ++pos) {
-    const float* src = by_file_row.data() + p.order[pos] * dim;
-    set->features.insert(set->features.end(), src, src + dim);
-    set->rows.push_back(p.first_row + pos);
-  }
-}
-
 }  // namespace
 
 BuildReport build_store(const BuildOptions& opt) {
@@ -120,43 +145,68 @@ BuildReport build_store(const BuildOptions& opt) {
     for (const auto& r : opt.roots) roots += (roots.empty() ? "'" : ", '") + r + "'";
     throw NotFound("no *.hdf5 or *.h5 files under " + roots);
   }
+  BuildReport report;
 
-  // Pass 1: open and validate every file, read ids and positions.
-  std::vector<Partition> parts;
-  int64_t to_embed = 0;
+  // Validate every file first (cheap: metadata only) so a bad file fails the
+  // build before any slow work, and to size the progress line.
+  std::vector<SourceFile> good;
+  int64_t total = 0;
   for (const SourceFile& f : found) {
-    RowFileReader reader(f);
-    parts.push_back(load_partition(reader));
-    if (parts.back().modality != Modality::kNone) to_embed += reader.rows();
+    try {
+      RowFileReader reader(f);
+      total += reader.modality() == Modality::kNone ? 0 : reader.rows();
+      good.push_back(f);
+    } catch (const Error& e) {
+      if (!opt.skip_bad) throw;
+      report.skipped.push_back(e.what());
+    }
   }
+
+  // Read catalogs and features, file by file (one open file at a time).
+  std::vector<Partition> parts;
+  {
+    Progress progress("encoding", total, opt.progress);
+    for (const SourceFile& f : good) {
+      try {
+        RowFileReader reader(f);
+        parts.push_back(load_partition(reader, opt, &progress));
+      } catch (const Error& e) {
+        if (!opt.skip_bad) throw;
+        report.skipped.push_back(e.what());
+      }
+    }
+    progress.finish();
+  }
+  if (parts.empty()) throw FormatError("every input file was bad; nothing to build");
   check_duplicates(parts);
 
   StoreWriter writer(opt.store);
-  BuildReport report;
   report.files = static_cast<int64_t>(parts.size());
+  std::map<Modality, FeatureSet> sets;
   for (Partition& p : parts) {
     const int64_t file_id = writer.add_file(p.file, p.modality, static_cast<int64_t>(p.order.size()));
     std::vector<NewObject> objs;
     objs.reserve(p.order.size());
-    for (int64_t i : p.order) {
+    for (int64_t i : p.order)
       objs.push_back(NewObject{p.catalog.ids[i], p.file.dataset, p.file.subset, p.catalog.ra[i], p.catalog.dec[i],
                                p.catalog.healpix[i], p.fine[i], file_id, i, p.modality});
-    }
-    p.first_row = writer.add_objects(objs);
+    const int64_t first_row = writer.add_objects(objs);
     report.objects += static_cast<int64_t>(objs.size());
-    if (p.modality == Modality::kNone) report.without_modality += static_cast<int64_t>(objs.size());
-  }
-
-  // Pass 2: features per modality, in store row order.
-  std::map<Modality, FeatureSet> sets;
-  {
-    Progress progress("encoding", to_embed, opt.progress);
-    for (const Partition& p : parts) {
-      if (p.modality == Modality::kNone) continue;
-      RowFileReader reader(p.file);  // reopened: a tree may hold more files than fit open at once
-      embed_partition(reader, p, opt, &sets[p.modality], &progress);
+    if (p.modality == Modality::kNone) {
+      report.without_modality += static_cast<int64_t>(objs.size());
+      continue;
     }
-    progress.finish();
+    FeatureSet& set = sets[p.modality];
+    if (set.dim == 0) {
+      set.dim = p.feature_dim;
+      set.first_file = p.file.path;
+    } else if (set.dim != p.feature_dim) {
+      throw FormatError("'" + p.file.path + "' gives " + std::to_string(p.feature_dim) + " features per object but '" +
+                        set.first_file + "' gives " + std::to_string(set.dim) + ": one space needs one input shape");
+    }
+    set.features.insert(set.features.end(), p.features.begin(), p.features.end());
+    for (size_t k = 0; k < objs.size(); ++k) set.rows.push_back(first_row + static_cast<int64_t>(k));
+    p.features = {};  // free as we go
   }
 
   // Fit the baseline per modality and write each space.
@@ -189,9 +239,10 @@ void print_build_report(const BuildReport& r, const std::string& store, std::ost
       << static_cast<int64_t>(r.seconds * 1000) / 1000.0 << " s\n";
   for (const auto& [name, count] : r.space_counts)
     out << "  space " << name << ": " << count << " vectors, dim " << r.space_dims.at(name) << " (baseline-pca)\n";
+  for (const auto& why : r.skipped) out << "  skipped (--skip-bad): " << why << "\n";
   if (r.without_modality > 0)
     out << "  " << r.without_modality
-        << " objects have no image or spectrum this version can embed: catalogued, not searchable by similarity\n";
+        << " objects have no modality this version can embed (image, spectrum, light curve, XP): catalogued, not searchable by similarity\n";
 }
 
 }  // namespace mmu

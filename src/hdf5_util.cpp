@@ -137,6 +137,23 @@ std::vector<std::string> list_datasets(hid_t file) {
   return out;
 }
 
+namespace {
+herr_t group_cb(hid_t loc, const char* name, const H5L_info_t*, void* data) {
+  H5O_info_t info;
+  if (H5Oget_info_by_name(loc, name, &info, H5P_DEFAULT) >= 0 && info.type == H5O_TYPE_GROUP)
+    static_cast<std::vector<std::string>*>(data)->push_back(name);
+  return 0;
+}
+}  // namespace
+
+std::vector<std::string> list_root_groups(hid_t file) {
+  std::vector<std::string> out;
+  hsize_t idx = 0;
+  if (H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, &idx, group_cb, &out) < 0)
+    throw FormatError("cannot list the groups of an HDF5 file: " + last_error());
+  return out;
+}
+
 Dataset::Dataset(hid_t file, const std::string& file_path, const std::string& name) : file_path_(file_path) {
   info_.name = name;
   hid_t d = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
@@ -156,17 +173,58 @@ Dataset::Dataset(hid_t file, const std::string& file_path, const std::string& na
 
 std::string Dataset::where() const { return "dataset '" + info_.name + "' in '" + file_path_ + "'"; }
 
+std::vector<int64_t> Dataset::row_shape() const {
+  if (one_row_ || info_.dims.empty()) return info_.dims;
+  return std::vector<int64_t>(info_.dims.begin() + 1, info_.dims.end());
+}
+
 int64_t Dataset::row_size() const {
   int64_t n = 1;
-  for (size_t i = 1; i < info_.dims.size(); ++i) n *= info_.dims[i];
+  for (int64_t v : row_shape()) n *= v;
   return n;
+}
+
+int64_t Dataset::field_width(const std::string& field) const {
+  Handle ftype(H5Dget_type(dset_.get()), H5Tclose);
+  if (H5Tget_class(ftype.get()) != H5T_COMPOUND) return -1;
+  const int idx = H5Tget_member_index(ftype.get(), field.c_str());
+  if (idx < 0) return -1;
+  Handle member(H5Tget_member_type(ftype.get(), idx), H5Tclose);
+  if (H5Tget_class(member.get()) != H5T_ARRAY) return 1;
+  const int nd = H5Tget_array_ndims(member.get());
+  std::vector<hsize_t> dims(nd > 0 ? nd : 1);
+  H5Tget_array_dims2(member.get(), dims.data());
+  int64_t n = 1;
+  for (int i = 0; i < nd; ++i) n *= static_cast<int64_t>(dims[i]);
+  return n;
+}
+
+void Dataset::read_field(const std::string& field, int64_t width, int64_t start, int64_t count, float* out) const {
+  Handle ftype(H5Dget_type(dset_.get()), H5Tclose);
+  if (H5Tget_class(ftype.get()) != H5T_COMPOUND) throw FormatError(where() + " is not a compound (table) dataset");
+  const int idx = H5Tget_member_index(ftype.get(), field.c_str());
+  if (idx < 0) throw FormatError(where() + " has no field '" + field + "'");
+  Handle mtype(H5Tcreate(H5T_COMPOUND, sizeof(float) * width), H5Tclose);
+  if (width == 1) {
+    H5Tinsert(mtype.get(), field.c_str(), 0, H5T_NATIVE_FLOAT);
+  } else {
+    Handle member(H5Tget_member_type(ftype.get(), idx), H5Tclose);
+    const int64_t n = field_width(field);
+    if (n != width)
+      throw FormatError(where() + ": field '" + field + "' has " + std::to_string(n) + " values per row, expected " +
+                        std::to_string(width));
+    const hsize_t dims[1] = {static_cast<hsize_t>(width)};
+    Handle arr(H5Tarray_create2(H5T_NATIVE_FLOAT, 1, dims), H5Tclose);
+    H5Tinsert(mtype.get(), field.c_str(), 0, arr.get());
+  }
+  read_raw(start, count, mtype.get(), out);
 }
 
 void Dataset::read_raw(int64_t start, int64_t count, hid_t mem_type, void* out) const {
   if (count <= 0) return;
   Handle fspace(H5Dget_space(dset_.get()), H5Sclose);
-  if (info_.dims.empty()) {
-    if (start != 0 || count != 1) throw InternalError("scalar " + where() + " read as rows");
+  if (info_.dims.empty() || one_row_) {
+    if (start != 0 || count != 1) throw InternalError("single-object " + where() + " read as rows");
     if (H5Dread(dset_.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
       throw FormatError("cannot read " + where() + ": " + last_error());
     return;

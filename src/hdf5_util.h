@@ -40,6 +40,8 @@ bool has_dataset(hid_t file, const std::string& name);
 // Every dataset in the file, as paths without the leading '/' ("image_array",
 // "8485-1901/flux"), in HDF5's name order.
 std::vector<std::string> list_datasets(hid_t file);
+// Names of the groups directly under the root, in name order.
+std::vector<std::string> list_root_groups(hid_t file);
 
 enum class TypeClass { kInteger, kUnsignedInteger, kFloat, kString, kBool, kOther };
 
@@ -58,7 +60,12 @@ class Dataset {
  public:
   Dataset(hid_t file, const std::string& file_path, const std::string& name);
   const DatasetInfo& info() const { return info_; }
-  int64_t rows() const { return info_.dims.empty() ? 1 : info_.dims[0]; }
+  // In per-object files (SN light curves) every dataset describes the one
+  // object: treat the whole dataset as a single row.
+  void treat_as_one_row() { one_row_ = true; }
+  int64_t rows() const { return (one_row_ || info_.dims.empty()) ? 1 : info_.dims[0]; }
+  // Shape of one row (dims[1:], or all dims in one-row mode).
+  std::vector<int64_t> row_shape() const;
   // Elements per row (product of dims[1:]).
   int64_t row_size() const;
   // Reads rows [start, start+count) converted to the native type of T.
@@ -71,10 +78,18 @@ class Dataset {
   // printed in decimal: the canonical text form of ids.
   std::vector<std::string> read_text(int64_t start, int64_t count) const;
   std::string where() const;  // "dataset 'x' in 'file'"
+  // Compound datasets (MaNGA spaxels): reads field `field` of rows
+  // [start, start+count) as float; the field may be an array of `width` values.
+  // Throws FormatError naming the field when it is absent or not `width` wide.
+  // Values per row of a compound field: 1 for a scalar field, n for an array
+  // field, -1 when the dataset is not compound or has no such field.
+  int64_t field_width(const std::string& field) const;
+  void read_field(const std::string& field, int64_t width, int64_t start, int64_t count, float* out) const;
 
  private:
   void read_raw(int64_t start, int64_t count, hid_t mem_type, void* out) const;
   std::string file_path_;
+  bool one_row_ = false;
   Handle dset_;
   DatasetInfo info_;
 };

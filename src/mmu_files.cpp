@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -19,6 +20,8 @@ const char* modality_name(Modality m) {
   switch (m) {
     case Modality::kImage: return "image";
     case Modality::kSpectrum: return "spectrum";
+    case Modality::kLightCurve: return "lightcurve";
+    case Modality::kXp: return "xp";
     default: return "none";
   }
 }
@@ -108,146 +111,239 @@ struct RowFileReader::Rep {
   SourceFile file;
   h5::Handle h5file;
   Modality modality = Modality::kNone;
+  const char* layout = "row table";
   int64_t rows = 0;
+  std::vector<std::string> groups;  // groups-per-object layout: one object each
   std::optional<h5::Dataset> ids, ra, dec, healpix;
   std::optional<h5::Dataset> image, image_mask;
+  std::vector<std::string> band_names;
+  double pixel_scale = 0;
   std::optional<h5::Dataset> flux, ivar, lambda, spec_mask;
+  std::optional<h5::Dataset> lightcurve;           // plasticc (N,bands,3,L)
+  std::optional<h5::Dataset> lc_time, lc_mag, lc_err;  // SN files (bands,L) or (N,bands,L)
+  std::optional<h5::Dataset> coeff;                // gaia (N,110)
 
   std::optional<h5::Dataset> open_opt(const std::string& name) const {
     if (!h5::has_dataset(h5file.get(), name)) return std::nullopt;
-    return h5::Dataset(h5file.get(), file.path, name);
+    h5::Dataset d(h5file.get(), file.path, name);
+    if (std::string(layout) == "per-object scalars") d.treat_as_one_row();
+    return d;
   }
   std::optional<h5::Dataset> open_first(const std::vector<std::string>& names, const std::string& label,
                                         const std::string& why) const {
     for (const auto& n : names)
-      if (h5::has_dataset(h5file.get(), n)) return h5::Dataset(h5file.get(), file.path, n);
+      if (auto d = open_opt(n)) return d;
     std::string alts;
     for (size_t i = 1; i < names.size(); ++i) alts += (alts.empty() ? " (nor '" : ", '") + names[i] + "'";
     throw FormatError("'" + file.path + "' has no '" + label + "' dataset" + (alts.empty() ? "" : alts + ")") +
                       "; " + why);
   }
   h5::Dataset open_req(const std::string& name, const std::string& why) const {
-    if (!h5::has_dataset(h5file.get(), name))
-      throw FormatError("'" + file.path + "' has no '" + name + "' dataset (" + why + ")");
-    return h5::Dataset(h5file.get(), file.path, name);
+    if (auto d = open_opt(name)) return std::move(*d);
+    throw FormatError("'" + file.path + "' has no '" + name + "' dataset (" + why + ")");
   }
   void check_rows(const h5::Dataset& d) const {
     if (d.rows() != rows)
-      throw FormatError(d.where() + " has " + std::to_string(d.rows()) + " rows, but 'object_id' has " +
-                        std::to_string(rows));
+      throw FormatError(d.where() + " has " + std::to_string(d.rows()) + " rows, but '" + ids->info().name +
+                        "' has " + std::to_string(rows));
   }
-  void check_rank(const h5::Dataset& d, size_t rank, const std::string& shape) const {
-    if (d.info().dims.size() != rank) throw FormatError(d.where() + " must have shape " + shape);
+  void check_shape(const h5::Dataset& d, size_t rank, const std::string& shape) const {
+    if (d.row_shape().size() != rank) throw FormatError(d.where() + " must have shape " + shape);
+    check_rows(d);
   }
   void check_float(const h5::Dataset& d) const {
     if (d.info().type != h5::TypeClass::kFloat && d.info().type != h5::TypeClass::kInteger)
       throw FormatError(d.where() + " has type " + d.info().type_text + ", expected floating point");
   }
+
+  void open_row_table();
+  void open_groups();
+  void detect_modality();
+  void read_image_meta();
+  std::string group_path(int64_t i, const std::string& name) const { return groups[i] + "/" + name; }
 };
+
+void RowFileReader::Rep::open_row_table() {
+  const std::string required = "MMU row tables need object_id, ra and dec";
+  // A scalar object_id marks a per-object file (SN light curves): one row.
+  if (h5::has_dataset(h5file.get(), "object_id") &&
+      h5::Dataset(h5file.get(), file.path, "object_id").info().dims.empty())
+    layout = "per-object scalars";
+  ids = open_first(kIdKeys, "object_id", required);
+  rows = ids->rows();
+  if (ids->row_shape().size() > 0 && std::string(layout) == "row table") check_shape(*ids, 0, "(N,)");
+  const auto id_type = ids->info().type;
+  if (id_type != h5::TypeClass::kString && id_type != h5::TypeClass::kInteger &&
+      id_type != h5::TypeClass::kUnsignedInteger)
+    throw FormatError(ids->where() + " has type " + ids->info().type_text + ", expected strings or integers");
+  // Coordinates come in pairs: never mix ra from one convention with DEC from another.
+  for (size_t i = 0; i < kRaKeys.size() && !ra; ++i) {
+    if (h5::has_dataset(h5file.get(), kRaKeys[i]) && h5::has_dataset(h5file.get(), kDecKeys[i])) {
+      ra = open_req(kRaKeys[i], required);
+      dec = open_req(kDecKeys[i], required);
+    }
+  }
+  if (!ra) {
+    const bool has_ra = h5::has_dataset(h5file.get(), "ra");
+    throw FormatError("'" + file.path + "' has no '" + std::string(has_ra ? "dec" : "ra") +
+                      "' dataset (nor RA/DEC, TARGET_RA/TARGET_DEC, PLUG_RA/PLUG_DEC, ifura/ifudec); " + required);
+  }
+  for (auto* d : {&*ra, &*dec}) {
+    check_float(*d);
+    check_shape(*d, 0, "(N,)");
+  }
+  healpix = open_opt("healpix");  // lower case only: DESI's own HEALPIX is another scheme
+  if (healpix) check_shape(*healpix, 0, "(N,)");
+  detect_modality();
+}
+
+void RowFileReader::Rep::detect_modality() {
+  if ((image = open_opt("image_array"))) {
+    check_shape(*image, 3, "(N, bands, height, width)");
+    check_float(*image);
+    image_mask = open_opt("image_mask");
+    if (image_mask) {
+      const auto md = image_mask->row_shape(), id = image->row_shape();
+      const bool shared = md.size() == 2 && md[0] == id[1] && md[1] == id[2];
+      const bool per_band = md == id;
+      if (!shared && !per_band)
+        throw FormatError(image_mask->where() + " must have shape (N,H,W) or (N,bands,H,W) matching image_array");
+      check_rows(*image_mask);
+    }
+    read_image_meta();
+    modality = Modality::kImage;
+  } else if ((flux = open_opt("spectrum_flux"))) {
+    check_shape(*flux, 1, "(N, length)");
+    check_float(*flux);
+    ivar = open_req("spectrum_ivar", "spectra need flux, ivar and lambda");
+    lambda = open_req("spectrum_lambda", "spectra need flux, ivar and lambda");
+    spec_mask = open_opt("spectrum_mask");
+    for (auto* d : {&*ivar, &*lambda}) {
+      check_float(*d);
+      if (d->info().dims != flux->info().dims)
+        throw FormatError(d->where() + " must have the same shape as 'spectrum_flux'");
+    }
+    if (spec_mask && spec_mask->info().dims != flux->info().dims)
+      throw FormatError(spec_mask->where() + " must have the same shape as 'spectrum_flux'");
+    modality = Modality::kSpectrum;
+  } else if ((lightcurve = open_opt("lightcurve"))) {
+    check_shape(*lightcurve, 3, "(N, bands, 3, length)");
+    check_float(*lightcurve);
+    if (lightcurve->row_shape()[1] != 3)
+      throw FormatError(lightcurve->where() + " must have shape (N, bands, 3, length): axis 2 is [time, flux, flux_err]");
+    modality = Modality::kLightCurve;
+  } else if (h5::has_dataset(h5file.get(), "time") && h5::has_dataset(h5file.get(), "mag") &&
+             h5::has_dataset(h5file.get(), "mag_err")) {
+    lc_time = open_req("time", "");
+    lc_mag = open_req("mag", "");
+    lc_err = open_req("mag_err", "");
+    check_shape(*lc_time, 2, "(bands, length) per object");
+    for (auto* d : {&*lc_time, &*lc_mag, &*lc_err}) {
+      check_float(*d);
+      if (d->row_shape() != lc_time->row_shape()) throw FormatError(d->where() + " must have the same shape as 'time'");
+    }
+    modality = Modality::kLightCurve;
+  } else if ((coeff = open_opt("coeff"))) {
+    check_shape(*coeff, 1, "(N, coefficients)");
+    check_float(*coeff);
+    modality = Modality::kXp;
+  }
+}
+
+void RowFileReader::Rep::read_image_meta() {
+  const int64_t bands = image->row_shape()[0];
+  if (auto b = open_opt("image_band"); b && b->info().type == h5::TypeClass::kString && b->rows() > 0 &&
+                                       b->row_size() == bands) {
+    band_names = b->read_text(0, 1);
+    for (auto& n : band_names)
+      for (auto& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (auto sc = open_opt("image_scale"); sc && sc->rows() > 0 && sc->info().type == h5::TypeClass::kFloat) {
+    std::vector<double> v(static_cast<size_t>(sc->row_size()));
+    sc->read_rows(0, 1, v.data());
+    if (!v.empty() && v[0] > 0 && std::isfinite(v[0])) pixel_scale = v[0];
+  }
+}
+
+// MaNGA: every root group is one object with scalar object_id/ra/dec and a
+// compound `spaxels` table; the baseline takes its integrated spectrum.
+void RowFileReader::Rep::open_groups() {
+  layout = "groups per object";
+  for (const std::string& g : h5::list_root_groups(h5file.get()))
+    if (h5::has_dataset(h5file.get(), g + "/object_id")) groups.push_back(g);
+  if (groups.empty())
+    throw FormatError("'" + file.path + "' has no 'object_id' dataset at its root nor in any group; "
+                      "MMU files need object_id, ra and dec");
+  rows = static_cast<int64_t>(groups.size());
+  for (const std::string& g : groups)
+    for (const char* k : {"ra", "dec"})
+      if (!h5::has_dataset(h5file.get(), g + "/" + k))
+        throw FormatError("group '" + g + "' in '" + file.path + "' has no '" + k + "' dataset");
+  bool all_spaxels = true;
+  for (const std::string& g : groups) all_spaxels = all_spaxels && h5::has_dataset(h5file.get(), g + "/spaxels");
+  if (all_spaxels) modality = Modality::kSpectrum;
+}
 
 RowFileReader::RowFileReader(const SourceFile& file) : rep_(std::make_unique<Rep>()) {
   Rep& r = *rep_;
   r.file = file;
   r.h5file = h5::open_file(file.path);
-  const std::string required = "MMU row tables need object_id, ra and dec";
-  r.ids = r.open_first(kIdKeys, "object_id", required);
-  r.rows = r.ids->rows();
-  if (r.ids->info().dims.size() > 1) r.check_rank(*r.ids, 1, "(N,)");
-  const auto id_type = r.ids->info().type;
-  if (id_type != h5::TypeClass::kString && id_type != h5::TypeClass::kInteger &&
-      id_type != h5::TypeClass::kUnsignedInteger)
-    throw FormatError(r.ids->where() + " has type " + r.ids->info().type_text + ", expected strings or integers");
-  // Coordinates come in pairs: never mix ra from one convention with DEC from another.
-  for (size_t i = 0; i < kRaKeys.size() && !r.ra; ++i) {
-    if (h5::has_dataset(r.h5file.get(), kRaKeys[i]) && h5::has_dataset(r.h5file.get(), kDecKeys[i])) {
-      r.ra = r.open_req(kRaKeys[i], required);
-      r.dec = r.open_req(kDecKeys[i], required);
-    }
-  }
-  if (!r.ra) {
-    const bool has_ra = h5::has_dataset(r.h5file.get(), "ra");
-    throw FormatError("'" + file.path + "' has no '" + std::string(has_ra ? "dec" : "ra") +
-                      "' dataset (nor RA/DEC, TARGET_RA/TARGET_DEC, PLUG_RA/PLUG_DEC, ifura/ifudec); " + required);
-  }
-  for (auto* d : {&*r.ra, &*r.dec}) {
-    r.check_rows(*d);
-    r.check_float(*d);
-    if (d->info().dims.size() > 1) r.check_rank(*d, 1, "(N,)");
-  }
-  r.healpix = r.open_opt("healpix");
-  if (r.healpix) r.check_rows(*r.healpix);
-
-  if (auto img = r.open_opt("image_array")) {
-    r.image = std::move(img);
-    r.check_rank(*r.image, 4, "(N, bands, height, width)");
-    r.check_rows(*r.image);
-    r.check_float(*r.image);
-    r.image_mask = r.open_opt("image_mask");
-    if (r.image_mask) {
-      const auto& md = r.image_mask->info().dims;
-      const auto& id = r.image->info().dims;
-      const bool shared = md.size() == 3 && md[1] == id[2] && md[2] == id[3];
-      const bool per_band = md.size() == 4 && md[1] == id[1] && md[2] == id[2] && md[3] == id[3];
-      if (!shared && !per_band)
-        throw FormatError(r.image_mask->where() + " must have shape (N,H,W) or (N,bands,H,W) matching image_array");
-      r.check_rows(*r.image_mask);
-    }
-    r.modality = Modality::kImage;
-  } else if (auto flux = r.open_opt("spectrum_flux")) {
-    r.flux = std::move(flux);
-    r.check_rank(*r.flux, 2, "(N, length)");
-    r.check_rows(*r.flux);
-    r.check_float(*r.flux);
-    r.ivar = r.open_req("spectrum_ivar", "spectra need flux, ivar and lambda");
-    r.lambda = r.open_req("spectrum_lambda", "spectra need flux, ivar and lambda");
-    r.spec_mask = r.open_opt("spectrum_mask");
-    for (auto* d : {&*r.ivar, &*r.lambda}) {
-      r.check_float(*d);
-      if (d->info().dims != r.flux->info().dims)
-        throw FormatError(d->where() + " must have the same shape as 'spectrum_flux'");
-    }
-    if (r.spec_mask && r.spec_mask->info().dims != r.flux->info().dims)
-      throw FormatError(r.spec_mask->where() + " must have the same shape as 'spectrum_flux'");
-    r.modality = Modality::kSpectrum;
-  }
+  const bool root_ids = h5::has_dataset(r.h5file.get(), "object_id") || h5::has_dataset(r.h5file.get(), "source_id");
+  if (!root_ids && !h5::list_root_groups(r.h5file.get()).empty())
+    r.open_groups();
+  else
+    r.open_row_table();
 }
 
 RowFileReader::~RowFileReader() = default;
 const SourceFile& RowFileReader::file() const { return rep_->file; }
 Modality RowFileReader::modality() const { return rep_->modality; }
+int64_t RowFileReader::rows() const { return rep_->rows; }
+const char* RowFileReader::layout() const { return rep_->layout; }
 
 RowFileReader::Columns RowFileReader::columns() const {
   const Rep& r = *rep_;
   auto name = [](const std::optional<h5::Dataset>& d) { return d ? d->info().name : std::string(); };
+  if (!r.groups.empty())
+    return Columns{"<group>/object_id", "<group>/ra", "<group>/dec", "", r.modality == Modality::kSpectrum ? "<group>/spaxels" : "", ""};
   Columns c{name(r.ids), name(r.ra), name(r.dec), name(r.healpix), "", ""};
-  if (r.modality == Modality::kImage) {
-    c.data = name(r.image);
-    c.mask = name(r.image_mask);
-  } else if (r.modality == Modality::kSpectrum) {
-    c.data = name(r.flux);
-    c.mask = name(r.spec_mask);
+  switch (r.modality) {
+    case Modality::kImage: c.data = name(r.image); c.mask = name(r.image_mask); break;
+    case Modality::kSpectrum: c.data = name(r.flux); c.mask = name(r.spec_mask); break;
+    case Modality::kLightCurve: c.data = r.lightcurve ? name(r.lightcurve) : name(r.lc_mag); break;
+    case Modality::kXp: c.data = name(r.coeff); break;
+    default: break;
   }
   return c;
 }
-int64_t RowFileReader::rows() const { return rep_->rows; }
 
 FileCatalog RowFileReader::read_catalog() const {
   const Rep& r = *rep_;
   FileCatalog c;
-  c.ids = r.ids->read_text(0, r.rows);
   c.ra.resize(r.rows);
   c.dec.resize(r.rows);
-  r.ra->read_rows(0, r.rows, c.ra.data());
-  r.dec->read_rows(0, r.rows, c.dec.data());
-  c.healpix.resize(r.rows);
-  if (r.healpix) r.healpix->read_rows(0, r.rows, c.healpix.data());
+  c.healpix.assign(r.rows, -1);
+  if (!r.groups.empty()) {
+    for (int64_t i = 0; i < r.rows; ++i) {
+      auto scalar = [&](const std::string& k) { return h5::Dataset(r.h5file.get(), r.file.path, r.group_path(i, k)); };
+      c.ids.push_back(scalar("object_id").read_text(0, 1).at(0));
+      scalar("ra").read_rows(0, 1, &c.ra[i]);
+      scalar("dec").read_rows(0, 1, &c.dec[i]);
+      if (h5::has_dataset(r.h5file.get(), r.group_path(i, "healpix"))) scalar("healpix").read_rows(0, 1, &c.healpix[i]);
+    }
+  } else {
+    c.ids = r.ids->read_text(0, r.rows);
+    r.ra->read_rows(0, r.rows, c.ra.data());
+    r.dec->read_rows(0, r.rows, c.dec.data());
+    if (r.healpix) r.healpix->read_rows(0, r.rows, c.healpix.data());
+  }
   for (int64_t i = 0; i < r.rows; ++i) {
     if (c.ids[i].empty())
-      throw FormatError("row " + std::to_string(i) + " of " + r.ids->where() + " is an empty object_id");
+      throw FormatError("row " + std::to_string(i) + " of '" + r.file.path + "' has an empty object_id");
     if (!valid_sky_position(c.ra[i], c.dec[i]))
       throw FormatError("object '" + c.ids[i] + "' in '" + r.file.path + "' has an invalid position ra=" +
                         std::to_string(c.ra[i]) + " dec=" + std::to_string(c.dec[i]));
-    if (!r.healpix) c.healpix[i] = healpix_cell(c.ra[i], c.dec[i]);
+    if (c.healpix[i] < 0) c.healpix[i] = healpix_cell(c.ra[i], c.dec[i]);
   }
   return c;
 }
@@ -255,13 +351,15 @@ FileCatalog RowFileReader::read_catalog() const {
 void RowFileReader::read_images(int64_t start, int64_t count, ImageBatch* out) const {
   const Rep& r = *rep_;
   if (r.modality != Modality::kImage) throw InternalError("read_images on a non-image file " + r.file.path);
-  const auto& d = r.image->info().dims;
+  const auto d = r.image->row_shape();
   out->count = count;
-  out->bands = d[1];
-  out->height = d[2];
-  out->width = d[3];
-  const int64_t plane = d[2] * d[3];
-  const int64_t per_obj = d[1] * plane;
+  out->bands = d[0];
+  out->height = d[1];
+  out->width = d[2];
+  out->band_names = r.band_names;
+  out->pixel_scale = r.pixel_scale;
+  const int64_t plane = d[1] * d[2];
+  const int64_t per_obj = d[0] * plane;
   out->pixels.resize(static_cast<size_t>(count * per_obj));
   out->good.resize(out->pixels.size());
   r.image->read_rows(start, count, out->pixels.data());
@@ -269,7 +367,7 @@ void RowFileReader::read_images(int64_t start, int64_t count, ImageBatch* out) c
     std::fill(out->good.begin(), out->good.end(), uint8_t{1});
     return;
   }
-  if (r.image_mask->info().dims.size() == 4) {
+  if (r.image_mask->row_shape().size() == 3) {
     r.image_mask->read_rows_bool(start, count, out->good.data());  // True = good, as MMU writes images
     return;
   }
@@ -277,30 +375,140 @@ void RowFileReader::read_images(int64_t start, int64_t count, ImageBatch* out) c
   std::vector<uint8_t> shared(static_cast<size_t>(count * plane));
   r.image_mask->read_rows_bool(start, count, shared.data());
   for (int64_t i = 0; i < count; ++i)
-    for (int64_t b = 0; b < d[1]; ++b)
+    for (int64_t b = 0; b < d[0]; ++b)
       std::copy_n(shared.data() + i * plane, plane, out->good.data() + i * per_obj + b * plane);
 }
+
+namespace {
+
+// MaNGA's integrated spectrum: inverse-variance-free sum of usable spaxels
+// (mask == 0, ivar > 0), read in blocks of spaxels to bound memory.
+void integrate_cube(const h5::Dataset& spaxels, int64_t* length, std::vector<float>* flux, std::vector<float>* ivar,
+                    std::vector<float>* lambda) {
+  const int64_t n = spaxels.rows();
+  const int64_t width = spaxels.field_width("flux");
+  if (width <= 1) throw FormatError(spaxels.where() + " has no array field 'flux' (MaNGA spaxels table)");
+  for (const char* f : {"ivar", "mask", "lambda"})
+    if (spaxels.field_width(f) != width)
+      throw FormatError(spaxels.where() + ": field '" + f + "' must have as many values as 'flux'");
+  lambda->resize(width);
+  spaxels.read_field("lambda", width, 0, 1, lambda->data());
+  *length = width;
+  std::vector<double> sum(width, 0.0), var(width, 0.0);
+  std::vector<int64_t> used(width, 0);
+  const int64_t block = 64;
+  std::vector<float> f(block * width), iv(block * width), m(block * width);
+  for (int64_t s = 0; s < n; s += block) {
+    const int64_t c = std::min(block, n - s);
+    spaxels.read_field("flux", width, s, c, f.data());
+    spaxels.read_field("ivar", width, s, c, iv.data());
+    spaxels.read_field("mask", width, s, c, m.data());
+    for (int64_t i = 0; i < c * width; ++i) {
+      if (m[i] != 0.0f || !(iv[i] > 0.0f) || !std::isfinite(f[i])) continue;
+      sum[i % width] += f[i];
+      var[i % width] += 1.0 / iv[i];
+      ++used[i % width];
+    }
+  }
+  flux->resize(width);
+  ivar->resize(width);
+  for (int64_t k = 0; k < width; ++k) {
+    (*flux)[k] = static_cast<float>(sum[k]);
+    (*ivar)[k] = used[k] ? static_cast<float>(1.0 / var[k]) : 0.0f;
+  }
+}
+
+}  // namespace
 
 void RowFileReader::read_spectra(int64_t start, int64_t count, SpectrumBatch* out) const {
   const Rep& r = *rep_;
   if (r.modality != Modality::kSpectrum) throw InternalError("read_spectra on a non-spectrum file " + r.file.path);
-  const int64_t len = r.flux->info().dims[1];
-  const size_t n = static_cast<size_t>(count * len);
-  out->count = count;
-  out->length = len;
-  out->flux.resize(n);
-  out->ivar.resize(n);
-  out->lambda.resize(n);
-  out->good.assign(n, 1);
-  r.flux->read_rows(start, count, out->flux.data());
-  r.ivar->read_rows(start, count, out->ivar.data());
-  r.lambda->read_rows(start, count, out->lambda.data());
-  if (r.spec_mask) {
-    r.spec_mask->read_rows_bool(start, count, out->good.data());  // True = bad for spectra
-    for (auto& g : out->good) g = !g;
+  if (!r.groups.empty()) {
+    out->count = count;
+    out->flux.clear();
+    out->ivar.clear();
+    out->lambda.clear();
+    for (int64_t i = start; i < start + count; ++i) {
+      h5::Dataset sp(r.h5file.get(), r.file.path, r.group_path(i, "spaxels"));
+      std::vector<float> f, iv, lam;
+      int64_t len = 0;
+      integrate_cube(sp, &len, &f, &iv, &lam);
+      if (i > start && len != out->length) throw FormatError(sp.where() + ": spectra of different lengths in one file");
+      out->length = len;
+      out->flux.insert(out->flux.end(), f.begin(), f.end());
+      out->ivar.insert(out->ivar.end(), iv.begin(), iv.end());
+      out->lambda.insert(out->lambda.end(), lam.begin(), lam.end());
+    }
+    out->good.assign(out->flux.size(), 1);
+  } else {
+    const int64_t len = r.flux->row_shape()[0];
+    const size_t n = static_cast<size_t>(count * len);
+    out->count = count;
+    out->length = len;
+    out->flux.resize(n);
+    out->ivar.resize(n);
+    out->lambda.resize(n);
+    out->good.assign(n, 1);
+    r.flux->read_rows(start, count, out->flux.data());
+    r.ivar->read_rows(start, count, out->ivar.data());
+    r.lambda->read_rows(start, count, out->lambda.data());
+    if (r.spec_mask) {
+      r.spec_mask->read_rows_bool(start, count, out->good.data());  // True = bad for spectra
+      for (auto& g : out->good) g = !g;
+    }
   }
-  for (size_t i = 0; i < n; ++i)
+  for (size_t i = 0; i < out->good.size(); ++i)
     if (!(out->ivar[i] > 0.0f) || !(out->lambda[i] > 0.0f)) out->good[i] = 0;
+}
+
+void RowFileReader::read_light_curves(int64_t start, int64_t count, LightCurveBatch* out) const {
+  const Rep& r = *rep_;
+  if (r.modality != Modality::kLightCurve) throw InternalError("read_light_curves on " + r.file.path);
+  out->count = count;
+  if (r.lightcurve) {  // plasticc: (N, bands, [mjd, flux, flux_err], L), float64 on disk
+    const auto s = r.lightcurve->row_shape();
+    out->bands = s[0];
+    out->length = s[2];
+    out->magnitudes = false;
+    std::vector<float> raw(static_cast<size_t>(count * s[0] * 3 * s[2]));
+    r.lightcurve->read_rows(start, count, raw.data());
+    const size_t n = static_cast<size_t>(count * s[0] * s[2]);
+    out->time.resize(n);
+    out->value.resize(n);
+    out->error.resize(n);
+    for (int64_t ob = 0; ob < count * s[0]; ++ob)
+      for (int64_t k = 0; k < s[2]; ++k) {
+        const size_t dst = ob * s[2] + k;
+        out->time[dst] = raw[(ob * 3 + 0) * s[2] + k];
+        out->value[dst] = raw[(ob * 3 + 1) * s[2] + k];
+        out->error[dst] = raw[(ob * 3 + 2) * s[2] + k];
+      }
+  } else {  // SN files: time, mag, mag_err of shape (bands, L) per object
+    const auto s = r.lc_time->row_shape();
+    out->bands = s[0];
+    out->length = s[1];
+    out->magnitudes = true;
+    const size_t n = static_cast<size_t>(count * s[0] * s[1]);
+    out->time.resize(n);
+    out->value.resize(n);
+    out->error.resize(n);
+    r.lc_time->read_rows(start, count, out->time.data());
+    r.lc_mag->read_rows(start, count, out->value.data());
+    r.lc_err->read_rows(start, count, out->error.data());
+  }
+  // MMU pads with exact zeros in all three arrays.
+  out->good.resize(out->time.size());
+  for (size_t i = 0; i < out->good.size(); ++i)
+    out->good[i] = !(out->time[i] == 0.0f && out->value[i] == 0.0f && out->error[i] == 0.0f);
+}
+
+void RowFileReader::read_coefficients(int64_t start, int64_t count, CoeffBatch* out) const {
+  const Rep& r = *rep_;
+  if (r.modality != Modality::kXp) throw InternalError("read_coefficients on " + r.file.path);
+  out->count = count;
+  out->dim = r.coeff->row_shape()[0];
+  out->values.resize(static_cast<size_t>(count * out->dim));
+  r.coeff->read_rows(start, count, out->values.data());
 }
 
 }  // namespace mmu

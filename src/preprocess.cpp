@@ -7,10 +7,7 @@
 
 namespace mmu {
 
-int64_t image_feature_dim(int64_t bands, const ImageFeatureOptions& opt) {
-  const int64_t side = opt.crop / opt.block;
-  return bands * side * side;
-}
+int64_t image_feature_dim(const ImageFeatureOptions& opt) { return kImageBands * opt.grid * opt.grid; }
 
 namespace {
 
@@ -31,43 +28,65 @@ void note_bad(std::atomic<int64_t>& first_bad, int64_t i) {
 
 }  // namespace
 
+namespace {
+
+// Index in the batch of band "g", "r", "i", "z" (target 0..3), or -1.
+std::vector<int64_t> select_bands(const ImageBatch& b) {
+  static const char kWanted[kImageBands] = {'g', 'r', 'i', 'z'};
+  std::vector<int64_t> idx(kImageBands, -1);
+  for (int64_t t = 0; t < kImageBands; ++t) {
+    for (size_t k = 0; k < b.band_names.size(); ++k)
+      if (!b.band_names[k].empty() && b.band_names[k].back() == kWanted[t]) idx[t] = static_cast<int64_t>(k);
+    if (b.band_names.empty() && t < b.bands) idx[t] = t;
+  }
+  return idx;
+}
+
+}  // namespace
+
 int64_t image_features(const ImageBatch& b, const ImageFeatureOptions& opt, float* out) {
-  const int64_t crop = std::min({opt.crop, b.height, b.width});
-  const int64_t side = opt.crop / opt.block;
-  const int64_t block = std::max<int64_t>(1, crop / side);
-  const int64_t y0 = (b.height - side * block) / 2, x0 = (b.width - side * block) / 2;
-  const int64_t dim = image_feature_dim(b.bands, opt);
+  const double scale = b.pixel_scale > 0 ? b.pixel_scale : opt.default_scale;
+  const int64_t side = opt.grid;
+  const int64_t crop = std::clamp<int64_t>(static_cast<int64_t>(std::lround(opt.crop_arcsec / scale)), side,
+                                           std::min(b.height, b.width));
+  const int64_t y0 = (b.height - crop) / 2, x0 = (b.width - crop) / 2;
+  const int64_t dim = image_feature_dim(opt);
   const int64_t plane = b.height * b.width;
   const float inv_soft = 1.0f / opt.softening;
+  const std::vector<int64_t> bands = select_bands(b);
+  // Pixel -> grid cell along one axis of the crop (any crop size, any scale).
+  std::vector<int64_t> cell(crop);
+  for (int64_t p = 0; p < crop; ++p) cell[p] = p * side / crop;
   std::atomic<int64_t> first_bad{-1};
 
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < b.count; ++i) {
     float* f = out + i * dim;
+    std::fill(f, f + dim, 0.0f);
+    std::vector<double> sum(side * side);
+    std::vector<int64_t> n(side * side);
     bool bad = false;
-    for (int64_t band = 0; band < b.bands; ++band) {
-      const float* px = b.pixels.data() + (i * b.bands + band) * plane;
-      const uint8_t* ok = b.good.data() + (i * b.bands + band) * plane;
-      for (int64_t by = 0; by < side; ++by) {
-        for (int64_t bx = 0; bx < side; ++bx) {
-          double sum = 0.0;
-          int64_t n = 0;
-          for (int64_t y = 0; y < block; ++y) {
-            const int64_t row = (y0 + by * block + y) * b.width + x0 + bx * block;
-            for (int64_t x = 0; x < block; ++x) {
-              if (!ok[row + x]) continue;
-              const float v = px[row + x];
-              if (!std::isfinite(v)) {
-                bad = true;
-                continue;
-              }
-              sum += std::asinh(v * inv_soft);
-              ++n;
-            }
+    for (int64_t t = 0; t < kImageBands; ++t) {
+      if (bands[t] < 0) continue;  // a band this survey lacks stays 0
+      const float* px = b.pixels.data() + (i * b.bands + bands[t]) * plane;
+      const uint8_t* ok = b.good.data() + (i * b.bands + bands[t]) * plane;
+      std::fill(sum.begin(), sum.end(), 0.0);
+      std::fill(n.begin(), n.end(), 0);
+      for (int64_t y = 0; y < crop; ++y) {
+        const int64_t row = (y0 + y) * b.width + x0;
+        for (int64_t x = 0; x < crop; ++x) {
+          if (!ok[row + x]) continue;
+          const float v = px[row + x];
+          if (!std::isfinite(v)) {
+            bad = true;
+            continue;
           }
-          f[(band * side + by) * side + bx] = n ? static_cast<float>(sum / n) : 0.0f;
+          const int64_t c = cell[y] * side + cell[x];
+          sum[c] += std::asinh(v * inv_soft);
+          ++n[c];
         }
       }
+      for (int64_t c = 0; c < side * side; ++c) f[t * side * side + c] = n[c] ? static_cast<float>(sum[c] / n[c]) : 0.0f;
     }
     if (bad) note_bad(first_bad, i);
     normalize_row(f, dim);
@@ -130,6 +149,98 @@ int64_t spectrum_features(const SpectrumBatch& b, const SpectrumFeatureOptions& 
     const double sd = std::sqrt(var / std::max<int64_t>(1, nb - 1));
     const double inv = sd > 0.0 ? 1.0 / sd : 0.0;
     for (int64_t k = 0; k < nb; ++k) f[k] = static_cast<float>((v[k] - mean) * inv);
+  }
+  return first_bad.load();
+}
+
+}  // namespace mmu
+
+namespace mmu {
+
+int64_t light_curve_feature_dim(const LightCurveFeatureOptions& opt) { return opt.phase_bins + 3; }
+
+int64_t light_curve_features(const LightCurveBatch& b, const LightCurveFeatureOptions& opt, float* out) {
+  const int64_t dim = light_curve_feature_dim(opt), nb = opt.phase_bins;
+  const double width = (opt.phase_max - opt.phase_min) / nb;
+  std::atomic<int64_t> first_bad{-1};
+
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < b.count; ++i) {
+    float* f = out + i * dim;
+    std::fill(f, f + dim, 0.0f);
+    // Brightness in magnitudes (larger = brighter): -mag, or -2.5 log10 of the
+    // flux floored at its 1-sigma error so faint points stay finite.
+    std::vector<double> t, m;
+    int64_t bands_used = 0;
+    bool bad = false;
+    for (int64_t band = 0; band < b.bands; ++band) {
+      bool any = false;
+      for (int64_t k = 0; k < b.length; ++k) {
+        const size_t p = (i * b.bands + band) * b.length + k;
+        if (!b.good[p]) continue;
+        const double v = b.value[p], e = std::fabs(b.error[p]);
+        if (!std::isfinite(v) || !std::isfinite(b.time[p])) {
+          bad = true;
+          continue;
+        }
+        const double bright = b.magnitudes ? -v : 2.5 * std::log10(std::max({v, e, 1e-30}));
+        t.push_back(b.time[p]);
+        m.push_back(bright);
+        any = true;
+      }
+      bands_used += any;
+    }
+    if (bad || t.empty()) {
+      note_bad(first_bad, i);
+      continue;
+    }
+    const size_t peak = static_cast<size_t>(std::max_element(m.begin(), m.end()) - m.begin());
+    std::vector<double> sum(nb, 0.0);
+    std::vector<int64_t> cnt(nb, 0);
+    for (size_t p = 0; p < t.size(); ++p) {
+      const double phase = t[p] - t[peak];
+      const int64_t k = static_cast<int64_t>(std::floor((phase - opt.phase_min) / width));
+      if (k < 0 || k >= nb) continue;
+      sum[k] += m[p] - m[peak];
+      ++cnt[k];
+    }
+    // Empty phase bins take the nearest filled bin's value (0 = the peak level).
+    for (int64_t k = 0; k < nb; ++k) {
+      if (cnt[k]) {
+        f[k] = static_cast<float>(sum[k] / cnt[k]);
+        continue;
+      }
+      for (int64_t d = 1; d < nb; ++d) {
+        if (k - d >= 0 && cnt[k - d]) { f[k] = static_cast<float>(sum[k - d] / cnt[k - d]); break; }
+        if (k + d < nb && cnt[k + d]) { f[k] = static_cast<float>(sum[k + d] / cnt[k + d]); break; }
+      }
+    }
+    const auto [tmin, tmax] = std::minmax_element(t.begin(), t.end());
+    f[nb] = static_cast<float>(bands_used) / 6.0f;
+    f[nb + 1] = static_cast<float>(std::log10(1.0 + t.size()));
+    f[nb + 2] = static_cast<float>((*tmax - *tmin) / 100.0);
+  }
+  return first_bad.load();
+}
+
+int64_t xp_features(const CoeffBatch& b, float* out) {
+  std::atomic<int64_t> first_bad{-1};
+  for (int64_t i = 0; i < b.count; ++i) {
+    const float* src = b.values.data() + i * b.dim;
+    float* f = out + i * b.dim;
+    double s = 0.0;
+    bool finite = true;
+    for (int64_t j = 0; j < b.dim; ++j) {
+      finite = finite && std::isfinite(src[j]);
+      s += static_cast<double>(src[j]) * src[j];
+      f[j] = src[j];
+    }
+    if (!finite || s <= 0.0) {
+      note_bad(first_bad, i);
+      std::fill(f, f + b.dim, 0.0f);
+      continue;
+    }
+    normalize_row(f, b.dim);
   }
   return first_bad.load();
 }

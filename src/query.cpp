@@ -56,7 +56,7 @@ std::pair<std::string, int64_t> resolve_space(const Store& store, const CatalogR
   }
   if (spaces.empty())
     throw NotFound("object '" + obj.object_id + "' (" + obj.survey +
-                   ") has no embedding: its file holds no image or spectrum this version can embed");
+                   ") has no embedding: its file holds no modality this version can embed (image, spectrum, light curve, XP)");
   if (!wanted.empty()) {
     if (std::find(spaces.begin(), spaces.end(), wanted) == spaces.end()) {
       store.space(wanted);  // throws when the space does not exist at all

@@ -20,14 +20,14 @@ mmu::ImageBatch flat_image(int64_t bands, float value) {
 
 TEST_CASE("image features: asinh block means, masks ignored, unit norm", "[preprocess]") {
   mmu::ImageFeatureOptions opt;
-  REQUIRE(mmu::image_feature_dim(4, opt) == 4 * 24 * 24);
+  REQUIRE(mmu::image_feature_dim(opt) == 4 * 24 * 24);
   auto b = flat_image(4, 0.02f);
   // Band 1 brighter; a masked NaN pixel in band 2 must change nothing.
   for (int64_t i = 0; i < 160 * 160; ++i) b.pixels[160 * 160 + i] = 0.05f;
   const int64_t centre = 2 * 160 * 160 + 80 * 160 + 80;
   b.pixels[centre] = std::numeric_limits<float>::quiet_NaN();
   b.good[centre] = 0;
-  std::vector<float> f(mmu::image_feature_dim(4, opt));
+  std::vector<float> f(mmu::image_feature_dim(opt));
   REQUIRE(mmu::image_features(b, opt, f.data()) == -1);
   const double a = std::asinh(2.0), c = std::asinh(5.0);
   const double norm = std::sqrt(576 * (3 * a * a + c * c));
@@ -40,7 +40,7 @@ TEST_CASE("image features report unmasked non-finite pixels", "[preprocess]") {
   mmu::ImageFeatureOptions opt;
   auto b = flat_image(4, 0.02f);
   b.pixels[3 * 160 * 160 + 70 * 160 + 70] = std::numeric_limits<float>::infinity();
-  std::vector<float> f(mmu::image_feature_dim(4, opt));
+  std::vector<float> f(mmu::image_feature_dim(opt));
   CHECK(mmu::image_features(b, opt, f.data()) == 0);
 }
 

@@ -18,14 +18,17 @@ struct BuildOptions {
   int64_t batch_size = 64;         // objects read and preprocessed at a time
   int64_t dim = 64;                // baseline PCA output dimension per space
   bool progress = true;            // progress lines on a terminal stderr
+  bool skip_bad = false;           // leave out files that fail (reported) instead of stopping
   ImageFeatureOptions image;
   SpectrumFeatureOptions spectrum;
+  LightCurveFeatureOptions light_curve;
 };
 
 struct BuildReport {
   int64_t files = 0;
   int64_t objects = 0;
   int64_t without_modality = 0;              // catalogued, not embedded
+  std::vector<std::string> skipped;          // "path: reason" for files left out by skip_bad
   std::map<std::string, int64_t> space_counts;
   std::map<std::string, int64_t> space_dims;
   double seconds = 0;

@@ -11,8 +11,15 @@
 
 namespace mmu {
 
-enum class Modality { kNone, kImage, kSpectrum };
-const char* modality_name(Modality m);  // "none", "image", "spectrum"
+// What an object carries that an encoder can embed; one embedding space each.
+enum class Modality {
+  kNone,        // catalog only (e.g. desi_provabgs)
+  kImage,       // multi-band cutouts (legacysurvey, hsc)
+  kSpectrum,    // 1-D spectra (desi, sdss; manga's integrated cube)
+  kLightCurve,  // multi-band time series (plasticc, SN files)
+  kXp,          // Gaia XP coefficients
+};
+const char* modality_name(Modality m);  // "none", "image", "spectrum", "lightcurve", "xp"
 
 // One file found under a root.
 struct SourceFile {
@@ -41,6 +48,8 @@ struct ImageBatch {
   int64_t count = 0, bands = 0, height = 0, width = 0;
   std::vector<float> pixels;
   std::vector<uint8_t> good;  // same shape as pixels; 1 = usable (mask polarity applied)
+  std::vector<std::string> band_names;  // per band ("des-g", "hsc-y"); empty when the file has none
+  double pixel_scale = 0;               // arcsec per pixel; 0 when the file does not say
 };
 
 // A batch of spectra, row-major count x length.
@@ -50,8 +59,25 @@ struct SpectrumBatch {
   std::vector<uint8_t> good;  // 1 = usable: mask says good, ivar > 0, lambda > 0 (SDSS pads with -1)
 };
 
-// Reads one MMU row-table file in batches; never loads a whole image or
-// spectrum array at once. Every error names the file and the dataset.
+// A batch of light curves, row-major count x bands x length. Padding (MMU
+// pads with zeros at the end of each band) is marked unusable.
+struct LightCurveBatch {
+  int64_t count = 0, bands = 0, length = 0;
+  std::vector<float> time, value, error;
+  std::vector<uint8_t> good;
+  bool magnitudes = false;  // value is a magnitude (SN files) rather than a flux (plasticc)
+};
+
+// A batch of fixed-length coefficient vectors (Gaia XP), count x dim.
+struct CoeffBatch {
+  int64_t count = 0, dim = 0;
+  std::vector<float> values;
+};
+
+// Reads one MMU file in batches, whatever its layout: a row table (axis 0 is
+// the object), a per-object file of scalars (SN light curves), or one group per
+// object (MaNGA). Never loads a whole image or spectrum array at once. Every
+// error names the file and the dataset.
 class RowFileReader {
  public:
   // Opens and validates the layout (required datasets, shapes, dtypes).
@@ -74,6 +100,11 @@ class RowFileReader {
   // Rows [start, start+count). REQUIRES: modality() matches.
   void read_images(int64_t start, int64_t count, ImageBatch* out) const;
   void read_spectra(int64_t start, int64_t count, SpectrumBatch* out) const;
+  void read_light_curves(int64_t start, int64_t count, LightCurveBatch* out) const;
+  void read_coefficients(int64_t start, int64_t count, CoeffBatch* out) const;
+
+  // "row table", "per-object scalars" or "groups per object".
+  const char* layout() const;
 
  private:
   struct Rep;

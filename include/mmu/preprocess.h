@@ -10,17 +10,22 @@
 namespace mmu {
 
 struct ImageFeatureOptions {
-  int64_t crop = 96;         // centre crop (pixels); galaxies sit at the cutout centre
-  int64_t block = 4;         // block-average factor after the crop (96/4 = 24x24 per band)
-  float softening = 0.01f;   // asinh softening in image units (~ sky noise in nanomaggies)
+  double crop_arcsec = 25.152;  // centre field kept: 96 legacysurvey pixels of 0.262"
+  double default_scale = 0.262; // arcsec/pixel when the file has no image_scale
+  int64_t grid = 24;            // block means on a grid x grid raster per band
+  float softening = 0.01f;      // asinh softening in image units (~ sky noise in nanomaggies)
 };
 
-// Feature length for `bands` bands.
-int64_t image_feature_dim(int64_t bands, const ImageFeatureOptions& opt);
+// Every survey's images map to the same four bands, g, r, i, z (matched by the
+// last letter of image_band, e.g. "des-g", "hsc-g"; by position when the file
+// has no names), so legacysurvey and hsc share one space.
+inline constexpr int64_t kImageBands = 4;
+int64_t image_feature_dim(const ImageFeatureOptions& opt);
 
-// Writes batch.count rows of image_feature_dim floats to out: asinh stretch,
-// masked pixels ignored in each block average (a fully masked block is 0),
-// then each row scaled to unit L2 norm so brightness does not dominate shape.
+// Writes batch.count rows of image_feature_dim floats to out: the centre
+// crop_arcsec field (pixel scale from the file), asinh stretch, block means on
+// the grid with masked pixels ignored (a fully masked block is 0), then each
+// row scaled to unit L2 norm so brightness does not dominate shape.
 // Returns -1, or the index of the first object with a NaN/Inf unmasked pixel
 // (masked non-finite pixels are expected in real data and ignored).
 int64_t image_features(const ImageBatch& batch, const ImageFeatureOptions& opt, float* out);
@@ -39,5 +44,22 @@ int64_t spectrum_feature_dim(const SpectrumFeatureOptions& opt);
 // index of the first object with a NaN/Inf flux in a usable pixel, or with no
 // usable pixel at all.
 int64_t spectrum_features(const SpectrumBatch& batch, const SpectrumFeatureOptions& opt, float* out);
+
+struct LightCurveFeatureOptions {
+  double phase_min = -30.0;  // days from the brightest point
+  double phase_max = 90.0;
+  int64_t phase_bins = 12;
+};
+
+// Band-agnostic light-curve shape: brightness relative to the peak (magnitudes;
+// fluxes converted with a 1-sigma floor) averaged in phase bins around the
+// brightest point, plus the number of bands, points and the time span.
+// Returns -1, or the first object with no usable point or a NaN in one.
+int64_t light_curve_feature_dim(const LightCurveFeatureOptions& opt);
+int64_t light_curve_features(const LightCurveBatch& batch, const LightCurveFeatureOptions& opt, float* out);
+
+// Gaia XP coefficients scaled to unit norm (shape, not brightness).
+// Returns -1, or the first object with a non-finite or all-zero vector.
+int64_t xp_features(const CoeffBatch& batch, float* out);
 
 }  // namespace mmu
