@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "omp_defaults.h"
 #include "mmu/query.h"
 #include "mmu/result_format.h"
 #include "mmu/store.h"

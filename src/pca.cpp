@@ -8,11 +8,12 @@
 
 // Fortran BLAS/LAPACK (OpenBLAS through Debian's alternatives).
 extern "C" {
-void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, const float* alpha, const float* a,
-            const int* lda, const float* beta, float* c, const int* ldc);
 void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha,
             const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
             const int* ldc);
+void sgeqrf_(const int* m, const int* n, float* a, const int* lda, float* tau, float* work, const int* lwork, int* info);
+void sorgqr_(const int* m, const int* n, const int* k, float* a, const int* lda, const float* tau, float* work,
+             const int* lwork, int* info);
 void ssyevr_(const char* jobz, const char* range, const char* uplo, const int* n, float* a, const int* lda,
              const float* vl, const float* vu, const int* il, const int* iu, const float* abstol, int* m, float* w,
              float* z, const int* ldz, int* isuppz, float* work, const int* lwork, int* iwork, const int* liwork,
@@ -20,6 +21,56 @@ void ssyevr_(const char* jobz, const char* range, const char* uplo, const int* n
 }
 
 namespace mmu {
+
+namespace {
+
+// Column-major helpers (the Fortran convention of the BLAS/LAPACK calls).
+// C (m x n) = op(A) * op(B).
+void gemm(const char* ta, const char* tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+          float* c, int ldc) {
+  const float one = 1.0f, zero = 0.0f;
+  sgemm_(ta, tb, &m, &n, &k, &one, a, &lda, b, &ldb, &zero, c, &ldc);
+}
+
+// Replaces the m x n column-major matrix a (m >= n) by an orthonormal basis of its columns.
+void orthonormalize(int m, int n, std::vector<float>* a) {
+  std::vector<float> tau(n);
+  int info = 0, lwork = -1;
+  float q = 0;
+  sgeqrf_(&m, &n, a->data(), &m, tau.data(), &q, &lwork, &info);
+  lwork = std::max(1, static_cast<int>(q));
+  std::vector<float> work(lwork);
+  sgeqrf_(&m, &n, a->data(), &m, tau.data(), work.data(), &lwork, &info);
+  if (info != 0) throw InternalError("QR factorisation failed (sgeqrf info " + std::to_string(info) + ")");
+  lwork = -1;
+  sorgqr_(&m, &n, &n, a->data(), &m, tau.data(), &q, &lwork, &info);
+  lwork = std::max(1, static_cast<int>(q));
+  work.resize(lwork);
+  sorgqr_(&m, &n, &n, a->data(), &m, tau.data(), work.data(), &lwork, &info);
+  if (info != 0) throw InternalError("QR factorisation failed (sorgqr info " + std::to_string(info) + ")");
+}
+
+// All eigenpairs of the symmetric n x n matrix a (upper triangle used), ascending.
+void eigen_symmetric(int n, std::vector<float>* a, std::vector<float>* w, std::vector<float>* z) {
+  const int il = 1, iu = n;
+  const float vl = 0, vu = 0, abstol = 0;
+  int found = 0, info = 0, lwork = -1, liwork = -1, iq = 0;
+  float q = 0;
+  w->assign(n, 0.0f);
+  z->assign(static_cast<size_t>(n) * n, 0.0f);
+  std::vector<int> isuppz(2 * n);
+  ssyevr_("V", "A", "U", &n, a->data(), &n, &vl, &vu, &il, &iu, &abstol, &found, w->data(), z->data(), &n,
+          isuppz.data(), &q, &lwork, &iq, &liwork, &info);
+  lwork = static_cast<int>(q);
+  liwork = iq;
+  std::vector<float> work(lwork);
+  std::vector<int> iwork(liwork);
+  ssyevr_("V", "A", "U", &n, a->data(), &n, &vl, &vu, &il, &iu, &abstol, &found, w->data(), z->data(), &n,
+          isuppz.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
+  if (info != 0 || found != n) throw InternalError("eigen-decomposition failed (ssyevr info " + std::to_string(info) + ")");
+}
+
+}  // namespace
 
 PcaModel fit_pca(const float* x, int64_t n, int64_t d, int64_t k, int64_t max_rows) {
   if (n < 2) throw InvalidArgument("a PCA needs at least 2 objects, got " + std::to_string(n));
@@ -36,45 +87,59 @@ PcaModel fit_pca(const float* x, int64_t n, int64_t d, int64_t k, int64_t max_ro
   model.mean.resize(d);
   for (int64_t j = 0; j < d; ++j) model.mean[j] = static_cast<float>(mean[j] / m);
 
-  std::vector<float> centered(static_cast<size_t>(m * d));
+  // Row-major m x d data is the column-major d x m matrix A = Xc^T.
+  std::vector<float> a(static_cast<size_t>(m * d));
   for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < d; ++j) centered[i * d + j] = x[i * stride * d + j] - model.mean[j];
-
-  // Row-major m x d is column-major d x m: C = A A^T / (m - 1), upper triangle.
+    for (int64_t j = 0; j < d; ++j) a[i * d + j] = x[i * stride * d + j] - model.mean[j];
   const int di = static_cast<int>(d), mi = static_cast<int>(m);
-  const float alpha = 1.0f / static_cast<float>(m - 1), beta = 0.0f;
-  std::vector<float> cov(static_cast<size_t>(d * d), 0.0f);
-  ssyrk_("U", "N", &di, &mi, &alpha, centered.data(), &di, &beta, cov.data(), &di);
 
-  const int il = static_cast<int>(d - k + 1), iu = di;
-  const float vl = 0, vu = 0, abstol = 0;
-  int found = 0, info = 0;
-  std::vector<float> w(d), z(static_cast<size_t>(d * k));
-  std::vector<int> isuppz(2 * k);
-  float work_query = 0;
-  int iwork_query = 0, lwork = -1, liwork = -1;
-  ssyevr_("V", "I", "U", &di, cov.data(), &di, &vl, &vu, &il, &iu, &abstol, &found, w.data(), z.data(), &di,
-          isuppz.data(), &work_query, &lwork, &iwork_query, &liwork, &info);
-  lwork = static_cast<int>(work_query);
-  liwork = iwork_query;
-  std::vector<float> work(lwork);
-  std::vector<int> iwork(liwork);
-  ssyevr_("V", "I", "U", &di, cov.data(), &di, &vl, &vu, &il, &iu, &abstol, &found, w.data(), z.data(), &di,
-          isuppz.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
-  if (info != 0 || found != k) throw InternalError("PCA eigen-decomposition failed (ssyevr info " + std::to_string(info) + ")");
+  // Randomised subspace iteration (Halko, Martinsson & Tropp 2011): the top-k
+  // principal directions without an O(d^3) eigen-decomposition of the d x d
+  // covariance. A fixed seed keeps the fit deterministic.
+  const int l = static_cast<int>(std::min<int64_t>({k + 16, d, m}));
+  std::vector<float> omega(static_cast<size_t>(d) * l);
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  for (auto& v : omega) {  // splitmix64 -> uniform in [-1, 1): portable across standard libraries
+    state += 0x9E3779B97F4A7C15ull;
+    uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    v = static_cast<float>(static_cast<double>(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+  }
+  std::vector<float> y(static_cast<size_t>(m) * l), zmat(static_cast<size_t>(d) * l);
+  gemm("T", "N", mi, l, di, a.data(), di, omega.data(), di, y.data(), mi);  // Y = Xc * Omega (m x l)
+  orthonormalize(mi, l, &y);
+  for (int it = 0; it < 6; ++it) {
+    gemm("N", "N", di, l, mi, a.data(), di, y.data(), mi, zmat.data(), di);  // Z = Xc^T Q (d x l)
+    orthonormalize(di, l, &zmat);
+    gemm("T", "N", mi, l, di, a.data(), di, zmat.data(), di, y.data(), mi);  // Y = Xc Z (m x l)
+    orthonormalize(mi, l, &y);
+  }
+  // B^T = Xc^T Q (d x l); its l x l Gram matrix gives B's singular values and
+  // right singular vectors: V = B^T U / sigma.
+  gemm("N", "N", di, l, mi, a.data(), di, y.data(), mi, zmat.data(), di);
+  std::vector<float> gram(static_cast<size_t>(l) * l), w, u;
+  gemm("T", "N", l, l, di, zmat.data(), di, zmat.data(), di, gram.data(), l);
+  eigen_symmetric(l, &gram, &w, &u);
+  std::vector<float> v(static_cast<size_t>(d) * l);
+  gemm("N", "N", di, l, l, zmat.data(), di, u.data(), l, v.data(), di);
 
-  // LAPACK returns ascending eigenvalues; we want descending, with a fixed
-  // sign (largest |entry| positive) so results do not depend on the solver.
+  // Descending order, unit length, fixed sign (largest |entry| positive) so
+  // results do not depend on the solver's sign choices.
   model.components.resize(static_cast<size_t>(k * d));
   model.variances.resize(k);
   for (int64_t c = 0; c < k; ++c) {
-    const float* src = z.data() + (k - 1 - c) * d;
+    const int64_t src_col = l - 1 - c;
+    const float* src = v.data() + src_col * d;
+    double norm = 0.0;
     int64_t arg = 0;
-    for (int64_t j = 1; j < d; ++j)
+    for (int64_t j = 0; j < d; ++j) {
+      norm += static_cast<double>(src[j]) * src[j];
       if (std::fabs(src[j]) > std::fabs(src[arg])) arg = j;
-    const float sign = src[arg] < 0 ? -1.0f : 1.0f;
-    for (int64_t j = 0; j < d; ++j) model.components[c * d + j] = sign * src[j];
-    model.variances[c] = std::max(0.0f, w[k - 1 - c]);
+    }
+    const float scale = static_cast<float>((src[arg] < 0 ? -1.0 : 1.0) / std::sqrt(std::max(norm, 1e-300)));
+    for (int64_t j = 0; j < d; ++j) model.components[c * d + j] = scale * src[j];
+    model.variances[c] = std::max(0.0f, w[src_col]) / static_cast<float>(m - 1);
   }
   return model;
 }
