@@ -82,6 +82,7 @@ LikeResult search_like(const Store& store, const LikeQuery& q) {
   res.space = space;
   const SpaceInfo info = store.space(res.space);
   const std::vector<float> qv = store.vector_of(res.space, vector_row);
+  if (vector_row != res.query.row) res.via = store.rows({vector_row}).at(0);
   const std::string index = (std::filesystem::path(store.space_dir(res.space)) / schema::kIndexFile).string();
   // One extra so the query itself can be dropped.
   std::vector<Hit> hits = search_flat_index(index, info.dim, qv.data(), std::min(q.k + 1, info.count));

@@ -55,7 +55,9 @@ std::string csv_field(const std::string& s) {
 
 void write_table(const LikeResult& r, std::ostream& out) {
   out << "neighbours of " << r.query.object_id << " (" << r.query.survey << ", ra " << fmt("%.6f", r.query.ra)
-      << ", dec " << fmt("%.6f", r.query.dec) << ") in space " << r.space << "\n";
+      << ", dec " << fmt("%.6f", r.query.dec) << ") in space " << r.space;
+  if (r.via.row >= 0) out << " (using the " << r.space << " of linked " << r.via.survey << " object " << r.via.object_id << ")";
+  out << "\n";
   const std::vector<std::string> head = {"rank", "object_id", "survey", "ra", "dec", "score"};
   std::vector<std::vector<std::string>> cells;
   for (const Neighbor& n : r.neighbors)
@@ -92,6 +94,8 @@ void write_json(const LikeResult& r, std::ostream& out) {
   out << "{\"query\": {\"object_id\": " << json_quote(r.query.object_id) << ", \"survey\": "
       << json_quote(r.query.survey) << ", \"ra\": " << fmt("%.9f", r.query.ra) << ", \"dec\": "
       << fmt("%.9f", r.query.dec) << "},\n \"space\": " << json_quote(r.space) << ", \"k\": " << r.requested_k;
+  if (r.via.row >= 0)
+    out << ", \"via\": {\"object_id\": " << json_quote(r.via.object_id) << ", \"survey\": " << json_quote(r.via.survey) << "}";
   if (!r.note.empty()) out << ", \"note\": " << json_quote(r.note);
   out << ",\n \"results\": [";
   for (size_t i = 0; i < r.neighbors.size(); ++i) {

@@ -25,6 +25,9 @@ struct Neighbor {
 struct LikeResult {
   CatalogRow query;
   std::string space;
+  // The object whose vector was the query when it is not `query` itself: a
+  // cross-matched partner carrying the wanted modality (row -1 otherwise).
+  CatalogRow via;
   int64_t requested_k = 0;
   std::vector<Neighbor> neighbors;  // best first; never contains the query itself
   std::string note;                 // e.g. why fewer than k came back; "" otherwise
