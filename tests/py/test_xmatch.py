@@ -1,0 +1,124 @@
+"""`mmu-index xmatch` against an independent numpy haversine brute force and the
+sample truth table, and `--link` making a spectrum's id reach the image space.
+Run: test_xmatch.py --bin BUILD --samples DIR --tmp DIR
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+FAILED = []
+PASSED = [0]
+
+
+def check(cond, what):
+    if cond:
+        PASSED[0] += 1
+    else:
+        FAILED.append(what)
+        print("FAIL", what)
+
+
+def run(cmd, ok=True):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if ok and p.returncode != 0:
+        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr}")
+    return p
+
+
+def read_positions(root):
+    ids, ra, dec = [], [], []
+    for dirpath, _, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            with h5py.File(os.path.join(dirpath, name), "r") as f:
+                for raw in f["object_id"][:]:
+                    ids.append(raw.decode().rstrip("\0") if isinstance(raw, bytes) else str(int(raw)))
+                ra.extend(f["ra"][:].astype(float))
+                dec.extend(f["dec"][:].astype(float))
+    return ids, np.radians(ra), np.radians(dec)
+
+
+def haversine_arcsec(ra1, dec1, ra2, dec2):
+    h = np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
+    return np.degrees(2 * np.arcsin(np.sqrt(np.minimum(1, h)))) * 3600
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--samples", required=True)
+    ap.add_argument("--tmp", required=True)
+    a = ap.parse_args()
+    index, search = os.path.join(a.bin, "mmu-index"), os.path.join(a.bin, "mmu-search")
+    shutil.rmtree(a.tmp, ignore_errors=True)
+    os.makedirs(a.tmp)
+    store = os.path.join(a.tmp, "store")
+    run([index, "build", a.samples, "--store", store, "--quiet"])
+    left = os.path.join(a.samples, "legacysurvey")
+    right = os.path.join(a.samples, "desi")
+    lid, lra, ldec = read_positions(left)
+    rid, rra, rdec = read_positions(right)
+    sep = haversine_arcsec(lra[:, None], ldec[:, None], rra[None, :], rdec[None, :])
+
+    for radius in (0.5, 1.0, 30.0):
+        for extra in ([], ["--all"]):
+            # Folders, store surveys and STORE:SURVEY must give the same pairs.
+            for lspec, rspec in ((left, right), ("legacysurvey", "desi"), (store + ":legacysurvey", store + ":desi")):
+                p = run([index, "xmatch", "--left", lspec, "--right", rspec, "--radius", f"{radius}arcsec",
+                         "--format", "csv", "--store", store] + extra)
+                got = [(r["left_id"], r["right_id"], float(r["sep_arcsec"])) for r in csv.DictReader(io.StringIO(p.stdout))]
+                want = []
+                for i in range(len(lid)):
+                    js = [j for j in np.argsort(sep[i], kind="stable") if sep[i, j] <= radius]
+                    if not extra:
+                        js = js[:1]
+                    want += [(lid[i], rid[j], sep[i, j]) for j in js]
+                key = lambda t: (t[0], t[1])
+                check(sorted(map(key, got)) == sorted(map(key, want)),
+                      f"radius {radius} {extra} {lspec}: {len(got)} pairs vs brute force {len(want)}")
+                wmap = {key(w): w[2] for w in want}
+                check(all(abs(g[2] - wmap.get(key(g), -1)) < 1e-5 for g in got), f"radius {radius}: separations")
+
+    # Every galaxy the truth table puts in both surveys is matched within 1".
+    with open(os.path.join(a.samples, "truth.csv")) as f:
+        truth = list(csv.DictReader(f))
+    by_galaxy = {}
+    for t in truth:
+        by_galaxy.setdefault(t["galaxy"], {})[t["survey"]] = t["object_id"]
+    expected = {(g["legacysurvey"], g["desi"]) for g in by_galaxy.values() if len(g) == 2}
+    p = run([index, "xmatch", "--left", "legacysurvey", "--right", "desi", "--store", store, "--format", "json",
+             "--link"])
+    pairs = {(r["left_id"], r["right_id"]) for r in json.loads(p.stdout)}
+    check(expected <= pairs, f"truth pairs missed: {sorted(expected - pairs)[:3]}")
+    check("linked" in p.stderr, "--link reports what it linked")
+
+    # A spectrum's id now reaches the image space through its link.
+    lsid, did = sorted(expected)[0]
+    p = run([search, "--store", store, "--like", did, "--space", "image", "--k", "5", "--format", "json"])
+    res = json.loads(p.stdout)
+    check(res.get("via", {}).get("object_id") == lsid, f"linked query used {res.get('via')} not {lsid}")
+    direct = json.loads(run([search, "--store", store, "--like", lsid, "--k", "5", "--format", "json"]).stdout)
+    check([r["object_id"] for r in res["results"]] == [r["object_id"] for r in direct["results"]],
+          "linked query equals querying the image object itself")
+
+    # Bad radius and --link on folders are refused by name.
+    p = run([index, "xmatch", "--left", left, "--right", right, "--radius", "1parsec"], ok=False)
+    check(p.returncode == 1 and "--radius" in p.stderr, "bad radius unit")
+    p = run([index, "xmatch", "--left", left, "--right", right, "--link", "--store", store], ok=False)
+    check(p.returncode == 1 and "--link" in p.stderr, "--link needs store sides")
+    p = run([index, "xmatch", "--left", "nosuchsurvey", "--right", "desi", "--store", store], ok=False)
+    check(p.returncode == 1 and "nosuchsurvey" in p.stderr, "unknown survey named")
+
+    print(f"{PASSED[0]} passed, {len(FAILED)} failed")
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
