@@ -117,9 +117,17 @@ Handle open_file(const std::string& path) {
 }
 
 bool has_dataset(hid_t file, const std::string& name) {
-  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0) return false;
+  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
   H5O_info_t oinfo;
-  if (H5Oget_info_by_name(file, name.c_str(), &oinfo, H5P_DEFAULT) < 0) return false;
+  if (H5Oget_info_by_name(file, name.c_str(), &oinfo, H5P_DEFAULT) < 0) {
+    // The name exists but its object cannot be read: damage, not absence.
+    char path[4096] = "?";
+    H5Fget_name(file, path, sizeof(path));
+    throw FormatError("cannot read the header of dataset '" + name + "' in '" + path + "': " + last_error());
+  }
   return oinfo.type == H5O_TYPE_DATASET;
 }
 

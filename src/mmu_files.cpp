@@ -53,7 +53,7 @@ SourceFile describe(const fs::path& file) {
   f.size = st.st_size;
   f.mtime = st.st_mtime;
   // Walk up from the file: healpix=N, then subset, then dataset.
-  fs::path dir = file.parent_path();
+  fs::path dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
   if (auto hp = parse_healpix_dir(dir.filename().string())) {
     f.healpix = *hp;
     dir = dir.parent_path();

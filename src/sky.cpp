@@ -3,11 +3,18 @@
 #include <healpix_base.h>
 
 #include <cmath>
+#include <vector>
 
 namespace mmu {
 
 int64_t healpix_nest(int order, double ra_deg, double dec_deg) {
-  const T_Healpix_Base<int64> base(order, NEST);
+  // One base per order, built once: constructing it per call showed in profiles.
+  static const std::vector<T_Healpix_Base<int64>> bases = [] {
+    std::vector<T_Healpix_Base<int64>> b;
+    for (int o = 0; o <= kFineOrder; ++o) b.emplace_back(o, NEST);
+    return b;
+  }();
+  const T_Healpix_Base<int64>& base = bases.at(static_cast<size_t>(order));
   const double theta = (90.0 - dec_deg) * M_PI / 180.0;
   const double phi = ra_deg * M_PI / 180.0;
   return base.ang2pix(pointing(theta, phi));

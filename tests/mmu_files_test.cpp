@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
 
 #include "mmu/error.h"
 #include "mmu/sky.h"
@@ -56,6 +57,13 @@ TEST_CASE("discovery takes dataset, subset and zero-padded cells from the path",
   REQUIRE(deeper.size() == 1);
   CHECK(deeper[0].dataset == "legacysurvey");
   CHECK_THROWS_AS(mmu::discover_files({dir / "nope"}), mmu::Error);
+  // A bare relative file name (no folder part) works too.
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir / "legacysurvey/dr10_south_21/healpix=1113");
+  auto bare = mmu::discover_files({"001-of-001.hdf5"});
+  std::filesystem::current_path(cwd);
+  REQUIRE(bare.size() == 1);
+  CHECK(bare[0].healpix == -1);
 }
 
 TEST_CASE("LZF images with one shared mask read pixel-exact", "[io]") {
