@@ -164,6 +164,47 @@ TEST_CASE("real MMU light-curve files are catalogued with their true positions",
   CHECK(s.healpix[0] == 1113);
 }
 
+TEST_CASE("real SN light curves read with their published shape and values", "[io][real]") {
+  // Expected values: ../shared/data/README.md (from the source repository's own tests).
+  const auto files = mmu::discover_files({std::string(MMU_SHARED_DATA_DIR) + "/mmu-real"});
+  REQUIRE(files.size() == 2);
+  mmu::RowFileReader csp(files[1]);
+  REQUIRE(csp.modality() == mmu::Modality::kLightCurve);
+  CHECK(std::string(csp.layout()) == "per-object scalars");
+  mmu::LightCurveBatch lc;
+  csp.read_light_curves(0, 1, &lc);
+  REQUIRE(lc.bands == 12);
+  REQUIRE(lc.length == 46);
+  CHECK(lc.magnitudes);
+  const std::vector<int> want_csp = {46, 0, 0, 0, 0, 46, 0, 0, 46, 43, 45, 43};
+  for (int b = 0; b < 12; ++b) {
+    int n = 0;
+    for (int k = 0; k < 46; ++k) n += lc.good[b * 46 + k];
+    CHECK(n == want_csp[b]);
+  }
+  CHECK(lc.time[0] == Approx(249.790).margin(1e-3));  // first valid B point
+  CHECK(lc.value[0] == Approx(15.769).margin(1e-3));
+  CHECK(lc.error[0] == Approx(0.006).margin(1e-4));
+
+  mmu::RowFileReader cfa(files[0]);
+  cfa.read_light_curves(0, 1, &lc);
+  REQUIRE(lc.bands == 7);
+  REQUIRE(lc.length == 19);
+  const std::vector<int> want_cfa = {19, 0, 0, 0, 17, 9, 15};
+  int total = 0;
+  for (int b = 0; b < 7; ++b) {
+    int n = 0;
+    for (int k = 0; k < 19; ++k) n += lc.good[b * 19 + k];
+    CHECK(n == want_cfa[b]);
+    total += n;
+  }
+  CHECK(total == 60);
+  CHECK(lc.time[0] == Approx(54197.254).margin(1e-3));
+  CHECK(lc.value[0] == Approx(15.967).margin(1e-3));
+  CHECK(lc.time[4 * 19] == Approx(54197.250).margin(1e-3));  // first valid V point
+  CHECK(lc.value[4 * 19] == Approx(16.067).margin(1e-3));
+}
+
 TEST_CASE("reader errors name the file and the dataset", "[io]") {
   TempDir dir("errors");
   REQUIRE(mmu::test::run_python(dir.path(), "ROOT='" + dir.path() + R"py('
