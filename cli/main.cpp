@@ -11,10 +11,10 @@
 namespace {
 
 void list_spaces(const mmu::Store& store, std::ostream& out) {
-  out << "space      modality  model         version  dim   count  created\n";
+  out << "space       modality    model         version  dim   count  created\n";
   for (const auto& s : store.spaces()) {
     char line[256];
-    std::snprintf(line, sizeof(line), "%-10s %-9s %-13s %-8s %-5lld %-6lld %s\n", s.name.c_str(), s.modality.c_str(),
+    std::snprintf(line, sizeof(line), "%-11s %-11s %-13s %-8s %-5lld %-6lld %s\n", s.name.c_str(), s.modality.c_str(),
                   s.model.c_str(), s.version.c_str(), static_cast<long long>(s.dim),
                   static_cast<long long>(s.count), s.created.c_str());
     out << line;
@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   app.add_option("--k", q.k, "number of neighbours")->capture_default_str();
   app.add_option("--space", q.space, "embedding space (image, spectrum) when the object has several");
   app.add_option("--survey", q.survey, "survey of the object when its id exists in several");
+  app.add_option("--in", q.in_surveys, "only return objects of this survey (repeatable; dataset or dataset/subset)");
   app.add_option("--format", format, "table, csv or json")->capture_default_str();
   app.add_option("--store", store_path, "store directory (default: $MMU_STORE or ./mmu-store)");
   auto* ls = app.add_flag("--list-spaces", spaces, "list the store's embedding spaces");

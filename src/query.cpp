@@ -84,8 +84,26 @@ LikeResult search_like(const Store& store, const LikeQuery& q) {
   const std::vector<float> qv = store.vector_of(res.space, vector_row);
   if (vector_row != res.query.row) res.via = store.rows({vector_row}).at(0);
   const std::string index = (std::filesystem::path(store.space_dir(res.space)) / schema::kIndexFile).string();
-  // One extra so the query itself can be dropped.
-  std::vector<Hit> hits = search_flat_index(index, info.dim, qv.data(), std::min(q.k + 1, info.count));
+  std::vector<Hit> hits;
+  int64_t candidates = info.count;
+  if (q.in_surveys.empty()) {
+    // One extra so the query itself can be dropped.
+    hits = search_flat_index(index, info.dim, qv.data(), std::min(q.k + 1, info.count));
+  } else {
+    const auto allowed = store.space_rows_in(res.space, q.in_surveys);
+    if (allowed.empty())
+      throw NotFound("no object of survey(s) " + join(q.in_surveys) + " has a vector in space '" + res.space + "'");
+    std::vector<int64_t> vrows;
+    for (const auto& vr : allowed) vrows.push_back(vr.first);
+    const std::vector<float> sc = store.scores(res.space, qv, vrows);
+    for (size_t i = 0; i < allowed.size(); ++i) hits.push_back({allowed[i].second, sc[i]});
+    const size_t keep = std::min(hits.size(), static_cast<size_t>(q.k + 2));
+    std::partial_sort(hits.begin(), hits.begin() + keep, hits.end(), [](const Hit& a, const Hit& b) {
+      return a.score != b.score ? a.score > b.score : a.id < b.id;
+    });
+    hits.resize(keep);
+    candidates = static_cast<int64_t>(allowed.size());
+  }
   std::vector<int64_t> ids;
   std::vector<float> scores;
   for (const Hit& h : hits) {
@@ -97,7 +115,8 @@ LikeResult search_like(const Store& store, const LikeQuery& q) {
   const std::vector<CatalogRow> rows = store.rows(ids);
   for (size_t i = 0; i < rows.size(); ++i) res.neighbors.push_back({static_cast<int64_t>(i + 1), rows[i], scores[i]});
   if (static_cast<int64_t>(res.neighbors.size()) < q.k)
-    res.note = "space '" + res.space + "' holds " + std::to_string(info.count) + " objects, so only " +
+    res.note = std::string(q.in_surveys.empty() ? "space '" + res.space + "' holds " : "the surveys asked for hold ") +
+               std::to_string(candidates) + " objects, so only " +
                std::to_string(res.neighbors.size()) + " neighbours exist (asked for " + std::to_string(q.k) + ")";
   return res;
 }

@@ -184,6 +184,41 @@ std::string Store::space_dir(const std::string& name) const {
   return (fs::path(rep_->gen_path) / "spaces" / name).string();
 }
 
+std::vector<std::pair<int64_t, int64_t>> Store::space_rows_in(const std::string& name,
+                                                               const std::vector<std::string>& surveys) const {
+  auto s = rep_->db->prepare(
+      "SELECT s.vrow, s.row FROM space_rows s JOIN objects o ON o.row = s.row "
+      "WHERE s.space = ?1 AND (o.survey = ?2 OR o.survey || '/' || o.subset = ?2) ORDER BY s.vrow");
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const std::string& survey : surveys) {
+    s.bind(1, name).bind(2, survey);
+    while (s.step()) out.emplace_back(s.int64(0), s.int64(1));
+    s.reset();
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::vector<float> Store::scores(const std::string& name, const std::vector<float>& query,
+                                 const std::vector<int64_t>& vrows) const {
+  const SpaceInfo info = space(name);
+  const std::string path = (fs::path(space_dir(name)) / schema::kVectorsFile).string();
+  files::MappedFile map(path);
+  if (map.size() != static_cast<size_t>(info.count * info.dim) * sizeof(float))
+    throw FormatError("'" + path + "' does not hold " + std::to_string(info.count) + " x " + std::to_string(info.dim) +
+                      " floats as the catalog says");
+  const float* base = static_cast<const float*>(map.data());
+  std::vector<float> out(vrows.size());
+  for (size_t i = 0; i < vrows.size(); ++i) {
+    const float* v = base + vrows[i] * info.dim;
+    double s = 0.0;
+    for (int64_t j = 0; j < info.dim; ++j) s += static_cast<double>(v[j]) * query[j];
+    out[i] = static_cast<float>(s);
+  }
+  return out;
+}
+
 std::vector<float> Store::vector_of(const std::string& name, int64_t row) const {
   const SpaceInfo info = space(name);
   auto s = rep_->db->prepare("SELECT vrow FROM space_rows WHERE space = ?1 AND row = ?2");

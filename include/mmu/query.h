@@ -14,6 +14,9 @@ struct LikeQuery {
   int64_t k = 50;
   std::string space;   // "" = the object's only space (ambiguity is an error)
   std::string survey;  // "" = the object's only survey; else a dataset name or dataset/subset
+  // Only return objects of these surveys (dataset or dataset/subset names);
+  // empty = all. Exact: every allowed vector is scored.
+  std::vector<std::string> in_surveys;
 };
 
 struct Neighbor {

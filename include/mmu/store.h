@@ -74,6 +74,13 @@ class Store {
   SpaceInfo space(const std::string& name) const;  // throws NotFound listing the spaces
   std::vector<std::string> spaces_of_row(int64_t row) const;
   std::string space_dir(const std::string& name) const;
+  // (vrow, row) of every vector of space `name` whose object is in one of the
+  // surveys (dataset or dataset/subset names), in vrow order.
+  std::vector<std::pair<int64_t, int64_t>> space_rows_in(const std::string& name,
+                                                         const std::vector<std::string>& surveys) const;
+  // Inner products of `query` with the vectors at `vrows` of space `name`.
+  std::vector<float> scores(const std::string& name, const std::vector<float>& query,
+                            const std::vector<int64_t>& vrows) const;
   // The stored vector of `row` in space `name` (dim floats); throws NotFound.
   std::vector<float> vector_of(const std::string& name, int64_t row) const;
 

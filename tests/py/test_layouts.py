@@ -511,6 +511,32 @@ def make_like_case(survey):
     return case
 
 
+def case_like_in_survey(env):
+    """--in restricts results to a survey: an hsc image's nearest legacysurvey
+    images, equal to brute force over the legacysurvey rows only."""
+    q = next(o for o in env.manifest["objects"] if o["survey"] == "hsc")
+    r = env.search("--store", env.store, "--like", q["object_id"], "--survey", "hsc", "--in", "legacysurvey",
+                   "--k", "50", "--format", "json")
+    expect_rc(r, 0, "--like --in")
+    js = parse_json(r, "--like --in")
+    cat, spaces, space_rows = main_catalog(env)
+    raw, info = load_vectors(env, "image")
+    v = raw.reshape(info["count"], info["dim"]).astype(np.float64)
+    by_row = {c["row"]: (c["survey"], c["object_id"]) for c in cat}
+    keys = [by_row[rw] for _, rw in space_rows["image"]]
+    sc = v @ v[keys.index(("hsc", q["object_id"]))]
+    want = sorted((i for i, k in enumerate(keys) if k[0] == "legacysurvey"), key=lambda i: -sc[i])
+    pr = Problems()
+    got = js.get("results", [])
+    pr.check([g["object_id"] for g in got] == [keys[i][1] for i in want], "ids %s vs brute force %s" %
+             ([g["object_id"] for g in got], [keys[i][1] for i in want]))
+    pr.check(all(abs(g["score"] - sc[i]) <= 1e-5 for g, i in zip(got, want)), "scores differ from brute force")
+    pr.check("5 objects" in r.err or str(len(want)) in r.err, "no note that fewer than k exist: %r" % r.err)
+    r = env.search("--store", env.store, "--like", q["object_id"], "--survey", "hsc", "--in", "gaia")
+    pr.check(r.rc == 1 and "gaia" in r.err, "--in a survey without image vectors: %s" % r.describe())
+    pr.done()
+
+
 def case_like_provabgs(env):
     main_catalog(env)
     o = next(o for o in env.manifest["objects"] if o["survey"] == "desi_provabgs")
@@ -673,6 +699,7 @@ CASES += [("space %s (%s)" % (s, " + ".join(m)), make_space_case(s)) for s, m in
 CASES += [("desi_provabgs: catalogued, no vector, no extra space", case_no_vector_provabgs)]
 CASES += [("--like %s" % s, make_like_case(s)) for s in EMBEDDED]
 CASES += [("--like desi_provabgs: exit 1, no embedding", case_like_provabgs)]
+CASES += [("--like --in legacysurvey from an hsc object", case_like_in_survey)]
 CASES += [("inspect: one entry per file, all fields", case_inspect_files)]
 CASES += [("inspect %s" % d, make_inspect_case(d)) for d in ("legacysurvey", "hsc", "desi", "sdss", "gaia",
                                                             "plasticc", "cfa", "csp", "manga", "desi_provabgs")]
