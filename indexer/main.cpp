@@ -5,6 +5,8 @@
 #include "../cli/omp_defaults.h"
 #include "mmu/build.h"
 #include "mmu/inspect.h"
+#include "mmu/model_package.h"
+#include "mmu/npy.h"
 #include "mmu/store.h"
 #include "mmu/version.h"
 #include "xmatch_command.h"
@@ -24,6 +26,9 @@ int main(int argc, char** argv) {
   b->add_option("--batch-size", build.batch_size, "objects read and preprocessed at a time")->capture_default_str();
   b->add_option("--dim", build.dim, "baseline embedding dimension per space")->capture_default_str();
   b->add_flag("--quiet", quiet, "no progress lines");
+  b->add_option("--model", build.models, "model package folder (repeatable): adds one embedding space each");
+  b->add_option("--threads", build.threads, "LibTorch threads for models (default: all cores)");
+  b->add_flag("--resume", build.resume, "continue an interrupted build, reusing its finished partitions");
   b->add_flag("--skip-bad", build.skip_bad, "leave out files that cannot be read (each is reported) instead of stopping");
 
   std::vector<std::string> inspect_paths;
@@ -31,6 +36,14 @@ int main(int argc, char** argv) {
   auto* ins = app.add_subcommand("inspect", "describe MMU files: keys, dtypes, shapes, compression, what is read");
   ins->add_option("paths", inspect_paths, "files or folders")->required();
   ins->add_option("--format", inspect_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+
+  std::string pre_path, pre_model, pre_out;
+  int64_t pre_limit = 64;
+  auto* pre = app.add_subcommand("preprocess", "write the exact model inputs of a file's objects to a .npy (what the model sees)");
+  pre->add_option("file", pre_path, "one MMU file")->required();
+  pre->add_option("--model", pre_model, "model package folder (its card names the transform)")->required();
+  pre->add_option("--out", pre_out, "output .npy: objects x input shape, in file row order")->required();
+  pre->add_option("--limit", pre_limit, "at most this many objects (from the first row)")->capture_default_str();
 
   mmu::cli::XmatchOptions xmatch;
   xmatch.store = mmu::default_store_path();
@@ -52,6 +65,31 @@ int main(int argc, char** argv) {
 
   return mmu::cli::run_main(app, argc, argv, [&] {
     if (xm->parsed()) return mmu::cli::run_xmatch(xmatch);
+    if (pre->parsed()) {
+      if (pre_limit <= 0) throw mmu::InvalidArgument("--limit must be >= 1");
+      const mmu::ModelCard card = mmu::load_model_card(pre_model);
+      mmu::SourceFile f;
+      f.path = pre_path;
+      mmu::RowFileReader reader(f);
+      const int64_t n = std::min(pre_limit, reader.rows());
+      std::vector<float> inputs;
+      mmu::ImageBatch images;
+      mmu::SpectrumBatch spectra;
+      if (card.modality == "image" && reader.modality() == mmu::Modality::kImage) {
+        reader.read_images(0, n, &images);
+        mmu::prepare_model_inputs(card, &images, nullptr, &inputs);
+      } else if (card.modality == "spectrum" && reader.modality() == mmu::Modality::kSpectrum) {
+        reader.read_spectra(0, n, &spectra);
+        mmu::prepare_model_inputs(card, nullptr, &spectra, &inputs);
+      } else {
+        throw mmu::InvalidArgument("'" + pre_path + "' holds " + mmu::modality_name(reader.modality()) +
+                                   " data, model '" + card.name + "' takes " + card.modality);
+      }
+      std::vector<int64_t> shape = {n};
+      shape.insert(shape.end(), card.input_shape.begin(), card.input_shape.end());
+      mmu::write_npy_f32(pre_out, shape, inputs.data());
+      return 0;
+    }
     if (ins->parsed()) {
       const auto files = mmu::inspect_paths(inspect_paths);
       if (inspect_format == "json")

@@ -5,7 +5,13 @@
 #include <numeric>
 #include <unordered_map>
 
+#include <filesystem>
+#include <set>
+
+#include "file_util.h"
 #include "mmu/error.h"
+#include "mmu/model_package.h"
+#include "model_stage.h"
 #include "mmu/mmu_files.h"
 #include "mmu/pca.h"
 #include "mmu/progress.h"
@@ -147,6 +153,18 @@ BuildReport build_store(const BuildOptions& opt) {
   }
   BuildReport report;
 
+  // Model packages are checked (card, hash, a probe batch) before any work,
+  // so a bad package fails the build with nothing written.
+  std::vector<ModelCard> cards;
+  std::vector<std::unique_ptr<ModelEncoder>> encoders;
+  std::set<std::string> model_spaces;
+  for (const std::string& dir : opt.models) {
+    cards.push_back(load_model_card(dir));
+    if (!model_spaces.insert(cards.back().space_name()).second)
+      throw InvalidArgument("--model given twice for " + cards.back().space_name() + " ('" + dir + "')");
+    encoders.push_back(ModelEncoder::load(cards.back(), opt.threads));
+  }
+
   // Validate every file first (cheap: metadata only) so a bad file fails the
   // build before any slow work, and to size the progress line.
   std::vector<SourceFile> good;
@@ -180,9 +198,21 @@ BuildReport build_store(const BuildOptions& opt) {
   if (parts.empty()) throw FormatError("every input file was bad; nothing to build");
   check_duplicates(parts);
 
+  std::unique_ptr<Store> previous;
+  {
+    std::error_code ec;
+    if (std::filesystem::exists(std::filesystem::path(opt.store) / "CURRENT", ec)) previous = Store::open(opt.store);
+  }
   StoreWriter writer(opt.store);
+  const std::string resume_dir = (std::filesystem::path(opt.store) / "resume").string();
+  if (!opt.resume) {
+    std::error_code ec;
+    std::filesystem::remove_all(resume_dir, ec);
+  }
   report.files = static_cast<int64_t>(parts.size());
   std::map<Modality, FeatureSet> sets;
+  std::vector<int64_t> first_rows;
+  std::vector<std::string> signature;
   for (Partition& p : parts) {
     const int64_t file_id = writer.add_file(p.file, p.modality, static_cast<int64_t>(p.order.size()));
     std::vector<NewObject> objs;
@@ -191,6 +221,10 @@ BuildReport build_store(const BuildOptions& opt) {
       objs.push_back(NewObject{p.catalog.ids[i], p.file.dataset, p.file.subset, p.catalog.ra[i], p.catalog.dec[i],
                                p.catalog.healpix[i], p.fine[i], file_id, i, p.modality});
     const int64_t first_row = writer.add_objects(objs);
+    first_rows.push_back(first_row);
+    signature.push_back(std::filesystem::absolute(p.file.path).lexically_normal().string() + " " +
+                        std::to_string(p.file.size) + " " + std::to_string(p.file.mtime) + " " +
+                        std::to_string(objs.size()));
     report.objects += static_cast<int64_t>(objs.size());
     if (p.modality == Modality::kNone) {
       report.without_modality += static_cast<int64_t>(objs.size());
@@ -229,7 +263,52 @@ BuildReport build_store(const BuildOptions& opt) {
     report.space_counts[name] = n;
     report.space_dims[name] = pca.output_dim;
   }
+
+  // Model spaces: one per package, embeddings in the same store row order.
+  std::vector<ModelPartition> mparts;
+  for (const Partition& p : parts) mparts.push_back({p.file, p.modality, p.order, p.catalog.ids});
+  for (size_t c = 0; c < cards.size(); ++c) {
+    const ModelCard& card = cards[c];
+    ModelStageOptions mopt;
+    mopt.batch_size = opt.batch_size;
+    mopt.threads = opt.threads;
+    mopt.resume_dir = resume_dir;
+    mopt.progress = opt.progress;
+    std::vector<size_t> used;
+    int64_t resumed = 0;
+    const std::vector<float> vectors = run_model_stage(card, *encoders[c], mparts, mopt, &used, &resumed);
+    report.resumed_objects += resumed;
+    std::vector<int64_t> rows;
+    for (size_t i : used)
+      for (size_t k = 0; k < parts[i].order.size(); ++k) rows.push_back(first_rows[i] + static_cast<int64_t>(k));
+    if (rows.empty()) throw InvalidArgument("model '" + card.space_name() + "' takes " + card.modality + "s, and no input file has any");
+    SpaceInfo info;
+    info.name = card.space_name();
+    info.modality = card.modality;
+    info.model = card.name;
+    info.version = card.version;
+    info.dim = card.output_dim;
+    info.sha256 = card.sha256;
+    writer.add_space(info, rows, vectors.data(), files::read_all((std::filesystem::path(card.dir) / "model.json").string()));
+    report.space_counts[info.name] = static_cast<int64_t>(rows.size());
+    report.space_dims[info.name] = card.output_dim;
+  }
+
+  // Spaces of earlier builds (other models) survive a rebuild of the same
+  // files: the catalog is then identical, so their vectors still line up.
+  if (previous && previous->files_signature() == signature) {
+    for (const SpaceInfo& s : previous->spaces()) {
+      if (report.space_counts.count(s.name)) continue;
+      writer.copy_space(*previous, s.name);
+      report.kept_spaces.push_back(s.name);
+    }
+  }
+  previous.reset();
   writer.commit();
+  {
+    std::error_code ec;
+    std::filesystem::remove_all(resume_dir, ec);
+  }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
 }
@@ -238,7 +317,10 @@ void print_build_report(const BuildReport& r, const std::string& store, std::ost
   out << "store " << store << ": " << r.objects << " objects from " << r.files << " files in "
       << static_cast<int64_t>(r.seconds * 1000) / 1000.0 << " s\n";
   for (const auto& [name, count] : r.space_counts)
-    out << "  space " << name << ": " << count << " vectors, dim " << r.space_dims.at(name) << " (baseline-pca)\n";
+    out << "  space " << name << ": " << count << " vectors, dim " << r.space_dims.at(name)
+        << (name.find('@') == std::string::npos ? " (baseline-pca)" : "") << "\n";
+  for (const auto& name : r.kept_spaces) out << "  space " << name << ": kept from the previous build (same files)\n";
+  if (r.resumed_objects > 0) out << "  resumed: " << r.resumed_objects << " model embeddings taken from the interrupted build\n";
   for (const auto& why : r.skipped) out << "  skipped (--skip-bad): " << why << "\n";
   if (r.without_modality > 0)
     out << "  " << r.without_modality

@@ -46,7 +46,8 @@ CatalogRow resolve_object(const Store& store, const LikeQuery& q) {
 // The space to search and the row whose vector is the query: the object's own,
 // or, when it has none in the wanted space, that of a cross-matched object
 // (an image for a spectrum's id, say).
-std::pair<std::string, int64_t> resolve_space(const Store& store, const CatalogRow& obj, const std::string& wanted) {
+std::pair<std::string, int64_t> resolve_space(const Store& store, const CatalogRow& obj, const std::string& asked) {
+  const std::string wanted = asked.empty() ? asked : store.resolve_space_name(asked);
   std::vector<std::string> spaces = store.spaces_of_row(obj.row);
   if (!wanted.empty() && std::find(spaces.begin(), spaces.end(), wanted) == spaces.end()) {
     for (int64_t linked : store.linked_rows(obj.row)) {

@@ -82,9 +82,10 @@ std::unique_ptr<Store> Store::open(const std::string& dir) {
                       ", newer than this mmu-search reads (" + std::to_string(kStoreFormatVersion) +
                       "): upgrade mmu-search");
   if (version < 1) throw FormatError("'" + catalog + "' is not an mmu-search catalog (format version 0)");
-  auto sp = s->rep_->db->prepare("SELECT name, modality, model, version, dim, count, created FROM spaces ORDER BY name");
+  auto sp = s->rep_->db->prepare(
+      "SELECT name, modality, model, version, dim, count, created, sha256 FROM spaces ORDER BY name");
   while (sp.step()) {
-    SpaceInfo info{sp.text(0), sp.text(1), sp.text(2), sp.text(3), sp.int64(4), sp.int64(5), sp.text(6)};
+    SpaceInfo info{sp.text(0), sp.text(1), sp.text(2), sp.text(3), sp.int64(4), sp.int64(5), sp.text(6), sp.text(7)};
     s->rep_->spaces[info.name] = info;
   }
   return s;
@@ -157,6 +158,22 @@ void link_objects(const std::string& dir, const std::vector<RowLink>& links) {
   db.exec("COMMIT");
 }
 
+std::vector<std::pair<int64_t, int64_t>> Store::space_rows(const std::string& name) const {
+  auto s = rep_->db->prepare("SELECT vrow, row FROM space_rows WHERE space = ?1 ORDER BY vrow");
+  s.bind(1, name);
+  std::vector<std::pair<int64_t, int64_t>> out;
+  while (s.step()) out.emplace_back(s.int64(0), s.int64(1));
+  return out;
+}
+
+std::vector<std::string> Store::files_signature() const {
+  auto s = rep_->db->prepare("SELECT path, size, mtime, n_objects FROM files ORDER BY id");
+  std::vector<std::string> out;
+  while (s.step()) out.push_back(s.text(0) + " " + std::to_string(s.int64(1)) + " " + std::to_string(s.int64(2)) + " " +
+                                 std::to_string(s.int64(3)));
+  return out;
+}
+
 std::vector<SpaceInfo> Store::spaces() const {
   std::vector<SpaceInfo> out;
   for (const auto& kv : rep_->spaces) out.push_back(kv.second);
@@ -170,6 +187,20 @@ SpaceInfo Store::space(const std::string& name) const {
   for (const auto& kv : rep_->spaces) names += (names.empty() ? "" : ", ") + kv.first;
   throw NotFound("no space '" + name + "' in store '" + rep_->path + "' (it has: " +
                  (names.empty() ? "none" : names) + ")");
+}
+
+std::string Store::resolve_space_name(const std::string& name) const {
+  if (rep_->spaces.count(name)) return name;
+  std::vector<std::string> versions;
+  for (const auto& kv : rep_->spaces)
+    if (kv.first.rfind(name + "@", 0) == 0) versions.push_back(kv.first);
+  if (versions.size() == 1) return versions.front();
+  if (versions.size() > 1) {
+    std::string list;
+    for (const auto& v : versions) list += (list.empty() ? "" : ", ") + v;
+    throw InvalidArgument("space '" + name + "' has several versions in the store (" + list + "): name one");
+  }
+  return name;
 }
 
 std::vector<std::string> Store::spaces_of_row(int64_t row) const {

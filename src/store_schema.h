@@ -24,7 +24,7 @@ CREATE UNIQUE INDEX objects_by_survey_id ON objects(survey, object_id);
 CREATE INDEX objects_by_id ON objects(object_id);
 CREATE TABLE spaces(
   name TEXT PRIMARY KEY, modality TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL,
-  dim INTEGER NOT NULL, count INTEGER NOT NULL, created TEXT NOT NULL);
+  dim INTEGER NOT NULL, count INTEGER NOT NULL, created TEXT NOT NULL, sha256 TEXT NOT NULL);
 CREATE TABLE space_rows(
   space TEXT NOT NULL REFERENCES spaces(name), vrow INTEGER NOT NULL, row INTEGER NOT NULL,
   PRIMARY KEY(space, vrow)) WITHOUT ROWID;

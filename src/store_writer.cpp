@@ -10,6 +10,7 @@
 #include "mmu/error.h"
 #include "mmu/store.h"
 #include "mmu/version.h"
+#include "sha256.h"
 #include "sqlite_util.h"
 #include "store_schema.h"
 
@@ -154,18 +155,44 @@ void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& r
   files::write_atomic((fs::path(dir) / schema::kFitFile).string(), fit_blob);
   write_flat_index((fs::path(dir) / schema::kIndexFile).string(), info.dim, n, vectors, rows.data());
   auto s = r.db->prepare(
-      "INSERT INTO spaces(name, modality, model, version, dim, count, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+      "INSERT INTO spaces(name, modality, model, version, dim, count, created, sha256) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   s.bind(1, info.name)
       .bind(2, info.modality)
       .bind(3, info.model)
       .bind(4, info.version)
       .bind(5, info.dim)
       .bind(6, n)
-      .bind(7, info.created.empty() ? utc_now() : info.created);
+      .bind(7, info.created.empty() ? utc_now() : info.created)
+      .bind(8, info.sha256.empty() ? sha256_hex(fit_blob) : info.sha256);
   s.run();
   auto m = r.db->prepare("INSERT INTO space_rows(space, vrow, row) VALUES (?1, ?2, ?3)");
   for (int64_t i = 0; i < n; ++i) {
     m.bind(1, info.name).bind(2, i).bind(3, rows[i]);
+    m.run();
+  }
+}
+
+void StoreWriter::copy_space(const Store& old, const std::string& name) {
+  Rep& r = *rep_;
+  const SpaceInfo info = old.space(name);
+  const fs::path src = old.space_dir(name), dst = fs::path(r.tmp_path) / "spaces" / name;
+  files::make_dirs(dst.string());
+  for (const char* f : {schema::kVectorsFile, schema::kIndexFile, schema::kFitFile}) {
+    std::error_code ec;
+    fs::create_hard_link(src / f, dst / f, ec);
+    if (ec) fs::copy_file(src / f, dst / f, ec);
+    if (ec) throw IoError((dst / f).string(), "copy", ec.value());
+  }
+  auto s = r.db->prepare(
+      "INSERT INTO spaces(name, modality, model, version, dim, count, created, sha256) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  s.bind(1, info.name).bind(2, info.modality).bind(3, info.model).bind(4, info.version).bind(5, info.dim);
+  s.bind(6, info.count).bind(7, info.created).bind(8, info.sha256);
+  s.run();
+  auto m = r.db->prepare("INSERT INTO space_rows(space, vrow, row) VALUES (?1, ?2, ?3)");
+  for (const auto& [vrow, row] : old.space_rows(name)) {
+    m.bind(1, name).bind(2, vrow).bind(3, row);
     m.run();
   }
 }

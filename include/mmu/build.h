@@ -19,6 +19,9 @@ struct BuildOptions {
   int64_t dim = 64;                // baseline PCA output dimension per space
   bool progress = true;            // progress lines on a terminal stderr
   bool skip_bad = false;           // leave out files that fail (reported) instead of stopping
+  std::vector<std::string> models; // model package folders: one extra space each
+  int threads = 0;                 // LibTorch intra-op threads (0 = its default)
+  bool resume = false;             // reuse the finished partitions of an interrupted build
   ImageFeatureOptions image;
   SpectrumFeatureOptions spectrum;
   LightCurveFeatureOptions light_curve;
@@ -29,6 +32,8 @@ struct BuildReport {
   int64_t objects = 0;
   int64_t without_modality = 0;              // catalogued, not embedded
   std::vector<std::string> skipped;          // "path: reason" for files left out by skip_bad
+  std::vector<std::string> kept_spaces;      // spaces carried over unchanged from the previous store
+  int64_t resumed_objects = 0;               // model embeddings taken from checkpoints
   std::map<std::string, int64_t> space_counts;
   std::map<std::string, int64_t> space_dims;
   double seconds = 0;

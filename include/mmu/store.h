@@ -47,6 +47,7 @@ struct SpaceInfo {
   int64_t dim = 0;
   int64_t count = 0;     // vectors in the space
   std::string created;   // ISO 8601 UTC
+  std::string sha256;    // of the model file (or of the baseline fit): what made these vectors
 };
 
 class Store {
@@ -71,7 +72,14 @@ class Store {
   std::vector<int64_t> linked_rows(int64_t row) const;
 
   std::vector<SpaceInfo> spaces() const;
+  // (vrow, row) of every vector of a space, in vrow order.
+  std::vector<std::pair<int64_t, int64_t>> space_rows(const std::string& name) const;
+  // One line per ingested file: "path size mtime objects", in file order; two
+  // stores with equal signatures have equal catalogs.
+  std::vector<std::string> files_signature() const;
   SpaceInfo space(const std::string& name) const;  // throws NotFound listing the spaces
+  // `name` itself, or the one space "name@version" when only the model name is given.
+  std::string resolve_space_name(const std::string& name) const;
   std::vector<std::string> spaces_of_row(int64_t row) const;
   std::string space_dir(const std::string& name) const;
   // (vrow, row) of every vector of space `name` whose object is in one of the
@@ -124,6 +132,9 @@ class StoreWriter {
   // vectors: rows.size() x info.dim floats, row i belongs to catalog rows[i].
   void add_space(const SpaceInfo& info, const std::vector<int64_t>& rows, const float* vectors,
                  const std::string& fit_blob);
+  // Carries space `name` of `old` into the new generation unchanged (files
+  // hard-linked). REQUIRES: the new catalog rows equal the old ones.
+  void copy_space(const Store& old, const std::string& name);
   void commit();
 
  private:

@@ -1,0 +1,123 @@
+#include "model_stage.h"
+
+#include <algorithm>
+#include <exception>
+#include <filesystem>
+#include <thread>
+
+#include "file_util.h"
+#include "mmu/bounded_queue.h"
+#include "mmu/error.h"
+#include "sha256.h"
+
+namespace fs = std::filesystem;
+
+namespace mmu {
+
+namespace {
+
+struct Batch {
+  int64_t start = 0, count = 0;
+  std::vector<float> inputs;
+};
+
+std::string checkpoint_path(const ModelCard& card, const ModelPartition& p, const ModelStageOptions& opt) {
+  const std::string key = sha256_hex(fs::absolute(p.file.path).lexically_normal().string() + "\n" +
+                                     std::to_string(p.file.size) + "\n" + std::to_string(p.file.mtime) + "\n" +
+                                     card.sha256 + "\n" + std::to_string(opt.batch_size));
+  return (fs::path(opt.resume_dir) / card.space_name() / (key + ".f32")).string();
+}
+
+// Reads and preprocesses batches on this thread while the caller runs the model.
+void produce(const ModelCard& card, const ModelPartition& p, int64_t batch_size, BoundedQueue<Batch>* queue,
+             std::exception_ptr* error) {
+  try {
+    RowFileReader reader(p.file);
+    const int64_t n = reader.rows();
+    ImageBatch images;
+    SpectrumBatch spectra;
+    for (int64_t start = 0; start < n; start += batch_size) {
+      Batch b;
+      b.start = start;
+      b.count = std::min(batch_size, n - start);
+      if (card.modality == "image") {
+        reader.read_images(start, b.count, &images);
+        prepare_model_inputs(card, &images, nullptr, &b.inputs);
+      } else {
+        reader.read_spectra(start, b.count, &spectra);
+        prepare_model_inputs(card, nullptr, &spectra, &b.inputs);
+      }
+      if (!queue->push(std::move(b))) break;
+    }
+  } catch (const Error& e) {
+    *error = std::make_exception_ptr(FormatError("'" + p.file.path + "' for model '" + card.name + "': " + e.what()));
+  } catch (...) {
+    *error = std::current_exception();
+  }
+  queue->close();
+}
+
+std::vector<float> encode_partition(const ModelCard& card, ModelEncoder& encoder, const ModelPartition& p,
+                                    const ModelStageOptions& opt, Progress* progress) {
+  const int64_t n = static_cast<int64_t>(p.order.size()), d = card.output_dim;
+  std::vector<float> by_file_row(static_cast<size_t>(n * d));
+  BoundedQueue<Batch> queue(2);  // one batch in the model, one being read: bounded memory
+  std::exception_ptr error;
+  std::thread reader(produce, std::cref(card), std::cref(p), opt.batch_size, &queue, &error);
+  try {
+    while (auto b = queue.pop()) {
+      encoder.encode(b->inputs.data(), b->count, by_file_row.data() + b->start * d);
+      progress->add(b->count);
+    }
+  } catch (...) {
+    queue.close();
+    while (queue.pop()) {
+    }
+    reader.join();
+    throw;
+  }
+  reader.join();
+  if (error) std::rethrow_exception(error);
+  std::vector<float> out(by_file_row.size());
+  for (int64_t pos = 0; pos < n; ++pos)
+    std::copy_n(by_file_row.data() + p.order[pos] * d, d, out.data() + pos * d);
+  return out;
+}
+
+}  // namespace
+
+std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
+                                   const std::vector<ModelPartition>& parts, const ModelStageOptions& opt,
+                                   std::vector<size_t>* used, int64_t* resumed) {
+  const Modality m = card.modality == "image" ? Modality::kImage : Modality::kSpectrum;
+  int64_t total = 0;
+  for (const auto& p : parts)
+    if (p.modality == m) total += static_cast<int64_t>(p.order.size());
+  Progress progress("encoding with " + card.space_name(), total, opt.progress);
+  std::vector<float> all;
+  *resumed = 0;
+  files::make_dirs((fs::path(opt.resume_dir) / card.space_name()).string());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const ModelPartition& p = parts[i];
+    if (p.modality != m) continue;
+    used->push_back(i);
+    const std::string ckpt = checkpoint_path(card, p, opt);
+    const size_t bytes = p.order.size() * static_cast<size_t>(card.output_dim) * sizeof(float);
+    std::error_code ec;
+    if (fs::is_regular_file(ckpt, ec) && fs::file_size(ckpt, ec) == bytes) {
+      const std::string data = files::read_all(ckpt);
+      const float* f = reinterpret_cast<const float*>(data.data());
+      all.insert(all.end(), f, f + data.size() / sizeof(float));
+      *resumed += static_cast<int64_t>(p.order.size());
+      progress.add(static_cast<int64_t>(p.order.size()));
+      continue;
+    }
+    const std::vector<float> v = encode_partition(card, encoder, p, opt, &progress);
+    files::write_atomic(ckpt, v.data(), v.size() * sizeof(float));  // the partition is now committed
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  progress.finish();
+  return all;
+}
+
+}  // namespace mmu

@@ -1,0 +1,131 @@
+#include "mmu/model_transforms.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "mmu/error.h"
+
+namespace mmu {
+
+int64_t find_band(const ImageBatch& b, char band) {
+  for (size_t k = 0; k < b.band_names.size(); ++k)
+    if (!b.band_names[k].empty() && b.band_names[k].back() == band) return static_cast<int64_t>(k);
+  if (!b.band_names.empty()) return -1;
+  const std::string order = "griz";
+  const auto pos = order.find(band);
+  return (pos != std::string::npos && static_cast<int64_t>(pos) < b.bands) ? static_cast<int64_t>(pos) : -1;
+}
+
+namespace {
+
+// Pixel value with the mask applied: unusable (or non-finite) pixels read as 0.
+inline double pixel(const ImageBatch& b, int64_t obj, int64_t band, int64_t y, int64_t x) {
+  const size_t i = static_cast<size_t>(((obj * b.bands + band) * b.height + y) * b.width + x);
+  const float v = b.pixels[i];
+  return (b.good[i] && std::isfinite(v)) ? static_cast<double>(v) : 0.0;
+}
+
+int64_t require_band(const ImageBatch& b, char band, const char* transform) {
+  const int64_t k = find_band(b, band);
+  if (k < 0) throw FormatError(std::string(transform) + " needs band '" + band + "', which the images lack");
+  return k;
+}
+
+void require_crop(const ImageBatch& b, int64_t crop, const char* transform) {
+  if (b.height < crop || b.width < crop)
+    throw FormatError(std::string(transform) + " crops " + std::to_string(crop) + "x" + std::to_string(crop) +
+                      " pixels, but the images are " + std::to_string(b.height) + "x" + std::to_string(b.width));
+}
+
+}  // namespace
+
+void astroclip_image(const ImageBatch& b, const AstroclipImageParams& p, float* out) {
+  require_crop(b, p.crop, "astroclip-image");
+  const int64_t g = require_band(b, 'g', "astroclip-image"), r = require_band(b, 'r', "astroclip-image"),
+                z = require_band(b, 'z', "astroclip-image");
+  const int64_t y0 = (b.height - p.crop) / 2, x0 = (b.width - p.crop) / 2, plane = p.crop * p.crop;
+  const double sq = std::sqrt(p.q);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < b.count; ++i) {
+    float* o = out + i * 3 * plane;
+    for (int64_t y = 0; y < p.crop; ++y)
+      for (int64_t x = 0; x < p.crop; ++x) {
+        // Planes: z -> 0, r -> 1, g -> 2.
+        const double vz = pixel(b, i, z, y0 + y, x0 + x) * p.scale_z + p.m;
+        const double vr = pixel(b, i, r, y0 + y, x0 + x) * p.scale_r + p.m;
+        const double vg = pixel(b, i, g, y0 + y, x0 + x) * p.scale_g + p.m;
+        double mean = (std::max(0.0, vz) + std::max(0.0, vr) + std::max(0.0, vg)) / 3.0;
+        const double f = std::asinh(p.q * mean) / sq;
+        if (mean == 0.0) mean = 1e-6;
+        const double k = f / mean;
+        const int64_t at = y * p.crop + x;
+        o[at] = static_cast<float>(std::clamp(vz * k, 0.0, 1.0));
+        o[plane + at] = static_cast<float>(std::clamp(vr * k, 0.0, 1.0));
+        o[2 * plane + at] = static_cast<float>(std::clamp(vg * k, 0.0, 1.0));
+      }
+  }
+}
+
+int64_t specformer_tokens(int64_t length, const SpecformerParams& p) {
+  // As published: window starts arange(0, length - overlap, stride), then the
+  // last window is always dropped; plus the statistics token.
+  const int64_t overlap = p.section - p.stride;
+  const int64_t starts = std::max<int64_t>(0, (length - overlap + p.stride - 1) / p.stride);
+  return std::max<int64_t>(0, starts - 1) + 1;
+}
+
+void specformer_spectrum(const SpectrumBatch& b, const SpecformerParams& p, float* out) {
+  const int64_t tokens = specformer_tokens(b.length, p), width = p.section + 2;
+  const int64_t len = b.length;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < b.count; ++i) {
+    std::vector<double> x(len);
+    const float* flux = b.flux.data() + i * len;
+    const uint8_t* ok = b.good.data() + i * len;
+    // Unusable pixels: linear interpolation between usable neighbours (flat at the ends).
+    int64_t prev = -1;
+    for (int64_t k = 0; k < len; ++k) {
+      if (!(ok[k] && std::isfinite(flux[k]))) continue;
+      x[k] = flux[k];
+      const double start = prev < 0 ? x[k] : x[prev];
+      for (int64_t j = prev + 1; j < k; ++j)
+        x[j] = prev < 0 ? x[k] : start + (x[k] - start) * double(j - prev) / double(k - prev);
+      prev = k;
+    }
+    for (int64_t j = prev + 1; j < len; ++j) x[j] = prev < 0 ? 0.0 : x[prev];
+    double mean = 0.0;
+    for (double v : x) mean += v;
+    mean /= static_cast<double>(len);
+    double ss = 0.0;
+    for (double v : x) ss += (v - mean) * (v - mean);
+    const double sd = std::max(std::sqrt(ss / static_cast<double>(std::max<int64_t>(1, len - 1))), p.std_floor);
+    float* o = out + i * tokens * width;
+    std::fill(o, o + tokens * width, 0.0f);
+    o[0] = static_cast<float>((mean - 2.0) / 2.0);
+    o[1] = static_cast<float>((sd - 2.0) / 8.0);
+    for (int64_t t = 1; t < tokens; ++t)
+      for (int64_t k = 0; k < p.section; ++k)
+        o[t * width + 2 + k] = static_cast<float>((x[(t - 1) * p.stride + k] - mean) / sd);
+  }
+}
+
+void aion_image(const ImageBatch& b, const AionImageParams& p, float* out) {
+  require_crop(b, p.crop, "aion-image");
+  const char names[4] = {'g', 'r', 'i', 'z'};
+  const double clamps[4] = {p.clamp_g, p.clamp_r, p.clamp_i, p.clamp_z};
+  int64_t idx[4];
+  for (int k = 0; k < 4; ++k) idx[k] = require_band(b, names[k], "aion-image");
+  const int64_t y0 = (b.height - p.crop) / 2, x0 = (b.width - p.crop) / 2, plane = p.crop * p.crop;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < b.count; ++i)
+    for (int k = 0; k < 4; ++k) {
+      float* o = out + (i * 4 + k) * plane;
+      for (int64_t y = 0; y < p.crop; ++y)
+        for (int64_t x = 0; x < p.crop; ++x) {
+          const double v = std::clamp(pixel(b, i, idx[k], y0 + y, x0 + x), -clamps[k], clamps[k]);
+          o[y * p.crop + x] = static_cast<float>(std::asinh(v / 0.01) * 0.01 * 10.0);
+        }
+    }
+}
+
+}  // namespace mmu

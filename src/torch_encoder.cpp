@@ -1,0 +1,88 @@
+// The only translation unit that includes LibTorch (it costs ~25 s to compile).
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "mmu/error.h"
+#include "mmu/model_package.h"
+
+namespace mmu {
+
+namespace {
+
+class TorchScriptEncoder : public ModelEncoder {
+ public:
+  TorchScriptEncoder(const ModelCard& card, torch::jit::script::Module module)
+      : card_(card), module_(std::move(module)) {
+    module_.eval();
+  }
+
+  void encode(const float* inputs, int64_t n, float* out) override {
+    if (n == 0) return;
+    std::vector<int64_t> shape = {n};
+    shape.insert(shape.end(), card_.input_shape.begin(), card_.input_shape.end());
+    torch::InferenceMode guard;
+    // from_blob does not copy: the caller's buffer outlives the call.
+    torch::Tensor x = torch::from_blob(const_cast<float*>(inputs), shape, torch::kFloat32);
+    torch::Tensor y;
+    try {
+      y = module_.forward({x}).toTensor();
+    } catch (const std::exception& e) {
+      throw FormatError("model '" + card_.name + "' failed on a batch of " + std::to_string(n) + " of shape " +
+                        shape_text(shape) + ": " + first_line(e.what()));
+    }
+    // Models that squeeze the batch axis away return [dim] for one object.
+    if (y.dim() == 1 && n == 1) y = y.unsqueeze(0);
+    if (y.dim() != 2 || y.size(0) != n || y.size(1) != card_.output_dim)
+      throw FormatError("model '" + card_.name + "' returned shape " + shape_text(y.sizes().vec()) + " for " +
+                        std::to_string(n) + " objects; its card says [" + std::to_string(n) + ", " +
+                        std::to_string(card_.output_dim) + "]");
+    y = y.to(torch::kFloat32).contiguous();
+    if (!torch::isfinite(y).all().item<bool>())
+      throw FormatError("model '" + card_.name + "' produced NaN or Inf embeddings");
+    if (!card_.l2_normalized) y = torch::nn::functional::normalize(y, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    std::memcpy(out, y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(n * card_.output_dim));
+  }
+
+  static std::string shape_text(const std::vector<int64_t>& s) {
+    std::string out = "[";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + "]";
+  }
+  static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+ private:
+  ModelCard card_;
+  torch::jit::script::Module module_;
+};
+
+}  // namespace
+
+std::unique_ptr<ModelEncoder> ModelEncoder::load(const ModelCard& card, int threads) {
+  if (threads > 0) {
+    torch::set_num_threads(threads);
+  }
+  const std::string path = (std::filesystem::path(card.dir) / card.file).string();
+  torch::jit::script::Module module;
+  try {
+    module = torch::jit::load(path, torch::kCPU);
+  } catch (const std::exception& e) {
+    throw FormatError("cannot load TorchScript model '" + path + "': " + e.what());
+  }
+  auto enc = std::make_unique<TorchScriptEncoder>(card, std::move(module));
+  // Probe with one object: a wrong input shape or output size fails here, by name.
+  std::vector<float> probe(static_cast<size_t>(card.input_size())), out(static_cast<size_t>(card.output_dim));
+  for (size_t i = 0; i < probe.size(); ++i) probe[i] = 0.5f + 0.4f * static_cast<float>(std::sin(0.37 * i));
+  try {
+    enc->encode(probe.data(), 1, out.data());
+  } catch (const Error& e) {
+    throw FormatError("model package '" + card.dir + "' does not accept its card's input shape " +
+                      TorchScriptEncoder::shape_text(card.input_shape) + ": " + e.what());
+  }
+  return enc;
+}
+
+}  // namespace mmu
