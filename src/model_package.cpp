@@ -12,12 +12,6 @@ using nlohmann::json;
 
 namespace mmu {
 
-int64_t ModelCard::input_size() const {
-  int64_t n = 1;
-  for (int64_t v : input_shape) n *= v;
-  return n;
-}
-
 namespace {
 
 template <typename T>

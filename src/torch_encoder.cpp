@@ -61,7 +61,9 @@ class TorchScriptEncoder : public ModelEncoder {
 
 }  // namespace
 
-std::unique_ptr<ModelEncoder> ModelEncoder::load(const ModelCard& card, int threads) {
+namespace {
+
+std::unique_ptr<ModelEncoder> load_torch_encoder(const ModelCard& card, int threads) {
   if (threads > 0) {
     torch::set_num_threads(threads);
   }
@@ -85,4 +87,12 @@ std::unique_ptr<ModelEncoder> ModelEncoder::load(const ModelCard& card, int thre
   return enc;
 }
 
+}  // namespace
+
 }  // namespace mmu
+
+// The plug-in's one entry point (see model_loader.cpp).
+extern "C" __attribute__((visibility("default"))) mmu::ModelEncoder* mmu_create_torch_encoder(
+    const mmu::ModelCard& card, int threads) {
+  return mmu::load_torch_encoder(card, threads).release();
+}

@@ -30,7 +30,11 @@ struct ModelCard {
 
   // The store space of this model: name@version, so two versions never share one.
   std::string space_name() const { return name + "@" + version; }
-  int64_t input_size() const;          // product of input_shape
+  int64_t input_size() const {         // product of input_shape
+    int64_t n = 1;
+    for (int64_t v : input_shape) n *= v;
+    return n;
+  }
 };
 
 // Reads and validates <dir>/model.json and checks the file's SHA-256. Throws
@@ -43,6 +47,9 @@ class ModelEncoder {
  public:
   // Loads the module and runs one probe object through it, so a package whose
   // input shape or output dimension disagrees with its card is refused here.
+  // LibTorch lives in a plug-in (libmmu_models.so, beside the executable or
+  // named by $MMU_MODELS_LIB) loaded on first use: commands that run no model
+  // start without LibTorch's ~0.7 s of loading.
   static std::unique_ptr<ModelEncoder> load(const ModelCard& card, int threads);
   virtual ~ModelEncoder() = default;
   // inputs: n x card.input_size() floats; out: n x card.output_dim, L2-normalised.
