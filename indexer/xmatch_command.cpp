@@ -1,5 +1,6 @@
 #include "xmatch_command.h"
 
+#include <charconv>
 #include <cstdio>
 #include <iostream>
 
@@ -43,11 +44,14 @@ int run_xmatch(const XmatchOptions& opt) {
     const auto& p = pairs[i];
     if (fmt == OutputFormat::kCsv) {
       // Built by hand: a million pairs through printf cost more than the match.
-      std::snprintf(buf, sizeof(buf), "%.6f\n", p.sep_arcsec);
-      line.clear();
       line.append(l.ids[p.left]).append(1, ',').append(l.surveys[p.left]).append(1, ',');
-      line.append(r.ids[p.right]).append(1, ',').append(r.surveys[p.right]).append(1, ',').append(buf);
-      std::cout.write(line.data(), static_cast<std::streamsize>(line.size()));
+      line.append(r.ids[p.right]).append(1, ',').append(r.surveys[p.right]).append(1, ',');
+      const auto end = std::to_chars(buf, buf + sizeof(buf), p.sep_arcsec, std::chars_format::fixed, 6).ptr;
+      line.append(buf, end).append(1, '\n');
+      if (line.size() > (1 << 20)) {
+        std::cout.write(line.data(), static_cast<std::streamsize>(line.size()));
+        line.clear();
+      }
     } else if (fmt == OutputFormat::kJson) {
       std::snprintf(buf, sizeof(buf), "%.6f", p.sep_arcsec);
       std::cout << (i ? ",\n " : "\n ") << "{\"left_id\": " << json_quote(l.ids[p.left])
@@ -60,6 +64,7 @@ int run_xmatch(const XmatchOptions& opt) {
       std::cout << buf;
     }
   }
+  std::cout.write(line.data(), static_cast<std::streamsize>(line.size()));
   if (fmt == OutputFormat::kJson) std::cout << "\n]\n";
   std::cerr << pairs.size() << " pairs within " << radius * 3600.0 << " arcsec (" << l.ids.size() << " left, "
             << r.ids.size() << " right objects)\n";
