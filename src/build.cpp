@@ -105,8 +105,9 @@ Partition load_partition(const RowFileReader& reader, const BuildOptions& opt, P
   if (p.modality == Modality::kNone) return p;
 
   std::vector<float> by_file_row, batch;
-  for (int64_t start = 0; start < n; start += opt.batch_size) {
-    const int64_t count = std::min(opt.batch_size, n - start);
+  const int64_t batch_size = opt.batch_size > 0 ? opt.batch_size : 64;
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t count = std::min(batch_size, n - start);
     int64_t dim = 0;
     const int64_t bad = batch_features(reader, opt, start, count, &batch, &dim);
     if (bad >= 0)
@@ -143,7 +144,7 @@ void check_duplicates(const std::vector<Partition>& parts) {
 
 BuildReport build_store(const BuildOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (opt.batch_size <= 0) throw InvalidArgument("--batch-size must be >= 1, got " + std::to_string(opt.batch_size));
+  if (opt.batch_size < 0) throw InvalidArgument("--batch-size must be >= 1 (or 0 for automatic), got " + std::to_string(opt.batch_size));
   if (opt.dim <= 0) throw InvalidArgument("--dim must be >= 1, got " + std::to_string(opt.dim));
   const std::vector<SourceFile> found = discover_files(opt.roots);
   if (found.empty()) {

@@ -106,6 +106,9 @@ std::string last_error() {
 
 Handle open_file(const std::string& path) {
   init_library();
+  // HDF5's error printing is per thread in thread-safe builds: silence it on
+  // every thread that opens files (the model stage reads on its own thread).
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
   if (is_hdf5 <= 0) {
     H5Eclear2(H5E_DEFAULT);

@@ -1,6 +1,8 @@
 #include "model_stage.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <exception>
 #include <filesystem>
 #include <thread>
@@ -16,6 +18,38 @@ namespace mmu {
 
 namespace {
 
+// Automatic batch size: time one batch of each candidate (after a warm-up
+// batch), then keep the fastest per object. Large batches can be slower on a
+// CPU because their activations fall out of cache.
+class BatchSizer {
+ public:
+  explicit BatchSizer(int64_t fixed) : fixed_(fixed) {}
+  int64_t next() const { return fixed_ > 0 ? fixed_ : (chosen_ > 0 ? chosen_ : kCandidates[std::min(step_, kLast)]); }
+  // Reports the time a batch of `count` took (the size the producer used).
+  void observe(int64_t count, double seconds) {
+    if (fixed_ > 0 || chosen_ > 0) return;
+    if (warmed_up_ && count == kCandidates[step_]) {
+      const double per_object = seconds / static_cast<double>(count);
+      if (best_ < 0 || per_object < best_per_object_) {
+        best_ = kCandidates[step_];
+        best_per_object_ = per_object;
+      }
+      if (++step_ > kLast) chosen_ = best_;
+    }
+    warmed_up_ = true;
+  }
+  int64_t chosen() const { return fixed_ > 0 ? fixed_ : chosen_; }
+
+ private:
+  static constexpr int64_t kCandidates[4] = {8, 16, 32, 64};
+  static constexpr size_t kLast = 3;
+  int64_t fixed_;
+  size_t step_ = 0;
+  bool warmed_up_ = false;
+  int64_t best_ = -1, chosen_ = -1;
+  double best_per_object_ = 0;
+};
+
 struct Batch {
   int64_t start = 0, count = 0;
   std::vector<float> inputs;
@@ -29,24 +63,25 @@ std::string checkpoint_path(const ModelCard& card, const ModelPartition& p, cons
 }
 
 // Reads and preprocesses batches on this thread while the caller runs the model.
-void produce(const ModelCard& card, const ModelPartition& p, int64_t batch_size, BoundedQueue<Batch>* queue,
-             std::exception_ptr* error) {
+void produce(const ModelCard& card, const ModelPartition& p, std::atomic<int64_t>* batch_size,
+             BoundedQueue<Batch>* queue, std::exception_ptr* error) {
   try {
     RowFileReader reader(p.file);
     const int64_t n = reader.rows();
     ImageBatch images;
     SpectrumBatch spectra;
-    for (int64_t start = 0; start < n; start += batch_size) {
+    for (int64_t start = 0; start < n;) {
       Batch b;
       b.start = start;
-      b.count = std::min(batch_size, n - start);
+      b.count = std::min(batch_size->load(), n - start);
       if (card.modality == "image") {
-        reader.read_images(start, b.count, &images);
+        reader.read_images(b.start, b.count, &images);
         prepare_model_inputs(card, &images, nullptr, &b.inputs);
       } else {
-        reader.read_spectra(start, b.count, &spectra);
+        reader.read_spectra(b.start, b.count, &spectra);
         prepare_model_inputs(card, nullptr, &spectra, &b.inputs);
       }
+      start += b.count;
       if (!queue->push(std::move(b))) break;
     }
   } catch (const Error& e) {
@@ -58,15 +93,19 @@ void produce(const ModelCard& card, const ModelPartition& p, int64_t batch_size,
 }
 
 std::vector<float> encode_partition(const ModelCard& card, ModelEncoder& encoder, const ModelPartition& p,
-                                    const ModelStageOptions& opt, Progress* progress) {
+                                    BatchSizer* sizer, Progress* progress) {
   const int64_t n = static_cast<int64_t>(p.order.size()), d = card.output_dim;
   std::vector<float> by_file_row(static_cast<size_t>(n * d));
   BoundedQueue<Batch> queue(2);  // one batch in the model, one being read: bounded memory
   std::exception_ptr error;
-  std::thread reader(produce, std::cref(card), std::cref(p), opt.batch_size, &queue, &error);
+  std::atomic<int64_t> batch_size{sizer->next()};
+  std::thread reader(produce, std::cref(card), std::cref(p), &batch_size, &queue, &error);
   try {
     while (auto b = queue.pop()) {
+      const auto t0 = std::chrono::steady_clock::now();
       encoder.encode(b->inputs.data(), b->count, by_file_row.data() + b->start * d);
+      sizer->observe(b->count, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      batch_size = sizer->next();
       progress->add(b->count);
     }
   } catch (...) {
@@ -97,6 +136,7 @@ std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
   std::vector<float> all;
   *resumed = 0;
   files::make_dirs((fs::path(opt.resume_dir) / card.space_name()).string());
+  BatchSizer sizer(opt.batch_size);
   for (size_t i = 0; i < parts.size(); ++i) {
     const ModelPartition& p = parts[i];
     if (p.modality != m) continue;
@@ -112,7 +152,7 @@ std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
       progress.add(static_cast<int64_t>(p.order.size()));
       continue;
     }
-    const std::vector<float> v = encode_partition(card, encoder, p, opt, &progress);
+    const std::vector<float> v = encode_partition(card, encoder, p, &sizer, &progress);
     files::write_atomic(ckpt, v.data(), v.size() * sizeof(float));  // the partition is now committed
     all.insert(all.end(), v.begin(), v.end());
   }

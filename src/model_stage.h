@@ -14,7 +14,7 @@
 namespace mmu {
 
 struct ModelStageOptions {
-  int64_t batch_size = 64;
+  int64_t batch_size = 0;   // 0 = automatic: the first batches try 8, 16, 32, 64 and the fastest per object wins
   int threads = 0;          // LibTorch intra-op threads; 0 = its default
   std::string resume_dir;   // per-partition checkpoints live here
   bool progress = true;
