@@ -170,16 +170,37 @@ BuildReport build_store(const BuildOptions& opt) {
   // build before any slow work, and to size the progress line.
   std::vector<SourceFile> good;
   int64_t total = 0;
+  std::vector<int64_t> model_files(cards.size(), 0);
+  std::vector<std::string> model_misfit(cards.size());
+  std::map<std::string, int64_t> spectrum_lengths;
   for (const SourceFile& f : found) {
     try {
       RowFileReader reader(f);
       total += reader.modality() == Modality::kNone ? 0 : reader.rows();
+      for (size_t c = 0; c < cards.size(); ++c) {
+        const ModelCard& card = cards[c];
+        if (modality_name(reader.modality()) != card.modality) continue;
+        const int64_t len = reader.spectrum_length();
+        spectrum_lengths[f.path] = len;
+        if (model_accepts(card, len)) {
+          ++model_files[c];
+        } else if (model_misfit[c].empty()) {
+          model_misfit[c] = "'" + f.path + "' has spectra of length " + std::to_string(len) + ", which give " +
+                            std::to_string(specformer_tokens(len, card.specformer)) + " tokens, not " +
+                            std::to_string(card.input_shape[0]);
+        }
+      }
       good.push_back(f);
     } catch (const Error& e) {
       if (!opt.skip_bad) throw;
       report.skipped.push_back(e.what());
     }
   }
+
+  for (size_t c = 0; c < cards.size(); ++c)
+    if (model_files[c] == 0)
+      throw InvalidArgument("model '" + cards[c].space_name() + "' takes " + cards[c].modality + "s, and no input file " +
+                            (model_misfit[c].empty() ? std::string("has any") : "fits it: " + model_misfit[c]));
 
   // Read catalogs and features, file by file (one open file at a time).
   std::vector<Partition> parts;
@@ -267,7 +288,7 @@ BuildReport build_store(const BuildOptions& opt) {
 
   // Model spaces: one per package, embeddings in the same store row order.
   std::vector<ModelPartition> mparts;
-  for (const Partition& p : parts) mparts.push_back({p.file, p.modality, p.order, p.catalog.ids});
+  for (const Partition& p : parts) mparts.push_back({p.file, p.modality, p.order, p.catalog.ids, spectrum_lengths[p.file.path]});
   for (size_t c = 0; c < cards.size(); ++c) {
     const ModelCard& card = cards[c];
     ModelStageOptions mopt;
@@ -278,6 +299,10 @@ BuildReport build_store(const BuildOptions& opt) {
     std::vector<size_t> used;
     int64_t resumed = 0;
     const std::vector<float> vectors = run_model_stage(card, *encoders[c], mparts, mopt, &used, &resumed);
+    for (const ModelPartition& mp : mparts)
+      if (modality_name(mp.modality) == card.modality && !model_accepts(card, mp.spectrum_length))
+        report.model_skips.push_back(card.space_name() + ": '" + mp.file.path + "' (spectra of length " +
+                                     std::to_string(mp.spectrum_length) + " do not fit its input)");
     report.resumed_objects += resumed;
     std::vector<int64_t> rows;
     for (size_t i : used)
@@ -323,6 +348,7 @@ void print_build_report(const BuildReport& r, const std::string& store, std::ost
   for (const auto& name : r.kept_spaces) out << "  space " << name << ": kept from the previous build (same files)\n";
   if (r.resumed_objects > 0) out << "  resumed: " << r.resumed_objects << " model embeddings taken from the interrupted build\n";
   for (const auto& why : r.skipped) out << "  skipped (--skip-bad): " << why << "\n";
+  for (const auto& why : r.model_skips) out << "  not in model space " << why << "\n";
   if (r.without_modality > 0)
     out << "  " << r.without_modality
         << " objects have no modality this version can embed (image, spectrum, light curve, XP): catalogued, not searchable by similarity\n";

@@ -301,6 +301,13 @@ Modality RowFileReader::modality() const { return rep_->modality; }
 int64_t RowFileReader::rows() const { return rep_->rows; }
 const char* RowFileReader::layout() const { return rep_->layout; }
 
+int64_t RowFileReader::spectrum_length() const {
+  const Rep& r = *rep_;
+  if (r.modality != Modality::kSpectrum) return 0;
+  if (r.flux) return r.flux->row_shape()[0];
+  return h5::Dataset(r.h5file.get(), r.file.path, r.group_path(0, "spaxels")).field_width("flux");
+}
+
 RowFileReader::Columns RowFileReader::columns() const {
   const Rep& r = *rep_;
   auto name = [](const std::optional<h5::Dataset>& d) { return d ? d->info().name : std::string(); };

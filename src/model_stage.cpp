@@ -131,15 +131,15 @@ std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
   const Modality m = card.modality == "image" ? Modality::kImage : Modality::kSpectrum;
   int64_t total = 0;
   for (const auto& p : parts)
-    if (p.modality == m) total += static_cast<int64_t>(p.order.size());
+    if (p.modality == m && model_accepts(card, p.spectrum_length)) total += static_cast<int64_t>(p.order.size());
   Progress progress("encoding with " + card.space_name(), total, opt.progress);
   std::vector<float> all;
   *resumed = 0;
-  files::make_dirs((fs::path(opt.resume_dir) / card.space_name()).string());
   BatchSizer sizer(opt.batch_size);
   for (size_t i = 0; i < parts.size(); ++i) {
     const ModelPartition& p = parts[i];
     if (p.modality != m) continue;
+    if (!model_accepts(card, p.spectrum_length)) continue;  // reported by the build
     used->push_back(i);
     const std::string ckpt = checkpoint_path(card, p, opt);
     const size_t bytes = p.order.size() * static_cast<size_t>(card.output_dim) * sizeof(float);
@@ -153,6 +153,7 @@ std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
       continue;
     }
     const std::vector<float> v = encode_partition(card, encoder, p, &sizer, &progress);
+    files::make_dirs(fs::path(ckpt).parent_path().string());
     files::write_atomic(ckpt, v.data(), v.size() * sizeof(float));  // the partition is now committed
     all.insert(all.end(), v.begin(), v.end());
   }

@@ -26,6 +26,7 @@ struct ModelPartition {
   Modality modality = Modality::kNone;
   std::vector<int64_t> order;
   std::vector<std::string> ids;  // by file row, for error messages
+  int64_t spectrum_length = 0;    // pixels per spectrum (0 for other modalities)
 };
 
 // Encodes every partition of the card's modality; returns count x output_dim

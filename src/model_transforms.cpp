@@ -43,7 +43,10 @@ void astroclip_image(const ImageBatch& b, const AstroclipImageParams& p, float* 
   require_crop(b, p.crop, "astroclip-image");
   const int64_t g = require_band(b, 'g', "astroclip-image"), r = require_band(b, 'r', "astroclip-image"),
                 z = require_band(b, 'z', "astroclip-image");
-  const int64_t y0 = (b.height - p.crop) / 2, x0 = (b.width - p.crop) / 2, plane = p.crop * p.crop;
+  // torchvision's CenterCrop, as AstroCLIP uses it: offset round((H - crop) / 2), halves to even.
+  const int64_t y0 = static_cast<int64_t>(std::nearbyint((b.height - p.crop) / 2.0));
+  const int64_t x0 = static_cast<int64_t>(std::nearbyint((b.width - p.crop) / 2.0));
+  const int64_t plane = p.crop * p.crop;
   const double sq = std::sqrt(p.q);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < b.count; ++i) {

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include <omp.h>
+
 #include "mmu/error.h"
 
 // Fortran BLAS/LAPACK (OpenBLAS through Debian's alternatives).
@@ -30,6 +32,17 @@ void gemm(const char* ta, const char* tb, int m, int n, int k, const float* a, i
           float* c, int ldc) {
   const float one = 1.0f, zero = 0.0f;
   sgemm_(ta, tb, &m, &n, &k, &one, a, &lda, b, &ldb, &zero, c, &ldc);
+}
+
+// Runs f with OpenMP (and so OpenBLAS-openmp) limited to one thread: QR and
+// small eigenproblems are thousands of tiny BLAS-2 calls, each of which would
+// otherwise start a parallel region; on a loaded machine that took seconds.
+template <typename F>
+void single_threaded(F f) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  f();
+  omp_set_num_threads(saved);
 }
 
 // Replaces the m x n column-major matrix a (m >= n) by an orthonormal basis of its columns.
@@ -108,19 +121,19 @@ PcaModel fit_pca(const float* x, int64_t n, int64_t d, int64_t k, int64_t max_ro
   }
   std::vector<float> y(static_cast<size_t>(m) * l), zmat(static_cast<size_t>(d) * l);
   gemm("T", "N", mi, l, di, a.data(), di, omega.data(), di, y.data(), mi);  // Y = Xc * Omega (m x l)
-  orthonormalize(mi, l, &y);
+  single_threaded([&] { orthonormalize(mi, l, &y); });
   for (int it = 0; it < 6; ++it) {
     gemm("N", "N", di, l, mi, a.data(), di, y.data(), mi, zmat.data(), di);  // Z = Xc^T Q (d x l)
-    orthonormalize(di, l, &zmat);
+    single_threaded([&] { orthonormalize(di, l, &zmat); });
     gemm("T", "N", mi, l, di, a.data(), di, zmat.data(), di, y.data(), mi);  // Y = Xc Z (m x l)
-    orthonormalize(mi, l, &y);
+    single_threaded([&] { orthonormalize(mi, l, &y); });
   }
   // B^T = Xc^T Q (d x l); its l x l Gram matrix gives B's singular values and
   // right singular vectors: V = B^T U / sigma.
   gemm("N", "N", di, l, mi, a.data(), di, y.data(), mi, zmat.data(), di);
   std::vector<float> gram(static_cast<size_t>(l) * l), w, u;
   gemm("T", "N", l, l, di, zmat.data(), di, zmat.data(), di, gram.data(), l);
-  eigen_symmetric(l, &gram, &w, &u);
+  single_threaded([&] { eigen_symmetric(l, &gram, &w, &u); });
   std::vector<float> v(static_cast<size_t>(d) * l);
   gemm("N", "N", di, l, l, zmat.data(), di, u.data(), l, v.data(), di);
 

@@ -32,7 +32,7 @@ class TorchScriptEncoder : public ModelEncoder {
       y = module_.forward({x}).toTensor();
     } catch (const std::exception& e) {
       throw FormatError("model '" + card_.name + "' failed on a batch of " + std::to_string(n) + " of shape " +
-                        shape_text(shape) + ": " + first_line(e.what()));
+                        shape_text(shape) + ": " + useful_lines(e.what()));
     }
     // Models that squeeze the batch axis away return [dim] for one object.
     if (y.dim() == 1 && n == 1) y = y.unsqueeze(0);
@@ -53,6 +53,20 @@ class TorchScriptEncoder : public ModelEncoder {
     return out + "]";
   }
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+  // TorchScript errors say what failed on their last line; the middle is a traceback.
+  static std::string useful_lines(const std::string& s) {
+    std::string last, line;
+    for (char c : s + "\n") {
+      if (c != '\n') {
+        line += c;
+        continue;
+      }
+      if (line.find_first_not_of(" \t") != std::string::npos) last = line;
+      line.clear();
+    }
+    const std::string first = first_line(s);
+    return last.empty() || last == first ? first : first + " ... " + last.substr(last.find_first_not_of(" \t"));
+  }
 
  private:
   ModelCard card_;
@@ -72,7 +86,7 @@ std::unique_ptr<ModelEncoder> load_torch_encoder(const ModelCard& card, int thre
   try {
     module = torch::jit::load(path, torch::kCPU);
   } catch (const std::exception& e) {
-    throw FormatError("cannot load TorchScript model '" + path + "': " + e.what());
+    throw FormatError("cannot load TorchScript model '" + path + "': " + TorchScriptEncoder::first_line(e.what()));
   }
   auto enc = std::make_unique<TorchScriptEncoder>(card, std::move(module));
   // Probe with one object: a wrong input shape or output size fails here, by name.
@@ -81,8 +95,9 @@ std::unique_ptr<ModelEncoder> load_torch_encoder(const ModelCard& card, int thre
   try {
     enc->encode(probe.data(), 1, out.data());
   } catch (const Error& e) {
-    throw FormatError("model package '" + card.dir + "' does not accept its card's input shape " +
-                      TorchScriptEncoder::shape_text(card.input_shape) + ": " + e.what());
+    throw FormatError("model package '" + card.dir + "' fails its probe batch (card input shape " +
+                      TorchScriptEncoder::shape_text(card.input_shape) + ", output dim " +
+                      std::to_string(card.output_dim) + "): " + e.what());
   }
   return enc;
 }

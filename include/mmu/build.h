@@ -15,7 +15,7 @@ namespace mmu {
 struct BuildOptions {
   std::vector<std::string> roots;  // folders or files of MMU data
   std::string store;               // store directory
-  int64_t batch_size = 64;         // objects read and preprocessed at a time
+  int64_t batch_size = 0;          // objects per batch; 0 = automatic (64 for the baseline, measured for models)
   int64_t dim = 64;                // baseline PCA output dimension per space
   bool progress = true;            // progress lines on a terminal stderr
   bool skip_bad = false;           // leave out files that fail (reported) instead of stopping
@@ -34,6 +34,7 @@ struct BuildReport {
   std::vector<std::string> skipped;          // "path: reason" for files left out by skip_bad
   std::vector<std::string> kept_spaces;      // spaces carried over unchanged from the previous store
   int64_t resumed_objects = 0;               // model embeddings taken from checkpoints
+  std::vector<std::string> model_skips;      // files a model's fixed input cannot take (e.g. SDSS lengths)
   std::map<std::string, int64_t> space_counts;
   std::map<std::string, int64_t> space_dims;
   double seconds = 0;

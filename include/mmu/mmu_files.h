@@ -105,6 +105,8 @@ class RowFileReader {
 
   // "row table", "per-object scalars" or "groups per object".
   const char* layout() const;
+  // Pixels per spectrum (the MaNGA cube's wavelength count for groups); 0 when not spectra.
+  int64_t spectrum_length() const;
 
  private:
   struct Rep;

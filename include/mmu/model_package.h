@@ -56,6 +56,13 @@ class ModelEncoder {
   virtual void encode(const float* inputs, int64_t n, float* out) = 0;
 };
 
+// Whether data of this shape fits the model's fixed input: spectra must give
+// the card's token count (SDSS lengths do not fit a DESI SpecFormer).
+inline bool model_accepts(const ModelCard& card, int64_t spectrum_length) {
+  return card.transform != "specformer-spectrum" ||
+         specformer_tokens(spectrum_length, card.specformer) == card.input_shape[0];
+}
+
 // Runs the card's named transform on a batch (the batch's modality must match).
 // out is resized to batch count x card.input_size(); throws FormatError when
 // the data cannot give the card's input shape.
