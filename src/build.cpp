@@ -163,7 +163,7 @@ BuildReport build_store(const BuildOptions& opt) {
     cards.push_back(load_model_card(dir));
     if (!model_spaces.insert(cards.back().space_name()).second)
       throw InvalidArgument("--model given twice for " + cards.back().space_name() + " ('" + dir + "')");
-    encoders.push_back(ModelEncoder::load(cards.back(), opt.threads));
+    encoders.push_back(ModelEncoder::load(cards.back(), opt.threads, opt.device));
   }
 
   // Validate every file first (cheap: metadata only) so a bad file fails the

@@ -16,7 +16,7 @@ namespace mmu {
 namespace {
 
 constexpr const char* kPluginName = "libmmu_models.so";
-using Factory = ModelEncoder* (*)(const ModelCard&, int);
+using Factory = ModelEncoder* (*)(const ModelCard&, int, const char*);
 
 Factory open_plugin() {
   std::vector<std::string> tried;
@@ -47,14 +47,14 @@ Factory open_plugin() {
 
 }  // namespace
 
-std::unique_ptr<ModelEncoder> ModelEncoder::load(const ModelCard& card, int threads) {
+std::unique_ptr<ModelEncoder> ModelEncoder::load(const ModelCard& card, int threads, const std::string& device) {
   static Factory factory = nullptr;
   static std::mutex mu;
   {
     std::lock_guard<std::mutex> lock(mu);
     if (!factory) factory = open_plugin();
   }
-  return std::unique_ptr<ModelEncoder>(factory(card, threads));
+  return std::unique_ptr<ModelEncoder>(factory(card, threads, device.c_str()));
 }
 
 }  // namespace mmu

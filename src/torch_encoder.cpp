@@ -15,9 +15,10 @@ namespace {
 
 class TorchScriptEncoder : public ModelEncoder {
  public:
-  TorchScriptEncoder(const ModelCard& card, torch::jit::script::Module module)
-      : card_(card), module_(std::move(module)) {
+  TorchScriptEncoder(const ModelCard& card, torch::jit::script::Module module, torch::Device device)
+      : card_(card), module_(std::move(module)), device_(device) {
     module_.eval();
+    module_.to(device_);
   }
 
   void encode(const float* inputs, int64_t n, float* out) override {
@@ -26,7 +27,7 @@ class TorchScriptEncoder : public ModelEncoder {
     shape.insert(shape.end(), card_.input_shape.begin(), card_.input_shape.end());
     torch::InferenceMode guard;
     // from_blob does not copy: the caller's buffer outlives the call.
-    torch::Tensor x = torch::from_blob(const_cast<float*>(inputs), shape, torch::kFloat32);
+    torch::Tensor x = torch::from_blob(const_cast<float*>(inputs), shape, torch::kFloat32).to(device_);
     torch::Tensor y;
     try {
       y = module_.forward({x}).toTensor();
@@ -40,7 +41,7 @@ class TorchScriptEncoder : public ModelEncoder {
       throw FormatError("model '" + card_.name + "' returned shape " + shape_text(y.sizes().vec()) + " for " +
                         std::to_string(n) + " objects; its card says [" + std::to_string(n) + ", " +
                         std::to_string(card_.output_dim) + "]");
-    y = y.to(torch::kFloat32).contiguous();
+    y = y.to(torch::kCPU).to(torch::kFloat32).contiguous();
     if (!torch::isfinite(y).all().item<bool>())
       throw FormatError("model '" + card_.name + "' produced NaN or Inf embeddings");
     if (!card_.l2_normalized) y = torch::nn::functional::normalize(y, torch::nn::functional::NormalizeFuncOptions().dim(1));
@@ -71,13 +72,27 @@ class TorchScriptEncoder : public ModelEncoder {
  private:
   ModelCard card_;
   torch::jit::script::Module module_;
+  torch::Device device_;
 };
+
+torch::Device parse_device(const std::string& device) {
+  if (device == "cpu") return torch::Device(torch::kCPU);
+  if (device != "cuda") throw InvalidArgument("--device must be cpu or cuda, got '" + device + "'");
+#ifdef MMU_WITH_CUDA
+  if (!torch::cuda::is_available()) throw InvalidArgument("--device cuda: LibTorch sees no CUDA device");
+  return torch::Device(torch::kCUDA);
+#else
+  throw InvalidArgument("--device cuda: this build has no CUDA support (configure with -DMMU_ENABLE_CUDA=ON "
+                        "against a CUDA LibTorch)");
+#endif
+}
 
 }  // namespace
 
 namespace {
 
-std::unique_ptr<ModelEncoder> load_torch_encoder(const ModelCard& card, int threads) {
+std::unique_ptr<ModelEncoder> load_torch_encoder(const ModelCard& card, int threads, const std::string& device) {
+  const torch::Device dev = parse_device(device);
   if (threads > 0) {
     torch::set_num_threads(threads);
   }
@@ -88,7 +103,7 @@ std::unique_ptr<ModelEncoder> load_torch_encoder(const ModelCard& card, int thre
   } catch (const std::exception& e) {
     throw FormatError("cannot load TorchScript model '" + path + "': " + TorchScriptEncoder::first_line(e.what()));
   }
-  auto enc = std::make_unique<TorchScriptEncoder>(card, std::move(module));
+  auto enc = std::make_unique<TorchScriptEncoder>(card, std::move(module), dev);
   // Probe with one object: a wrong input shape or output size fails here, by name.
   std::vector<float> probe(static_cast<size_t>(card.input_size())), out(static_cast<size_t>(card.output_dim));
   for (size_t i = 0; i < probe.size(); ++i) probe[i] = 0.5f + 0.4f * static_cast<float>(std::sin(0.37 * i));
@@ -108,6 +123,6 @@ std::unique_ptr<ModelEncoder> load_torch_encoder(const ModelCard& card, int thre
 
 // The plug-in's one entry point (see model_loader.cpp).
 extern "C" __attribute__((visibility("default"))) mmu::ModelEncoder* mmu_create_torch_encoder(
-    const mmu::ModelCard& card, int threads) {
-  return mmu::load_torch_encoder(card, threads).release();
+    const mmu::ModelCard& card, int threads, const char* device) {
+  return mmu::load_torch_encoder(card, threads, device).release();
 }

@@ -21,6 +21,7 @@ struct BuildOptions {
   bool skip_bad = false;           // leave out files that fail (reported) instead of stopping
   std::vector<std::string> models; // model package folders: one extra space each
   int threads = 0;                 // LibTorch intra-op threads (0 = its default)
+  std::string device = "cpu";      // where models run: cpu, or cuda (CUDA builds only)
   bool resume = false;             // reuse the finished partitions of an interrupted build
   ImageFeatureOptions image;
   SpectrumFeatureOptions spectrum;

@@ -50,7 +50,8 @@ class ModelEncoder {
   // LibTorch lives in a plug-in (libmmu_models.so, beside the executable or
   // named by $MMU_MODELS_LIB) loaded on first use: commands that run no model
   // start without LibTorch's ~0.7 s of loading.
-  static std::unique_ptr<ModelEncoder> load(const ModelCard& card, int threads);
+  // device: "cpu", or "cuda" in a build configured with -DMMU_ENABLE_CUDA=ON.
+  static std::unique_ptr<ModelEncoder> load(const ModelCard& card, int threads, const std::string& device = "cpu");
   virtual ~ModelEncoder() = default;
   // inputs: n x card.input_size() floats; out: n x card.output_dim, L2-normalised.
   virtual void encode(const float* inputs, int64_t n, float* out) = 0;
