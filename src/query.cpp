@@ -84,12 +84,13 @@ LikeResult search_like(const Store& store, const LikeQuery& q) {
   const SpaceInfo info = store.space(res.space);
   const std::vector<float> qv = store.vector_of(res.space, vector_row);
   if (vector_row != res.query.row) res.via = store.rows({vector_row}).at(0);
-  const std::string index = (std::filesystem::path(store.space_dir(res.space)) / schema::kIndexFile).string();
   std::vector<Hit> hits;
   int64_t candidates = info.count;
   if (q.in_surveys.empty()) {
-    // One extra so the query itself can be dropped.
-    hits = search_flat_index(index, info.dim, qv.data(), std::min(q.k + 1, info.count));
+    // Exact, over the memory-mapped vectors (index.faiss is for approximate
+    // indexes; reloading it per query cost more than the search). Two extra so
+    // the query and its linked partner can be dropped.
+    for (const auto& [row, score] : store.nearest(res.space, qv, std::min(q.k + 2, info.count))) hits.push_back({row, score});
   } else {
     const auto allowed = store.space_rows_in(res.space, q.in_surveys);
     if (allowed.empty())

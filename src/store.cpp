@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <faiss/utils/distances.h>
+
 #include <map>
+#include <unordered_map>
 
 #include "file_util.h"
 #include "mmu/error.h"
@@ -116,14 +119,26 @@ std::vector<CatalogRow> Store::find_by_id(const std::string& object_id) const {
 }
 
 std::vector<CatalogRow> Store::rows(const std::vector<int64_t>& rows) const {
-  auto s = rep_->db->prepare(std::string(kRowSelect) + "WHERE o.row = ?1");
+  // One query per chunk of rows (a query per row was most of a warm --like).
+  std::unordered_map<int64_t, CatalogRow> found;
+  const size_t chunk = 500;
+  for (size_t i = 0; i < rows.size(); i += chunk) {
+    const size_t n = std::min(chunk, rows.size() - i);
+    std::string sql = std::string(kRowSelect) + "WHERE o.row IN (";
+    for (size_t j = 0; j < n; ++j) sql += j ? ",?" : "?";
+    auto s = rep_->db->prepare(sql + ")");
+    for (size_t j = 0; j < n; ++j) s.bind(static_cast<int>(j + 1), rows[i + j]);
+    while (s.step()) {
+      CatalogRow r = read_row(s);
+      found.emplace(r.row, std::move(r));
+    }
+  }
   std::vector<CatalogRow> out;
   out.reserve(rows.size());
   for (int64_t r : rows) {
-    s.bind(1, r);
-    if (!s.step()) throw NotFound("row " + std::to_string(r) + " is not in the catalog of '" + rep_->path + "'");
-    out.push_back(read_row(s));
-    s.reset();
+    auto it = found.find(r);
+    if (it == found.end()) throw NotFound("row " + std::to_string(r) + " is not in the catalog of '" + rep_->path + "'");
+    out.push_back(it->second);
   }
   return out;
 }
@@ -228,6 +243,34 @@ std::vector<std::pair<int64_t, int64_t>> Store::space_rows_in(const std::string&
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::vector<std::pair<int64_t, float>> Store::nearest(const std::string& name, const std::vector<float>& query,
+                                                      int64_t k) const {
+  const SpaceInfo info = space(name);
+  const std::string path = (fs::path(space_dir(name)) / schema::kVectorsFile).string();
+  files::MappedFile map(path);
+  if (map.size() != static_cast<size_t>(info.count * info.dim) * sizeof(float))
+    throw FormatError("'" + path + "' does not hold " + std::to_string(info.count) + " x " + std::to_string(info.dim) +
+                      " floats as the catalog says");
+  k = std::min(k, info.count);
+  std::vector<float> scores(static_cast<size_t>(k));
+  std::vector<int64_t> vrows(static_cast<size_t>(k));
+  if (k > 0)
+    faiss::knn_inner_product(query.data(), static_cast<const float*>(map.data()), static_cast<size_t>(info.dim), 1,
+                             static_cast<size_t>(info.count), static_cast<size_t>(k), scores.data(), vrows.data());
+  // vrow -> catalog row, in one query.
+  std::string sql = "SELECT vrow, row FROM space_rows WHERE space = ?1 AND vrow IN (";
+  for (int64_t i = 0; i < k; ++i) sql += i ? ",?" : "?";
+  auto s = rep_->db->prepare(sql + ")");
+  s.bind(1, name);
+  for (int64_t i = 0; i < k; ++i) s.bind(static_cast<int>(i + 2), vrows[i]);
+  std::unordered_map<int64_t, int64_t> row_of;
+  while (s.step()) row_of[s.int64(0)] = s.int64(1);
+  std::vector<std::pair<int64_t, float>> out;
+  for (int64_t i = 0; i < k; ++i)
+    if (vrows[i] >= 0) out.emplace_back(row_of.at(vrows[i]), scores[i]);
   return out;
 }
 

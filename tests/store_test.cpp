@@ -8,6 +8,7 @@
 
 #include "mmu/error.h"
 #include "mmu/query.h"
+#include "flat_index.h"
 #include "test_util.h"
 
 using mmu::test::TempDir;
@@ -67,6 +68,25 @@ TEST_CASE("a committed store reads back and answers --like", "[store]") {
   auto all = mmu::search_like(*s, {"id0", 500, "", ""});
   CHECK(all.neighbors.size() == 19);
   CHECK_THAT(all.note, Catch::Contains("20 objects"));
+}
+
+TEST_CASE("the FAISS index holds every vector with catalog rows as ids", "[store][index]") {
+  TempDir dir("store_index");
+  const std::string path = dir / "s";
+  write_store(path, 30);
+  auto s = mmu::Store::open(path);
+  const auto q = s->vector_of("spectrum", 4);
+  const auto exact = s->nearest("spectrum", q, 30);
+  const auto hits = mmu::search_flat_index(s->space_dir("spectrum") + "/index.faiss", 2, q.data(), 30);
+  REQUIRE(hits.size() == exact.size());
+  for (size_t i = 0; i < hits.size(); ++i) {
+    CHECK(hits[i].score == Approx(exact[i].second).margin(1e-6));
+    if (std::fabs(hits[i].score - exact[i].second) < 1e-7 && i + 1 < hits.size() &&
+        std::fabs(hits[i].score - hits[i + 1].score) < 1e-7)
+      continue;  // exact ties may come in either order
+    CHECK(hits[i].id == exact[i].first);
+  }
+  CHECK(exact.front().first == 4);  // a vector is nearest to itself
 }
 
 TEST_CASE("an interrupted build leaves the previous store intact", "[store]") {
