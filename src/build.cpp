@@ -298,7 +298,12 @@ BuildReport build_store(const BuildOptions& opt) {
     mopt.progress = opt.progress;
     std::vector<size_t> used;
     int64_t resumed = 0;
-    const std::vector<float> vectors = run_model_stage(card, *encoders[c], mparts, mopt, &used, &resumed);
+    int64_t batch_used = 0;
+    const auto t_model = std::chrono::steady_clock::now();
+    const std::vector<float> vectors = run_model_stage(card, *encoders[c], mparts, mopt, &used, &resumed, &batch_used);
+    report.model_seconds[card.space_name()] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_model).count();
+    report.model_batch[card.space_name()] = batch_used;
     for (const ModelPartition& mp : mparts)
       if (modality_name(mp.modality) == card.modality && !model_accepts(card, mp.spectrum_length))
         report.model_skips.push_back(card.space_name() + ": '" + mp.file.path + "' (spectra of length " +
@@ -342,9 +347,14 @@ BuildReport build_store(const BuildOptions& opt) {
 void print_build_report(const BuildReport& r, const std::string& store, std::ostream& out) {
   out << "store " << store << ": " << r.objects << " objects from " << r.files << " files in "
       << static_cast<int64_t>(r.seconds * 1000) / 1000.0 << " s\n";
-  for (const auto& [name, count] : r.space_counts)
-    out << "  space " << name << ": " << count << " vectors, dim " << r.space_dims.at(name)
-        << (name.find('@') == std::string::npos ? " (baseline-pca)" : "") << "\n";
+  for (const auto& [name, count] : r.space_counts) {
+    out << "  space " << name << ": " << count << " vectors, dim " << r.space_dims.at(name);
+    if (r.model_seconds.count(name))
+      out << ", encoded in " << static_cast<int64_t>(r.model_seconds.at(name) * 1000) / 1000.0 << " s (batch "
+          << r.model_batch.at(name) << ")\n";
+    else
+      out << " (baseline-pca)\n";
+  }
   for (const auto& name : r.kept_spaces) out << "  space " << name << ": kept from the previous build (same files)\n";
   if (r.resumed_objects > 0) out << "  resumed: " << r.resumed_objects << " model embeddings taken from the interrupted build\n";
   for (const auto& why : r.skipped) out << "  skipped (--skip-bad): " << why << "\n";

@@ -127,7 +127,7 @@ std::vector<float> encode_partition(const ModelCard& card, ModelEncoder& encoder
 
 std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
                                    const std::vector<ModelPartition>& parts, const ModelStageOptions& opt,
-                                   std::vector<size_t>* used, int64_t* resumed) {
+                                   std::vector<size_t>* used, int64_t* resumed, int64_t* batch_used) {
   const Modality m = card.modality == "image" ? Modality::kImage : Modality::kSpectrum;
   int64_t total = 0;
   for (const auto& p : parts)
@@ -158,6 +158,7 @@ std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
     all.insert(all.end(), v.begin(), v.end());
   }
   progress.finish();
+  if (batch_used) *batch_used = sizer.chosen() > 0 ? sizer.chosen() : sizer.next();
   return all;
 }
 

@@ -35,6 +35,6 @@ struct ModelPartition {
 // reuses checkpoints whose key (file, size, mtime, model hash, batch size) matches.
 std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
                                    const std::vector<ModelPartition>& parts, const ModelStageOptions& opt,
-                                   std::vector<size_t>* used, int64_t* resumed);
+                                   std::vector<size_t>* used, int64_t* resumed, int64_t* batch_used = nullptr);
 
 }  // namespace mmu

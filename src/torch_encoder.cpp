@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "mmu/error.h"
 #include "mmu/model_package.h"
@@ -93,9 +94,10 @@ namespace {
 
 std::unique_ptr<ModelEncoder> load_torch_encoder(const ModelCard& card, int threads, const std::string& device) {
   const torch::Device dev = parse_device(device);
-  if (threads > 0) {
-    torch::set_num_threads(threads);
-  }
+  // LibTorch's own default here is 1 thread (it counts physical cores, and a
+  // VM's vCPUs may not look like any): use every core unless told otherwise.
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  torch::set_num_threads(threads > 0 ? threads : std::max(1, hw));
   const std::string path = (std::filesystem::path(card.dir) / card.file).string();
   torch::jit::script::Module module;
   try {

@@ -38,6 +38,8 @@ struct BuildReport {
   std::vector<std::string> model_skips;      // files a model's fixed input cannot take (e.g. SDSS lengths)
   std::map<std::string, int64_t> space_counts;
   std::map<std::string, int64_t> space_dims;
+  std::map<std::string, double> model_seconds;    // encoding time per model space (reading overlapped, load excluded)
+  std::map<std::string, int64_t> model_batch;     // batch size used (the automatic choice when not given)
   double seconds = 0;
 };
 

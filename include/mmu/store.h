@@ -86,6 +86,10 @@ class Store {
   // surveys (dataset or dataset/subset names), in vrow order.
   std::vector<std::pair<int64_t, int64_t>> space_rows_in(const std::string& name,
                                                          const std::vector<std::string>& surveys) const;
+  // Exact top-k by inner product (= cosine) over the memory-mapped vectors of
+  // space `name`: (catalog row, score), best first.
+  std::vector<std::pair<int64_t, float>> nearest(const std::string& name, const std::vector<float>& query,
+                                                 int64_t k) const;
   // Inner products of `query` with the vectors at `vrows` of space `name`.
   std::vector<float> scores(const std::string& name, const std::vector<float>& query,
                             const std::vector<int64_t>& vrows) const;
