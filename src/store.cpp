@@ -56,6 +56,15 @@ constexpr const char* kRowSelect =
     "SELECT o.row, o.object_id, o.survey, o.subset, o.ra, o.dec, o.healpix, o.hpx_fine, f.path, o.index_in_file "
     "FROM objects o JOIN files f ON f.id = o.file_id ";
 
+// Catalog rows matching `where` (with one text parameter ?1).
+std::vector<CatalogRow> select_rows(sql::Db& db, const std::string& where, const std::string& param) {
+  auto s = db.prepare(std::string(kRowSelect) + where);
+  s.bind(1, param);
+  std::vector<CatalogRow> out;
+  while (s.step()) out.push_back(read_row(s));
+  return out;
+}
+
 }  // namespace
 
 std::unique_ptr<Store> Store::open(const std::string& dir) {
@@ -111,11 +120,7 @@ std::vector<std::string> Store::surveys() const {
 }
 
 std::vector<CatalogRow> Store::find_by_id(const std::string& object_id) const {
-  auto s = rep_->db->prepare(std::string(kRowSelect) + "WHERE o.object_id = ?1 ORDER BY o.survey, o.row");
-  s.bind(1, object_id);
-  std::vector<CatalogRow> out;
-  while (s.step()) out.push_back(read_row(s));
-  return out;
+  return select_rows(*rep_->db, "WHERE o.object_id = ?1 ORDER BY o.survey, o.row", object_id);
 }
 
 std::vector<CatalogRow> Store::rows(const std::vector<int64_t>& rows) const {
@@ -144,11 +149,8 @@ std::vector<CatalogRow> Store::rows(const std::vector<int64_t>& rows) const {
 }
 
 std::vector<CatalogRow> Store::positions(const std::string& survey) const {
-  auto s = rep_->db->prepare(std::string(kRowSelect) + "WHERE ?1 = '' OR o.survey = ?1 OR o.survey || '/' || o.subset = ?1 ORDER BY o.row");
-  s.bind(1, survey);
-  std::vector<CatalogRow> out;
-  while (s.step()) out.push_back(read_row(s));
-  return out;
+  return select_rows(*rep_->db, "WHERE ?1 = '' OR o.survey = ?1 OR o.survey || '/' || o.subset = ?1 ORDER BY o.row",
+                     survey);
 }
 
 std::vector<int64_t> Store::linked_rows(int64_t row) const {
@@ -246,19 +248,27 @@ std::vector<std::pair<int64_t, int64_t>> Store::space_rows_in(const std::string&
   return out;
 }
 
+namespace {
+// The memory-mapped vectors.f32 of a space, checked against the catalog's count x dim.
+std::unique_ptr<files::MappedFile> map_vectors(const Store& store, const SpaceInfo& info) {
+  const std::string path = (fs::path(store.space_dir(info.name)) / schema::kVectorsFile).string();
+  auto map = std::make_unique<files::MappedFile>(path);
+  if (map->size() != static_cast<size_t>(info.count * info.dim) * sizeof(float))
+    throw FormatError("'" + path + "' has " + std::to_string(map->size()) + " bytes, but the catalog says " +
+                      std::to_string(info.count) + " x " + std::to_string(info.dim) + " floats");
+  return map;
+}
+}  // namespace
+
 std::vector<std::pair<int64_t, float>> Store::nearest(const std::string& name, const std::vector<float>& query,
                                                       int64_t k) const {
   const SpaceInfo info = space(name);
-  const std::string path = (fs::path(space_dir(name)) / schema::kVectorsFile).string();
-  files::MappedFile map(path);
-  if (map.size() != static_cast<size_t>(info.count * info.dim) * sizeof(float))
-    throw FormatError("'" + path + "' does not hold " + std::to_string(info.count) + " x " + std::to_string(info.dim) +
-                      " floats as the catalog says");
+  const auto map = map_vectors(*this, info);
   k = std::min(k, info.count);
   std::vector<float> scores(static_cast<size_t>(k));
   std::vector<int64_t> vrows(static_cast<size_t>(k));
   if (k > 0)
-    faiss::knn_inner_product(query.data(), static_cast<const float*>(map.data()), static_cast<size_t>(info.dim), 1,
+    faiss::knn_inner_product(query.data(), static_cast<const float*>(map->data()), static_cast<size_t>(info.dim), 1,
                              static_cast<size_t>(info.count), static_cast<size_t>(k), scores.data(), vrows.data());
   // vrow -> catalog row, in one query.
   std::string sql = "SELECT vrow, row FROM space_rows WHERE space = ?1 AND vrow IN (";
@@ -277,12 +287,8 @@ std::vector<std::pair<int64_t, float>> Store::nearest(const std::string& name, c
 std::vector<float> Store::scores(const std::string& name, const std::vector<float>& query,
                                  const std::vector<int64_t>& vrows) const {
   const SpaceInfo info = space(name);
-  const std::string path = (fs::path(space_dir(name)) / schema::kVectorsFile).string();
-  files::MappedFile map(path);
-  if (map.size() != static_cast<size_t>(info.count * info.dim) * sizeof(float))
-    throw FormatError("'" + path + "' does not hold " + std::to_string(info.count) + " x " + std::to_string(info.dim) +
-                      " floats as the catalog says");
-  const float* base = static_cast<const float*>(map.data());
+  const auto map = map_vectors(*this, info);
+  const float* base = static_cast<const float*>(map->data());
   std::vector<float> out(vrows.size());
   for (size_t i = 0; i < vrows.size(); ++i) {
     const float* v = base + vrows[i] * info.dim;
@@ -299,13 +305,8 @@ std::vector<float> Store::vector_of(const std::string& name, int64_t row) const 
   s.bind(1, name).bind(2, row);
   if (!s.step()) throw NotFound("row " + std::to_string(row) + " has no vector in space '" + name + "'");
   const int64_t vrow = s.int64(0);
-  const std::string path = (fs::path(space_dir(name)) / schema::kVectorsFile).string();
-  files::MappedFile map(path);
-  const size_t want = static_cast<size_t>(info.count * info.dim) * sizeof(float);
-  if (map.size() != want)
-    throw FormatError("'" + path + "' has " + std::to_string(map.size()) + " bytes, the catalog says " +
-                      std::to_string(want));
-  const float* v = static_cast<const float*>(map.data()) + vrow * info.dim;
+  const auto map = map_vectors(*this, info);
+  const float* v = static_cast<const float*>(map->data()) + vrow * info.dim;
   return std::vector<float>(v, v + info.dim);
 }
 

@@ -46,7 +46,6 @@ are also what tools/make_replicas.py uses, so tests/py/test_models.py tests
 them on architecture-faithful replicas.
 """
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -250,14 +249,6 @@ def load_astroclip(checkpoint):
     return heads[0], heads[1]
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def export_heads(image_head, spectrum_head, out_image, out_spectrum, version, name_prefix="astroclip",
                  license=LICENSE, citation=CITATION, upstream_check=True):
     """Wraps, checks, traces and packages both towers. Returns the two cards."""
@@ -295,7 +286,7 @@ def main(argv=None):
         ap.error("give --out-image and/or --out-spectrum")
     if not os.path.isfile(a.checkpoint):
         ap.error("checkpoint '%s' does not exist" % a.checkpoint)
-    version = a.version or "ckpt-" + sha256_file(a.checkpoint)[:8]
+    version = a.version or "ckpt-" + package_model.sha256_file(a.checkpoint)[:8]
     image_head, spectrum_head = load_astroclip(a.checkpoint)
     torch.set_grad_enabled(False)
     for card, out in zip(export_heads(image_head, spectrum_head, a.out_image, a.out_spectrum, version),

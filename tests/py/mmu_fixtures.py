@@ -10,8 +10,8 @@ Datasets are built as an ordered dict ``name -> numpy array`` (``image_datasets`
 """
 
 import collections
-import hashlib
 import os
+import sys
 
 import h5py
 import numpy as np
@@ -128,12 +128,8 @@ def write_good_tree(root, n_images=6, n_spectra=8):
     return img, spec
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from package_model import sha256_file  # noqa: E402,F401  (one implementation, shared with the tools)
 
 
 def tree_snapshot(top):
