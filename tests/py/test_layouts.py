@@ -37,13 +37,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import layout_fixtures as lf  # noqa: E402
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import CaseFailure, run_cases  # noqa: E402
 
 BUILD_TIMEOUT_S = 600
 TIMEOUT_S = 120
@@ -57,8 +59,6 @@ EMBEDDED = [s for members in SPACES.values() for s in members]
 MAX_PROBLEMS = 8
 
 
-class CaseFailure(AssertionError):
-    pass
 
 
 def fail(msg):
@@ -717,30 +717,7 @@ def main():
     ap.add_argument("-k", dest="only", default=None, help="run only groups whose name contains this")
     args = ap.parse_args()
     env = Env(args.bin, args.tmp)
-    try:
-        setup(env)
-    except Exception as e:  # noqa: BLE001 -- nothing else can run
-        why = str(e) if isinstance(e, CaseFailure) else traceback.format_exc()
-        print("FAIL setup: %s" % why)
-        print("0 passed, 1 failed")
-        return 1
-    passed = failed = 0
-    for name, fn in CASES:
-        if args.only and args.only not in name:
-            continue
-        try:
-            fn(env)
-        except CaseFailure as e:
-            failed += 1
-            print("FAIL %s: %s" % (name, e), flush=True)
-        except Exception:  # noqa: BLE001 -- a bug in this script is still a failure
-            failed += 1
-            print("FAIL %s: test error: %s" % (name, traceback.format_exc().strip().replace("\n", " | ")), flush=True)
-        else:
-            passed += 1
-            print("ok   %s" % name, flush=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return run_cases(CASES, env, setup, args.only)
 
 
 if __name__ == "__main__":

@@ -15,16 +15,11 @@ import sys
 import h5py
 import numpy as np
 
-FAILURES = []
-PASSED = [0]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Checks  # noqa: E402
 
-
-def check(cond, what):
-    if cond:
-        PASSED[0] += 1
-    else:
-        FAILURES.append(what)
-        print("FAIL", what)
+CHECKS = Checks()
+check = CHECKS.check
 
 
 def run(cmd):
@@ -66,11 +61,8 @@ def compare(expected, got, label):
         ok_score = abs(esc - g["score"]) <= 1e-5
         check(ok_score, f"{label}: rank {rank} score {g['score']} vs brute force {esc}")
         # Exact ties may swap ids; anything else must agree.
-        if g["object_id"] != eid:
-            check(abs(esc - g["score"]) <= 1e-6 and ok_score,
-                  f"{label}: rank {rank} id {g['object_id']} vs brute force {eid}")
-        else:
-            PASSED[0] += 1
+        check(g["object_id"] == eid or (abs(esc - g["score"]) <= 1e-6 and ok_score),
+              f"{label}: rank {rank} id {g['object_id']} vs brute force {eid}")
         check(g["rank"] == rank, f"{label}: rank field {g['rank']} != {rank}")
 
 
@@ -150,8 +142,7 @@ def main():
             exp = brute_force(vecs, rows, qi, 5)
             check([l.split(",")[1] for l in lines[1:]] == [e[0] for e in exp], f"{name}/{oid}: csv ids")
 
-    print(f"{PASSED[0]} passed, {len(FAILURES)} failed")
-    return 1 if FAILURES else 0
+    return CHECKS.summary()
 
 
 if __name__ == "__main__":

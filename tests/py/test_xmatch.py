@@ -14,16 +14,11 @@ import sys
 import h5py
 import numpy as np
 
-FAILED = []
-PASSED = [0]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Checks  # noqa: E402
 
-
-def check(cond, what):
-    if cond:
-        PASSED[0] += 1
-    else:
-        FAILED.append(what)
-        print("FAIL", what)
+CHECKS = Checks()
+check = CHECKS.check
 
 
 def run(cmd, ok=True):
@@ -116,8 +111,7 @@ def main():
     p = run([index, "xmatch", "--left", "nosuchsurvey", "--right", "desi", "--store", store], ok=False)
     check(p.returncode == 1 and "nosuchsurvey" in p.stderr, "unknown survey named")
 
-    print(f"{PASSED[0]} passed, {len(FAILED)} failed")
-    return 1 if FAILED else 0
+    return CHECKS.summary()
 
 
 if __name__ == "__main__":

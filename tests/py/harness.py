@@ -1,0 +1,59 @@
+"""The small test harness the end-to-end scripts share: a check counter for
+flat scripts, and a case runner for scripts made of named check groups. Both
+end with the line `N passed, M failed` that ctest logs and CI read."""
+import sys
+import traceback
+
+
+class CaseFailure(AssertionError):
+    """Raised by a case to fail with a message (not a traceback)."""
+
+
+class Checks:
+    """check(cond, what) counts; summary() prints the closing line and returns the exit code."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = []
+
+    def check(self, cond, what):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed.append(what)
+            print("FAIL", what, flush=True)
+        return cond
+
+    def summary(self):
+        print(f"{self.passed} passed, {len(self.failed)} failed")
+        return 1 if self.failed else 0
+
+
+def run_cases(cases, env, setup, only=None):
+    """Runs setup(env), then each (name, fn(env)) whose name contains `only`;
+    prints ok/FAIL per case and the closing line; returns the exit code."""
+    try:
+        setup(env)
+    except Exception as e:  # noqa: BLE001 -- nothing else can run
+        why = str(e) if isinstance(e, CaseFailure) else traceback.format_exc()
+        print("FAIL setup: %s" % why)
+        print("0 passed, 1 failed")
+        return 1
+    passed = failed = 0
+    for name, fn in cases:
+        if only and only not in name:
+            continue
+        try:
+            fn(env)
+        except CaseFailure as e:
+            failed += 1
+            print("FAIL %s: %s" % (name, e), flush=True)
+        except Exception:  # noqa: BLE001 -- a bug in the test script is still a failure
+            failed += 1
+            print("FAIL %s: test error: %s" % (name, traceback.format_exc().strip().replace("\n", " | ")), flush=True)
+        else:
+            passed += 1
+            print("ok   %s" % name, flush=True)
+        sys.stdout.flush()
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
