@@ -109,7 +109,7 @@ PcaModel fit_pca(const float* x, int64_t n, int64_t d, int64_t k, int64_t max_ro
   // Randomised subspace iteration (Halko, Martinsson & Tropp 2011): the top-k
   // principal directions without an O(d^3) eigen-decomposition of the d x d
   // covariance. A fixed seed keeps the fit deterministic.
-  const int l = static_cast<int>(std::min<int64_t>({k + 16, d, m}));
+  const int l = static_cast<int>(std::min<int64_t>({k + 32, d, m}));
   std::vector<float> omega(static_cast<size_t>(d) * l);
   uint64_t state = 0x9E3779B97F4A7C15ull;
   for (auto& v : omega) {  // splitmix64 -> uniform in [-1, 1): portable across standard libraries
@@ -122,7 +122,7 @@ PcaModel fit_pca(const float* x, int64_t n, int64_t d, int64_t k, int64_t max_ro
   std::vector<float> y(static_cast<size_t>(m) * l), zmat(static_cast<size_t>(d) * l);
   gemm("T", "N", mi, l, di, a.data(), di, omega.data(), di, y.data(), mi);  // Y = Xc * Omega (m x l)
   single_threaded([&] { orthonormalize(mi, l, &y); });
-  for (int it = 0; it < 6; ++it) {
+  for (int it = 0; it < 10; ++it) {
     gemm("N", "N", di, l, mi, a.data(), di, y.data(), mi, zmat.data(), di);  // Z = Xc^T Q (d x l)
     single_threaded([&] { orthonormalize(di, l, &zmat); });
     gemm("T", "N", mi, l, di, a.data(), di, zmat.data(), di, y.data(), mi);  // Y = Xc Z (m x l)
