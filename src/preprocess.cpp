@@ -1,5 +1,7 @@
 #include "mmu/preprocess.h"
 
+#include "mmu/model_transforms.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -32,13 +34,8 @@ namespace {
 
 // Index in the batch of band "g", "r", "i", "z" (target 0..3), or -1.
 std::vector<int64_t> select_bands(const ImageBatch& b) {
-  static const char kWanted[kImageBands] = {'g', 'r', 'i', 'z'};
-  std::vector<int64_t> idx(kImageBands, -1);
-  for (int64_t t = 0; t < kImageBands; ++t) {
-    for (size_t k = 0; k < b.band_names.size(); ++k)
-      if (!b.band_names[k].empty() && b.band_names[k].back() == kWanted[t]) idx[t] = static_cast<int64_t>(k);
-    if (b.band_names.empty() && t < b.bands) idx[t] = t;
-  }
+  std::vector<int64_t> idx;
+  for (char band : {'g', 'r', 'i', 'z'}) idx.push_back(find_band(b, band));
   return idx;
 }
 

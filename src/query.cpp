@@ -1,11 +1,9 @@
 #include "mmu/query.h"
 
 #include <algorithm>
-#include <filesystem>
 
 #include "flat_index.h"
 #include "mmu/error.h"
-#include "store_schema.h"
 
 namespace mmu {
 

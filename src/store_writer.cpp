@@ -46,6 +46,21 @@ std::string generation_name(int64_t n) {
   return buf;
 }
 
+// The catalog rows of one space: its spaces entry and its (vrow, row) map.
+void insert_space(sql::Db& db, const SpaceInfo& info, const std::vector<std::pair<int64_t, int64_t>>& vrows) {
+  auto s = db.prepare(
+      "INSERT INTO spaces(name, modality, model, version, dim, count, created, sha256) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  s.bind(1, info.name).bind(2, info.modality).bind(3, info.model).bind(4, info.version).bind(5, info.dim);
+  s.bind(6, info.count).bind(7, info.created).bind(8, info.sha256);
+  s.run();
+  auto m = db.prepare("INSERT INTO space_rows(space, vrow, row) VALUES (?1, ?2, ?3)");
+  for (const auto& [vrow, row] : vrows) {
+    m.bind(1, info.name).bind(2, vrow).bind(3, row);
+    m.run();
+  }
+}
+
 }  // namespace
 
 struct StoreWriter::Rep {
@@ -154,23 +169,13 @@ void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& r
                       static_cast<size_t>(n * info.dim) * sizeof(float));
   files::write_atomic((fs::path(dir) / schema::kFitFile).string(), fit_blob);
   write_flat_index((fs::path(dir) / schema::kIndexFile).string(), info.dim, n, vectors, rows.data());
-  auto s = r.db->prepare(
-      "INSERT INTO spaces(name, modality, model, version, dim, count, created, sha256) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-  s.bind(1, info.name)
-      .bind(2, info.modality)
-      .bind(3, info.model)
-      .bind(4, info.version)
-      .bind(5, info.dim)
-      .bind(6, n)
-      .bind(7, info.created.empty() ? utc_now() : info.created)
-      .bind(8, info.sha256.empty() ? sha256_hex(fit_blob) : info.sha256);
-  s.run();
-  auto m = r.db->prepare("INSERT INTO space_rows(space, vrow, row) VALUES (?1, ?2, ?3)");
-  for (int64_t i = 0; i < n; ++i) {
-    m.bind(1, info.name).bind(2, i).bind(3, rows[i]);
-    m.run();
-  }
+  SpaceInfo row = info;
+  row.count = n;
+  if (row.created.empty()) row.created = utc_now();
+  if (row.sha256.empty()) row.sha256 = sha256_hex(fit_blob);
+  std::vector<std::pair<int64_t, int64_t>> vrows;
+  for (int64_t i = 0; i < n; ++i) vrows.emplace_back(i, rows[i]);
+  insert_space(*r.db, row, vrows);
 }
 
 void StoreWriter::copy_space(const Store& old, const std::string& name) {
@@ -184,17 +189,7 @@ void StoreWriter::copy_space(const Store& old, const std::string& name) {
     if (ec) fs::copy_file(src / f, dst / f, ec);
     if (ec) throw IoError((dst / f).string(), "copy", ec.value());
   }
-  auto s = r.db->prepare(
-      "INSERT INTO spaces(name, modality, model, version, dim, count, created, sha256) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-  s.bind(1, info.name).bind(2, info.modality).bind(3, info.model).bind(4, info.version).bind(5, info.dim);
-  s.bind(6, info.count).bind(7, info.created).bind(8, info.sha256);
-  s.run();
-  auto m = r.db->prepare("INSERT INTO space_rows(space, vrow, row) VALUES (?1, ?2, ?3)");
-  for (const auto& [vrow, row] : old.space_rows(name)) {
-    m.bind(1, name).bind(2, vrow).bind(3, row);
-    m.run();
-  }
+  insert_space(*r.db, info, old.space_rows(name));
 }
 
 void StoreWriter::commit() {

@@ -1,8 +1,23 @@
 """The small test harness the end-to-end scripts share: a check counter for
 flat scripts, and a case runner for scripts made of named check groups. Both
 end with the line `N passed, M failed` that ctest logs and CI read."""
+import argparse
+import os
+import shutil
 import sys
 import traceback
+
+
+def binaries_samples_tmp():
+    """Parses --bin BUILD --samples DIR --tmp DIR, empties tmp, returns (args, mmu-index, mmu-search)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--samples", required=True)
+    ap.add_argument("--tmp", required=True)
+    a = ap.parse_args()
+    shutil.rmtree(a.tmp, ignore_errors=True)
+    os.makedirs(a.tmp)
+    return a, os.path.join(a.bin, "mmu-index"), os.path.join(a.bin, "mmu-search")
 
 
 class CaseFailure(AssertionError):

@@ -2,12 +2,10 @@
 independent brute-force cosine search in numpy over the stored vectors, and of
 build determinism. Run: test_like_bruteforce.py --bin BUILD --samples DIR --tmp DIR
 """
-import argparse
 import glob
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +14,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Checks  # noqa: E402
+from harness import Checks, binaries_samples_tmp  # noqa: E402
 
 CHECKS = Checks()
 check = CHECKS.check
@@ -81,14 +79,7 @@ def hdf5_objects(samples):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--samples", required=True)
-    ap.add_argument("--tmp", required=True)
-    a = ap.parse_args()
-    index, search = os.path.join(a.bin, "mmu-index"), os.path.join(a.bin, "mmu-search")
-    shutil.rmtree(a.tmp, ignore_errors=True)
-    os.makedirs(a.tmp)
+    a, index, search = binaries_samples_tmp()
     stores = [os.path.join(a.tmp, f"store{i}") for i in (1, 2)]
     for s in stores:
         run([index, "build", a.samples, "--store", s, "--quiet"])

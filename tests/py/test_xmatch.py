@@ -2,12 +2,10 @@
 sample truth table, and `--link` making a spectrum's id reach the image space.
 Run: test_xmatch.py --bin BUILD --samples DIR --tmp DIR
 """
-import argparse
 import csv
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -15,7 +13,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Checks  # noqa: E402
+from harness import Checks, binaries_samples_tmp  # noqa: E402
 
 CHECKS = Checks()
 check = CHECKS.check
@@ -46,14 +44,7 @@ def haversine_arcsec(ra1, dec1, ra2, dec2):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--samples", required=True)
-    ap.add_argument("--tmp", required=True)
-    a = ap.parse_args()
-    index, search = os.path.join(a.bin, "mmu-index"), os.path.join(a.bin, "mmu-search")
-    shutil.rmtree(a.tmp, ignore_errors=True)
-    os.makedirs(a.tmp)
+    a, index, search = binaries_samples_tmp()
     store = os.path.join(a.tmp, "store")
     run([index, "build", a.samples, "--store", store, "--quiet"])
     left = os.path.join(a.samples, "legacysurvey")
