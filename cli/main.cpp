@@ -14,18 +14,21 @@ namespace {
 
 void list_spaces(const mmu::Store& store, std::ostream& out) {
   const auto spaces = store.spaces();
-  size_t w_name = 5, w_model = 5;
+  size_t w_name = 5, w_model = 5, w_version = 7;
   for (const auto& s : spaces) {
     w_name = std::max(w_name, s.name.size());
     w_model = std::max(w_model, s.model.size());
+    w_version = std::max(w_version, s.version.size());
   }
   char line[512];
-  std::snprintf(line, sizeof(line), "%-*s  %-10s  %-*s  %-8s  %5s  %8s  %-12s  %s\n", static_cast<int>(w_name), "space",
-                "modality", static_cast<int>(w_model), "model", "version", "dim", "count", "sha256", "created");
+  std::snprintf(line, sizeof(line), "%-*s  %-10s  %-*s  %-*s  %5s  %8s  %-12s  %s\n", static_cast<int>(w_name),
+                "space", "modality", static_cast<int>(w_model), "model", static_cast<int>(w_version), "version", "dim",
+                "count", "sha256", "created");
   out << line;
   for (const auto& s : spaces) {
-    std::snprintf(line, sizeof(line), "%-*s  %-10s  %-*s  %-8s  %5lld  %8lld  %-12s  %s\n", static_cast<int>(w_name),
-                  s.name.c_str(), s.modality.c_str(), static_cast<int>(w_model), s.model.c_str(), s.version.c_str(),
+    std::snprintf(line, sizeof(line), "%-*s  %-10s  %-*s  %-*s  %5lld  %8lld  %-12s  %s\n", static_cast<int>(w_name),
+                  s.name.c_str(), s.modality.c_str(), static_cast<int>(w_model), s.model.c_str(),
+                  static_cast<int>(w_version), s.version.c_str(),
                   static_cast<long long>(s.dim), static_cast<long long>(s.count), s.sha256.substr(0, 12).c_str(),
                   s.created.c_str());
     out << line;
