@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include <omp.h>
 
@@ -40,69 +41,73 @@ struct SkyPoint {
 };
 
 SkyPoint sky_point(double ra, double dec, int64_t index) {
-  const double a = ra * kDeg, d = dec * kDeg, cos_dec = std::cos(d);
-  return {ra, cos_dec * std::cos(a), cos_dec * std::sin(a), std::sin(d), dec, cos_dec, index};
+  // glibc's sincos gives exactly std::sin and std::cos, in one call.
+  double sin_ra, cos_ra, sin_dec, cos_dec;
+  ::sincos(ra * kDeg, &sin_ra, &cos_ra);
+  ::sincos(dec * kDeg, &sin_dec, &cos_dec);
+  return {ra, cos_dec * cos_ra, cos_dec * sin_ra, sin_dec, dec, cos_dec, index};
 }
 
-// Points grouped by zone, each zone sorted by ra.
-//
-// Built by a counting sort in two passes: into ~1024 bands of neighbouring
-// zones, then within each band into its zones. One pass into all zones (up to
-// 2^21) would write each point to a random cache line; each of these writes
-// into few enough places to stay in cache, and both run on all threads.
+// How far ahead a loop over points in zone order prefetches their coordinates:
+// read in that order, the caller's arrays are read at random.
+constexpr int64_t kAhead = 8;
+
+void prefetch_point(const std::vector<double>& ra, const std::vector<double>& dec, int64_t i) {
+  __builtin_prefetch(&ra[i]);
+  __builtin_prefetch(&dec[i]);
+}
+
+// A stable counting sort of the points by zone, O(n) where a comparison sort
+// costs O(n log n); each thread counts and places a slice of the points. Fills
+// order[k] (the index of the k-th point in zone order) and returns the zone
+// offsets (zones.count + 1).
+std::vector<int64_t> zone_order(const std::vector<double>& dec, const Zones& zones, std::vector<int64_t>* order) {
+  const int64_t n = static_cast<int64_t>(dec.size()), threads = omp_get_max_threads();
+  std::vector<int32_t> zone(n);
+  // next[t][z]: where thread t places its next point of zone z.
+  std::vector<std::vector<int64_t>> next(threads, std::vector<int64_t>(zones.count, 0));
+#pragma omp parallel for schedule(static, 1)
+  for (int64_t t = 0; t < threads; ++t)
+    for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) {
+      zone[i] = static_cast<int32_t>(zones.of(dec[i]));
+      ++next[t][zone[i]];
+    }
+  std::vector<int64_t> start(zones.count + 1, 0);
+  for (int64_t z = 0; z < zones.count; ++z) {
+    start[z + 1] = start[z];
+    for (int64_t t = 0; t < threads; ++t) {
+      const int64_t count = next[t][z];
+      next[t][z] = start[z + 1];
+      start[z + 1] += count;
+    }
+  }
+  order->resize(n);
+#pragma omp parallel for schedule(static, 1)
+  for (int64_t t = 0; t < threads; ++t)
+    for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) (*order)[next[t][zone[i]]++] = i;
+  return start;
+}
+
+// Right points grouped by zone, each zone sorted by ra.
 struct ZoneIndex {
   std::vector<int64_t> start;  // zones.count + 1 offsets into points
   std::vector<SkyPoint> points;
 
   ZoneIndex(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones) {
-    const int64_t n = static_cast<int64_t>(ra.size()), threads = omp_get_max_threads();
-    const int64_t per_band = (zones.count + 1023) / 1024, bands = (zones.count + per_band - 1) / per_band;
-    std::vector<SkyPoint> unsorted(n);
-    std::vector<int32_t> zone(n);
-    // band_next[t][b]: where thread t's next point of band b goes.
-    std::vector<std::vector<int64_t>> band_next(threads, std::vector<int64_t>(bands, 0));
-#pragma omp parallel for schedule(static, 1)
-    for (int64_t t = 0; t < threads; ++t)
-      for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) {
-        unsorted[i] = sky_point(ra[i], dec[i], i);
-        zone[i] = static_cast<int32_t>(zones.of(dec[i]));
-        ++band_next[t][zone[i] / per_band];
-      }
-    std::vector<int64_t> band_start(bands + 1, 0);
-    for (int64_t b = 0; b < bands; ++b) {
-      band_start[b + 1] = band_start[b];
-      for (int64_t t = 0; t < threads; ++t) {
-        const int64_t count = band_next[t][b];
-        band_next[t][b] = band_start[b + 1];
-        band_start[b + 1] += count;
-      }
-    }
+    std::vector<int64_t> order;
+    start = zone_order(dec, zones, &order);
+    const int64_t n = static_cast<int64_t>(ra.size());
     points.resize(n);
-    std::vector<int32_t> banded_zone(n);
-#pragma omp parallel for schedule(static, 1)
-    for (int64_t t = 0; t < threads; ++t)
-      for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) {
-        const int64_t k = band_next[t][zone[i] / per_band]++;
-        points[k] = unsorted[i];
-        banded_zone[k] = zone[i];
-      }
-    start.assign(zones.count + 1, 0);
-    start[zones.count] = n;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t b = 0; b < bands; ++b) {
-      const int64_t z0 = b * per_band, z1 = std::min(zones.count, z0 + per_band);
-      const int64_t k0 = band_start[b], k1 = band_start[b + 1];
-      std::vector<int64_t> next(z1 - z0 + 1, 0);
-      for (int64_t k = k0; k < k1; ++k) ++next[banded_zone[k] - z0 + 1];
-      next[0] = k0;
-      std::partial_sum(next.begin(), next.end(), next.begin());
-      std::copy(next.begin(), next.end() - 1, start.begin() + z0);
-      for (int64_t k = k0; k < k1; ++k) unsorted[next[banded_zone[k] - z0]++] = points[k];
-      for (int64_t z = z0; z < z1; ++z)
-        std::sort(unsorted.begin() + start[z], unsorted.begin() + next[z - z0],
-                  [](const SkyPoint& a, const SkyPoint& b) { return a.ra < b.ra; });
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < n; ++k) {
+      if (k + kAhead < n) prefetch_point(ra, dec, order[k + kAhead]);
+      points[k] = sky_point(ra[order[k]], dec[order[k]], order[k]);
     }
-    points.swap(unsorted);
+#pragma omp parallel for schedule(dynamic, 4096)
+    for (int64_t z = 0; z < zones.count; ++z)
+      if (start[z + 1] - start[z] > 1)
+        std::sort(points.begin() + start[z], points.begin() + start[z + 1],
+                  [](const SkyPoint& a, const SkyPoint& b) { return a.ra < b.ra; });
   }
 };
 
@@ -142,9 +147,10 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
   const double reach = radius * (1.0 + 1e-9) + 1e-12;
   const Zones zones(std::min<int64_t>(static_cast<int64_t>(180.0 / (radius * (1.0 + 1e-6))), 1 << 21));
   const ZoneIndex right(right_ra, right_dec, zones);
-  // Left points sorted the same way: a zone's points, in ra order, move
-  // through the neighbouring right zones in one forward sweep.
-  const ZoneIndex left(left_ra, left_dec, zones);
+  // Left points are visited zone by zone, so consecutive queries read the
+  // same few right zones (in cache); their order within a zone does not matter.
+  std::vector<int64_t> left_order;
+  const std::vector<int64_t> left_start = zone_order(left_dec, zones, &left_order);
   // Chord-length prefilter, widened by ~1e-12 rad where computed chords err by
   // ~1e-15. The haversine separation then decides, so the result is exactly
   // "separation <= radius".
@@ -155,7 +161,7 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
   const int64_t nl = static_cast<int64_t>(left_ra.size()), chunk = 16384;
   std::vector<int64_t> first_zone{0};
   for (int64_t z = 0; z < zones.count; ++z)
-    if (left.start[z + 1] - left.start[first_zone.back()] >= chunk) first_zone.push_back(z + 1);
+    if (left_start[z + 1] - left_start[first_zone.back()] >= chunk) first_zone.push_back(z + 1);
   if (first_zone.back() != zones.count) first_zone.push_back(zones.count);
   const int64_t chunks = static_cast<int64_t>(first_zone.size()) - 1;
   std::vector<std::vector<MatchPair>> found(chunks);  // per chunk, in zone order
@@ -163,47 +169,47 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t c = 0; c < chunks; ++c) {
     std::vector<MatchPair>& out = found[c];
+    out.reserve(left_start[first_zone[c + 1]] - left_start[first_zone[c]]);  // enough for nearest
     struct Candidate {
       double chord2;
       const SkyPoint* p;
     };
     std::vector<Candidate> near;
     for (int64_t z = first_zone[c]; z < first_zone[c + 1]; ++z) {
+      if (left_start[z] == left_start[z + 1]) continue;  // most zones of a sparse catalog are empty
       const double half = ra_half_width(zones.max_abs_dec(z), radius);
-      // cursor[k]: in right zone z - 1 + k, the first point not left of any later window.
-      const SkyPoint* cursor[3];
-      for (int64_t k = 0; k < 3; ++k)
-        cursor[k] = right.points.data() + right.start[std::clamp<int64_t>(z - 1 + k, 0, zones.count)];
-      for (int64_t s = left.start[z]; s < left.start[z + 1]; ++s) {
-        const SkyPoint& me = left.points[s];
+      for (int64_t s = left_start[z]; s < left_start[z + 1]; ++s) {
+        if (s + kAhead < nl) prefetch_point(left_ra, left_dec, left_order[s + kAhead]);
+        const int64_t i = left_order[s];
+        const double ra = left_ra[i], dec = left_dec[i];
+        // The trigonometry waits for a first point in a window: in a sparse
+        // catalog most left points have none.
+        std::optional<SkyPoint> me;
         near.clear();
-        auto scan = [&](const SkyPoint* it, const SkyPoint* end, double hi) {
+        auto scan = [&](const SkyPoint* begin, const SkyPoint* end, double lo, double hi) {
+          const SkyPoint* it = std::partition_point(begin, end, [lo](const SkyPoint& p) { return p.ra < lo; });
+          if (it == end || it->ra > hi) return;
+          if (!me) me = sky_point(ra, dec, i);
           for (; it != end && it->ra <= hi; ++it) {
-            const double dx = me.x - it->x, dy = me.y - it->y, dz = me.z - it->z;
+            const double dx = me->x - it->x, dy = me->y - it->y, dz = me->z - it->z;
             const double d2 = dx * dx + dy * dy + dz * dz;
             if (d2 <= chord2) near.push_back({d2, it});
           }
         };
         // Zones are taller than reach, so these are z - 1 .. z + 1 at most.
-        const int64_t z0 = std::max(z - 1, zones.of(me.dec - reach)), z1 = std::min(z + 1, zones.of(me.dec + reach));
+        const int64_t z0 = std::max(z - 1, zones.of(dec - reach)), z1 = std::min(z + 1, zones.of(dec + reach));
         for (int64_t rz = z0; rz <= z1; ++rz) {
           const SkyPoint* begin = right.points.data() + right.start[rz];
           const SkyPoint* end = right.points.data() + right.start[rz + 1];
           if (half >= 180.0) {
-            scan(begin, end, 1e300);
-            continue;
+            scan(begin, end, -1e300, 1e300);
+          } else {
+            // Windows are disjoint (half < 180), so no pair is found twice.
+            const double lo = ra - half, hi = ra + half;
+            scan(begin, end, lo, hi);
+            if (lo < 0.0) scan(begin, end, lo + 360.0, 1e300);   // window wraps below 0
+            if (hi >= 360.0) scan(begin, end, -1e300, hi - 360.0);  // window wraps above 360
           }
-          const double lo = me.ra - half, hi = me.ra + half;
-          // lo only grows along the zone, so the cursor only moves forward.
-          const SkyPoint*& cur = cursor[rz - z + 1];
-          while (cur != end && cur->ra < lo) ++cur;
-          scan(cur, end, hi);
-          // Wrapped windows, disjoint from [lo, hi] since half < 180.
-          auto from = [&](double ra) {
-            return std::partition_point(begin, end, [ra](const SkyPoint& p) { return p.ra < ra; });
-          };
-          if (lo < 0.0) scan(from(lo + 360.0), end, 1e300);
-          if (hi >= 360.0) scan(begin, end, hi - 360.0);
         }
         if (near.empty()) continue;
         // The nearest by haversine is among the nearest by chord, up to the
@@ -218,14 +224,14 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
         const size_t first = out.size();
         for (const Candidate& k : near) {
           if (k.chord2 > limit) continue;
-          const double sep = separation_deg(me, *k.p);
-          if (sep <= radius) out.push_back({me.index, k.p->index, sep * 3600.0});
+          const double sep = separation_deg(*me, *k.p);
+          if (sep <= radius) out.push_back({i, k.p->index, sep * 3600.0});
         }
         if (out.size() - first > 1) {
           std::sort(out.begin() + first, out.end(), closer);
           if (!all_pairs) out.resize(first + 1);
         }
-        count[me.index] = static_cast<int32_t>(out.size() - first);
+        count[i] = static_cast<int32_t>(out.size() - first);
       }
     }
   }
