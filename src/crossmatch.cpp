@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <optional>
 
 #include <omp.h>
 
@@ -34,18 +33,25 @@ struct Zones {
 // What a separation test needs of a point, contiguous so that a zone's ra
 // window is one sequential read.
 struct SkyPoint {
-  double ra;
-  double x, y, z;       // unit vector, for the chord prefilter
-  double dec, cos_dec;  // cos(dec * kDeg) as angular_separation_deg computes it, once per point
-  int64_t index;        // in the caller's arrays
+  double ra, dec;
+  double cos_dec;  // cos(dec * kDeg) as angular_separation_deg computes it, once per point
+  int64_t index;   // in the caller's arrays
 };
 
-SkyPoint sky_point(double ra, double dec, int64_t index) {
-  // glibc's sincos gives exactly std::sin and std::cos, in one call.
-  double sin_ra, cos_ra, sin_dec, cos_dec;
-  ::sincos(ra * kDeg, &sin_ra, &cos_ra);
-  ::sincos(dec * kDeg, &sin_dec, &cos_dec);
-  return {ra, cos_dec * cos_ra, cos_dec * sin_ra, sin_dec, dec, cos_dec, index};
+// Bounds on the haversine h = sin^2(ddec/2) + cos dec1 cos dec2 sin^2(dra/2)
+// without its sines, from x - x^3/6 <= sin x <= x (0 <= x <= pi/2): a
+// prefilter that needs no trigonometry per pair.
+struct HaversineBounds {
+  double lower, upper;
+};
+
+HaversineBounds haversine_bounds(double ra1, double dec1, double cos_dec1, const SkyPoint& b) {
+  double dra = std::fabs(b.ra - ra1);
+  if (dra > 180.0) dra = 360.0 - dra;  // across the ra = 0/360 seam
+  const double x = std::fabs(b.dec - dec1) * (kDeg / 2.0), y = dra * (kDeg / 2.0);
+  const double x_low = std::max(0.0, x - x * x * x / 6.0), y_low = std::max(0.0, y - y * y * y / 6.0);
+  const double cc = cos_dec1 * b.cos_dec;
+  return {x_low * x_low + cc * y_low * y_low, x * x + cc * y * y};
 }
 
 // How far ahead a loop over points in zone order prefetches their coordinates:
@@ -101,7 +107,7 @@ struct ZoneIndex {
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < n; ++k) {
       if (k + kAhead < n) prefetch_point(ra, dec, order[k + kAhead]);
-      points[k] = sky_point(ra[order[k]], dec[order[k]], order[k]);
+      points[k] = {ra[order[k]], dec[order[k]], std::cos(dec[order[k]] * kDeg), order[k]};
     }
 #pragma omp parallel for schedule(dynamic, 4096)
     for (int64_t z = 0; z < zones.count; ++z)
@@ -122,10 +128,10 @@ double ra_half_width(double abs_dec, double radius) {
 
 // angular_separation_deg (sky.h) given both cos(dec): the same operations in
 // the same order, so bit-identical, with half the trigonometry per pair.
-double separation_deg(const SkyPoint& a, const SkyPoint& b) {
-  const double s_dec = std::sin((b.dec - a.dec) * kDeg / 2.0);
-  const double s_ra = std::sin((b.ra - a.ra) * kDeg / 2.0);
-  const double h = s_dec * s_dec + a.cos_dec * b.cos_dec * s_ra * s_ra;
+double separation_deg(double ra1, double dec1, double cos_dec1, const SkyPoint& b) {
+  const double s_dec = std::sin((b.dec - dec1) * kDeg / 2.0);
+  const double s_ra = std::sin((b.ra - ra1) * kDeg / 2.0);
+  const double h = s_dec * s_dec + cos_dec1 * b.cos_dec * s_ra * s_ra;
   return 2.0 * std::asin(std::sqrt(std::min(1.0, h))) / kDeg;
 }
 
@@ -151,11 +157,10 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
   // same few right zones (in cache); their order within a zone does not matter.
   std::vector<int64_t> left_order;
   const std::vector<int64_t> left_start = zone_order(left_dec, zones, &left_order);
-  // Chord-length prefilter, widened by ~1e-12 rad where computed chords err by
-  // ~1e-15. The haversine separation then decides, so the result is exactly
-  // "separation <= radius".
-  const double chord = 2.0 * std::sin(radius * kDeg / 2.0);
-  const double chord2 = chord * chord * (1.0 + 1e-6) + 1e-24;
+  // Prefilter: the lower bound of h against h at the radius, widened by 1e-6
+  // where computed values err by ~1e-15. The haversine separation then
+  // decides, so the result is exactly "separation <= radius".
+  const double h_radius = std::pow(std::sin(radius * kDeg / 2.0), 2) * (1.0 + 1e-6);
 
   // Work items: runs of whole zones holding about `chunk` left points.
   const int64_t nl = static_cast<int64_t>(left_ra.size()), chunk = 16384;
@@ -165,13 +170,15 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
   if (first_zone.back() != zones.count) first_zone.push_back(zones.count);
   const int64_t chunks = static_cast<int64_t>(first_zone.size()) - 1;
   std::vector<std::vector<MatchPair>> found(chunks);  // per chunk, in zone order
-  std::vector<int32_t> count(nl, 0);                  // pairs per left point
+  // Left point i's pairs: count[i] of them at found[chunk_of[i]][local[i]].
+  std::vector<int32_t> count(nl, 0), chunk_of(nl);
+  std::vector<int64_t> local(nl);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t c = 0; c < chunks; ++c) {
     std::vector<MatchPair>& out = found[c];
     out.reserve(left_start[first_zone[c + 1]] - left_start[first_zone[c]]);  // enough for nearest
     struct Candidate {
-      double chord2;
+      HaversineBounds h;
       const SkyPoint* p;
     };
     std::vector<Candidate> near;
@@ -182,18 +189,17 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
         if (s + kAhead < nl) prefetch_point(left_ra, left_dec, left_order[s + kAhead]);
         const int64_t i = left_order[s];
         const double ra = left_ra[i], dec = left_dec[i];
-        // The trigonometry waits for a first point in a window: in a sparse
-        // catalog most left points have none.
-        std::optional<SkyPoint> me;
+        // cos(dec) waits for a first point in a window: in a sparse catalog
+        // most left points have none.
+        double cos_dec = -1.0;
         near.clear();
         auto scan = [&](const SkyPoint* begin, const SkyPoint* end, double lo, double hi) {
           const SkyPoint* it = std::partition_point(begin, end, [lo](const SkyPoint& p) { return p.ra < lo; });
           if (it == end || it->ra > hi) return;
-          if (!me) me = sky_point(ra, dec, i);
+          if (cos_dec < 0.0) cos_dec = std::cos(dec * kDeg);
           for (; it != end && it->ra <= hi; ++it) {
-            const double dx = me->x - it->x, dy = me->y - it->y, dz = me->z - it->z;
-            const double d2 = dx * dx + dy * dy + dz * dz;
-            if (d2 <= chord2) near.push_back({d2, it});
+            const HaversineBounds h = haversine_bounds(ra, dec, cos_dec, *it);
+            if (h.lower <= h_radius) near.push_back({h, it});
           }
         };
         // Zones are taller than reach, so these are z - 1 .. z + 1 at most.
@@ -212,19 +218,19 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
           }
         }
         if (near.empty()) continue;
-        // The nearest by haversine is among the nearest by chord, up to the
-        // ~1e-15 errors of both: only those need a separation.
-        double limit = chord2;
+        // The nearest by haversine can only be a candidate whose lower bound
+        // does not exceed the smallest upper bound (widened for rounding):
+        // only those need a separation.
+        double limit = h_radius;
         if (!all_pairs) {
-          double best = chord2;
-          for (const Candidate& k : near) best = std::min(best, k.chord2);
-          const double widened = std::sqrt(best) + 1e-12;
-          limit = widened * widened;
+          double best = h_radius;
+          for (const Candidate& k : near) best = std::min(best, k.h.upper);
+          limit = best * (1.0 + 1e-9);
         }
         const size_t first = out.size();
         for (const Candidate& k : near) {
-          if (k.chord2 > limit) continue;
-          const double sep = separation_deg(*me, *k.p);
+          if (k.h.lower > limit) continue;
+          const double sep = separation_deg(ra, dec, cos_dec, *k.p);
           if (sep <= radius) out.push_back({i, k.p->index, sep * 3600.0});
         }
         if (out.size() - first > 1) {
@@ -232,17 +238,21 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
           if (!all_pairs) out.resize(first + 1);
         }
         count[i] = static_cast<int32_t>(out.size() - first);
+        chunk_of[i] = static_cast<int32_t>(c);
+        local[i] = static_cast<int64_t>(first);
       }
     }
   }
-  // Back to left order: each left point's pairs are one run in its chunk.
+  // Back to left order: written in sequence, read at random (prefetched).
   std::vector<int64_t> offset(nl + 1, 0);
   for (int64_t i = 0; i < nl; ++i) offset[i + 1] = offset[i] + count[i];
   std::vector<MatchPair> pairs(static_cast<size_t>(offset[nl]));
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t c = 0; c < chunks; ++c)
-    for (size_t k = 0; k < found[c].size(); k += count[found[c][k].left])
-      std::copy_n(found[c].begin() + k, count[found[c][k].left], pairs.begin() + offset[found[c][k].left]);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < nl; ++i) {
+    if (i + kAhead < nl && count[i + kAhead] > 0)
+      __builtin_prefetch(found[chunk_of[i + kAhead]].data() + local[i + kAhead]);
+    if (count[i] > 0) std::copy_n(found[chunk_of[i]].data() + local[i], count[i], pairs.data() + offset[i]);
+  }
   return pairs;
 }
 
