@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <future>
 #include <iostream>
 
 #include "mmu/crossmatch.h"
@@ -69,8 +70,12 @@ void write_csv(const SkySource& l, const SkySource& r, const std::vector<MatchPa
 int run_xmatch(const XmatchOptions& opt) {
   const OutputFormat fmt = parse_output_format(opt.format);
   const double radius = parse_angle_deg(opt.radius, "--radius");
-  const SkySource l = load_sky_source(opt.left, opt.store), r = load_sky_source(opt.right, opt.store);
-  const auto pairs = cross_match(l.ra, l.dec, r.ra, r.dec, radius, opt.all);
+  const SkySource r = load_sky_source(opt.right, opt.store);
+  // The right side is indexed on another thread while this one reads the left
+  // side (HDF5 stays on this thread).
+  auto index = std::async(std::launch::async, [&] { return CrossMatchIndex(r.ra, r.dec, radius); });
+  const SkySource l = load_sky_source(opt.left, opt.store);
+  const auto pairs = index.get().match(l.ra, l.dec, opt.all);
 
   std::ios::sync_with_stdio(false);
   if (fmt == OutputFormat::kCsv) {

@@ -49,7 +49,8 @@ HaversineBounds haversine_bounds(double ra1, double dec1, double cos_dec1, const
   double dra = std::fabs(b.ra - ra1);
   if (dra > 180.0) dra = 360.0 - dra;  // across the ra = 0/360 seam
   const double x = std::fabs(b.dec - dec1) * (kDeg / 2.0), y = dra * (kDeg / 2.0);
-  const double x_low = std::max(0.0, x - x * x * x / 6.0), y_low = std::max(0.0, y - y * y * y / 6.0);
+  constexpr double kSixth = 1.0 / 6.0;  // rounded, but the bound has room
+  const double x_low = std::max(0.0, x - x * x * x * kSixth), y_low = std::max(0.0, y - y * y * y * kSixth);
   const double cc = cos_dec1 * b.cos_dec;
   return {x_low * x_low + cc * y_low * y_low, x * x + cc * y * y};
 }
@@ -94,7 +95,7 @@ std::vector<int64_t> zone_order(const std::vector<double>& dec, const Zones& zon
   return start;
 }
 
-// Right points grouped by zone, each zone sorted by ra.
+// Points grouped by zone, each zone sorted by ra.
 struct ZoneIndex {
   std::vector<int64_t> start;  // zones.count + 1 offsets into points
   std::vector<SkyPoint> points;
@@ -139,20 +140,41 @@ bool closer(const MatchPair& a, const MatchPair& b) {
   return a.sep_arcsec != b.sep_arcsec ? a.sep_arcsec < b.sep_arcsec : a.right < b.right;
 }
 
-}  // namespace
-
-std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
-                                   const std::vector<double>& right_ra, const std::vector<double>& right_dec,
-                                   double radius, bool all_pairs) {
+double checked_radius(double radius) {
   if (!(radius > 0.0) || radius > 10.0)
     throw InvalidArgument("--radius must be > 0 and <= 10 deg, got " + std::to_string(radius * 3600.0) + " arcsec");
-  // Candidates lie within reach in dec, so zones a little taller than the
-  // radius put them in the point's zone and its two neighbours; zones this
-  // thin keep the candidate boxes near the circle's area. The cap bounds the
-  // offsets array for tiny radii.
+  return radius;
+}
+
+}  // namespace
+
+struct CrossMatchIndex::Impl {
+  double radius;
+  Zones zones;
+  ZoneIndex right;
+
+  // Candidates lie within reach in dec (see match), so zones a little taller
+  // than the radius put them in the point's zone and its two neighbours; zones
+  // this thin keep the candidate boxes near the circle's area. The cap bounds
+  // the offsets array for tiny radii.
+  Impl(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg)
+      : radius(checked_radius(radius_deg)),
+        zones(std::min<int64_t>(static_cast<int64_t>(180.0 / (radius * (1.0 + 1e-6))), 1 << 21)),
+        right(ra, dec, zones) {}
+};
+
+CrossMatchIndex::CrossMatchIndex(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg)
+    : impl_(std::make_unique<Impl>(ra, dec, radius_deg)) {}
+CrossMatchIndex::~CrossMatchIndex() = default;
+CrossMatchIndex::CrossMatchIndex(CrossMatchIndex&&) noexcept = default;
+CrossMatchIndex& CrossMatchIndex::operator=(CrossMatchIndex&&) noexcept = default;
+
+std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
+                                              bool all_pairs) const {
+  const double radius = impl_->radius;
+  const Zones& zones = impl_->zones;
+  const ZoneIndex& right = impl_->right;
   const double reach = radius * (1.0 + 1e-9) + 1e-12;
-  const Zones zones(std::min<int64_t>(static_cast<int64_t>(180.0 / (radius * (1.0 + 1e-6))), 1 << 21));
-  const ZoneIndex right(right_ra, right_dec, zones);
   // Left points are visited zone by zone, so consecutive queries read the
   // same few right zones (in cache); their order within a zone does not matter.
   std::vector<int64_t> left_order;
@@ -170,9 +192,13 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
   if (first_zone.back() != zones.count) first_zone.push_back(zones.count);
   const int64_t chunks = static_cast<int64_t>(first_zone.size()) - 1;
   std::vector<std::vector<MatchPair>> found(chunks);  // per chunk, in zone order
-  // Left point i's pairs: count[i] of them at found[chunk_of[i]][local[i]].
-  std::vector<int32_t> count(nl, 0), chunk_of(nl);
-  std::vector<int64_t> local(nl);
+  // Where left point i's pairs are: one entry, so one cache miss per point.
+  struct Found {
+    int32_t count = 0;
+    int32_t chunk = 0;
+    int64_t first = 0;  // in found[chunk]
+  };
+  std::vector<Found> where(nl);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t c = 0; c < chunks; ++c) {
     std::vector<MatchPair>& out = found[c];
@@ -198,6 +224,7 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
           if (it == end || it->ra > hi) return;
           if (cos_dec < 0.0) cos_dec = std::cos(dec * kDeg);
           for (; it != end && it->ra <= hi; ++it) {
+            if (std::fabs(it->dec - dec) > reach) continue;  // the cheapest test first
             const HaversineBounds h = haversine_bounds(ra, dec, cos_dec, *it);
             if (h.lower <= h_radius) near.push_back({h, it});
           }
@@ -237,23 +264,28 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
           std::sort(out.begin() + first, out.end(), closer);
           if (!all_pairs) out.resize(first + 1);
         }
-        count[i] = static_cast<int32_t>(out.size() - first);
-        chunk_of[i] = static_cast<int32_t>(c);
-        local[i] = static_cast<int64_t>(first);
+        where[i] = {static_cast<int32_t>(out.size() - first), static_cast<int32_t>(c), static_cast<int64_t>(first)};
       }
     }
   }
   // Back to left order: written in sequence, read at random (prefetched).
   std::vector<int64_t> offset(nl + 1, 0);
-  for (int64_t i = 0; i < nl; ++i) offset[i + 1] = offset[i] + count[i];
+  for (int64_t i = 0; i < nl; ++i) offset[i + 1] = offset[i] + where[i].count;
   std::vector<MatchPair> pairs(static_cast<size_t>(offset[nl]));
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < nl; ++i) {
-    if (i + kAhead < nl && count[i + kAhead] > 0)
-      __builtin_prefetch(found[chunk_of[i + kAhead]].data() + local[i + kAhead]);
-    if (count[i] > 0) std::copy_n(found[chunk_of[i]].data() + local[i], count[i], pairs.data() + offset[i]);
+    if (i + kAhead < nl && where[i + kAhead].count > 0)
+      __builtin_prefetch(found[where[i + kAhead].chunk].data() + where[i + kAhead].first);
+    const Found& w = where[i];
+    if (w.count > 0) std::copy_n(found[w.chunk].data() + w.first, w.count, pairs.data() + offset[i]);
   }
   return pairs;
+}
+
+std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
+                                   const std::vector<double>& right_ra, const std::vector<double>& right_dec,
+                                   double radius_deg, bool all_pairs) {
+  return CrossMatchIndex(right_ra, right_dec, radius_deg).match(left_ra, left_dec, all_pairs);
 }
 
 double parse_angle_deg(const std::string& text, const std::string& flag) {

@@ -106,8 +106,9 @@ TEST_CASE("cross-match equals brute force on 1e5 x 1e5 positions, borders and po
   const double radius = 1.0 / 3600.0;
   Points left, right;
   make_catalogs(100000, radius, &left, &right);
-  const auto nearest = mmu::cross_match(left.ra, left.dec, right.ra, right.dec, radius, false);
-  const auto all = mmu::cross_match(left.ra, left.dec, right.ra, right.dec, radius, true);
+  const mmu::CrossMatchIndex index(right.ra, right.dec, radius);  // one index, matched twice
+  const auto nearest = index.match(left.ra, left.dec, false);
+  const auto all = index.match(left.ra, left.dec, true);
   INFO("nearest pairs " << nearest.size() << ", all pairs " << all.size());
   REQUIRE(nearest.size() > 20000);   // the test must exercise many matches
   REQUIRE(all.size() > nearest.size());  // and crowded places with several candidates

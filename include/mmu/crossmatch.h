@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,10 +17,28 @@ struct MatchPair {
   double sep_arcsec = 0;
 };
 
-// ra/dec in degrees. With all_pairs=false, each left point gets at most one
-// pair: its nearest right point with separation <= radius (ties: lowest right
-// index). With all_pairs=true, every pair within the radius. Sorted by
-// (left, sep, right). Throws InvalidArgument for a radius <= 0 or > 10 deg.
+// The right side of a cross-match, indexed once: it can be built while the
+// left side is still being read, and matched against several left sides.
+// ra/dec in degrees. Throws InvalidArgument for a radius <= 0 or > 10 deg.
+class CrossMatchIndex {
+ public:
+  CrossMatchIndex(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg);
+  ~CrossMatchIndex();
+  CrossMatchIndex(CrossMatchIndex&&) noexcept;
+  CrossMatchIndex& operator=(CrossMatchIndex&&) noexcept;
+
+  // With all_pairs=false, each left point gets at most one pair: its nearest
+  // right point with separation <= radius (ties: lowest right index). With
+  // all_pairs=true, every pair within the radius. Sorted by (left, sep, right).
+  std::vector<MatchPair> match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
+                               bool all_pairs) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// CrossMatchIndex(right_ra, right_dec, radius_deg).match(left_ra, left_dec, all_pairs).
 std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
                                    const std::vector<double>& right_ra, const std::vector<double>& right_dec,
                                    double radius_deg, bool all_pairs);
