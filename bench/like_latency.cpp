@@ -129,7 +129,7 @@ std::vector<mmu::LikeQuery> read_queries(const std::string& path, int64_t k) {
     mmu::LikeQuery q;
     q.k = k;
     const size_t comma = line.find(',');
-    q.object_id = line.substr(0, comma);
+    q.like = {line.substr(0, comma)};
     if (comma != std::string::npos) q.survey = line.substr(comma + 1);
     out.push_back(q);
   }
@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
     std::vector<double> t_find, t_spaces, t_vector, t_rows;
     for (const auto& q : queries) {
       auto t0 = Clock::now();
-      const std::vector<mmu::CatalogRow> found = store->find_by_id(q.object_id);
+      const std::vector<mmu::CatalogRow> found = store->find_by_id(q.like.front());
       t_find.push_back(ms_since(t0));
       if (found.empty()) continue;
       const mmu::CatalogRow& obj = found.front();

@@ -5,8 +5,7 @@
 
 #include "cli_common.h"
 #include "omp_defaults.h"
-#include "mmu/query.h"
-#include "mmu/result_format.h"
+#include "query_command.h"
 #include "mmu/store.h"
 #include "mmu/version.h"
 
@@ -41,32 +40,25 @@ int main(int argc, char** argv) {
   CLI::App app{"mmu-search: find similar objects in an mmu-search store"};
   app.set_version_flag("--version", std::string("mmu-search ") + mmu::kVersion);
 
-  mmu::LikeQuery q;
+  mmu::cli::QueryFlags query;
   std::string store_path = mmu::default_store_path();
-  std::string format = "table";
   bool spaces = false;
-  auto* like = app.add_option("--like", q.object_id, "object_id whose nearest neighbours (cosine) to list");
-  app.add_option("--k", q.k, "number of neighbours")->capture_default_str();
-  app.add_option("--space", q.space, "embedding space (image, spectrum) when the object has several");
-  app.add_option("--survey", q.survey, "survey of the object when its id exists in several");
-  app.add_option("--in", q.in_surveys, "only return objects of this survey (repeatable; dataset or dataset/subset)");
-  app.add_option("--format", format, "table, csv or json")->capture_default_str();
+  mmu::cli::add_query_flags(app, query);
   app.add_option("--store", store_path, "store directory (default: $MMU_STORE or ./mmu-store)");
-  auto* ls = app.add_flag("--list-spaces", spaces, "list the store's embedding spaces");
-  like->excludes(ls);
+  auto* ls = app.add_flag("--list-spaces", spaces, "list the store's embedding spaces and how each is indexed");
+  for (const char* query_flag : {"--like", "--near", "--vector", "--like-file"}) ls->excludes(app.get_option(query_flag));
 
   return mmu::cli::run_main(app, argc, argv, [&] {
-    const mmu::OutputFormat fmt = mmu::parse_output_format(format);
-    if (!spaces && q.object_id.empty())
-      throw mmu::InvalidArgument("nothing to do: give --like <object_id> or --list-spaces (see --help)");
+    const mmu::LikeQuery& q = query.q;
+    const bool asked = !q.like.empty() || !query.near.empty() || !query.vector_file.empty() || !query.like_file.empty();
+    if (!spaces && !asked)
+      throw mmu::InvalidArgument(
+          "nothing to do: give --like <object_id>, --near RA,DEC, --vector f.npy, --like-file ids.txt or --list-spaces (see --help)");
     auto store = mmu::Store::open(store_path);
     if (spaces) {
       list_spaces(*store, std::cout);
       return 0;
     }
-    const mmu::LikeResult r = mmu::search_like(*store, q);
-    mmu::write_like_result(r, fmt, std::cout);
-    if (!r.note.empty()) std::cerr << "note: " << r.note << "\n";
-    return 0;
+    return mmu::cli::run_query(*store, query);
   });
 }

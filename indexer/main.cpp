@@ -9,6 +9,7 @@
 #include "mmu/npy.h"
 #include "mmu/store.h"
 #include "mmu/version.h"
+#include "reindex_command.h"
 #include "xmatch_command.h"
 
 int main(int argc, char** argv) {
@@ -52,6 +53,10 @@ int main(int argc, char** argv) {
   xmatch.store = mmu::default_store_path();
   auto* xm = mmu::cli::setup_xmatch(app, xmatch);
 
+  mmu::cli::ReindexCommand reindex;
+  reindex.store = mmu::default_store_path();
+  auto* ri = mmu::cli::setup_reindex(app, reindex);
+
   // CLI11 reports a misspelt subcommand as "a subcommand is required": name it.
   if (argc > 1 && argv[1][0] != '-') {
     std::string known;
@@ -68,6 +73,7 @@ int main(int argc, char** argv) {
 
   return mmu::cli::run_main(app, argc, argv, [&] {
     if (xm->parsed()) return mmu::cli::run_xmatch(xmatch);
+    if (ri->parsed()) return mmu::cli::run_reindex(reindex);
     if (pre->parsed()) {
       if (pre_limit <= 0) throw mmu::InvalidArgument("--limit must be >= 1");
       const mmu::ModelCard card = mmu::load_model_card(pre_model);

@@ -31,4 +31,17 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// An exclusive advisory lock (flock) on path, created if missing, held until
+// destruction. Throws InvalidArgument saying `holder` when another process has it.
+class FileLock {
+ public:
+  FileLock(const std::string& path, const std::string& holder);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace mmu::files

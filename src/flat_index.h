@@ -6,12 +6,9 @@
 #include <string>
 #include <vector>
 
-namespace mmu {
+#include "mmu/exact_search.h"
 
-struct Hit {
-  int64_t id;   // catalog row
-  float score;  // cosine similarity
-};
+namespace mmu {
 
 // Builds IDMap2(FlatIP) over n x dim vectors and writes it atomically to path.
 void write_flat_index(const std::string& path, int64_t dim, int64_t n, const float* vectors, const int64_t* ids);

@@ -8,11 +8,10 @@
 
 #include "mmu/error.h"
 
-// Fortran BLAS/LAPACK (OpenBLAS through Debian's alternatives).
+#include "blas.h"
+
+// Fortran LAPACK (OpenBLAS through Debian's alternatives).
 extern "C" {
-void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha,
-            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
-            const int* ldc);
 void sgeqrf_(const int* m, const int* n, float* a, const int* lda, float* tau, float* work, const int* lwork, int* info);
 void sorgqr_(const int* m, const int* n, const int* k, float* a, const int* lda, const float* tau, float* work,
              const int* lwork, int* info);

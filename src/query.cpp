@@ -1,9 +1,14 @@
 #include "mmu/query.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <optional>
 
-#include "flat_index.h"
+#include "mmu/crossmatch.h"
 #include "mmu/error.h"
+#include "mmu/sky.h"
 
 namespace mmu {
 
@@ -15,30 +20,49 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
-CatalogRow resolve_object(const Store& store, const LikeQuery& q) {
-  std::vector<CatalogRow> rows = store.find_by_id(q.object_id);
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+
+CatalogRow resolve_object(const Store& store, const std::string& object_id, const std::string& survey) {
+  std::vector<CatalogRow> rows = store.find_by_id(object_id);
   if (rows.empty())
-    throw NotFound("object_id '" + q.object_id + "' is not in store '" + store.path() + "' (" +
+    throw NotFound("object_id '" + object_id + "' is not in store '" + store.path() + "' (" +
                    std::to_string(store.num_objects()) + " objects in surveys: " + join(store.surveys()) + ")");
-  if (!q.survey.empty()) {
+  if (!survey.empty()) {
     std::vector<CatalogRow> kept;
     for (const auto& r : rows)
-      if (r.survey == q.survey || r.survey + "/" + r.subset == q.survey) kept.push_back(r);
+      if (r.survey == survey || r.survey + "/" + r.subset == survey) kept.push_back(r);
     if (kept.empty()) {
       std::vector<std::string> where;
       for (const auto& r : rows) where.push_back(r.survey);
-      throw NotFound("object_id '" + q.object_id + "' is not in survey '" + q.survey + "' (it is in: " + join(where) +
-                     ")");
+      throw NotFound("object_id '" + object_id + "' is not in survey '" + survey + "' (it is in: " + join(where) + ")");
     }
     rows = kept;
   }
   if (rows.size() > 1) {
     std::vector<std::string> where;
     for (const auto& r : rows) where.push_back(r.survey);
-    throw InvalidArgument("object_id '" + q.object_id + "' is in " + std::to_string(rows.size()) +
-                          " surveys (" + join(where) + "): choose one with --survey");
+    throw InvalidArgument("object_id '" + object_id + "' is in " + std::to_string(rows.size()) + " surveys (" +
+                          join(where) + "): choose one with --survey");
   }
   return rows.front();
+}
+
+// The nearest catalogued object to a position (of `survey` when given).
+CatalogRow resolve_position(const Store& store, const SkyCone& near, const std::string& survey, double* sep_arcsec) {
+  if (!valid_sky_position(near.ra, near.dec) || !(near.radius_deg > 0))
+    throw InvalidArgument("--near needs RA,DEC in degrees (0..360, -90..90) and a positive --radius");
+  for (const auto& [row, sep] : store.objects_in_cone(near.ra, near.dec, near.radius_deg)) {
+    if (!survey.empty() && row.survey != survey && row.survey + "/" + row.subset != survey) continue;
+    *sep_arcsec = sep * 3600.0;
+    return row;
+  }
+  throw NotFound("no catalogued object" + (survey.empty() ? "" : " of survey '" + survey + "'") + " within " +
+                 fmt("%g", near.radius_deg * 3600.0) + " arcsec of ra " + fmt("%.6f", near.ra) + ", dec " +
+                 fmt("%.6f", near.dec) + " (widen it with --radius)");
 }
 
 // The space to search and the row whose vector is the query: the object's own,
@@ -70,55 +94,279 @@ std::pair<std::string, int64_t> resolve_space(const Store& store, const CatalogR
   return {spaces.front(), obj.row};
 }
 
+// The space a bare vector belongs to: the asked one, or the only one of its dimension.
+std::string space_for_vector(const Store& store, const std::vector<float>& v, const std::string& asked) {
+  const int64_t dim = static_cast<int64_t>(v.size());
+  if (!asked.empty()) {
+    const SpaceInfo info = store.space(store.resolve_space_name(asked));
+    if (info.dim != dim)
+      throw InvalidArgument("the query vector has " + std::to_string(dim) + " values but space '" + info.name +
+                            "' has dimension " + std::to_string(info.dim));
+    return info.name;
+  }
+  std::vector<std::string> fits;
+  for (const SpaceInfo& s : store.spaces())
+    if (s.dim == dim) fits.push_back(s.name);
+  if (fits.empty())
+    throw InvalidArgument("no space of the store has dimension " + std::to_string(dim) + " (the query vector's)");
+  if (fits.size() > 1) throw InvalidArgument("spaces " + join(fits) + " all have dimension " + std::to_string(dim) + ": choose one with --space");
+  return fits.front();
+}
+
+// A query resolved to one normalised vector in one space.
+struct Prepared {
+  LikeResult result;
+  std::vector<float> vector;
+  std::vector<int64_t> exclude;  // catalog rows never returned (ascending)
+};
+
+// Adds the vectors of `objects` in space `*space` (resolved from the first
+// object when empty) into sum; records the rows used.
+void accumulate(const Store& store, const std::vector<CatalogRow>& objects, std::string* space,
+                std::vector<double>* sum, Prepared* p) {
+  for (const CatalogRow& obj : objects) {
+    const auto [sp, vrow_owner] = resolve_space(store, obj, *space);
+    *space = sp;  // resolved: "name" may have become "name@version"
+    const std::vector<float> v = store.vector_of(sp, vrow_owner);
+    if (sum->empty()) sum->assign(v.size(), 0.0);
+    for (size_t i = 0; i < v.size(); ++i) (*sum)[i] += v[i];
+    p->exclude.push_back(obj.row);
+    if (vrow_owner != obj.row) {
+      p->exclude.push_back(vrow_owner);
+      if (p->result.via.row < 0) p->result.via = store.rows({vrow_owner}).at(0);
+    }
+  }
+}
+
+Prepared prepare(const Store& store, const LikeQuery& q) {
+  if (q.k <= 0) throw InvalidArgument("--k must be at least 1, got " + std::to_string(q.k));
+  const int kinds = !q.like.empty() + q.near.has_value() + !q.vector.empty();
+  if (kinds != 1) throw InvalidArgument("give exactly one of --like, --near or --vector");
+  if (!(q.unlike_weight >= 0)) throw InvalidArgument("--unlike-weight must be >= 0");
+  Prepared p;
+  LikeResult& r = p.result;
+  r.requested_k = q.k;
+  std::string space;
+  if (!q.vector.empty()) {
+    space = space_for_vector(store, q.vector, q.space);
+    r.label = q.vector_label.empty() ? "the query vector" : q.vector_label;
+  } else {
+    if (q.near) {
+      r.positives.push_back(resolve_position(store, *q.near, q.survey, &r.near_sep_arcsec));
+      r.label = "ra " + fmt("%.6f", q.near->ra) + ", dec " + fmt("%.6f", q.near->dec);
+    } else {
+      for (const std::string& id : q.like) r.positives.push_back(resolve_object(store, id, q.survey));
+      r.label = q.like.size() == 1 ? q.like.front() : join(q.like);
+    }
+    r.query = r.positives.front();
+    space = q.space;
+  }
+  for (const std::string& id : q.unlike) r.negatives.push_back(resolve_object(store, id, q.survey));
+
+  std::vector<double> pos, neg;
+  if (!q.vector.empty()) {
+    pos.assign(q.vector.begin(), q.vector.end());
+    for (float x : q.vector)
+      if (!std::isfinite(x)) throw InvalidArgument("the query vector has a non-finite value");
+  } else {
+    accumulate(store, r.positives, &space, &pos, &p);
+  }
+  if (!r.negatives.empty()) accumulate(store, r.negatives, &space, &neg, &p);
+  r.space = space;
+  const double n_pos = q.vector.empty() ? static_cast<double>(r.positives.size()) : 1.0;
+  double norm = 0;
+  p.vector.resize(pos.size());
+  for (size_t i = 0; i < pos.size(); ++i) {
+    double x = pos[i] / n_pos;
+    if (!neg.empty()) x -= q.unlike_weight * neg[i] / static_cast<double>(r.negatives.size());
+    p.vector[i] = static_cast<float>(x);
+    norm += x * x;
+  }
+  if (!(norm > 1e-20)) throw InvalidArgument("the query vector is zero (do the --unlike objects cancel the --like ones?)");
+  for (float& x : p.vector) x = static_cast<float>(x / std::sqrt(norm));
+  std::sort(p.exclude.begin(), p.exclude.end());
+  return p;
+}
+
+struct Candidates {
+  std::optional<std::vector<int64_t>> subset;  // vector rows allowed by the filter
+  int64_t count = 0;
+};
+
+Candidates candidates_for(const Store& store, const std::string& space, const QueryFilter& f) {
+  Candidates c;
+  if (!f.active()) {
+    c.count = store.space(space).count;
+    return c;
+  }
+  if (!f.where.empty()) throw InvalidArgument("--where is not available in this build");
+  RowFilter rf;
+  rf.surveys = f.surveys;
+  rf.cells = f.cells;
+  for (int64_t cell : f.cells)
+    if (cell < 0 || cell >= kNumCells)
+      throw InvalidArgument("--cells: " + std::to_string(cell) + " is not an nside-16 NESTED cell (0.." +
+                            std::to_string(kNumCells - 1) + ")");
+  if (f.cone) {
+    if (!valid_sky_position(f.cone->ra, f.cone->dec) || !(f.cone->radius_deg > 0))
+      throw InvalidArgument("--cone needs RA,DEC,RADIUS in degrees (0..360, -90..90, radius > 0)");
+    rf.has_cone = true;
+    rf.cone_ra = f.cone->ra;
+    rf.cone_dec = f.cone->dec;
+    rf.cone_radius_deg = f.cone->radius_deg;
+  }
+  c.subset = store.filtered_vector_rows(space, rf);
+  c.count = static_cast<int64_t>(c.subset->size());
+  return c;
+}
+
+std::string no_candidates(const std::string& space, const QueryFilter& f) {
+  std::string why;
+  if (!f.surveys.empty()) why += " --in " + join(f.surveys);
+  if (!f.cells.empty()) why += " --cells";
+  if (f.cone) why += " --cone";
+  if (!f.where.empty()) why += " --where \"" + f.where + "\"";
+  return "no object with a vector in space '" + space + "' passes the filters (" + why.substr(1) + ")";
+}
+
+// Turns hits into neighbours, dropping query objects and sky duplicates.
+// Returns false when fewer than k survived and asking for more hits could help.
+bool finish(const Store& store, const LikeQuery& q, const std::vector<Hit>& hits, int64_t fetched,
+            const Candidates& c, Prepared* p) {
+  LikeResult& r = p->result;
+  r.neighbors.clear();
+  std::vector<int64_t> vrows;
+  for (const Hit& h : hits) vrows.push_back(h.id);
+  const std::vector<int64_t> rows = store.rows_of_vectors(r.space, vrows);
+  std::vector<int64_t> keep_rows;
+  std::vector<float> keep_scores;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (std::binary_search(p->exclude.begin(), p->exclude.end(), rows[i])) continue;
+    keep_rows.push_back(rows[i]);
+    keep_scores.push_back(hits[i].score);
+  }
+  const std::vector<CatalogRow> objects = store.rows(keep_rows);
+  std::vector<const CatalogRow*> kept_sky;  // for de-duplication on the sky
+  for (const CatalogRow& pos : r.positives) kept_sky.push_back(&pos);
+  for (size_t i = 0; i < objects.size() && static_cast<int64_t>(r.neighbors.size()) < q.k; ++i) {
+    if (q.dedup_arcsec > 0) {
+      bool dup = false;
+      for (const CatalogRow* o : kept_sky)
+        if (angular_separation_deg(o->ra, o->dec, objects[i].ra, objects[i].dec) * 3600.0 < q.dedup_arcsec) dup = true;
+      if (dup) continue;
+    }
+    r.neighbors.push_back({static_cast<int64_t>(r.neighbors.size() + 1), objects[i], keep_scores[i]});
+    kept_sky.push_back(&objects[i]);
+  }
+  const bool complete = static_cast<int64_t>(r.neighbors.size()) == q.k;
+  const bool exhausted = fetched >= c.count || static_cast<int64_t>(hits.size()) < fetched;
+  if (!complete && !exhausted) return false;
+  if (!complete)
+    r.note = std::string(c.subset ? "the filters leave " : "space '" + r.space + "' holds ") + std::to_string(c.count) +
+             " objects" + (q.dedup_arcsec > 0 ? " (before sky de-duplication)" : "") + ", so only " +
+             std::to_string(r.neighbors.size()) + " neighbours exist (asked for " + std::to_string(q.k) + ")";
+  return true;
+}
+
+int64_t first_fetch(const LikeQuery& q, const Prepared& p, const Candidates& c) {
+  const int64_t extra = static_cast<int64_t>(p.exclude.size()) + (q.dedup_arcsec > 0 ? q.k : 0);
+  return std::max<int64_t>(1, std::min(c.count, q.k + extra));
+}
+
+// Searches until k neighbours survive or the candidates are exhausted.
+void run_one(const Store& store, const LikeQuery& q, const Candidates& c, int64_t fetch, Prepared* p) {
+  const std::vector<int64_t>* subset = c.subset ? &*c.subset : nullptr;
+  while (true) {
+    const auto hits = store.search(p->result.space, p->vector.data(), 1, fetch, subset, q.search)[0];
+    if (finish(store, q, hits, fetch, c, p)) return;
+    fetch = std::min(c.count, fetch * 4);
+  }
+}
+
 }  // namespace
 
+std::pair<double, double> parse_sky_position(const std::string& text, const std::string& flag) {
+  const size_t comma = text.find(',');
+  double ra = NAN, dec = NAN;
+  try {
+    size_t used_ra = 0, used_dec = 0;
+    if (comma != std::string::npos) {
+      ra = std::stod(text.substr(0, comma), &used_ra);
+      dec = std::stod(text.substr(comma + 1), &used_dec);
+      if (used_ra != comma || used_dec != text.size() - comma - 1) ra = NAN;
+    }
+  } catch (const std::exception&) {
+    ra = NAN;
+  }
+  if (!valid_sky_position(ra, dec))
+    throw InvalidArgument(flag + " must be RA,DEC in degrees (ra 0..360, dec -90..90), got '" + text + "'");
+  return {ra, dec};
+}
+
+SkyCone parse_cone(const std::string& text, const std::string& flag) {
+  const size_t last = text.rfind(',');
+  if (last == std::string::npos || text.find(',') == last)
+    throw InvalidArgument(flag + " must be RA,DEC,RADIUS (e.g. 150.1,2.2,30arcmin), got '" + text + "'");
+  const auto [ra, dec] = parse_sky_position(text.substr(0, last), flag);
+  return {ra, dec, parse_angle_deg(text.substr(last + 1), flag)};
+}
+
 LikeResult search_like(const Store& store, const LikeQuery& q) {
-  if (q.k <= 0) throw InvalidArgument("--k must be at least 1, got " + std::to_string(q.k));
-  LikeResult res;
-  res.requested_k = q.k;
-  res.query = resolve_object(store, q);
-  const auto [space, vector_row] = resolve_space(store, res.query, q.space);
-  res.space = space;
-  const SpaceInfo info = store.space(res.space);
-  const std::vector<float> qv = store.vector_of(res.space, vector_row);
-  if (vector_row != res.query.row) res.via = store.rows({vector_row}).at(0);
-  std::vector<Hit> hits;
-  int64_t candidates = info.count;
-  if (q.in_surveys.empty()) {
-    // Exact, over the memory-mapped vectors (index.faiss is for approximate
-    // indexes; reloading it per query cost more than the search). Two extra so
-    // the query and its linked partner can be dropped.
-    for (const auto& [row, score] : store.nearest(res.space, qv, std::min(q.k + 2, info.count))) hits.push_back({row, score});
-  } else {
-    const auto allowed = store.space_rows_in(res.space, q.in_surveys);
-    if (allowed.empty())
-      throw NotFound("no object of survey(s) " + join(q.in_surveys) + " has a vector in space '" + res.space + "'");
-    std::vector<int64_t> vrows;
-    for (const auto& vr : allowed) vrows.push_back(vr.first);
-    const std::vector<float> sc = store.scores(res.space, qv, vrows);
-    for (size_t i = 0; i < allowed.size(); ++i) hits.push_back({allowed[i].second, sc[i]});
-    const size_t keep = std::min(hits.size(), static_cast<size_t>(q.k + 2));
-    std::partial_sort(hits.begin(), hits.begin() + keep, hits.end(), [](const Hit& a, const Hit& b) {
-      return a.score != b.score ? a.score > b.score : a.id < b.id;
-    });
-    hits.resize(keep);
-    candidates = static_cast<int64_t>(allowed.size());
+  Prepared p = prepare(store, q);
+  const Candidates c = candidates_for(store, p.result.space, q.filter);
+  if (c.count == 0) throw NotFound(no_candidates(p.result.space, q.filter));
+  p.result.method = store.search_method(p.result.space, c.subset.has_value(), q.search);
+  run_one(store, q, c, first_fetch(q, p, c), &p);
+  return p.result;
+}
+
+std::vector<LikeResult> search_like_batch(const Store& store, const LikeQuery& common,
+                                          const std::vector<std::string>& ids) {
+  std::vector<Prepared> prepared(ids.size());
+  std::map<std::string, std::vector<size_t>> by_space;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    LikeQuery q = common;
+    q.like = {ids[i]};
+    try {
+      prepared[i] = prepare(store, q);
+      by_space[prepared[i].result.space].push_back(i);
+    } catch (const Error& e) {
+      prepared[i].result.label = ids[i];
+      prepared[i].result.error = e.what();
+    }
   }
-  std::vector<int64_t> ids;
-  std::vector<float> scores;
-  for (const Hit& h : hits) {
-    if (h.id == res.query.row || h.id == vector_row) continue;
-    if (static_cast<int64_t>(ids.size()) == q.k) break;
-    ids.push_back(h.id);
-    scores.push_back(h.score);
+  // A block of queries per BLAS call: large enough for sgemm, small enough
+  // that the per-query heaps stay small.
+  const size_t kBatch = 256;
+  for (const auto& [space, members] : by_space) {
+    const Candidates c = candidates_for(store, space, common.filter);
+    const std::string method = store.search_method(space, c.subset.has_value(), common.search);
+    for (size_t b = 0; b < members.size(); b += kBatch) {
+      const size_t nb = std::min(kBatch, members.size() - b);
+      std::vector<float> queries;
+      int64_t fetch = 1;
+      for (size_t j = 0; j < nb; ++j) {
+        const Prepared& p = prepared[members[b + j]];
+        queries.insert(queries.end(), p.vector.begin(), p.vector.end());
+        fetch = std::max(fetch, first_fetch(common, p, c));
+      }
+      if (c.count == 0) {
+        for (size_t j = 0; j < nb; ++j)
+          prepared[members[b + j]].result.error = no_candidates(space, common.filter);
+        continue;
+      }
+      const auto hits = store.search(space, queries.data(), static_cast<int64_t>(nb), fetch,
+                                     c.subset ? &*c.subset : nullptr, common.search);
+      for (size_t j = 0; j < nb; ++j) {
+        Prepared& p = prepared[members[b + j]];
+        p.result.method = method;
+        if (!finish(store, common, hits[j], fetch, c, &p)) run_one(store, common, c, std::min(c.count, fetch * 4), &p);
+      }
+    }
   }
-  const std::vector<CatalogRow> rows = store.rows(ids);
-  for (size_t i = 0; i < rows.size(); ++i) res.neighbors.push_back({static_cast<int64_t>(i + 1), rows[i], scores[i]});
-  if (static_cast<int64_t>(res.neighbors.size()) < q.k)
-    res.note = std::string(q.in_surveys.empty() ? "space '" + res.space + "' holds " : "the surveys asked for hold ") +
-               std::to_string(candidates) + " objects, so only " +
-               std::to_string(res.neighbors.size()) + " neighbours exist (asked for " + std::to_string(q.k) + ")";
-  return res;
+  std::vector<LikeResult> out;
+  for (Prepared& p : prepared) out.push_back(std::move(p.result));
+  return out;
 }
 
 }  // namespace mmu

@@ -53,11 +53,40 @@ std::string csv_field(const std::string& s) {
   return out + "\"";
 }
 
+std::string describe_object(const CatalogRow& o) {
+  return o.object_id + " (" + o.survey + ", ra " + fmt("%.6f", o.ra) + ", dec " + fmt("%.6f", o.dec) + ")";
+}
+
+std::string ids_of(const std::vector<CatalogRow>& rows) {
+  std::string s;
+  for (const CatalogRow& o : rows) s += (s.empty() ? "" : ", ") + o.object_id;
+  return s;
+}
+
+// "39627... (desi, ra ..., dec ...)", "the mean of A, B", ... for the table's first line.
+std::string describe_query(const LikeResult& r) {
+  std::string s;
+  if (r.query.row < 0) {
+    s = r.label;
+  } else if (r.positives.size() > 1) {
+    s = "the mean of " + ids_of(r.positives);
+  } else {
+    s = describe_object(r.query);
+    if (r.near_sep_arcsec >= 0) s += ", the nearest object to " + r.label + " (" + fmt("%.3f", r.near_sep_arcsec) + " arcsec)";
+  }
+  if (!r.negatives.empty()) s += ", minus " + ids_of(r.negatives);
+  return s;
+}
+
 void write_table(const LikeResult& r, std::ostream& out) {
-  out << "neighbours of " << r.query.object_id << " (" << r.query.survey << ", ra " << fmt("%.6f", r.query.ra)
-      << ", dec " << fmt("%.6f", r.query.dec) << ") in space " << r.space;
+  if (!r.error.empty()) {
+    out << "query " << r.label << ": error: " << r.error << "\n";
+    return;
+  }
+  out << "neighbours of " << describe_query(r) << " in space " << r.space;
   if (r.via.row >= 0) out << " (using the " << r.space << " of linked " << r.via.survey << " object " << r.via.object_id << ")";
   out << "\n";
+  if (!r.method.empty()) out << "search: " << r.method << "\n";
   const std::vector<std::string> head = {"rank", "object_id", "survey", "ra", "dec", "score"};
   std::vector<std::vector<std::string>> cells;
   for (const Neighbor& n : r.neighbors)
@@ -83,17 +112,33 @@ void write_table(const LikeResult& r, std::ostream& out) {
   for (const auto& row : cells) line(row);
 }
 
-void write_csv(const LikeResult& r, std::ostream& out) {
-  out << "rank,object_id,survey,ra,dec,score\n";
+void write_csv_rows(const LikeResult& r, const std::string& prefix, std::ostream& out) {
   for (const Neighbor& n : r.neighbors)
-    out << n.rank << ',' << csv_field(n.object.object_id) << ',' << csv_field(n.object.survey) << ','
+    out << prefix << n.rank << ',' << csv_field(n.object.object_id) << ',' << csv_field(n.object.survey) << ','
         << fmt("%.9f", n.object.ra) << ',' << fmt("%.9f", n.object.dec) << ',' << fmt("%.8f", n.score) << "\n";
 }
 
+std::string json_object(const CatalogRow& o) {
+  return "{\"object_id\": " + json_quote(o.object_id) + ", \"survey\": " + json_quote(o.survey) +
+         ", \"ra\": " + fmt("%.9f", o.ra) + ", \"dec\": " + fmt("%.9f", o.dec) + "}";
+}
+
+std::string json_objects(const std::vector<CatalogRow>& rows) {
+  std::string s = "[";
+  for (size_t i = 0; i < rows.size(); ++i) s += (i ? ", " : "") + json_object(rows[i]);
+  return s + "]";
+}
+
 void write_json(const LikeResult& r, std::ostream& out) {
-  out << "{\"query\": {\"object_id\": " << json_quote(r.query.object_id) << ", \"survey\": "
-      << json_quote(r.query.survey) << ", \"ra\": " << fmt("%.9f", r.query.ra) << ", \"dec\": "
-      << fmt("%.9f", r.query.dec) << "},\n \"space\": " << json_quote(r.space) << ", \"k\": " << r.requested_k;
+  if (!r.error.empty()) {
+    out << "{\"label\": " << json_quote(r.label) << ", \"error\": " << json_quote(r.error) << "}";
+    return;
+  }
+  out << "{\"label\": " << json_quote(r.label) << ", \"query\": " << (r.query.row >= 0 ? json_object(r.query) : "null");
+  if (r.positives.size() > 1) out << ", \"positives\": " << json_objects(r.positives);
+  if (!r.negatives.empty()) out << ", \"negatives\": " << json_objects(r.negatives);
+  if (r.near_sep_arcsec >= 0) out << ", \"near_sep_arcsec\": " << fmt("%.6f", r.near_sep_arcsec);
+  out << ",\n \"space\": " << json_quote(r.space) << ", \"method\": " << json_quote(r.method) << ", \"k\": " << r.requested_k;
   if (r.via.row >= 0)
     out << ", \"via\": {\"object_id\": " << json_quote(r.via.object_id) << ", \"survey\": " << json_quote(r.via.survey) << "}";
   if (!r.note.empty()) out << ", \"note\": " << json_quote(r.note);
@@ -104,7 +149,7 @@ void write_json(const LikeResult& r, std::ostream& out) {
         << ", \"survey\": " << json_quote(n.object.survey) << ", \"ra\": " << fmt("%.9f", n.object.ra)
         << ", \"dec\": " << fmt("%.9f", n.object.dec) << ", \"score\": " << fmt("%.8f", n.score) << "}";
   }
-  out << (r.neighbors.empty() ? "]}\n" : "\n ]}\n");
+  out << (r.neighbors.empty() ? "]}" : "\n ]}");
 }
 
 }  // namespace
@@ -112,8 +157,38 @@ void write_json(const LikeResult& r, std::ostream& out) {
 void write_like_result(const LikeResult& r, OutputFormat f, std::ostream& out) {
   switch (f) {
     case OutputFormat::kTable: write_table(r, out); break;
-    case OutputFormat::kCsv: write_csv(r, out); break;
-    case OutputFormat::kJson: write_json(r, out); break;
+    case OutputFormat::kCsv:
+      out << "rank,object_id,survey,ra,dec,score\n";
+      write_csv_rows(r, "", out);
+      break;
+    case OutputFormat::kJson:
+      write_json(r, out);
+      out << "\n";
+      break;
+  }
+}
+
+void write_like_results(const std::vector<LikeResult>& results, OutputFormat f, std::ostream& out) {
+  switch (f) {
+    case OutputFormat::kTable:
+      for (size_t i = 0; i < results.size(); ++i) {
+        if (i) out << "\n";
+        write_table(results[i], out);
+      }
+      break;
+    case OutputFormat::kCsv:
+      // One table for all queries, keyed by the query as given; failed queries have no rows.
+      out << "query,rank,object_id,survey,ra,dec,score\n";
+      for (const LikeResult& r : results) write_csv_rows(r, csv_field(r.label) + ",", out);
+      break;
+    case OutputFormat::kJson:
+      out << "[";
+      for (size_t i = 0; i < results.size(); ++i) {
+        out << (i ? ",\n" : "\n");
+        write_json(results[i], out);
+      }
+      out << "\n]\n";
+      break;
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <healpix_base.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -18,6 +19,22 @@ int64_t healpix_nest(int order, double ra_deg, double dec_deg) {
   const double theta = (90.0 - dec_deg) * M_PI / 180.0;
   const double phi = ra_deg * M_PI / 180.0;
   return base.ang2pix(pointing(theta, phi));
+}
+
+std::vector<std::pair<int64_t, int64_t>> fine_key_ranges_in_cone(double ra_deg, double dec_deg, double radius_deg) {
+  // Pixel size at order o is about 58.6 / 2^o degrees; one order finer than the
+  // radius keeps both the range count and the false positives small.
+  int order = static_cast<int>(std::floor(std::log2(58.6 / std::max(radius_deg, 1e-9)))) + 1;
+  order = std::clamp(order, 0, kFineOrder);
+  const T_Healpix_Base<int64> base(order, NEST);
+  const double theta = (90.0 - dec_deg) * M_PI / 180.0, phi = ra_deg * M_PI / 180.0;
+  rangeset<int64> pix;
+  base.query_disc_inclusive(pointing(theta, phi), radius_deg * M_PI / 180.0, pix, 4);
+  const int shift = 2 * (kFineOrder - order);
+  std::vector<std::pair<int64_t, int64_t>> out;
+  const auto& r = pix.data();
+  for (size_t i = 0; i + 1 < r.size(); i += 2) out.emplace_back(r[i] << shift, r[i + 1] << shift);
+  return out;
 }
 
 double angular_separation_deg(double ra1, double dec1, double ra2, double dec2) {

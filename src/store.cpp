@@ -3,13 +3,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <faiss/utils/distances.h>
-
 #include <map>
+#include <mutex>
 #include <unordered_map>
 
 #include "file_util.h"
 #include "mmu/error.h"
+#include "mmu/sky.h"
+#include "space_searcher.h"
 #include "sqlite_util.h"
 #include "store_schema.h"
 
@@ -26,6 +27,9 @@ struct Store::Rep {
   std::string path, gen_path;
   std::unique_ptr<sql::Db> db;
   std::map<std::string, SpaceInfo> spaces;
+  // Opened on first use and kept: mapping and index loading are per store, not per query.
+  std::mutex searchers_mu;
+  std::map<std::string, std::unique_ptr<SpaceSearcher>> searchers;
 };
 
 Store::Store() : rep_(std::make_unique<Rep>()) {}
@@ -232,82 +236,110 @@ std::string Store::space_dir(const std::string& name) const {
   return (fs::path(rep_->gen_path) / "spaces" / name).string();
 }
 
-std::vector<std::pair<int64_t, int64_t>> Store::space_rows_in(const std::string& name,
-                                                               const std::vector<std::string>& surveys) const {
-  auto s = rep_->db->prepare(
-      "SELECT s.vrow, s.row FROM space_rows s JOIN objects o ON o.row = s.row "
-      "WHERE s.space = ?1 AND (o.survey = ?2 OR o.survey || '/' || o.subset = ?2) ORDER BY s.vrow");
-  std::vector<std::pair<int64_t, int64_t>> out;
-  for (const std::string& survey : surveys) {
-    s.bind(1, name).bind(2, survey);
-    while (s.step()) out.emplace_back(s.int64(0), s.int64(1));
-    s.reset();
+std::vector<std::pair<CatalogRow, double>> Store::objects_in_cone(double ra, double dec, double radius_deg) const {
+  const auto ranges = fine_key_ranges_in_cone(ra, dec, radius_deg);
+  std::string sql = std::string(kRowSelect) + "WHERE ";
+  for (size_t i = 0; i < ranges.size(); ++i) sql += i ? " OR (o.hpx_fine >= ? AND o.hpx_fine < ?)" : "(o.hpx_fine >= ? AND o.hpx_fine < ?)";
+  auto s = rep_->db->prepare(sql);
+  for (size_t i = 0; i < ranges.size(); ++i) s.bind(static_cast<int>(2 * i + 1), ranges[i].first).bind(static_cast<int>(2 * i + 2), ranges[i].second);
+  std::vector<std::pair<CatalogRow, double>> out;
+  while (s.step()) {
+    CatalogRow r = read_row(s);
+    const double sep = angular_separation_deg(ra, dec, r.ra, r.dec);
+    if (sep <= radius_deg) out.emplace_back(std::move(r), sep);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second < b.second : a.first.row < b.first.row;
+  });
+  return out;
+}
+
+std::vector<int64_t> Store::filtered_vector_rows(const std::string& name, const RowFilter& f) const {
+  // Placeholders only: every value the user gave is bound, never pasted.
+  auto placeholders = [](size_t n) {
+    std::string p;
+    for (size_t i = 0; i < n; ++i) p += i ? ",?" : "?";
+    return p;
+  };
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  if (f.has_cone) ranges = fine_key_ranges_in_cone(f.cone_ra, f.cone_dec, f.cone_radius_deg);
+  std::string sql =
+      "SELECT s.vrow, s.row, o.ra, o.dec FROM space_rows s JOIN objects o ON o.row = s.row WHERE s.space = ?";
+  if (!f.surveys.empty())
+    sql += " AND (o.survey IN (" + placeholders(f.surveys.size()) + ") OR o.survey || '/' || o.subset IN (" +
+           placeholders(f.surveys.size()) + "))";
+  if (!f.cells.empty()) sql += " AND o.healpix IN (" + placeholders(f.cells.size()) + ")";
+  if (f.has_cone) {
+    sql += " AND (";
+    for (size_t i = 0; i < ranges.size(); ++i) sql += i ? " OR (o.hpx_fine >= ? AND o.hpx_fine < ?)" : "(o.hpx_fine >= ? AND o.hpx_fine < ?)";
+    sql += ranges.empty() ? "0)" : ")";
+  }
+  auto s = rep_->db->prepare(sql);
+  int p = 1;
+  s.bind(p++, name);
+  for (int pass = 0; pass < 2; ++pass)
+    for (const auto& sv : f.surveys) s.bind(p++, sv);
+  for (int64_t c : f.cells) s.bind(p++, c);
+  for (const auto& [lo, hi] : ranges) {
+    s.bind(p, lo).bind(p + 1, hi);
+    p += 2;
+  }
+  std::vector<int64_t> out;
+  while (s.step()) {
+    if (f.rows && !std::binary_search(f.rows->begin(), f.rows->end(), s.int64(1))) continue;
+    if (f.has_cone && angular_separation_deg(f.cone_ra, f.cone_dec, s.real(2), s.real(3)) > f.cone_radius_deg) continue;
+    out.push_back(s.int64(0));
   }
   std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
-namespace {
-// The memory-mapped vectors.f32 of a space, checked against the catalog's count x dim.
-std::unique_ptr<files::MappedFile> map_vectors(const Store& store, const SpaceInfo& info) {
-  const std::string path = (fs::path(store.space_dir(info.name)) / schema::kVectorsFile).string();
-  auto map = std::make_unique<files::MappedFile>(path);
-  if (map->size() != static_cast<size_t>(info.count * info.dim) * sizeof(float))
-    throw FormatError("'" + path + "' has " + std::to_string(map->size()) + " bytes, but the catalog says " +
-                      std::to_string(info.count) + " x " + std::to_string(info.dim) + " floats");
-  return map;
+const SpaceSearcher& Store::searcher(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(rep_->searchers_mu);
+  auto& slot = rep_->searchers[name];
+  if (!slot) slot = std::make_unique<SpaceSearcher>(space_dir(name), space(name));
+  return *slot;
 }
-}  // namespace
 
-std::vector<std::pair<int64_t, float>> Store::nearest(const std::string& name, const std::vector<float>& query,
-                                                      int64_t k) const {
-  const SpaceInfo info = space(name);
-  const auto map = map_vectors(*this, info);
-  k = std::min(k, info.count);
-  std::vector<float> scores(static_cast<size_t>(k));
-  std::vector<int64_t> vrows(static_cast<size_t>(k));
-  if (k > 0)
-    faiss::knn_inner_product(query.data(), static_cast<const float*>(map->data()), static_cast<size_t>(info.dim), 1,
-                             static_cast<size_t>(info.count), static_cast<size_t>(k), scores.data(), vrows.data());
-  // vrow -> catalog row, in one query.
-  std::string sql = "SELECT vrow, row FROM space_rows WHERE space = ?1 AND vrow IN (";
-  for (int64_t i = 0; i < k; ++i) sql += i ? ",?" : "?";
-  auto s = rep_->db->prepare(sql + ")");
-  s.bind(1, name);
-  for (int64_t i = 0; i < k; ++i) s.bind(static_cast<int>(i + 2), vrows[i]);
+std::vector<std::vector<Hit>> Store::search(const std::string& name, const float* queries, int64_t nq, int64_t k,
+                                            const std::vector<int64_t>* subset, const SearchOptions& opts) const {
+  return searcher(name).search(queries, nq, k, subset, opts);
+}
+
+std::string Store::search_method(const std::string& name, bool filtered, const SearchOptions& opts) const {
+  return searcher(name).method(filtered, opts);
+}
+
+std::vector<int64_t> Store::rows_of_vectors(const std::string& name, const std::vector<int64_t>& vrows) const {
   std::unordered_map<int64_t, int64_t> row_of;
-  while (s.step()) row_of[s.int64(0)] = s.int64(1);
-  std::vector<std::pair<int64_t, float>> out;
-  for (int64_t i = 0; i < k; ++i)
-    if (vrows[i] >= 0) out.emplace_back(row_of.at(vrows[i]), scores[i]);
-  return out;
-}
-
-std::vector<float> Store::scores(const std::string& name, const std::vector<float>& query,
-                                 const std::vector<int64_t>& vrows) const {
-  const SpaceInfo info = space(name);
-  const auto map = map_vectors(*this, info);
-  const float* base = static_cast<const float*>(map->data());
-  std::vector<float> out(vrows.size());
-  for (size_t i = 0; i < vrows.size(); ++i) {
-    const float* v = base + vrows[i] * info.dim;
-    double s = 0.0;
-    for (int64_t j = 0; j < info.dim; ++j) s += static_cast<double>(v[j]) * query[j];
-    out[i] = static_cast<float>(s);
+  const size_t chunk = 500;
+  for (size_t i = 0; i < vrows.size(); i += chunk) {
+    const size_t n = std::min(chunk, vrows.size() - i);
+    std::string sql = "SELECT vrow, row FROM space_rows WHERE space = ?1 AND vrow IN (";
+    for (size_t j = 0; j < n; ++j) sql += j ? ",?" : "?";
+    auto s = rep_->db->prepare(sql + ")");
+    s.bind(1, name);
+    for (size_t j = 0; j < n; ++j) s.bind(static_cast<int>(j + 2), vrows[i + j]);
+    while (s.step()) row_of[s.int64(0)] = s.int64(1);
+  }
+  std::vector<int64_t> out;
+  out.reserve(vrows.size());
+  for (int64_t v : vrows) {
+    auto it = row_of.find(v);
+    if (it == row_of.end())
+      throw FormatError("space '" + name + "' of '" + rep_->path + "' has no catalog row for vector " + std::to_string(v));
+    out.push_back(it->second);
   }
   return out;
 }
 
 std::vector<float> Store::vector_of(const std::string& name, int64_t row) const {
-  const SpaceInfo info = space(name);
+  const SpaceSearcher& sp = searcher(name);
   auto s = rep_->db->prepare("SELECT vrow FROM space_rows WHERE space = ?1 AND row = ?2");
   s.bind(1, name).bind(2, row);
   if (!s.step()) throw NotFound("row " + std::to_string(row) + " has no vector in space '" + name + "'");
-  const int64_t vrow = s.int64(0);
-  const auto map = map_vectors(*this, info);
-  const float* v = static_cast<const float*>(map->data()) + vrow * info.dim;
-  return std::vector<float>(v, v + info.dim);
+  const float* v = sp.vector(s.int64(0));
+  return std::vector<float>(v, v + sp.info().dim);
 }
 
 }  // namespace mmu

@@ -8,6 +8,10 @@
 
 namespace mmu {
 
+// Reads a float32 or float64 .npy (little-endian, C order) as floats; its shape
+// goes to *shape. Throws FormatError naming the file for anything else.
+std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>* shape);
+
 void write_npy_f32(const std::string& path, const std::vector<int64_t>& shape, const float* data);
 
 }  // namespace mmu

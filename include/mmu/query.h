@@ -1,7 +1,10 @@
-// Similarity queries over a store: resolve an object, pick its space, search.
+// Similarity queries over a store: resolve what the user named (object ids, a
+// sky position, a vector), build the query vector, restrict the candidates,
+// search, and return catalog rows.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,14 +12,37 @@
 
 namespace mmu {
 
+struct SkyCone {
+  double ra = 0, dec = 0;  // degrees
+  double radius_deg = 0;
+};
+
+// Which objects may be returned; applied inside the (then exact) search.
+struct QueryFilter {
+  std::vector<std::string> surveys;  // --in: dataset or dataset/subset names
+  std::vector<int64_t> cells;        // --cells: nside-16 NESTED cells
+  std::optional<SkyCone> cone;       // --cone
+  std::string where;                 // --where: expression over catalog columns
+  bool active() const { return !surveys.empty() || !cells.empty() || cone || !where.empty(); }
+};
+
 struct LikeQuery {
-  std::string object_id;
+  // What to look for: the mean of the `like` objects' vectors (positives),
+  // minus unlike_weight times the mean of the `unlike` ones (negatives), or the
+  // nearest catalogued object to `near`, or `vector` itself; L2-normalised.
+  std::vector<std::string> like;
+  std::vector<std::string> unlike;
+  std::optional<SkyCone> near;
+  std::vector<float> vector;
+  std::string vector_label;  // where `vector` came from, for output
+  double unlike_weight = 0.5;
+
   int64_t k = 50;
-  std::string space;   // "" = the object's only space (ambiguity is an error)
-  std::string survey;  // "" = the object's only survey; else a dataset name or dataset/subset
-  // Only return objects of these surveys (dataset or dataset/subset names);
-  // empty = all. Exact: every allowed vector is scored.
-  std::vector<std::string> in_surveys;
+  std::string space;   // "" = the only space the query objects have (ambiguity is an error)
+  std::string survey;  // survey of the ids given, when an id exists in several
+  QueryFilter filter;
+  double dedup_arcsec = 0;  // > 0: drop a result closer on the sky than this to a better one
+  SearchOptions search;
 };
 
 struct Neighbor {
@@ -26,18 +52,35 @@ struct Neighbor {
 };
 
 struct LikeResult {
-  CatalogRow query;
+  std::string label;  // the query as the user gave it, e.g. "39627...", "3 objects", "vector q.npy"
+  CatalogRow query;   // first positive, or the object found near the position (row -1 for a vector)
+  std::vector<CatalogRow> positives, negatives;
+  double near_sep_arcsec = -1;  // for --near: how far the object found is from the position
   std::string space;
+  std::string method;  // how the search ran, e.g. "exact fp32 scan"
   // The object whose vector was the query when it is not `query` itself: a
   // cross-matched partner carrying the wanted modality (row -1 otherwise).
   CatalogRow via;
   int64_t requested_k = 0;
-  std::vector<Neighbor> neighbors;  // best first; never contains the query itself
+  std::vector<Neighbor> neighbors;  // best first; never contains a query object
   std::string note;                 // e.g. why fewer than k came back; "" otherwise
+  std::string error;                // batch mode only: why this query failed
 };
 
-// Throws InvalidArgument for a bad k or an ambiguous id/space, NotFound for an
-// unknown id (saying how many objects the store has) or an object without vectors.
+// Throws InvalidArgument for a bad k or an ambiguous id/space/query, NotFound
+// for an unknown id (saying how many objects the store has) or an object
+// without vectors.
 LikeResult search_like(const Store& store, const LikeQuery& q);
+
+// "RA,DEC" in degrees; errors name `flag`.
+std::pair<double, double> parse_sky_position(const std::string& text, const std::string& flag);
+// "RA,DEC,RADIUS", the radius as parse_angle_deg reads it (30arcsec, 2arcmin, 0.5deg).
+SkyCone parse_cone(const std::string& text, const std::string& flag);
+
+// One query per id (each as `common` with like = {id}), searched together:
+// the vectors of one space go through one batched scan. A query that cannot be
+// resolved gets its error in LikeResult::error; the others still run.
+std::vector<LikeResult> search_like_batch(const Store& store, const LikeQuery& common,
+                                          const std::vector<std::string>& ids);
 
 }  // namespace mmu

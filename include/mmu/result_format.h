@@ -3,6 +3,7 @@
 
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "mmu/query.h"
 
@@ -14,6 +15,9 @@ enum class OutputFormat { kTable, kCsv, kJson };
 OutputFormat parse_output_format(const std::string& s);
 
 void write_like_result(const LikeResult& r, OutputFormat f, std::ostream& out);
+// Batch mode: one block per query (table), one CSV with a leading `query`
+// column, or a JSON array. A failed query shows its error.
+void write_like_results(const std::vector<LikeResult>& results, OutputFormat f, std::ostream& out);
 
 // JSON string literal with escapes (exposed for other writers).
 std::string json_quote(const std::string& s);

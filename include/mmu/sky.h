@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace mmu {
 
@@ -21,6 +23,13 @@ inline int64_t healpix_cell(double ra_deg, double dec_deg) {
 inline int64_t healpix_fine(double ra_deg, double dec_deg) {
   return healpix_nest(kFineOrder, ra_deg, dec_deg);
 }
+
+// Half-open ranges [first, last) of order-29 NESTED keys that together cover
+// the cone of radius_deg around (ra, dec): a superset (pixels that only touch
+// the cone are included), so a caller checks each candidate's separation.
+// Few ranges: the covering is computed at the order whose pixels are about the
+// cone's size.
+std::vector<std::pair<int64_t, int64_t>> fine_key_ranges_in_cone(double ra_deg, double dec_deg, double radius_deg);
 
 // Great-circle separation (haversine form, accurate at small angles), degrees.
 double angular_separation_deg(double ra1, double dec1, double ra2, double dec2);

@@ -1,0 +1,101 @@
+#include "query_command.h"
+
+#include <fstream>
+#include <iostream>
+
+#include "mmu/crossmatch.h"
+#include "mmu/error.h"
+#include "mmu/npy.h"
+#include "mmu/result_format.h"
+
+namespace mmu::cli {
+
+void add_filter_flags(CLI::App& app, QueryFlags& f) {
+  app.add_option("--k", f.q.k, "number of results")->capture_default_str();
+  app.add_option("--space", f.q.space, "embedding space (image, spectrum, ...) when the query has several");
+  app.add_option("--survey", f.q.survey, "survey of the ids given, when an id exists in several");
+  app.add_option("--in", f.q.filter.surveys, "only return objects of this survey (repeatable; dataset or dataset/subset)");
+  app.add_option("--cells", f.cells, "only return objects in these nside-16 NESTED HEALPix cells")->delimiter(',');
+  app.add_option("--cone", f.cone, "only return objects within a cone: RA,DEC,RADIUS (e.g. 150.1,2.2,30arcmin)");
+  app.add_option("--where", f.q.filter.where,
+                 "only return objects whose catalog columns pass, e.g. \"Z < 0.3 and SPECTYPE = 'GALAXY'\"");
+  app.add_option("--dedup", f.q.dedup_arcsec,
+                 "drop a result closer than this many arcsec on the sky to a better one (shredded sources)");
+  app.add_flag("--exact", f.q.search.exact, "scan exactly even when the space has an approximate index");
+  app.add_option("--nprobe", f.q.search.nprobe, "IVF lists to scan (default: the index's setting)");
+  app.add_option("--ef-search", f.q.search.ef_search, "HNSW candidate list (default: the index's setting)");
+  app.add_option("--format", f.format, "table, csv or json")->capture_default_str();
+}
+
+void add_query_flags(CLI::App& app, QueryFlags& f) {
+  app.add_option("--like", f.q.like, "object_id to find neighbours of (repeatable: their vectors are averaged)");
+  app.add_option("--unlike", f.q.unlike, "object_id to steer away from (repeatable)");
+  app.add_option("--unlike-weight", f.q.unlike_weight, "weight of the --unlike mean")->capture_default_str();
+  app.add_option("--near", f.near, "RA,DEC: use the nearest catalogued object (within --radius) as the query");
+  app.add_option("--radius", f.radius, "search radius of --near, e.g. 10arcsec, 1arcmin")->capture_default_str();
+  app.add_option("--vector", f.vector_file, "a .npy file holding one query vector (float32 or float64)");
+  app.add_option("--like-file", f.like_file, "a file of object_ids, one per line: one result block per id (batched)");
+  add_filter_flags(app, f);
+}
+
+void finish_query_flags(QueryFlags& f) {
+  if (!f.near.empty()) {
+    const auto [ra, dec] = parse_sky_position(f.near, "--near");
+    f.q.near = SkyCone{ra, dec, parse_angle_deg(f.radius, "--radius")};
+  }
+  if (!f.cone.empty()) f.q.filter.cone = parse_cone(f.cone, "--cone");
+  f.q.filter.cells = f.cells;
+  if (!f.vector_file.empty()) {
+    std::vector<int64_t> shape;
+    f.q.vector = read_npy_f32(f.vector_file, &shape);
+    const bool one = shape.size() == 1 || (shape.size() == 2 && shape[0] == 1);
+    if (!one || f.q.vector.empty())
+      throw InvalidArgument("--vector '" + f.vector_file + "' must hold one vector, shape (d,) or (1, d)");
+    f.q.vector_label = "vector " + f.vector_file;
+  }
+  if (f.q.dedup_arcsec < 0) throw InvalidArgument("--dedup must be >= 0 arcsec");
+}
+
+namespace {
+
+std::vector<std::string> read_ids(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw NotFound("cannot read --like-file '" + path + "'");
+  std::vector<std::string> ids;
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+    const size_t start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line[start] == '#') continue;
+    ids.push_back(line.substr(start));
+  }
+  if (ids.empty()) throw InvalidArgument("--like-file '" + path + "' holds no object ids");
+  return ids;
+}
+
+}  // namespace
+
+int run_query(const Store& store, QueryFlags& f) {
+  const OutputFormat fmt = parse_output_format(f.format);
+  finish_query_flags(f);
+  if (!f.like_file.empty()) {
+    if (!f.q.like.empty() || f.q.near || !f.q.vector.empty())
+      throw InvalidArgument("--like-file runs one query per line: do not combine it with --like, --near or --vector");
+    const auto results = search_like_batch(store, f.q, read_ids(f.like_file));
+    write_like_results(results, fmt, std::cout);
+    int failed = 0;
+    for (const LikeResult& r : results) {
+      if (r.error.empty()) continue;
+      ++failed;
+      if (fmt == OutputFormat::kCsv) std::cerr << "error: query " << r.label << ": " << r.error << "\n";
+    }
+    if (failed) std::cerr << "error: " << failed << " of " << results.size() << " queries failed (see their blocks)\n";
+    return failed ? 1 : 0;
+  }
+  const LikeResult r = search_like(store, f.q);
+  write_like_result(r, fmt, std::cout);
+  if (!r.note.empty()) std::cerr << "note: " << r.note << "\n";
+  return 0;
+}
+
+}  // namespace mmu::cli

@@ -1,0 +1,43 @@
+// Exact maximum-inner-product search over a row-major matrix of vectors, the
+// engine behind every exact query of a store.
+//
+// FAISS 1.7.3 scans one query on one thread and only batches of 20 or more
+// through BLAS; this splits the *database* into row blocks over all threads,
+// scores each block with one BLAS call (sgemv for one query, sgemm for several)
+// and merges per-thread top-k heaps, so one query runs at the memory-bandwidth
+// floor. Vectors may be stored as fp16 to halve the bytes scanned.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace mmu {
+
+struct Hit {
+  int64_t id;   // row of the scanned matrix (or catalog row, where a caller says so)
+  float score;  // inner product = cosine similarity for L2-normalised vectors
+};
+
+enum class VectorType { kF32, kF16 };
+
+// A view of n x dim vectors, row-major (the memory-mapped vectors file of a space).
+struct VectorMatrix {
+  const void* data = nullptr;
+  VectorType type = VectorType::kF32;
+  int64_t rows = 0, dim = 0;
+};
+
+// For each of the nq queries (row-major nq x dim floats), the min(k, candidates)
+// rows with the largest inner product, best first; ties go to the lower row.
+// `subset`, when given, holds the only rows to consider, ascending and unique.
+// Runs on all OpenMP threads; safe to call from several threads at once.
+std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float* queries, int64_t nq, int64_t k,
+                                          const std::vector<int64_t>* subset = nullptr);
+
+// IEEE half <-> float, round-to-nearest-even (what numpy's astype(float16) does).
+uint16_t float_to_half(float f);
+float half_to_float(uint16_t h);
+// out[i] = half_to_float(in[i]) for n values (F16C instructions when the CPU has them).
+void halves_to_floats(const uint16_t* in, int64_t n, float* out);
+
+}  // namespace mmu
