@@ -28,6 +28,7 @@ struct Partition {
   SourceFile file;
   Modality modality = Modality::kNone;
   FileCatalog catalog;
+  std::vector<ScalarColumn> values;  // catalog columns for --where, by file row
   std::vector<int64_t> order;   // store position -> file row
   std::vector<int64_t> fine;    // by file row
   int64_t feature_dim = 0;
@@ -96,6 +97,7 @@ Partition load_partition(const RowFileReader& reader, const BuildOptions& opt, P
   p.file = reader.file();
   p.modality = reader.modality();
   p.catalog = reader.read_catalog();
+  p.values = reader.read_scalar_columns();
   const int64_t n = reader.rows();
   p.fine.resize(n);
   for (int64_t i = 0; i < n; ++i) p.fine[i] = healpix_fine(p.catalog.ra[i], p.catalog.dec[i]);
@@ -244,6 +246,10 @@ BuildReport build_store(const BuildOptions& opt) {
                                p.catalog.healpix[i], p.fine[i], file_id, i, p.modality});
     const int64_t first_row = writer.add_objects(objs);
     first_rows.push_back(first_row);
+    std::vector<int64_t> row_of_file_row(p.order.size());
+    for (size_t k = 0; k < p.order.size(); ++k) row_of_file_row[p.order[k]] = first_row + static_cast<int64_t>(k);
+    for (const ScalarColumn& column : p.values) writer.add_values(row_of_file_row, column);
+    p.values = {};
     signature.push_back(std::filesystem::absolute(p.file.path).lexically_normal().string() + " " +
                         std::to_string(p.file.size) + " " + std::to_string(p.file.mtime) + " " +
                         std::to_string(objs.size()));

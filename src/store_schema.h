@@ -33,6 +33,17 @@ CREATE TABLE links(
   row_a INTEGER NOT NULL, row_b INTEGER NOT NULL, sep_arcsec REAL NOT NULL,
   PRIMARY KEY(row_a, row_b)) WITHOUT ROWID;
 CREATE INDEX links_by_b ON links(row_b);
+-- Per-object scalar catalog columns of the source files (format version 2).
+-- Keyed by (name, row) so one column's values are one contiguous range: a
+-- --where predicate reads one range, or a slice of the num index. num has no
+-- declared type (no affinity) so 64-bit integer ids stay exact next to reals.
+CREATE TABLE object_values(
+  name TEXT NOT NULL, row INTEGER NOT NULL, num, txt TEXT,
+  PRIMARY KEY(name, row)) WITHOUT ROWID;
+CREATE INDEX object_values_by_num ON object_values(name, num) WHERE num IS NOT NULL;
+-- One line per column name: how many objects have a number / a text value.
+CREATE TABLE value_columns(
+  name TEXT PRIMARY KEY, numbers INTEGER NOT NULL, texts INTEGER NOT NULL) WITHOUT ROWID;
 )sql";
 
 }  // namespace mmu::schema

@@ -159,6 +159,23 @@ int64_t StoreWriter::add_objects(const std::vector<NewObject>& objects) {
   return first;
 }
 
+void StoreWriter::add_values(const std::vector<int64_t>& rows, const ScalarColumn& column) {
+  using T = ScalarColumn::Type;
+  // One statement per value kind: the other column is left NULL.
+  auto s = rep_->db->prepare(std::string("INSERT INTO object_values(name, row, ") +
+                             (column.type == T::kText ? "txt" : "num") + ") VALUES (?1, ?2, ?3)");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (!column.present[i]) continue;
+    s.bind(1, column.name).bind(2, rows[i]);
+    switch (column.type) {
+      case T::kInteger: s.bind(3, column.integers[i]); break;
+      case T::kReal: s.bind(3, column.reals[i]); break;
+      case T::kText: s.bind(3, column.texts[i]); break;
+    }
+    s.run();
+  }
+}
+
 void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& rows, const float* vectors,
                             const std::string& fit_blob) {
   Rep& r = *rep_;
@@ -194,6 +211,9 @@ void StoreWriter::copy_space(const Store& old, const std::string& name) {
 
 void StoreWriter::commit() {
   Rep& r = *rep_;
+  r.db->exec(
+      "INSERT INTO value_columns(name, numbers, texts) "
+      "SELECT name, count(num), count(txt) FROM object_values GROUP BY name;");
   r.db->exec("COMMIT; PRAGMA user_version = " + std::to_string(kStoreFormatVersion) + ";");
   const std::string catalog = r.db->path();
   r.db.reset();

@@ -43,6 +43,18 @@ struct FileCatalog {
   std::vector<int64_t> healpix;  // nside-16 NESTED cell (stored, or recomputed)
 };
 
+// One per-object scalar catalog column of a file ("Z", "SPECTYPE", "FLUX_G"),
+// one entry per file row. Exactly one of the value vectors is filled.
+struct ScalarColumn {
+  enum class Type { kInteger, kReal, kText };
+  std::string name;                // dataset name as in the file (case-sensitive)
+  Type type = Type::kReal;
+  std::vector<int64_t> integers;   // kInteger: signed/unsigned up to 63 bits, booleans as 0/1
+  std::vector<double> reals;       // kReal: floats, and unsigned 64-bit integers
+  std::vector<std::string> texts;  // kText: trimmed byte/UTF-8 strings
+  std::vector<uint8_t> present;    // 1 = the object has a value (not NaN, not absent from its group)
+};
+
 // A batch of images, row-major count x bands x height x width.
 struct ImageBatch {
   int64_t count = 0, bands = 0, height = 0, width = 0;
@@ -97,6 +109,10 @@ class RowFileReader {
   int64_t rows() const;
 
   FileCatalog read_catalog() const;
+  // Every numeric, boolean or short-string dataset holding one scalar per
+  // object (root (N,) datasets of row tables, scalars of per-object files and
+  // of MaNGA groups), except the id/ra/dec/healpix role columns, in name order.
+  std::vector<ScalarColumn> read_scalar_columns() const;
   // Rows [start, start+count). REQUIRES: modality() matches.
   void read_images(int64_t start, int64_t count, ImageBatch* out) const;
   void read_spectra(int64_t start, int64_t count, SpectrumBatch* out) const;
