@@ -17,9 +17,12 @@
 #include <string>
 #include <vector>
 
+#include "mmu/exact_search.h"
 #include "mmu/mmu_files.h"
 
 namespace mmu {
+
+class SpaceSearcher;  // src/space_searcher.h
 
 // Bumped whenever the on-disk layout changes; kept in PRAGMA user_version.
 inline constexpr int kStoreFormatVersion = 2;
@@ -37,6 +40,22 @@ struct CatalogRow {
   int64_t hpx_fine = -1;   // order-29 NESTED key (rows of a partition are sorted by it)
   std::string file;        // source file path
   int64_t index_in_file = -1;
+};
+
+// Restrictions on the objects a query may return; every given one must hold.
+struct RowFilter {
+  std::vector<std::string> surveys;  // dataset or dataset/subset names
+  std::vector<int64_t> cells;        // nside-16 NESTED cells
+  bool has_cone = false;
+  double cone_ra = 0, cone_dec = 0, cone_radius_deg = 0;
+  const std::vector<int64_t>* rows = nullptr;  // only these catalog rows (ascending), e.g. from --where
+};
+
+// How a query may use a space's index (see space_index.h).
+struct SearchOptions {
+  bool exact = false;     // scan exactly even when the space has an approximate index
+  int64_t nprobe = 0;     // IVF lists to scan; 0 = the index's own setting
+  int64_t ef_search = 0;  // HNSW candidate list; 0 = the index's own setting
 };
 
 struct SpaceInfo {
@@ -82,22 +101,29 @@ class Store {
   std::string resolve_space_name(const std::string& name) const;
   std::vector<std::string> spaces_of_row(int64_t row) const;
   std::string space_dir(const std::string& name) const;
-  // (vrow, row) of every vector of space `name` whose object is in one of the
-  // surveys (dataset or dataset/subset names), in vrow order.
-  std::vector<std::pair<int64_t, int64_t>> space_rows_in(const std::string& name,
-                                                         const std::vector<std::string>& surveys) const;
-  // Exact top-k by inner product (= cosine) over the memory-mapped vectors of
-  // space `name`: (catalog row, score), best first.
-  std::vector<std::pair<int64_t, float>> nearest(const std::string& name, const std::vector<float>& query,
-                                                 int64_t k) const;
-  // Inner products of `query` with the vectors at `vrows` of space `name`.
-  std::vector<float> scores(const std::string& name, const std::vector<float>& query,
-                            const std::vector<int64_t>& vrows) const;
+  // Catalog rows within radius_deg of (ra, dec), nearest first, with their
+  // separations in degrees (exact haversine; a HEALPix covering finds candidates).
+  std::vector<std::pair<CatalogRow, double>> objects_in_cone(double ra, double dec, double radius_deg) const;
+
+  // Vector rows (ascending) of space `name` whose objects pass every given
+  // restriction of `f`.
+  std::vector<int64_t> filtered_vector_rows(const std::string& name, const RowFilter& f) const;
+
+  // Top-k (vector row, score) of space `name` for each of nq queries (nq x dim
+  // floats), best first. Exact unless the space has an approximate index and
+  // neither a subset (ascending vector rows) nor opts.exact is given.
+  std::vector<std::vector<Hit>> search(const std::string& name, const float* queries, int64_t nq, int64_t k,
+                                       const std::vector<int64_t>* subset, const SearchOptions& opts) const;
+  // How search() runs for these arguments, for output ("exact fp32 scan", ...).
+  std::string search_method(const std::string& name, bool filtered, const SearchOptions& opts) const;
+  // Catalog rows of vector rows of space `name`, in the order given.
+  std::vector<int64_t> rows_of_vectors(const std::string& name, const std::vector<int64_t>& vrows) const;
   // The stored vector of `row` in space `name` (dim floats); throws NotFound.
   std::vector<float> vector_of(const std::string& name, int64_t row) const;
 
  private:
   Store();
+  const SpaceSearcher& searcher(const std::string& name) const;
   struct Rep;
   std::unique_ptr<Rep> rep_;
 };
@@ -133,6 +159,9 @@ class StoreWriter {
   int64_t add_file(const SourceFile& f, Modality m, int64_t n_objects);
   // Appends objects; returns the row of the first (rows are consecutive).
   int64_t add_objects(const std::vector<NewObject>& objects);
+  // Catalog values of one column for objects already added: rows[i] is the
+  // store row of the column's file row i. Values an object lacks are skipped.
+  void add_values(const std::vector<int64_t>& rows, const ScalarColumn& column);
   // Catalog values of one column for objects already added: rows[i] is the
   // store row of the column's file row i. Values an object lacks are skipped.
   void add_values(const std::vector<int64_t>& rows, const ScalarColumn& column);
