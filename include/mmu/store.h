@@ -162,9 +162,6 @@ class StoreWriter {
   // Catalog values of one column for objects already added: rows[i] is the
   // store row of the column's file row i. Values an object lacks are skipped.
   void add_values(const std::vector<int64_t>& rows, const ScalarColumn& column);
-  // Catalog values of one column for objects already added: rows[i] is the
-  // store row of the column's file row i. Values an object lacks are skipped.
-  void add_values(const std::vector<int64_t>& rows, const ScalarColumn& column);
   // vectors: rows.size() x info.dim floats, row i belongs to catalog rows[i].
   void add_space(const SpaceInfo& info, const std::vector<int64_t>& rows, const float* vectors,
                  const std::string& fit_blob);
