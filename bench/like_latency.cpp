@@ -29,58 +29,19 @@
 // Same OpenMP defaults as mmu-index / mmu-search (OMP_WAIT_POLICY=PASSIVE unless
 // set), so the timings here are those of the real executables.
 #include "../cli/omp_defaults.h"
+#include "bench_stats.h"
 #include "mmu/error.h"
 #include "mmu/query.h"
 #include "mmu/store.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-struct Stats {
-  size_t n = 0;
-  double median = 0, p90 = 0, mean = 0, min = 0, max = 0;
-};
-
-// Nearest-rank percentiles (p in [0,1]) over a copy of v.
-Stats stats_of(std::vector<double> v) {
-  Stats s;
-  s.n = v.size();
-  if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  auto pct = [&](double p) {
-    const size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-    return v[std::min(i, v.size() - 1)];
-  };
-  s.median = pct(0.5);
-  s.p90 = pct(0.9);
-  double sum = 0;
-  for (double x : v) sum += x;
-  s.mean = sum / static_cast<double>(v.size());
-  s.min = v.front();
-  s.max = v.back();
-  return s;
-}
-
-std::string stats_json(const Stats& s) {
-  char buf[256];
-  std::snprintf(buf, sizeof(buf),
-                "{\"n\": %zu, \"median_ms\": %.4f, \"p90_ms\": %.4f, \"mean_ms\": %.4f, \"min_ms\": %.4f, "
-                "\"max_ms\": %.4f}",
-                s.n, s.median, s.p90, s.mean, s.min, s.max);
-  return buf;
-}
-
-std::string stats_text(const Stats& s) {
-  char buf[256];
-  std::snprintf(buf, sizeof(buf), "n=%zu  median %.3f ms  p90 %.3f ms  mean %.3f ms  min %.3f ms  max %.3f ms", s.n,
-                s.median, s.p90, s.mean, s.min, s.max);
-  return buf;
-}
+using mmu::bench::Clock;
+using mmu::bench::ms_since;
+using mmu::bench::Stats;
+using mmu::bench::stats_json;
+using mmu::bench::stats_of;
+using mmu::bench::stats_text;
 
 struct Args {
   std::string store, ids;

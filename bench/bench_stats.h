@@ -1,0 +1,60 @@
+// Timing helpers shared by the bench programs: a steady clock in ms and
+// nearest-rank summaries of per-call times, as text and as JSON.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace mmu::bench {
+
+using Clock = std::chrono::steady_clock;
+
+inline double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+struct Stats {
+  size_t n = 0;
+  double median = 0, p90 = 0, mean = 0, min = 0, max = 0;
+};
+
+// Nearest-rank percentiles (p in [0,1]) over a copy of v.
+inline Stats stats_of(std::vector<double> v) {
+  Stats s;
+  s.n = v.size();
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  auto pct = [&](double p) {
+    const size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+    return v[std::min(i, v.size() - 1)];
+  };
+  s.median = pct(0.5);
+  s.p90 = pct(0.9);
+  double sum = 0;
+  for (double x : v) sum += x;
+  s.mean = sum / static_cast<double>(v.size());
+  s.min = v.front();
+  s.max = v.back();
+  return s;
+}
+
+inline std::string stats_json(const Stats& s) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf),
+                "{\"n\": %zu, \"median_ms\": %.4f, \"p90_ms\": %.4f, \"mean_ms\": %.4f, \"min_ms\": %.4f, "
+                "\"max_ms\": %.4f}",
+                s.n, s.median, s.p90, s.mean, s.min, s.max);
+  return buf;
+}
+
+inline std::string stats_text(const Stats& s) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "n=%zu  median %.3f ms  p90 %.3f ms  mean %.3f ms  min %.3f ms  max %.3f ms", s.n,
+                s.median, s.p90, s.mean, s.min, s.max);
+  return buf;
+}
+
+}  // namespace mmu::bench
