@@ -56,11 +56,9 @@ void finish_query_flags(QueryFlags& f) {
   if (f.q.dedup_arcsec < 0) throw InvalidArgument("--dedup must be >= 0 arcsec");
 }
 
-namespace {
-
-std::vector<std::string> read_ids(const std::string& path) {
+std::vector<std::string> read_id_file(const std::string& path, const std::string& flag) {
   std::ifstream in(path);
-  if (!in) throw NotFound("cannot read --like-file '" + path + "'");
+  if (!in) throw NotFound("cannot read " + flag + " '" + path + "'");
   std::vector<std::string> ids;
   std::string line;
   while (std::getline(in, line)) {
@@ -69,11 +67,9 @@ std::vector<std::string> read_ids(const std::string& path) {
     if (start == std::string::npos || line[start] == '#') continue;
     ids.push_back(line.substr(start));
   }
-  if (ids.empty()) throw InvalidArgument("--like-file '" + path + "' holds no object ids");
+  if (ids.empty()) throw InvalidArgument(flag + " '" + path + "' holds no object ids");
   return ids;
 }
-
-}  // namespace
 
 int run_query(const Store& store, QueryFlags& f) {
   const OutputFormat fmt = parse_output_format(f.format);
@@ -81,7 +77,7 @@ int run_query(const Store& store, QueryFlags& f) {
   if (!f.like_file.empty()) {
     if (!f.q.like.empty() || f.q.near || !f.q.vector.empty())
       throw InvalidArgument("--like-file runs one query per line: do not combine it with --like, --near or --vector");
-    const auto results = search_like_batch(store, f.q, read_ids(f.like_file));
+    const auto results = search_like_batch(store, f.q, read_id_file(f.like_file, "--like-file"));
     write_like_results(results, fmt, std::cout);
     int failed = 0;
     for (const LikeResult& r : results) {

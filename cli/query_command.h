@@ -23,6 +23,9 @@ void add_filter_flags(CLI::App& app, QueryFlags& f);
 void add_query_flags(CLI::App& app, QueryFlags& f);
 // Moves the parsed text flags into f.q (positions, cone, vector file).
 void finish_query_flags(QueryFlags& f);
+// Object ids of a file, one per line ('#' comments and blank lines skipped);
+// errors name `flag`.
+std::vector<std::string> read_id_file(const std::string& path, const std::string& flag);
 // Runs the query (or the batch of --like-file) and prints it; the exit code.
 int run_query(const Store& store, QueryFlags& f);
 

@@ -17,6 +17,7 @@ namespace {
 // Rows scored per BLAS call: large enough to stream at full bandwidth, small
 // enough that a block (2 MB at d = 512) and its scores stay in cache.
 constexpr int64_t kBlockRows = 1024;
+constexpr int64_t kMinValuesPerThread = int64_t{1} << 20;
 
 // "a ranks before b": higher score, then lower row (deterministic ties).
 inline bool ranks_before(const Hit& a, const Hit& b) {
@@ -127,7 +128,11 @@ std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float*
   const int64_t dim = base.dim;
   const int64_t n_items = subset ? static_cast<int64_t>(subset->size()) : base.rows;
   const int64_t n_blocks = (n_items + kBlockRows - 1) / kBlockRows;
-  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_blocks)));
+  // A thread per ~4 MB of vectors at least: below that, waking a second thread
+  // (and waiting for it when its core is busy) costs more than the scan.
+  const int64_t by_size = (n_items * dim * std::max<int64_t>(nq, 1) + kMinValuesPerThread - 1) / kMinValuesPerThread;
+  const int threads = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>({static_cast<int64_t>(omp_get_max_threads()), n_blocks, by_size})));
   // Contiguous fp32 rows can be handed to BLAS in place; anything else is
   // gathered (subset) or widened (fp16) into a per-thread block first.
   const bool in_place = base.type == VectorType::kF32 && subset == nullptr;
@@ -135,6 +140,9 @@ std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float*
 
 #pragma omp parallel num_threads(threads)
   {
+    // OpenBLAS (OpenMP build) would start its own threads for each call when
+    // this team has one thread; the parallelism is ours, over row blocks.
+    omp_set_num_threads(1);
     const int t = omp_get_thread_num();
     std::vector<float> block(in_place ? 0 : static_cast<size_t>(kBlockRows * dim));
     std::vector<float> scores(static_cast<size_t>(kBlockRows * nq));

@@ -120,22 +120,27 @@ struct Prepared {
   std::vector<int64_t> exclude;  // catalog rows never returned (ascending)
 };
 
-// Adds the vectors of `objects` in space `*space` (resolved from the first
-// object when empty) into sum; records the rows used.
-void accumulate(const Store& store, const std::vector<CatalogRow>& objects, std::string* space,
-                std::vector<double>* sum, Prepared* p) {
-  for (const CatalogRow& obj : objects) {
-    const auto [sp, vrow_owner] = resolve_space(store, obj, *space);
-    *space = sp;  // resolved: "name" may have become "name@version"
-    const std::vector<float> v = store.vector_of(sp, vrow_owner);
-    if (sum->empty()) sum->assign(v.size(), 0.0);
-    for (size_t i = 0; i < v.size(); ++i) (*sum)[i] += v[i];
-    p->exclude.push_back(obj.row);
-    if (vrow_owner != obj.row) {
-      p->exclude.push_back(vrow_owner);
-      if (p->result.via.row < 0) p->result.via = store.rows({vrow_owner}).at(0);
+// Adds the vectors of `objects` into *sum and marks the rows used as never to be returned.
+void accumulate(const std::vector<ObjectVector>& objects, const Store& store, std::vector<double>* sum, Prepared* p) {
+  for (const ObjectVector& o : objects) {
+    if (sum->empty()) sum->assign(o.vector.size(), 0.0);
+    for (size_t i = 0; i < o.vector.size(); ++i) (*sum)[i] += o.vector[i];
+    p->exclude.push_back(o.object.row);
+    if (o.owner != o.object.row) {
+      p->exclude.push_back(o.owner);
+      if (p->result.via.row < 0) p->result.via = store.rows({o.owner}).at(0);
     }
   }
+}
+
+std::vector<ObjectVector> vectors_of_rows(const Store& store, const std::vector<CatalogRow>& objects, std::string* space) {
+  std::vector<ObjectVector> out;
+  for (const CatalogRow& obj : objects) {
+    const auto [sp, owner] = resolve_space(store, obj, *space);
+    *space = sp;  // resolved: "name" may have become "name@version"
+    out.push_back({obj, owner, store.vector_of(sp, owner)});
+  }
+  return out;
 }
 
 Prepared prepare(const Store& store, const LikeQuery& q) {
@@ -169,9 +174,9 @@ Prepared prepare(const Store& store, const LikeQuery& q) {
     for (float x : q.vector)
       if (!std::isfinite(x)) throw InvalidArgument("the query vector has a non-finite value");
   } else {
-    accumulate(store, r.positives, &space, &pos, &p);
+    accumulate(vectors_of_rows(store, r.positives, &space), store, &pos, &p);
   }
-  if (!r.negatives.empty()) accumulate(store, r.negatives, &space, &neg, &p);
+  if (!r.negatives.empty()) accumulate(vectors_of_rows(store, r.negatives, &space), store, &neg, &p);
   r.space = space;
   const double n_pos = q.vector.empty() ? static_cast<double>(r.positives.size()) : 1.0;
   double norm = 0;
@@ -195,28 +200,8 @@ struct Candidates {
 
 Candidates candidates_for(const Store& store, const std::string& space, const QueryFilter& f) {
   Candidates c;
-  if (!f.active()) {
-    c.count = store.space(space).count;
-    return c;
-  }
-  if (!f.where.empty()) throw InvalidArgument("--where is not available in this build");
-  RowFilter rf;
-  rf.surveys = f.surveys;
-  rf.cells = f.cells;
-  for (int64_t cell : f.cells)
-    if (cell < 0 || cell >= kNumCells)
-      throw InvalidArgument("--cells: " + std::to_string(cell) + " is not an nside-16 NESTED cell (0.." +
-                            std::to_string(kNumCells - 1) + ")");
-  if (f.cone) {
-    if (!valid_sky_position(f.cone->ra, f.cone->dec) || !(f.cone->radius_deg > 0))
-      throw InvalidArgument("--cone needs RA,DEC,RADIUS in degrees (0..360, -90..90, radius > 0)");
-    rf.has_cone = true;
-    rf.cone_ra = f.cone->ra;
-    rf.cone_dec = f.cone->dec;
-    rf.cone_radius_deg = f.cone->radius_deg;
-  }
-  c.subset = store.filtered_vector_rows(space, rf);
-  c.count = static_cast<int64_t>(c.subset->size());
+  c.subset = filtered_vector_rows(store, space, f);
+  c.count = c.subset ? static_cast<int64_t>(c.subset->size()) : store.space(space).count;
   return c;
 }
 
@@ -283,7 +268,56 @@ void run_one(const Store& store, const LikeQuery& q, const Candidates& c, int64_
   }
 }
 
+LikeResult run_prepared(const Store& store, const LikeQuery& q, Prepared p) {
+  const Candidates c = candidates_for(store, p.result.space, q.filter);
+  if (c.count == 0) throw NotFound(no_candidates(p.result.space, q.filter));
+  p.result.method = store.search_method(p.result.space, c.subset.has_value(), q.search);
+  run_one(store, q, c, first_fetch(q, p, c), &p);
+  return std::move(p.result);
+}
+
 }  // namespace
+
+std::optional<std::vector<int64_t>> filtered_vector_rows(const Store& store, const std::string& space,
+                                                         const QueryFilter& f) {
+  if (!f.active()) return std::nullopt;
+  if (!f.where.empty()) throw InvalidArgument("--where is not available in this build");
+  RowFilter rf;
+  rf.surveys = f.surveys;
+  rf.cells = f.cells;
+  for (int64_t cell : f.cells)
+    if (cell < 0 || cell >= kNumCells)
+      throw InvalidArgument("--cells: " + std::to_string(cell) + " is not an nside-16 NESTED cell (0.." +
+                            std::to_string(kNumCells - 1) + ")");
+  if (f.cone) {
+    if (!valid_sky_position(f.cone->ra, f.cone->dec) || !(f.cone->radius_deg > 0))
+      throw InvalidArgument("--cone needs RA,DEC,RADIUS in degrees (0..360, -90..90, radius > 0)");
+    rf.has_cone = true;
+    rf.cone_ra = f.cone->ra;
+    rf.cone_dec = f.cone->dec;
+    rf.cone_radius_deg = f.cone->radius_deg;
+  }
+  return store.filtered_vector_rows(space, rf);
+}
+
+std::vector<ObjectVector> object_vectors(const Store& store, const std::vector<std::string>& ids,
+                                         const std::string& survey, std::string* space) {
+  std::vector<CatalogRow> rows;
+  for (const std::string& id : ids) rows.push_back(resolve_object(store, id, survey));
+  return vectors_of_rows(store, rows, space);
+}
+
+LikeResult search_with_vector(const Store& store, const std::string& space, std::vector<float> v,
+                              std::vector<int64_t> exclude, const LikeQuery& q) {
+  if (q.k <= 0) throw InvalidArgument("--k must be at least 1, got " + std::to_string(q.k));
+  Prepared p;
+  p.result.space = store.resolve_space_name(space);
+  p.result.requested_k = q.k;
+  p.vector = std::move(v);
+  p.exclude = std::move(exclude);
+  std::sort(p.exclude.begin(), p.exclude.end());
+  return run_prepared(store, q, std::move(p));
+}
 
 std::pair<double, double> parse_sky_position(const std::string& text, const std::string& flag) {
   const size_t comma = text.find(',');
@@ -311,14 +345,7 @@ SkyCone parse_cone(const std::string& text, const std::string& flag) {
   return {ra, dec, parse_angle_deg(text.substr(last + 1), flag)};
 }
 
-LikeResult search_like(const Store& store, const LikeQuery& q) {
-  Prepared p = prepare(store, q);
-  const Candidates c = candidates_for(store, p.result.space, q.filter);
-  if (c.count == 0) throw NotFound(no_candidates(p.result.space, q.filter));
-  p.result.method = store.search_method(p.result.space, c.subset.has_value(), q.search);
-  run_one(store, q, c, first_fetch(q, p, c), &p);
-  return p.result;
-}
+LikeResult search_like(const Store& store, const LikeQuery& q) { return run_prepared(store, q, prepare(store, q)); }
 
 std::vector<LikeResult> search_like_batch(const Store& store, const LikeQuery& common,
                                           const std::vector<std::string>& ids) {

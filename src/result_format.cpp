@@ -83,7 +83,7 @@ void write_table(const LikeResult& r, std::ostream& out) {
     out << "query " << r.label << ": error: " << r.error << "\n";
     return;
   }
-  out << "neighbours of " << describe_query(r) << " in space " << r.space;
+  out << (r.ranked_list ? r.label : "neighbours of " + describe_query(r)) << " in space " << r.space;
   if (r.via.row >= 0) out << " (using the " << r.space << " of linked " << r.via.survey << " object " << r.via.object_id << ")";
   out << "\n";
   if (!r.method.empty()) out << "search: " << r.method << "\n";

@@ -6,6 +6,9 @@
 #include <faiss/impl/FaissException.h>
 #include <faiss/index_io.h>
 
+#include <omp.h>
+
+#include <algorithm>
 #include <filesystem>
 
 #include "mmu/error.h"
@@ -91,6 +94,14 @@ std::vector<std::vector<Hit>> SpaceSearcher::search(const float* queries, int64_
   k = std::min(k, info_.count);
   std::vector<float> scores(static_cast<size_t>(nq * k));
   std::vector<faiss::Index::idx_t> labels(static_cast<size_t>(nq * k));
+  // FAISS parallelises over queries: one query would wake every OpenMP thread
+  // (each allocating an ntotal-byte visited table) for one thread's work.
+  const int threads_before = omp_get_max_threads();
+  if (nq < threads_before) omp_set_num_threads(static_cast<int>(std::max<int64_t>(1, nq)));
+  struct RestoreThreads {
+    int n;
+    ~RestoreThreads() { omp_set_num_threads(n); }
+  } restore{threads_before};
   try {
     if (record_.spec.kind == IndexKind::kHnsw) {
       faiss::SearchParametersHNSW p;

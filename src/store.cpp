@@ -342,4 +342,17 @@ std::vector<float> Store::vector_of(const std::string& name, int64_t row) const 
   return std::vector<float>(v, v + sp.info().dim);
 }
 
+std::vector<float> Store::vectors_at(const std::string& name, const std::vector<int64_t>& vrows) const {
+  const SpaceSearcher& sp = searcher(name);
+  const int64_t dim = sp.info().dim;
+  std::vector<float> out;
+  out.reserve(vrows.size() * dim);
+  for (int64_t v : vrows) {
+    if (v < 0 || v >= sp.info().count)
+      throw NotFound("space '" + name + "' has no vector row " + std::to_string(v));
+    out.insert(out.end(), sp.vector(v), sp.vector(v) + dim);
+  }
+  return out;
+}
+
 }  // namespace mmu

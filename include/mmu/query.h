@@ -53,6 +53,7 @@ struct Neighbor {
 
 struct LikeResult {
   std::string label;  // the query as the user gave it, e.g. "39627...", "3 objects", "vector q.npy"
+  bool ranked_list = false;  // a hunt or outlier list: `label` describes it, there is no query object
   CatalogRow query;   // first positive, or the object found near the position (row -1 for a vector)
   std::vector<CatalogRow> positives, negatives;
   double near_sep_arcsec = -1;  // for --near: how far the object found is from the position
@@ -71,6 +72,34 @@ struct LikeResult {
 // for an unknown id (saying how many objects the store has) or an object
 // without vectors.
 LikeResult search_like(const Store& store, const LikeQuery& q);
+
+// An object and the vector that stands for it in a space: its own, or that of
+// a cross-matched partner (`owner` is then the partner's row).
+struct ObjectVector {
+  CatalogRow object;
+  int64_t owner = -1;
+  std::vector<float> vector;
+};
+
+// Resolves ids as --like does (--survey for ids in several surveys, linked
+// partners for a missing modality) to their vectors in one space. *space is
+// the space asked for ("" = the first object's only space); it is set to the
+// resolved name.
+std::vector<ObjectVector> object_vectors(const Store& store, const std::vector<std::string>& ids,
+                                         const std::string& survey, std::string* space);
+
+// The vector rows (ascending) of `space` that pass filter f; nullopt when f
+// restricts nothing.
+std::optional<std::vector<int64_t>> filtered_vector_rows(const Store& store, const std::string& space,
+                                                         const QueryFilter& f);
+
+// Searches `space` with an arbitrary query vector, ranked by inner product
+// (the vector is used as given, not normalised: a linear classifier's weights
+// rank by its score), never returning the catalog rows in `exclude`. k, the
+// filters, de-duplication and search options come from q; its like/near/vector
+// fields are ignored. The result's label and query are left empty.
+LikeResult search_with_vector(const Store& store, const std::string& space, std::vector<float> v,
+                              std::vector<int64_t> exclude, const LikeQuery& q);
 
 // "RA,DEC" in degrees; errors name `flag`.
 std::pair<double, double> parse_sky_position(const std::string& text, const std::string& flag);

@@ -120,6 +120,8 @@ class Store {
   std::vector<int64_t> rows_of_vectors(const std::string& name, const std::vector<int64_t>& vrows) const;
   // The stored vector of `row` in space `name` (dim floats); throws NotFound.
   std::vector<float> vector_of(const std::string& name, int64_t row) const;
+  // The vectors at `vrows` of space `name`, stacked (vrows.size() x dim).
+  std::vector<float> vectors_at(const std::string& name, const std::vector<int64_t>& vrows) const;
 
  private:
   Store();

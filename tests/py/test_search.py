@@ -1,0 +1,289 @@
+"""End-to-end checks of the search features of issue 7 against independent
+numpy computations over the store's own vectors and catalog: several --like,
+--unlike, --vector, --near, batch --like-file, filters (--in, --cells, --cone)
+equal to brute force restricted to the same rows, --dedup, index kinds
+(flat16, ivf, hnsw) and --exact, hunts and outliers.
+Run: test_search.py --bin BUILD --samples DIR --tmp DIR [--only NAME]
+"""
+import csv
+import json
+import math
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import CaseFailure, binaries_samples_tmp, run_cases  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.join(HERE, "..", "..", "tools")
+CASES = []
+
+
+def case(name):
+    def deco(fn):
+        CASES.append((name, fn))
+        return fn
+    return deco
+
+
+def need(cond, why):
+    if not cond:
+        raise CaseFailure(why)
+
+
+class Env:
+    pass
+
+
+def run(env, *args, ok=True):
+    p = subprocess.run(list(args), capture_output=True, text=True, timeout=600)
+    if ok and p.returncode != 0:
+        raise CaseFailure("command failed (%d): %s\n%s" % (p.returncode, " ".join(args), p.stderr))
+    return p
+
+
+def search(env, *args, ok=True):
+    return run(env, env.search, "--store", env.store, *args, ok=ok)
+
+
+def search_json(env, *args):
+    return json.loads(search(env, *args, "--format", "json").stdout)
+
+
+def load_space(store, name):
+    with open(os.path.join(store, "CURRENT")) as f:
+        gen = os.path.join(store, f.read().strip())
+    db = sqlite3.connect(os.path.join(gen, "catalog.sqlite"))
+    dim, count = db.execute("SELECT dim, count FROM spaces WHERE name=?", (name,)).fetchone()
+    vecs = np.fromfile(os.path.join(gen, "spaces", name, "vectors.f32"), dtype=np.float32).reshape(count, dim)
+    meta = db.execute(
+        "SELECT o.object_id, o.survey, o.ra, o.dec, o.healpix FROM space_rows s JOIN objects o ON o.row = s.row "
+        "WHERE s.space=? ORDER BY s.vrow", (name,)).fetchall()
+    return vecs.astype(np.float64), meta
+
+
+def brute(vecs, meta, q, k, allowed=None, exclude=()):
+    """Ids and scores of the k best rows by inner product with q, over `allowed` (indices) minus `exclude` (ids)."""
+    idx = np.arange(len(vecs)) if allowed is None else np.asarray(sorted(allowed), dtype=int)
+    idx = np.array([i for i in idx if meta[i][0] not in exclude], dtype=int)
+    if len(idx) == 0:
+        return []
+    scores = vecs[idx] @ q
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [(meta[idx[i]][0], float(scores[i])) for i in order]
+
+
+def same_results(got, want, label, tol=1e-5):
+    need(len(got) == len(want), "%s: %d results, brute force has %d" % (label, len(got), len(want)))
+    for rank, (g, (wid, wsc)) in enumerate(zip(got, want), start=1):
+        need(abs(g["score"] - wsc) <= tol, "%s: rank %d score %.7f, brute force %.7f" % (label, rank, g["score"], wsc))
+        near_tie = any(abs(wsc - w[1]) < 1e-5 for j, w in enumerate(want) if j != rank - 1)
+        need(g["object_id"] == wid or near_tie, "%s: rank %d is %s, brute force %s" % (label, rank, g["object_id"], wid))
+
+
+def unit(v):
+    return v / np.linalg.norm(v)
+
+
+def haversine_deg(ra1, dec1, ra2, dec2):
+    r = math.radians
+    h = math.sin(r(dec2 - dec1) / 2) ** 2 + math.cos(r(dec1)) * math.cos(r(dec2)) * math.sin(r(ra2 - ra1) / 2) ** 2
+    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))
+
+
+def setup(env):
+    env.store = os.path.join(env.tmp, "store")
+    run(env, env.index, "build", env.samples, "--store", env.store, "--quiet")
+    env.spec, env.spec_meta = load_space(env.store, "spectrum")
+    env.img, env.img_meta = load_space(env.store, "image")
+    env.ids = [m[0] for m in env.spec_meta]
+
+
+@case("--like A --like B averages the two vectors; neither is returned")
+def _(env):
+    a, b = 3, 17
+    q = unit(env.spec[a] + env.spec[b])
+    got = search_json(env, "--like", env.ids[a], "--like", env.ids[b], "--k", "10")
+    same_results(got["results"], brute(env.spec, env.spec_meta, q, 10, exclude={env.ids[a], env.ids[b]}), "two positives")
+    need(len(got["positives"]) == 2, "json lists both positives")
+
+
+@case("--unlike subtracts half the negatives' mean")
+def _(env):
+    a, c = 5, 40
+    q = unit(env.spec[a] - 0.5 * env.spec[c])
+    got = search_json(env, "--like", env.ids[a], "--unlike", env.ids[c], "--k", "8")
+    same_results(got["results"], brute(env.spec, env.spec_meta, q, 8, exclude={env.ids[a], env.ids[c]}), "unlike")
+
+
+@case("--vector q.npy searches the space of its dimension with the normalised vector")
+def _(env):
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=env.spec.shape[1])
+    path = os.path.join(env.tmp, "q.npy")
+    np.save(path, v.astype(np.float64))
+    got = search_json(env, "--vector", path, "--space", "spectrum", "--k", "12")
+    same_results(got["results"], brute(env.spec, env.spec_meta, unit(v), 12), "vector")
+    bad = os.path.join(env.tmp, "bad.npy")
+    np.save(bad, np.ones(3, dtype=np.float32))
+    p = search(env, "--vector", bad, "--space", "spectrum", ok=False)
+    need(p.returncode == 1 and "dimension" in p.stderr, "a vector of the wrong size is refused: %s" % p.stderr)
+
+
+@case("--near RA,DEC uses the nearest catalogued object within --radius")
+def _(env):
+    oid, _, ra, dec, _ = env.spec_meta[9]
+    got = search_json(env, "--near", "%.7f,%.7f" % (ra, dec + 0.4 / 3600), "--radius", "2arcsec", "--k", "5")
+    need(got["query"]["object_id"] == oid, "near found %s, expected %s" % (got["query"]["object_id"], oid))
+    need(abs(got["near_sep_arcsec"] - 0.4) < 0.01, "separation %s" % got["near_sep_arcsec"])
+    same_results(got["results"], brute(env.spec, env.spec_meta, env.spec[9], 5, exclude={oid}), "near")
+    p = search(env, "--near", "%.7f,%.7f" % (ra, dec + 0.3), "--radius", "1arcsec", ok=False)
+    need(p.returncode == 1 and "--radius" in p.stderr, "nothing within the radius names --radius: %s" % p.stderr)
+
+
+@case("--like-file runs one batched query per id, equal to single queries; a bad id fails alone")
+def _(env):
+    ids = env.ids[:12]
+    path = os.path.join(env.tmp, "ids.txt")
+    with open(path, "w") as f:
+        f.write("# a comment\n" + "\n".join(ids[:6]) + "\nno-such-object\n" + "\n".join(ids[6:]) + "\n")
+    p = search(env, "--like-file", path, "--k", "7", "--format", "json", ok=False)
+    need(p.returncode == 1, "a failed query makes the exit code 1")
+    blocks = json.loads(p.stdout)
+    need(len(blocks) == 13, "13 blocks, got %d" % len(blocks))
+    need("error" in blocks[6] and "no-such-object" in blocks[6]["error"], "the bad id's block holds its error")
+    for b in blocks[:6] + blocks[7:]:
+        single = search_json(env, "--like", b["label"], "--k", "7")
+        need([r["object_id"] for r in b["results"]] == [r["object_id"] for r in single["results"]],
+             "batch block of %s differs from the single query" % b["label"])
+    rows = list(csv.DictReader(search(env, "--like-file", path, "--k", "2", "--format", "csv", ok=False).stdout.splitlines()))
+    need(len(rows) == 24 and rows[0]["query"] == ids[0], "csv: 2 rows per good query with a query column")
+
+
+@case("--in, --cells and --cone return exactly brute force over the rows they allow")
+def _(env):
+    q_i = 2
+    q = env.spec[q_i]
+    oid = env.ids[q_i]
+    cells = sorted({m[4] for m in env.spec_meta})[:3]
+    allowed = [i for i, m in enumerate(env.spec_meta) if m[4] in cells]
+    got = search_json(env, "--like", oid, "--k", "50", "--cells", ",".join(map(str, cells)))
+    same_results(got["results"], brute(env.spec, env.spec_meta, q, 50, allowed, {oid}), "--cells")
+    ra, dec = env.spec_meta[q_i][2], env.spec_meta[q_i][3]
+    for radius_deg in (3.0, 20.0):
+        allowed = [i for i, m in enumerate(env.spec_meta) if haversine_deg(ra, dec, m[2], m[3]) <= radius_deg]
+        got = search_json(env, "--like", oid, "--k", "50", "--cone", "%r,%r,%rdeg" % (ra, dec, radius_deg))
+        same_results(got["results"], brute(env.spec, env.spec_meta, q, 50, allowed, {oid}), "--cone %g deg" % radius_deg)
+    got = search_json(env, "--like", oid, "--k", "50", "--in", "desi")
+    same_results(got["results"], brute(env.spec, env.spec_meta, q, 50, None, {oid}), "--in desi")
+    p = search(env, "--like", oid, "--cone", "10,100,1deg", ok=False)
+    need(p.returncode == 1 and "--cone" in p.stderr, "a bad cone names --cone: %s" % p.stderr)
+    p = search(env, "--like", oid, "--cells", "99999", ok=False)
+    need(p.returncode == 1 and "--cells" in p.stderr, "a bad cell names --cells: %s" % p.stderr)
+
+
+@case("--dedup drops results closer on the sky than the radius to a better one")
+def _(env):
+    oid = env.ids[0]
+    got = search_json(env, "--like", oid, "--k", "10", "--dedup", "36000")
+    pts = [(env.spec_meta[0][2], env.spec_meta[0][3])] + [(r["ra"], r["dec"]) for r in got["results"]]
+    for i in range(len(pts)):
+        for j in range(i + 1, len(pts)):
+            need(haversine_deg(*pts[i], *pts[j]) * 3600 >= 36000, "two kept results within 10 deg")
+    need(len(got["results"]) >= 2, "some results survive")
+
+
+@case("reindex: flat16 stays within fp16 rounding, ivf/hnsw report recall, --exact stays exact")
+def _(env):
+    q_i = 7
+    oid = env.ids[q_i]
+    want = brute(env.spec, env.spec_meta, env.spec[q_i], 20, exclude={oid})
+    for kind in ("flat16", "ivf", "hnsw"):
+        p = run(env, env.index, "reindex", "--store", env.store, "--space", "spectrum", "--index", kind,
+                "--recall-k", "10", "--recall-queries", "40")
+        need("recall@10" in p.stdout, "reindex prints recall: %s" % p.stdout)
+        rec = json.load(open(os.path.join(env.store, open(os.path.join(env.store, "CURRENT")).read().strip(),
+                                          "spaces", "spectrum", "index.json")))
+        need(rec["kind"] == kind and 0.9 <= rec["recall"] <= 1.0, "index.json records %s" % rec)
+        lst = search(env, "--list-spaces").stdout
+        need(kind in lst, "--list-spaces shows %s" % kind)
+        got = search_json(env, "--like", oid, "--k", "20")
+        need(kind in got["method"] or (kind == "flat16" and "fp16" in got["method"]), "method %s" % got["method"])
+        if kind == "flat16":
+            same_results(got["results"], want, "flat16", tol=2e-3)
+        exact = search_json(env, "--like", oid, "--k", "20", "--exact")
+        same_results(exact["results"], want, "--exact under %s" % kind)
+    run(env, env.index, "reindex", "--store", env.store, "--space", "spectrum", "--index", "flat")
+    same_results(search_json(env, "--like", oid, "--k", "20")["results"], want, "back to flat")
+
+
+@case("hunt --outliers equals a numpy all-pairs k-th neighbour distance")
+def _(env):
+    n = 5
+    sims = env.img @ env.img.T
+    np.fill_diagonal(sims, -np.inf)
+    kth = -np.sort(-sims, axis=1)[:, n - 1]
+    iso = 1 - kth
+    order = np.argsort(-iso, kind="stable")[:8]
+    got = json.loads(run(env, env.search, "hunt", "--store", env.store, "--outliers", "--space", "image",
+                         "--neighbours", str(n), "--k", "8", "--format", "json").stdout)
+    need([r["object_id"] for r in got["results"]] == [env.img_meta[i][0] for i in order],
+         "outlier order differs from numpy")
+    need(all(abs(r["score"] - iso[i]) < 1e-5 for r, i in zip(got["results"], order)), "outlier scores differ")
+
+
+@case("hunt: positives of a rare class pull that class far above its base rate")
+def _(env):
+    demo = os.path.join(env.tmp, "hunt-data")
+    run(env, "/usr/bin/python3", os.path.join(TOOLS, "make_samples.py"), "--out", demo, "--n", "1500", "--seed", "11")
+    store = os.path.join(env.tmp, "hunt-store")
+    run(env, env.index, "build", demo, "--store", store, "--quiet")
+    truth = list(csv.DictReader(open(os.path.join(demo, "truth.csv"))))
+    lines = []
+    # Lenses are ~1% (half of them are the positives), mergers ~13% (5 positives).
+    for survey, space in (("legacysurvey", "image"), ("desi", "spectrum")):
+        for cls, min_lift in (("lens", 10), ("merger", 2)):
+            ids = [t["object_id"] for t in truth if t["survey"] == survey and t["class"] == cls]
+            n_survey = sum(1 for t in truth if t["survey"] == survey)
+            random.Random(3).shuffle(ids)
+            n_pos = max(2, len(ids) // 2) if cls == "lens" else 5
+            pos, rest = ids[:n_pos], set(ids[n_pos:])
+            path = os.path.join(env.tmp, "pos-%s-%s.txt" % (space, cls))
+            open(path, "w").write("\n".join(pos) + "\n")
+            base = len(rest) / (n_survey - len(pos))
+            for method in ("classifier", "mean"):
+                got = json.loads(run(env, env.search, "hunt", "--store", store, "--positives", path, "--space", space,
+                                     "--method", method, "--k", "20", "--format", "json").stdout)["results"]
+                need(not any(r["object_id"] in pos for r in got), "a positive came back")
+                rel = [1 if r["object_id"] in rest else 0 for r in got]
+                p20 = sum(rel) / 20
+                dcg = sum(x / math.log2(i + 2) for i, x in enumerate(rel[:10]))
+                idcg = sum(1 / math.log2(i + 2) for i in range(min(10, len(rest))))
+                lines.append("%s %s %s: precision@20 %.2f (base rate %.3f, %.0fx), nDCG@10 %.2f"
+                             % (space, cls, method, p20, base, p20 / base, dcg / idcg))
+                if method == "classifier":
+                    need(p20 >= min_lift * base, "%s %s: classifier precision@20 %.2f below %dx the base rate %.3f"
+                         % (space, cls, p20, min_lift, base))
+    print("   " + "\n   ".join(lines))
+
+
+@case("hunt without positives, or with an unknown method, is refused naming the flag")
+def _(env):
+    p = run(env, env.search, "hunt", "--store", env.store, ok=False)
+    need(p.returncode == 1 and "--positives" in p.stderr, p.stderr)
+    path = os.path.join(env.tmp, "one.txt")
+    open(path, "w").write(env.ids[0] + "\n")
+    p = run(env, env.search, "hunt", "--store", env.store, "--positives", path, "--method", "magic", ok=False)
+    need(p.returncode == 1 and "--method" in p.stderr, p.stderr)
+
+
+if __name__ == "__main__":
+    args, index, search_bin = binaries_samples_tmp()
+    env = Env()
+    env.index, env.search, env.samples, env.tmp = index, search_bin, args.samples, args.tmp
+    sys.exit(run_cases(CASES, env, setup, only=os.environ.get("MMU_TEST_ONLY")))
