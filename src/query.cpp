@@ -9,6 +9,7 @@
 #include "mmu/crossmatch.h"
 #include "mmu/error.h"
 #include "mmu/sky.h"
+#include "mmu/where_filter.h"
 
 namespace mmu {
 
@@ -281,8 +282,12 @@ LikeResult run_prepared(const Store& store, const LikeQuery& q, Prepared p) {
 std::optional<std::vector<int64_t>> filtered_vector_rows(const Store& store, const std::string& space,
                                                          const QueryFilter& f) {
   if (!f.active()) return std::nullopt;
-  if (!f.where.empty()) throw InvalidArgument("--where is not available in this build");
+  std::vector<int64_t> where_rows;
   RowFilter rf;
+  if (!f.where.empty()) {
+    where_rows = rows_where(store, f.where);
+    rf.rows = &where_rows;
+  }
   rf.surveys = f.surveys;
   rf.cells = f.cells;
   for (int64_t cell : f.cells)

@@ -187,6 +187,26 @@ def _(env):
     need(p.returncode == 1 and "--cells" in p.stderr, "a bad cell names --cells: %s" % p.stderr)
 
 
+@case("--where filters inside the search: equal to brute force over the rows whose file values pass")
+def _(env):
+    import glob
+    import h5py
+    z = {}
+    for path in glob.glob(os.path.join(env.samples, "desi", "**", "*.hdf5"), recursive=True):
+        with h5py.File(path, "r") as f:
+            for oid, zz, st in zip(f["object_id"][:], f["Z"][:], f["SPECTYPE"][:]):
+                z[str(oid)] = (float(zz), st.decode().strip())
+    q_i = 4
+    oid = env.ids[q_i]
+    allowed = [i for i, m in enumerate(env.spec_meta) if z[m[0]][0] < 0.25 and z[m[0]][1] == "GALAXY"]
+    need(0 < len(allowed) < len(env.ids) - 1, "the filter must keep some rows and drop some")
+    got = search_json(env, "--like", oid, "--k", "60", "--where", "Z < 0.25 and SPECTYPE = 'GALAXY'")
+    same_results(got["results"], brute(env.spec, env.spec_meta, env.spec[q_i], 60, allowed, {oid}), "--where")
+    p = search(env, "--like", oid, "--where", "Z < 0.2; DROP TABLE objects", ok=False)
+    need(p.returncode == 1 and "column" in p.stderr, "an injection attempt is refused: %s" % p.stderr)
+    need(search_json(env, "--like", oid, "--k", "3")["results"], "the store still answers after it")
+
+
 @case("--dedup drops results closer on the sky than the radius to a better one")
 def _(env):
     oid = env.ids[0]
