@@ -7,6 +7,7 @@
 #include "omp_defaults.h"
 #include "hunt_command.h"
 #include "query_command.h"
+#include "serve_command.h"
 #include "mmu/space_index.h"
 #include "mmu/store.h"
 #include "mmu/version.h"
@@ -64,12 +65,15 @@ int main(int argc, char** argv) {
   app.add_option("--store", store_path, "store directory (default: $MMU_STORE or ./mmu-store)");
   auto* ls = app.add_flag("--list-spaces", spaces, "list the store's embedding spaces and how each is indexed");
   for (const char* query_flag : {"--like", "--near", "--vector", "--like-file"}) ls->excludes(app.get_option(query_flag));
+  mmu::cli::ServeFlags serve;
+  CLI::App* serve_command = mmu::cli::add_serve_command(app, serve);
 
   mmu::cli::HuntFlags hunt;
   auto* hunt_cmd = mmu::cli::setup_hunt(app, hunt);
   hunt_cmd->add_option("--store", store_path, "store directory (default: $MMU_STORE or ./mmu-store)");
 
   return mmu::cli::run_main(app, argc, argv, [&] {
+    if (*serve_command) return mmu::cli::run_serve(serve);
     if (hunt_cmd->parsed()) return mmu::cli::run_hunt(*mmu::Store::open(store_path), hunt);
     const mmu::LikeQuery& q = query.q;
     const bool asked = !q.like.empty() || !query.near.empty() || !query.vector_file.empty() || !query.like_file.empty();

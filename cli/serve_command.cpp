@@ -1,0 +1,226 @@
+#include "serve_command.h"
+
+#include <httplib.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "mmu/error.h"
+#include "mmu/result_format.h"
+#include "mmu/store.h"
+
+namespace mmu::cli {
+
+namespace {
+
+constexpr const char* kJson = "application/json";
+
+// "1MB", "512KB", "4096" (bytes; K and M are 1024-based); errors name --max-body.
+size_t parse_size(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  std::string unit = text.substr(digits);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const uint64_t scale = unit.empty() || unit == "B" ? 1 : unit == "KB" ? 1024 : unit == "MB" ? 1024 * 1024 : 0;
+  const uint64_t max = 1024ull * 1024 * 1024;
+  uint64_t n = 0;
+  if (digits > 0 && digits <= 10) n = std::stoull(text.substr(0, digits));
+  if (scale == 0 || n == 0 || n > max / scale)
+    throw InvalidArgument("--max-body must be a size from 1 byte to 1024MB, e.g. 1MB, 64KB or 4096, got '" + text + "'");
+  return static_cast<size_t>(n * scale);
+}
+
+void reply_error(httplib::Response& res, int status, const std::string& message) {
+  res.status = status;
+  res.set_content("{\"error\": " + json_quote(message) + "}\n", kJson);
+}
+
+int http_status(const Error& e) {
+  switch (e.kind()) {
+    case ErrorKind::kInvalidArgument: return 400;
+    case ErrorKind::kNotFound: return 404;
+    default: return 500;
+  }
+}
+
+// Runs `answer` (returning the JSON body) and turns what it throws into an
+// error reply: a request can fail, the server never does.
+template <typename Answer>
+void respond(httplib::Response& res, Answer answer) {
+  try {
+    res.set_content(answer(), kJson);
+  } catch (const Error& e) {
+    reply_error(res, http_status(e), e.what());
+  } catch (const std::exception& e) {
+    reply_error(res, 500, std::string("internal error: ") + e.what());
+  }
+}
+
+std::string result_json(const LikeResult& r) {
+  std::ostringstream out;
+  write_like_result(r, OutputFormat::kJson, out);
+  return out.str();
+}
+
+std::string results_json(const std::vector<LikeResult>& results) {
+  std::ostringstream out;
+  write_like_results(results, OutputFormat::kJson, out);
+  return out.str();
+}
+
+// The request body, read by the route itself: httplib's own reading would cap
+// form-encoded bodies (curl -d, urllib's default) at 8 KB with a 413, and
+// would not bound what a gzip/brotli body expands to. Replies 413 past
+// max_body and returns false when there is no body to answer.
+bool read_body(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,
+               size_t max_body, std::string* body) {
+  if (req.is_multipart_form_data()) {
+    reply_error(res, 400, "the request body must be JSON (Content-Type: application/json), not multipart form data");
+    return false;
+  }
+  bool too_large = false;
+  const bool read = reader([&](const char* data, size_t n) {
+    too_large = body->size() + n > max_body;
+    if (!too_large) body->append(data, n);
+    return !too_large;
+  });
+  too_large = too_large || res.status == 413;  // httplib's own check of Content-Length against the same limit
+  if (too_large)
+    reply_error(res, 413, "the request body is larger than the server's limit of " + std::to_string(max_body) +
+                              " bytes (--max-body)");
+  else if (!read)
+    reply_error(res, 400, "the request body could not be read");
+  return read && !too_large;
+}
+
+void add_routes(httplib::Server& server, const Store& store, const ServeFlags& f, size_t max_body) {
+  server.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
+    respond(res, [&] { return "{\"status\": \"ok\", \"objects\": " + std::to_string(store.num_objects()) + "}\n"; });
+  });
+  server.Get("/spaces", [&](const httplib::Request&, httplib::Response& res) {
+    respond(res, [&] { return spaces_json(store); });
+  });
+  server.Get("/like", [&](const httplib::Request& req, httplib::Response& res) {
+    respond(res, [&] {
+      const std::vector<std::pair<std::string, std::string>> params(req.params.begin(), req.params.end());
+      return result_json(search_like(store, parse_query_params(params, f.limits)));
+    });
+  });
+  server.Post("/query", [&, max_body](const httplib::Request& req, httplib::Response& res,
+                                      const httplib::ContentReader& reader) {
+    std::string body;
+    if (!read_body(req, res, reader, max_body, &body)) return;
+    respond(res, [&] { return result_json(search_like(store, parse_query_json(body, f.limits))); });
+  });
+  // A batch answers 200 with each failed id's error in its block, as --like-file prints it.
+  server.Post("/batch", [&, max_body](const httplib::Request& req, httplib::Response& res,
+                                      const httplib::ContentReader& reader) {
+    std::string body;
+    if (!read_body(req, res, reader, max_body, &body)) return;
+    respond(res, [&] {
+      const BatchQuery b = parse_batch_json(body, f.limits);
+      return results_json(search_like_batch(store, b.common, b.ids));
+    });
+  });
+}
+
+// Gives the replies httplib makes itself (no route, body too large, bad
+// HTTP) the same {"error": ...} body as ours.
+void add_error_replies(httplib::Server& server, size_t max_body) {
+  server.set_error_handler([max_body](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;  // a route's own error reply
+    std::string why = "HTTP status " + std::to_string(res.status);
+    if (res.status == 404)
+      why = "no endpoint " + req.method + " " + req.path + " (GET /health, /spaces, /like; POST /query, /batch)";
+    else if (res.status == 413)
+      why = "the request body is larger than the server's limit of " + std::to_string(max_body) + " bytes (--max-body)";
+    else if (res.status == 400)
+      why = "malformed HTTP request";
+    reply_error(res, res.status, why);
+  });
+  server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    reply_error(res, 500, "internal error");
+  });
+}
+
+}  // namespace
+
+CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
+  f.store = default_store_path();
+  CLI::App* cmd = app.add_subcommand("serve", "answer queries over HTTP as JSON (GET /like, POST /query, POST /batch)");
+  cmd->add_option("--store", f.store, "store directory (default: $MMU_STORE or ./mmu-store)");
+  cmd->add_option("--host", f.host, "address to listen on (0.0.0.0 exposes the store to the network)")->capture_default_str();
+  cmd->add_option("--port", f.port, "TCP port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_option("--threads", f.threads, "requests served at once")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("--max-k", f.limits.max_k, "largest k a request may ask")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-ids", f.limits.max_ids, "most object ids in one request (a batch's ids, or like + unlike)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-body", f.max_body, "largest request body (e.g. 1MB, 64KB)")->capture_default_str();
+  cmd->add_option("--timeout", f.timeout_s, "seconds a client may take to send a request or read a reply")
+      ->capture_default_str()->check(CLI::Range(1, 3600));
+  return cmd;
+}
+
+int run_serve(const ServeFlags& f) {
+  const size_t max_body = parse_size(f.max_body);
+  // Opened once and shared by the worker threads: a Store is safe for
+  // concurrent reads (its SQLite connection is serialized; statements are per call).
+  const auto store = Store::open(f.store);
+
+  // SIGINT/SIGTERM are blocked before any thread starts (so every thread
+  // inherits the mask) and taken by one thread with sigwait, which may then
+  // call server.stop(): nothing runs inside a signal handler.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  httplib::Server server;
+  const size_t threads = static_cast<size_t>(f.threads);
+  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // httplib's default options add SO_REUSEPORT, with which a second server on
+  // the same port would start and take half the connections instead of failing.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  server.set_payload_max_length(max_body);
+  server.set_read_timeout(f.timeout_s, 0);
+  server.set_write_timeout(f.timeout_s, 0);
+  add_routes(server, *store, f, max_body);
+  add_error_replies(server, max_body);
+
+  const int port = f.port == 0 ? server.bind_to_any_port(f.host) : (server.bind_to_port(f.host, f.port) ? f.port : -1);
+  if (port <= 0)
+    throw Error(ErrorKind::kIo, "cannot listen on " + f.host + ":" + std::to_string(f.port) +
+                                    " (--host/--port: the port is in use or the address is not this machine's)");
+  std::cerr << "serving store " << f.store << " on http://" << f.host << ":" << port << std::endl;
+
+  std::atomic<bool> listening_done{false}, signalled{false};
+  std::thread stopper([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    signalled = !listening_done;
+    // stop() only acts on a running server: repeat until listen() has returned.
+    while (!listening_done) {
+      server.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const bool ok = server.listen_after_bind();
+  listening_done = true;
+  if (!signalled) pthread_kill(stopper.native_handle(), SIGTERM);  // wake the waiting thread
+  stopper.join();
+  if (!signalled && !ok) throw Error(ErrorKind::kIo, "the server stopped: accepting connections failed");
+  std::cerr << "stopped\n";
+  return 0;
+}
+
+}  // namespace mmu::cli
