@@ -5,7 +5,10 @@
 #include <chrono>
 #include <exception>
 #include <filesystem>
+#include <mutex>
 #include <thread>
+
+#include <omp.h>
 
 #include "file_util.h"
 #include "mmu/bounded_queue.h"
@@ -51,8 +54,30 @@ class BatchSizer {
 };
 
 struct Batch {
+  size_t job = 0;  // index into the stage's jobs
   int64_t start = 0, count = 0;
   std::vector<float> inputs;
+};
+
+// A partition being encoded: its vectors by file row fill in as its batches
+// finish, on whichever worker; the last one checkpoints it.
+struct Job {
+  const ModelPartition* part = nullptr;
+  std::string checkpoint;
+  bool pending = false;        // false: its checkpoint was reused
+  std::vector<float> by_file_row;
+  int64_t left = 0;            // objects not yet encoded (under Shared::mu)
+  std::vector<float> vectors;  // store order, once done
+};
+
+// What the workers share; sizer, progress and error are under mu.
+struct Shared {
+  std::mutex mu;
+  BatchSizer* sizer;
+  Progress* progress;
+  std::atomic<int64_t> batch_size;
+  std::exception_ptr error;  // the first worker failure
+  std::atomic<bool> failed{false};
 };
 
 std::string checkpoint_path(const ModelCard& card, const ModelPartition& p, const ModelStageOptions& opt) {
@@ -62,65 +87,109 @@ std::string checkpoint_path(const ModelCard& card, const ModelPartition& p, cons
   return (fs::path(opt.resume_dir) / card.space_name() / (key + ".f32")).string();
 }
 
-// Reads and preprocesses batches on this thread while the caller runs the model.
-void produce(const ModelCard& card, const ModelPartition& p, std::atomic<int64_t>* batch_size,
+// Reads and preprocesses every job's batches, in order, while the workers run
+// the model. Batches never span partitions, so each partition's vectors do not
+// depend on its neighbours or on which worker ran them.
+void produce(const ModelCard& card, std::vector<Job>* jobs, std::atomic<int64_t>* batch_size,
              BoundedQueue<Batch>* queue, std::exception_ptr* error) {
+  // The model's workers already keep every core busy: an OpenMP team here
+  // would only take cores from them (libgomp's idle threads spin).
+  omp_set_num_threads(1);
+  size_t j = 0;
   try {
-    RowFileReader reader(p.file);
-    const int64_t n = reader.rows();
     ImageBatch images;
     SpectrumBatch spectra;
-    for (int64_t start = 0; start < n;) {
-      Batch b;
-      b.start = start;
-      b.count = std::min(batch_size->load(), n - start);
-      if (card.modality == "image") {
-        reader.read_images(b.start, b.count, &images);
-        prepare_model_inputs(card, &images, nullptr, &b.inputs);
-      } else {
-        reader.read_spectra(b.start, b.count, &spectra);
-        prepare_model_inputs(card, nullptr, &spectra, &b.inputs);
+    for (; j < jobs->size(); ++j) {
+      if (!(*jobs)[j].pending) continue;
+      RowFileReader reader((*jobs)[j].part->file);
+      const int64_t n = reader.rows();
+      for (int64_t start = 0; start < n;) {
+        Batch b;
+        b.job = j;
+        b.start = start;
+        b.count = std::min(batch_size->load(), n - start);
+        if (card.modality == "image") {
+          reader.read_images(b.start, b.count, &images);
+          prepare_model_inputs(card, &images, nullptr, &b.inputs);
+        } else {
+          reader.read_spectra(b.start, b.count, &spectra);
+          prepare_model_inputs(card, nullptr, &spectra, &b.inputs);
+        }
+        start += b.count;
+        if (!queue->push(std::move(b))) {
+          queue->close();
+          return;
+        }
       }
-      start += b.count;
-      if (!queue->push(std::move(b))) break;
     }
   } catch (const Error& e) {
-    *error = std::make_exception_ptr(FormatError("'" + p.file.path + "' for model '" + card.name + "': " + e.what()));
+    *error = std::make_exception_ptr(
+        FormatError("'" + (*jobs)[j].part->file.path + "' for model '" + card.name + "': " + e.what()));
   } catch (...) {
     *error = std::current_exception();
   }
   queue->close();
 }
 
-std::vector<float> encode_partition(const ModelCard& card, ModelEncoder& encoder, const ModelPartition& p,
-                                    BatchSizer* sizer, Progress* progress) {
-  const int64_t n = static_cast<int64_t>(p.order.size()), d = card.output_dim;
-  std::vector<float> by_file_row(static_cast<size_t>(n * d));
-  BoundedQueue<Batch> queue(2);  // one batch in the model, one being read: bounded memory
-  std::exception_ptr error;
-  std::atomic<int64_t> batch_size{sizer->next()};
-  std::thread reader(produce, std::cref(card), std::cref(p), &batch_size, &queue, &error);
-  try {
-    while (auto b = queue.pop()) {
-      const auto t0 = std::chrono::steady_clock::now();
-      encoder.encode(b->inputs.data(), b->count, by_file_row.data() + b->start * d);
-      sizer->observe(b->count, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      batch_size = sizer->next();
-      progress->add(b->count);
-    }
-  } catch (...) {
-    queue.close();
-    while (queue.pop()) {
-    }
-    reader.join();
-    throw;
-  }
-  reader.join();
-  if (error) std::rethrow_exception(error);
-  std::vector<float> out(by_file_row.size());
+// Puts a finished partition in store order and commits its checkpoint.
+void finish_job(const ModelCard& card, Job* job) {
+  const int64_t d = card.output_dim, n = static_cast<int64_t>(job->part->order.size());
+  job->vectors.resize(job->by_file_row.size());
   for (int64_t pos = 0; pos < n; ++pos)
-    std::copy_n(by_file_row.data() + p.order[pos] * d, d, out.data() + pos * d);
-  return out;
+    std::copy_n(job->by_file_row.data() + job->part->order[pos] * d, d, job->vectors.data() + pos * d);
+  std::vector<float>().swap(job->by_file_row);
+  files::make_dirs(fs::path(job->checkpoint).parent_path().string());
+  files::write_atomic(job->checkpoint, job->vectors.data(), job->vectors.size() * sizeof(float));
+}
+
+// One inference worker: takes batches until the queue is drained. Each batch
+// writes its own rows, so the vectors do not depend on the order batches finish.
+void work(const ModelCard& card, ModelEncoder* encoder, std::vector<Job>* jobs, BoundedQueue<Batch>* queue,
+          Shared* shared) {
+  while (auto b = queue->pop()) {
+    if (shared->failed) continue;  // drain, so the reader is not left blocked
+    Job& job = (*jobs)[b->job];
+    try {
+      const auto t0 = std::chrono::steady_clock::now();
+      encoder->encode(b->inputs.data(), b->count, job.by_file_row.data() + b->start * card.output_dim);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      bool done;
+      {
+        std::lock_guard<std::mutex> lock(shared->mu);
+        shared->sizer->observe(b->count, seconds);
+        shared->batch_size = shared->sizer->next();
+        shared->progress->add(b->count);
+        done = (job.left -= b->count) == 0;
+      }
+      if (done) finish_job(card, &job);  // no other worker touches a finished job
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      if (!shared->failed) shared->error = std::current_exception();
+      shared->failed = true;
+      queue->close();
+    }
+  }
+}
+
+// Encodes the jobs with encoder.workers() workers fed by one reader thread.
+void encode_jobs(const ModelCard& card, ModelEncoder& encoder, std::vector<Job>* jobs, BatchSizer* sizer,
+                 Progress* progress) {
+  if (std::none_of(jobs->begin(), jobs->end(), [](const Job& j) { return j.pending && j.left > 0; })) return;
+  const int workers = std::max(1, encoder.workers());
+  // A batch ready for each worker while the reader prepares the next: bounded memory.
+  BoundedQueue<Batch> queue(static_cast<size_t>(workers));
+  Shared shared;
+  shared.sizer = sizer;
+  shared.progress = progress;
+  shared.batch_size = sizer->next();
+  std::exception_ptr read_error;
+  std::thread reader(produce, std::cref(card), jobs, &shared.batch_size, &queue, &read_error);
+  std::vector<std::thread> pool;
+  for (int w = 0; w < workers; ++w) pool.emplace_back(work, std::cref(card), &encoder, jobs, &queue, &shared);
+  for (auto& t : pool) t.join();
+  reader.join();
+  if (shared.error) std::rethrow_exception(shared.error);
+  if (read_error) std::rethrow_exception(read_error);
 }
 
 }  // namespace
@@ -133,31 +202,39 @@ std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
   for (const auto& p : parts)
     if (p.modality == m && model_accepts(card, p.spectrum_length)) total += static_cast<int64_t>(p.order.size());
   Progress progress("encoding with " + card.space_name(), total, opt.progress);
-  std::vector<float> all;
   *resumed = 0;
-  BatchSizer sizer(opt.batch_size);
+  // One job per used partition, in partition order; checkpointed ones come back done.
+  std::vector<Job> jobs;
   for (size_t i = 0; i < parts.size(); ++i) {
     const ModelPartition& p = parts[i];
     if (p.modality != m) continue;
     if (!model_accepts(card, p.spectrum_length)) continue;  // reported by the build
     used->push_back(i);
-    const std::string ckpt = checkpoint_path(card, p, opt);
-    const size_t bytes = p.order.size() * static_cast<size_t>(card.output_dim) * sizeof(float);
+    Job job;
+    job.part = &p;
+    job.checkpoint = checkpoint_path(card, p, opt);
+    const size_t count = p.order.size() * static_cast<size_t>(card.output_dim);
     std::error_code ec;
-    if (fs::is_regular_file(ckpt, ec) && fs::file_size(ckpt, ec) == bytes) {
-      const std::string data = files::read_all(ckpt);
+    if (fs::is_regular_file(job.checkpoint, ec) && fs::file_size(job.checkpoint, ec) == count * sizeof(float)) {
+      const std::string data = files::read_all(job.checkpoint);
       const float* f = reinterpret_cast<const float*>(data.data());
-      all.insert(all.end(), f, f + data.size() / sizeof(float));
+      job.vectors.assign(f, f + count);
       *resumed += static_cast<int64_t>(p.order.size());
       progress.add(static_cast<int64_t>(p.order.size()));
-      continue;
+    } else {
+      job.pending = true;
+      job.by_file_row.resize(count);
+      job.left = static_cast<int64_t>(p.order.size());
     }
-    const std::vector<float> v = encode_partition(card, encoder, p, &sizer, &progress);
-    files::make_dirs(fs::path(ckpt).parent_path().string());
-    files::write_atomic(ckpt, v.data(), v.size() * sizeof(float));  // the partition is now committed
-    all.insert(all.end(), v.begin(), v.end());
+    jobs.push_back(std::move(job));
   }
+  for (Job& job : jobs)
+    if (job.pending && job.left == 0) finish_job(card, &job);  // a partition without objects
+  BatchSizer sizer(opt.batch_size);
+  encode_jobs(card, encoder, &jobs, &sizer, &progress);
   progress.finish();
+  std::vector<float> all;
+  for (const Job& job : jobs) all.insert(all.end(), job.vectors.begin(), job.vectors.end());
   if (batch_used) *batch_used = sizer.chosen() > 0 ? sizer.chosen() : sizer.next();
   return all;
 }

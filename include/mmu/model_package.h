@@ -41,8 +41,8 @@ struct ModelCard {
 // mmu::Error naming the package and the field at fault; reads no weights.
 ModelCard load_model_card(const std::string& dir);
 
-// A loaded TorchScript model on the CPU (or CUDA when built with it). Not
-// thread-safe: one thread calls encode at a time.
+// A loaded TorchScript model on the CPU (or CUDA when built with it). Up to
+// workers() threads may call encode at once, each with its own batch.
 class ModelEncoder {
  public:
   // Loads the module and runs one probe object through it, so a package whose
@@ -55,6 +55,9 @@ class ModelEncoder {
   virtual ~ModelEncoder() = default;
   // inputs: n x card.input_size() floats; out: n x card.output_dim, L2-normalised.
   virtual void encode(const float* inputs, int64_t n, float* out) = 0;
+  // How many batches are best run side by side, each on its own thread (the
+  // cores are split between them).
+  virtual int workers() const { return 1; }
 };
 
 // Whether data of this shape fits the model's fixed input: spectra must give
