@@ -17,7 +17,7 @@
 //      --blocks size; the first block size's answers are the recall truth.
 //   4. ANN (when index.json names ivf or hnsw): for each --nprobe / --ef value,
 //      one-query latency and recall@k over the first --ann-queries, and the
-//      throughput of all queries in one call.
+//      throughput of those queries in one call.
 //
 // --truth-out writes the exact answers' vector rows (queries x k int64, -1
 // padded) for the Python peers' agreement and recall checks.
@@ -305,7 +305,7 @@ int main(int argc, char** argv) {
       mmu::SearchOptions o;
       (ivf ? o.nprobe : o.ef_search) = settings[i];
       auto ann = [&](const float* q, int64_t n) { return store->search(space, q, n, a.k, nullptr, o); };
-      const Timed t = time_search(ann, queries, dim, n_ann, nq);
+      const Timed t = time_search(ann, queries, dim, n_ann, n_ann);
       const double r = recall(truth_ann, t.first_answers);
       ann_json << (i ? ", " : "") << "{\"" << (ivf ? "nprobe" : "ef_search") << "\": " << settings[i]
                << ", \"recall\": " << r << ", \"one\": " << stats_json(t.one) << ", \"batch_qps\": " << t.batch_qps
