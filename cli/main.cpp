@@ -5,7 +5,9 @@
 
 #include "cli_common.h"
 #include "omp_defaults.h"
+#include "export_command.h"
 #include "hunt_command.h"
+#include "probe_command.h"
 #include "query_command.h"
 #include "serve_command.h"
 #include "mmu/space_index.h"
@@ -71,10 +73,21 @@ int main(int argc, char** argv) {
   mmu::cli::HuntFlags hunt;
   auto* hunt_cmd = mmu::cli::setup_hunt(app, hunt);
   hunt_cmd->add_option("--store", store_path, "store directory (default: $MMU_STORE or ./mmu-store)");
+  mmu::cli::ExportFlags export_flags;
+  mmu::cli::ProbeFlags probe_flags;
+  mmu::cli::PredictFlags predict_flags;
+  auto* export_cmd = mmu::cli::setup_export(app, export_flags);
+  auto* probe_cmd = mmu::cli::setup_probe(app, probe_flags);
+  auto* predict_cmd = mmu::cli::setup_predict(app, predict_flags);
+  for (auto* c : {export_cmd, probe_cmd, predict_cmd})
+    c->add_option("--store", store_path, "store directory (default: $MMU_STORE or ./mmu-store)");
 
   return mmu::cli::run_main(app, argc, argv, [&] {
     if (*serve_command) return mmu::cli::run_serve(serve);
     if (hunt_cmd->parsed()) return mmu::cli::run_hunt(*mmu::Store::open(store_path), hunt);
+    if (export_cmd->parsed()) return mmu::cli::run_export(*mmu::Store::open(store_path), export_flags);
+    if (probe_cmd->parsed()) return mmu::cli::run_probe(*mmu::Store::open(store_path), probe_flags);
+    if (predict_cmd->parsed()) return mmu::cli::run_predict(*mmu::Store::open(store_path), predict_flags);
     const mmu::LikeQuery& q = query.q;
     const bool asked = !q.like.empty() || !query.near.empty() || !query.vector_file.empty() || !query.like_file.empty();
     if (!spaces && !asked)

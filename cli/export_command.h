@@ -1,0 +1,24 @@
+// `mmu-search export`: a space's vectors and catalog rows to FITS, HDF5 (MMU
+// layout), CSV or .npy (see mmu/export.h).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "mmu/export.h"
+
+namespace mmu {
+class Store;
+}
+
+namespace mmu::cli {
+
+struct ExportFlags {
+  ExportOptions options;
+  std::string format = "fits";
+};
+
+CLI::App* setup_export(CLI::App& app, ExportFlags& f);
+int run_export(const Store& store, ExportFlags& f);
+
+}  // namespace mmu::cli
