@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   b->add_option("--threads", build.threads, "LibTorch threads for models (default: all cores)");
   b->add_option("--device", build.device, "where models run: cpu, or cuda (needs a -DMMU_ENABLE_CUDA=ON build)")
       ->capture_default_str();
+  b->add_flag("--refit", build.refit,
+              "read every file again and refit the baseline (default: reuse the objects and vectors of unchanged files)");
   b->add_flag("--resume", build.resume, "continue an interrupted build, reusing its finished partitions");
   b->add_flag("--skip-bad", build.skip_bad, "leave out files that cannot be read (each is reported) instead of stopping");
 

@@ -39,6 +39,10 @@ Stmt& Stmt::bind(int i, int64_t v) {
   if (sqlite3_bind_int64(s_, i, v) != SQLITE_OK) db_->fail("bind");
   return *this;
 }
+Stmt& Stmt::bind_value(int i, const Stmt& from, int col) {
+  if (sqlite3_bind_value(s_, i, sqlite3_column_value(from.s_, col)) != SQLITE_OK) db_->fail("bind");
+  return *this;
+}
 Stmt& Stmt::bind(int i, double v) {
   if (sqlite3_bind_double(s_, i, v) != SQLITE_OK) db_->fail("bind");
   return *this;

@@ -38,6 +38,8 @@ class Stmt {
   Stmt& bind(int i, int64_t v);
   Stmt& bind(int i, double v);
   Stmt& bind(int i, const std::string& v);
+  // Binds column `col` of `from`'s current row as it is (any type, or NULL).
+  Stmt& bind_value(int i, const Stmt& from, int col);
   bool step();  // true while a row is available
   void run();   // step to completion, then reset for reuse
   void reset();

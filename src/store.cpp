@@ -195,6 +195,28 @@ std::vector<std::string> Store::files_signature() const {
   return out;
 }
 
+std::vector<StoredFile> Store::files() const {
+  auto s = rep_->db->prepare(
+      "SELECT f.id, f.path, f.dataset, f.subset, f.healpix, f.size, f.mtime, f.modality, f.n_objects, "
+      "(SELECT min(row) FROM objects o WHERE o.file_id = f.id) FROM files f ORDER BY f.id");
+  std::vector<StoredFile> out;
+  while (s.step()) {
+    StoredFile f;
+    f.id = s.int64(0);
+    f.file.path = s.text(1);
+    f.file.dataset = s.text(2);
+    f.file.subset = s.text(3);
+    f.file.healpix = s.int64(4);
+    f.file.size = s.int64(5);
+    f.file.mtime = s.int64(6);
+    f.modality = s.text(7);
+    f.n_objects = s.int64(8);
+    f.first_row = s.is_null(9) ? 0 : s.int64(9);
+    out.push_back(f);
+  }
+  return out;
+}
+
 std::vector<SpaceInfo> Store::spaces() const {
   std::vector<SpaceInfo> out;
   for (const auto& kv : rep_->spaces) out.push_back(kv.second);

@@ -61,6 +61,17 @@ void insert_space(sql::Db& db, const SpaceInfo& info, const std::vector<std::pai
   }
 }
 
+int64_t insert_file(sql::Db& db, const SourceFile& f, const std::string& path, const std::string& modality,
+                    int64_t n_objects) {
+  auto s = db.prepare(
+      "INSERT INTO files(path, dataset, subset, healpix, size, mtime, modality, n_objects) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  s.bind(1, path).bind(2, f.dataset).bind(3, f.subset).bind(4, f.healpix).bind(5, f.size).bind(6, f.mtime);
+  s.bind(7, modality).bind(8, n_objects);
+  s.run();
+  return sqlite3_last_insert_rowid(db.raw());
+}
+
 }  // namespace
 
 struct StoreWriter::Rep {
@@ -122,19 +133,60 @@ StoreWriter::~StoreWriter() {
 }
 
 int64_t StoreWriter::add_file(const SourceFile& f, Modality m, int64_t n_objects) {
-  auto s = rep_->db->prepare(
-      "INSERT INTO files(path, dataset, subset, healpix, size, mtime, modality, n_objects) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-  s.bind(1, fs::absolute(f.path).lexically_normal().string())
-      .bind(2, f.dataset)
-      .bind(3, f.subset)
-      .bind(4, f.healpix)
-      .bind(5, f.size)
-      .bind(6, f.mtime)
-      .bind(7, std::string(modality_name(m)))
-      .bind(8, n_objects);
-  s.run();
-  return sqlite3_last_insert_rowid(rep_->db->raw());
+  return insert_file(*rep_->db, f, fs::absolute(f.path).lexically_normal().string(), modality_name(m), n_objects);
+}
+
+int64_t StoreWriter::copy_file(const Store& old, const StoredFile& f) {
+  Rep& r = *rep_;
+  const int64_t file_id = insert_file(*r.db, f.file, f.file.path, f.modality, f.n_objects);
+  const int64_t first = r.next_row, shift = first - f.first_row;
+  // A second, read-only connection to the old catalog: ATTACH is not allowed
+  // inside the writer's open transaction.
+  sql::Db src((fs::path(old.generation_path()) / schema::kCatalogFile).string(), SQLITE_OPEN_READONLY);
+  auto get = src.prepare(
+      "SELECT row, object_id, survey, subset, ra, dec, healpix, hpx_fine, index_in_file, modality FROM objects "
+      "WHERE file_id = ?1 ORDER BY row");
+  get.bind(1, f.id);
+  auto put = r.db->prepare(
+      "INSERT INTO objects(row, object_id, survey, subset, ra, dec, healpix, hpx_fine, file_id, index_in_file, "
+      "modality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+  int64_t n = 0;
+  while (get.step()) {
+    put.bind(1, get.int64(0) + shift).bind(2, get.text(1)).bind(3, get.text(2)).bind(4, get.text(3));
+    put.bind(5, get.real(4)).bind(6, get.real(5)).bind(7, get.int64(6)).bind(8, get.int64(7));
+    put.bind(9, file_id).bind(10, get.int64(8)).bind(11, get.text(9));
+    put.run();
+    ++n;
+  }
+  if (n != f.n_objects)
+    throw FormatError("store '" + old.path() + "' is damaged: file '" + f.file.path + "' lists " +
+                      std::to_string(f.n_objects) + " objects, the catalog holds " + std::to_string(n));
+  r.next_row += n;
+  auto has_values = src.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'object_values'");
+  has_values.step();
+  if (has_values.int64(0) > 0 && n > 0) {  // format 1 stores have no catalog values
+    auto vget = src.prepare("SELECT name, row, num, txt FROM object_values WHERE row BETWEEN ?1 AND ?2");
+    vget.bind(1, f.first_row).bind(2, f.first_row + n - 1);
+    auto vput = r.db->prepare("INSERT INTO object_values(name, row, num, txt) VALUES (?1, ?2, ?3, ?4)");
+    while (vget.step()) {
+      vput.bind(1, vget.text(0)).bind(2, vget.int64(1) + shift);
+      vput.bind_value(3, vget, 2).bind_value(4, vget, 3);
+      vput.run();
+    }
+  }
+  return first;
+}
+
+void StoreWriter::copy_links(const Store& old, const std::function<int64_t(int64_t)>& map_row) {
+  sql::Db src((fs::path(old.generation_path()) / schema::kCatalogFile).string(), SQLITE_OPEN_READONLY);
+  auto get = src.prepare("SELECT row_a, row_b, sep_arcsec FROM links");
+  auto put = rep_->db->prepare("INSERT OR REPLACE INTO links(row_a, row_b, sep_arcsec) VALUES (?1, ?2, ?3)");
+  while (get.step()) {
+    const int64_t a = map_row(get.int64(0)), b = map_row(get.int64(1));
+    if (a < 0 || b < 0) continue;
+    put.bind(1, std::min(a, b)).bind(2, std::max(a, b)).bind(3, get.real(2));
+    put.run();
+  }
 }
 
 int64_t StoreWriter::add_objects(const std::vector<NewObject>& objects) {
@@ -200,11 +252,14 @@ void StoreWriter::copy_space(const Store& old, const std::string& name) {
   const SpaceInfo info = old.space(name);
   const fs::path src = old.space_dir(name), dst = fs::path(r.tmp_path) / "spaces" / name;
   files::make_dirs(dst.string());
-  for (const char* f : {schema::kVectorsFile, schema::kIndexFile, schema::kFitFile}) {
+  // Every file of the space: vectors, fit, FAISS files and the index record.
+  for (const auto& e : fs::directory_iterator(src)) {
+    if (!e.is_regular_file()) continue;
+    const fs::path to = dst / e.path().filename();
     std::error_code ec;
-    fs::create_hard_link(src / f, dst / f, ec);
-    if (ec) fs::copy_file(src / f, dst / f, ec);
-    if (ec) throw IoError((dst / f).string(), "copy", ec.value());
+    fs::create_hard_link(e.path(), to, ec);
+    if (ec) fs::copy_file(e.path(), to, ec);
+    if (ec) throw IoError(to.string(), "copy", ec.value());
   }
   insert_space(*r.db, info, old.space_rows(name));
 }

@@ -23,6 +23,7 @@ struct BuildOptions {
   int threads = 0;                 // LibTorch intra-op threads (0 = its default)
   std::string device = "cpu";      // where models run: cpu, or cuda (CUDA builds only)
   bool resume = false;             // reuse the finished partitions of an interrupted build
+  bool refit = false;              // read every file and refit the baseline, instead of reusing unchanged files
   ImageFeatureOptions image;
   SpectrumFeatureOptions spectrum;
   LightCurveFeatureOptions light_curve;
@@ -30,10 +31,15 @@ struct BuildOptions {
 
 struct BuildReport {
   int64_t files = 0;
+  int64_t files_read = 0;                    // new or changed files read and encoded
+  int64_t reused_files = 0;                  // unchanged files whose objects and vectors were carried over
+  int64_t reused_objects = 0;
+  std::vector<std::string> removed_files;    // files of the previous store that are gone (their objects dropped)
+  std::vector<std::string> reindexed;        // "space: index, recall" rebuilt after the vectors changed
   int64_t objects = 0;
   int64_t without_modality = 0;              // catalogued, not embedded
   std::vector<std::string> skipped;          // "path: reason" for files left out by skip_bad
-  std::vector<std::string> kept_spaces;      // spaces carried over unchanged from the previous store
+  std::vector<std::string> kept_spaces;      // spaces carried over unchanged (hard-linked) from the previous store
   int64_t resumed_objects = 0;               // model embeddings taken from checkpoints
   std::vector<std::string> model_skips;      // files a model's fixed input cannot take (e.g. SDSS lengths)
   std::map<std::string, int64_t> space_counts;

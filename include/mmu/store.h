@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,15 @@ struct SearchOptions {
   int64_t ef_search = 0;  // HNSW candidate list; 0 = the index's own setting
 };
 
+// A source file as the catalog recorded it.
+struct StoredFile {
+  int64_t id = -1;
+  SourceFile file;        // path is absolute
+  std::string modality;   // modality_name()
+  int64_t n_objects = 0;
+  int64_t first_row = 0;  // its objects are rows [first_row, first_row + n_objects)
+};
+
 struct SpaceInfo {
   std::string name;      // "image", "spectrum", ...
   std::string modality;  // modality_name() of the inputs
@@ -96,6 +106,8 @@ class Store {
   // One line per ingested file: "path size mtime objects", in file order; two
   // stores with equal signatures have equal catalogs.
   std::vector<std::string> files_signature() const;
+  // Every ingested file, in file order.
+  std::vector<StoredFile> files() const;
   SpaceInfo space(const std::string& name) const;  // throws NotFound listing the spaces
   // `name` itself, or the one space "name@version" when only the model name is given.
   std::string resolve_space_name(const std::string& name) const;
@@ -170,6 +182,12 @@ class StoreWriter {
   // Carries space `name` of `old` into the new generation unchanged (files
   // hard-linked). REQUIRES: the new catalog rows equal the old ones.
   void copy_space(const Store& old, const std::string& name);
+  // Copies file `f` of `old` with its objects and catalog values, unchanged
+  // but for their rows (consecutive from the next free row, returned).
+  int64_t copy_file(const Store& old, const StoredFile& f);
+  // Copies the cross-match links of `old` whose two rows both map to new rows
+  // (map_row returns -1 for a row that is gone).
+  void copy_links(const Store& old, const std::function<int64_t(int64_t)>& map_row);
   void commit();
 
  private:

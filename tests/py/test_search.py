@@ -302,6 +302,75 @@ def _(env):
     need(p.returncode == 1 and "--method" in p.stderr, p.stderr)
 
 
+def space_by_id(store, name):
+    vecs, meta = load_space(store, name)
+    return {m[0]: vecs[i] for i, m in enumerate(meta)}
+
+
+@case("incremental build: unchanged files carried bit for bit, changed and new files read, removed dropped, index rebuilt")
+def _(env):
+    import shutil
+    data, store, snap = (os.path.join(env.tmp, "inc-" + x) for x in ("data", "store", "before"))
+    shutil.copytree(env.samples, data)
+    run(env, env.index, "build", data, "--store", store, "--quiet")
+    run(env, env.index, "reindex", "--store", store, "--space", "image", "--index", "hnsw")
+    shutil.copytree(store, snap)
+    before = {sp: space_by_id(snap, sp) for sp in ("image", "spectrum")}
+    # Nothing changed: every space is kept as it was.
+    p = run(env, env.index, "build", data, "--store", store)
+    need("0 new or changed files read" in p.stdout and "space image: unchanged" in p.stdout, p.stdout)
+    # One image file removed, one spectrum file touched (same bytes, new mtime), new image files added.
+    removed = sorted(glob_files(data, "legacysurvey"))[0]
+    touched = sorted(glob_files(data, "desi"))[0]
+    import h5py
+    with h5py.File(removed, "r") as f:
+        gone = {x.decode() if isinstance(x, bytes) else str(x) for x in f["object_id"][:]}
+    with h5py.File(touched, "r") as f:
+        retouched = {str(x) for x in f["object_id"][:]}
+    os.remove(removed)
+    os.utime(touched)
+    extra = os.path.join(env.tmp, "inc-extra")
+    run(env, "/usr/bin/python3", os.path.join(TOOLS, "make_samples.py"), "--out", extra, "--n", "40", "--seed", "99")
+    for cell in glob_cells(os.path.join(extra, "legacysurvey")):
+        shutil.copytree(cell, os.path.join(data, "legacysurvey", "extra", os.path.basename(cell)))
+    p = run(env, env.index, "build", data, "--store", store)
+    need("removed: '%s'" % os.path.abspath(removed) in p.stdout, "the removed file is reported: %s" % p.stdout)
+    need("index rebuilt for space image: hnsw" in p.stdout, "the hnsw index is rebuilt: %s" % p.stdout)
+    after = {sp: space_by_id(store, sp) for sp in ("image", "spectrum")}
+    need(not (gone & set(after["image"])), "objects of the removed file are gone")
+    new_ids = set(after["image"]) - set(before["image"])
+    need(len(new_ids) > 0 and set(before["image"]) - gone <= set(after["image"]), "new objects added, old kept")
+    for sp in ("image", "spectrum"):
+        for oid, v in before[sp].items():
+            if oid in gone:
+                continue
+            if oid in retouched:  # re-read and projected with the same fit
+                need(np.allclose(after[sp][oid], v, atol=1e-6), "%s %s: re-read vector differs" % (sp, oid))
+            else:
+                need(np.array_equal(after[sp][oid], v), "%s %s: carried vector changed" % (sp, oid))
+    rec = json.load(open(os.path.join(store, open(os.path.join(store, "CURRENT")).read().strip(), "spaces", "image",
+                                      "index.json")))
+    need(rec["kind"] == "hnsw", "index.json after the incremental build: %s" % rec)
+    # --refit reads everything and equals a build from scratch of the same files.
+    p = run(env, env.index, "build", data, "--store", store, "--refit")
+    need("carried over" not in p.stdout, "--refit reuses nothing: %s" % p.stdout)
+    fresh = os.path.join(env.tmp, "inc-fresh")
+    run(env, env.index, "build", data, "--store", fresh, "--quiet")
+    for sp in ("image", "spectrum"):
+        a, b = space_by_id(store, sp), space_by_id(fresh, sp)
+        need(a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a), "%s: --refit != scratch" % sp)
+
+
+def glob_files(root, dataset):
+    import glob
+    return glob.glob(os.path.join(root, dataset, "**", "*.hdf5"), recursive=True)
+
+
+def glob_cells(root):
+    import glob
+    return glob.glob(os.path.join(root, "*", "healpix=*"))
+
+
 if __name__ == "__main__":
     args, index, search_bin = binaries_samples_tmp()
     env = Env()
