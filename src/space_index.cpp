@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <ctime>
 #include <filesystem>
 #include <random>
 #include <unordered_set>
@@ -21,6 +20,7 @@
 #include "mmu/store.h"
 #include "space_searcher.h"
 #include "store_schema.h"
+#include "utc_time.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -34,15 +34,6 @@ constexpr const char* kHalfFile = "vectors.f16";
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 void write_faiss_atomic(const faiss::Index& index, const std::string& path) {

@@ -1,8 +1,3 @@
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
-#include <ctime>
 #include <filesystem>
 
 #include "file_util.h"
@@ -13,21 +8,13 @@
 #include "sha256.h"
 #include "sqlite_util.h"
 #include "store_schema.h"
+#include "utc_time.h"
 
 namespace fs = std::filesystem;
 
 namespace mmu {
 
 namespace {
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // Number N of a "gen-N" directory name, or -1.
 int64_t generation_number(const std::string& name) {
@@ -76,7 +63,7 @@ int64_t insert_file(sql::Db& db, const SourceFile& f, const std::string& path, c
 
 struct StoreWriter::Rep {
   std::string dir, gen_name, tmp_path;
-  int lock_fd = -1;
+  std::unique_ptr<files::FileLock> lock;
   std::unique_ptr<sql::Db> db;
   int64_t next_row = 0;
   bool committed = false;
@@ -92,14 +79,8 @@ StoreWriter::StoreWriter(const std::string& dir) : rep_(std::make_unique<Rep>())
       !fs::exists(fs::path(dir) / schema::kLockFile))
     throw InvalidArgument("'" + dir + "' is a non-empty folder that is not an mmu-search store; refusing to write into it");
   files::make_dirs(dir);
-  const std::string lock = (fs::path(dir) / schema::kLockFile).string();
-  r.lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT, 0644);
-  if (r.lock_fd < 0) throw IoError(lock, "create", errno);
-  if (::flock(r.lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(r.lock_fd);
-    r.lock_fd = -1;
-    throw InvalidArgument("store '" + dir + "' is being written by another process (" + lock + " is locked)");
-  }
+  r.lock = std::make_unique<files::FileLock>((fs::path(dir) / schema::kLockFile).string(),
+                                             "store '" + dir + "' is being written by another process");
   // Leftovers of interrupted builds are never live: remove them.
   int64_t max_gen = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
@@ -129,7 +110,6 @@ StoreWriter::~StoreWriter() {
     std::error_code ec;
     fs::remove_all(r.tmp_path, ec);
   }
-  if (r.lock_fd >= 0) ::close(r.lock_fd);
 }
 
 int64_t StoreWriter::add_file(const SourceFile& f, Modality m, int64_t n_objects) {

@@ -4,6 +4,7 @@ end with the line `N passed, M failed` that ctest logs and CI read."""
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import traceback
 
@@ -22,6 +23,36 @@ def binaries_samples_tmp():
 
 class CaseFailure(AssertionError):
     """Raised by a case to fail with a message (not a traceback)."""
+
+
+def need(cond, why):
+    """Fails the running case with `why` unless cond holds."""
+    if not cond:
+        raise CaseFailure(why)
+
+
+def case_list():
+    """(cases, case): a list for run_cases and a decorator @case("name") appending to it."""
+    cases = []
+
+    def case(name):
+        def deco(fn):
+            cases.append((name, fn))
+            return fn
+        return deco
+    return cases, case
+
+
+class Env:
+    """What a script's setup hands its cases (binaries, folders, stores)."""
+
+
+def run(*args, ok=True, timeout=900):
+    """Runs a command; with ok=True a non-zero exit fails the case with its stderr."""
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+    if ok and p.returncode != 0:
+        raise CaseFailure("command failed (%d): %s\n%s" % (p.returncode, " ".join(map(str, args)), p.stderr))
+    return p
 
 
 class Checks:

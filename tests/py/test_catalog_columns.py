@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import h5py
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Checks, binaries_samples_tmp  # noqa: E402

@@ -29,7 +29,7 @@ import mmu_fixtures as fx  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CaseFailure, run_cases  # noqa: E402
+from harness import CaseFailure, case_list, run_cases  # noqa: E402
 
 TIMEOUT_S = 60
 EXIT_INTERNAL = 70
@@ -218,14 +218,7 @@ def tree_with(env, label, survey, datasets, cell=fx.CELL, keep_other=True, compr
 
 # ---------------------------------------------------------------------- cases
 
-CASES = []
-
-
-def case(name):
-    def deco(fn):
-        CASES.append((name, fn))
-        return fn
-    return deco
+CASES, case = case_list()
 
 
 @case("0 good store answers --like <image id> --k 3 --format csv with 3 rows")

@@ -8,38 +8,17 @@ import csv
 import glob
 import os
 import sqlite3
-import subprocess
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CaseFailure, binaries_samples_tmp, run_cases  # noqa: E402
+from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
 
-CASES = []
-
-
-def case(name):
-    def deco(fn):
-        CASES.append((name, fn))
-        return fn
-    return deco
+CASES, case = case_list()
 
 
-def need(cond, why):
-    if not cond:
-        raise CaseFailure(why)
 
-
-class Env:
-    pass
-
-
-def run(*args, ok=True):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=600)
-    if ok and p.returncode != 0:
-        raise CaseFailure("command failed (%d): %s\n%s" % (p.returncode, " ".join(args), p.stderr))
-    return p
 
 
 def export(env, *args, ok=True):

@@ -7,40 +7,19 @@ Run: test_probe.py --bin BUILD --samples DIR --tmp DIR
 """
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CaseFailure, binaries_samples_tmp, run_cases  # noqa: E402
+from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
 from test_export import load_space  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CASES = []
+CASES, case = case_list()
 
 
-def case(name):
-    def deco(fn):
-        CASES.append((name, fn))
-        return fn
-    return deco
 
-
-def need(cond, why):
-    if not cond:
-        raise CaseFailure(why)
-
-
-class Env:
-    pass
-
-
-def run(*args, ok=True):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=900)
-    if ok and p.returncode != 0:
-        raise CaseFailure("command failed (%d): %s\n%s" % (p.returncode, " ".join(args), p.stderr))
-    return p
 
 
 def probe(env, *args, ok=True):

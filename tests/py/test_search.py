@@ -11,44 +11,23 @@ import math
 import os
 import random
 import sqlite3
-import subprocess
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CaseFailure, binaries_samples_tmp, run_cases  # noqa: E402
+from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.join(HERE, "..", "..", "tools")
-CASES = []
+CASES, case = case_list()
 
 
-def case(name):
-    def deco(fn):
-        CASES.append((name, fn))
-        return fn
-    return deco
 
-
-def need(cond, why):
-    if not cond:
-        raise CaseFailure(why)
-
-
-class Env:
-    pass
-
-
-def run(env, *args, ok=True):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=600)
-    if ok and p.returncode != 0:
-        raise CaseFailure("command failed (%d): %s\n%s" % (p.returncode, " ".join(args), p.stderr))
-    return p
 
 
 def search(env, *args, ok=True):
-    return run(env, env.search, "--store", env.store, *args, ok=ok)
+    return run(env.search, "--store", env.store, *args, ok=ok)
 
 
 def search_json(env, *args):
@@ -98,7 +77,7 @@ def haversine_deg(ra1, dec1, ra2, dec2):
 
 def setup(env):
     env.store = os.path.join(env.tmp, "store")
-    run(env, env.index, "build", env.samples, "--store", env.store, "--quiet")
+    run(env.index, "build", env.samples, "--store", env.store, "--quiet")
     env.spec, env.spec_meta = load_space(env.store, "spectrum")
     env.img, env.img_meta = load_space(env.store, "image")
     env.ids = [m[0] for m in env.spec_meta]
@@ -224,7 +203,7 @@ def _(env):
     oid = env.ids[q_i]
     want = brute(env.spec, env.spec_meta, env.spec[q_i], 20, exclude={oid})
     for kind in ("flat16", "ivf", "hnsw"):
-        p = run(env, env.index, "reindex", "--store", env.store, "--space", "spectrum", "--index", kind,
+        p = run(env.index, "reindex", "--store", env.store, "--space", "spectrum", "--index", kind,
                 "--recall-k", "10", "--recall-queries", "40")
         need("recall@10" in p.stdout, "reindex prints recall: %s" % p.stdout)
         rec = json.load(open(os.path.join(env.store, open(os.path.join(env.store, "CURRENT")).read().strip(),
@@ -238,7 +217,7 @@ def _(env):
             same_results(got["results"], want, "flat16", tol=2e-3)
         exact = search_json(env, "--like", oid, "--k", "20", "--exact")
         same_results(exact["results"], want, "--exact under %s" % kind)
-    run(env, env.index, "reindex", "--store", env.store, "--space", "spectrum", "--index", "flat")
+    run(env.index, "reindex", "--store", env.store, "--space", "spectrum", "--index", "flat")
     same_results(search_json(env, "--like", oid, "--k", "20")["results"], want, "back to flat")
 
 
@@ -250,7 +229,7 @@ def _(env):
     kth = -np.sort(-sims, axis=1)[:, n - 1]
     iso = 1 - kth
     order = np.argsort(-iso, kind="stable")[:8]
-    got = json.loads(run(env, env.search, "hunt", "--store", env.store, "--outliers", "--space", "image",
+    got = json.loads(run(env.search, "hunt", "--store", env.store, "--outliers", "--space", "image",
                          "--neighbours", str(n), "--k", "8", "--format", "json").stdout)
     need([r["object_id"] for r in got["results"]] == [env.img_meta[i][0] for i in order],
          "outlier order differs from numpy")
@@ -260,9 +239,9 @@ def _(env):
 @case("hunt: positives of a rare class pull that class far above its base rate")
 def _(env):
     demo = os.path.join(env.tmp, "hunt-data")
-    run(env, "/usr/bin/python3", os.path.join(TOOLS, "make_samples.py"), "--out", demo, "--n", "1500", "--seed", "11")
+    run("/usr/bin/python3", os.path.join(TOOLS, "make_samples.py"), "--out", demo, "--n", "1500", "--seed", "11")
     store = os.path.join(env.tmp, "hunt-store")
-    run(env, env.index, "build", demo, "--store", store, "--quiet")
+    run(env.index, "build", demo, "--store", store, "--quiet")
     truth = list(csv.DictReader(open(os.path.join(demo, "truth.csv"))))
     lines = []
     # Lenses are ~1% (half of them are the positives), mergers ~13% (5 positives).
@@ -277,7 +256,7 @@ def _(env):
             open(path, "w").write("\n".join(pos) + "\n")
             base = len(rest) / (n_survey - len(pos))
             for method in ("classifier", "mean"):
-                got = json.loads(run(env, env.search, "hunt", "--store", store, "--positives", path, "--space", space,
+                got = json.loads(run(env.search, "hunt", "--store", store, "--positives", path, "--space", space,
                                      "--method", method, "--k", "20", "--format", "json").stdout)["results"]
                 need(not any(r["object_id"] in pos for r in got), "a positive came back")
                 rel = [1 if r["object_id"] in rest else 0 for r in got]
@@ -294,11 +273,11 @@ def _(env):
 
 @case("hunt without positives, or with an unknown method, is refused naming the flag")
 def _(env):
-    p = run(env, env.search, "hunt", "--store", env.store, ok=False)
+    p = run(env.search, "hunt", "--store", env.store, ok=False)
     need(p.returncode == 1 and "--positives" in p.stderr, p.stderr)
     path = os.path.join(env.tmp, "one.txt")
     open(path, "w").write(env.ids[0] + "\n")
-    p = run(env, env.search, "hunt", "--store", env.store, "--positives", path, "--method", "magic", ok=False)
+    p = run(env.search, "hunt", "--store", env.store, "--positives", path, "--method", "magic", ok=False)
     need(p.returncode == 1 and "--method" in p.stderr, p.stderr)
 
 
@@ -312,12 +291,12 @@ def _(env):
     import shutil
     data, store, snap = (os.path.join(env.tmp, "inc-" + x) for x in ("data", "store", "before"))
     shutil.copytree(env.samples, data)
-    run(env, env.index, "build", data, "--store", store, "--quiet")
-    run(env, env.index, "reindex", "--store", store, "--space", "image", "--index", "hnsw")
+    run(env.index, "build", data, "--store", store, "--quiet")
+    run(env.index, "reindex", "--store", store, "--space", "image", "--index", "hnsw")
     shutil.copytree(store, snap)
     before = {sp: space_by_id(snap, sp) for sp in ("image", "spectrum")}
     # Nothing changed: every space is kept as it was.
-    p = run(env, env.index, "build", data, "--store", store)
+    p = run(env.index, "build", data, "--store", store)
     need("0 new or changed files read" in p.stdout and "space image: unchanged" in p.stdout, p.stdout)
     # One image file removed, one spectrum file touched (same bytes, new mtime), new image files added.
     removed = sorted(glob_files(data, "legacysurvey"))[0]
@@ -330,10 +309,10 @@ def _(env):
     os.remove(removed)
     os.utime(touched)
     extra = os.path.join(env.tmp, "inc-extra")
-    run(env, "/usr/bin/python3", os.path.join(TOOLS, "make_samples.py"), "--out", extra, "--n", "40", "--seed", "99")
+    run("/usr/bin/python3", os.path.join(TOOLS, "make_samples.py"), "--out", extra, "--n", "40", "--seed", "99")
     for cell in glob_cells(os.path.join(extra, "legacysurvey")):
         shutil.copytree(cell, os.path.join(data, "legacysurvey", "extra", os.path.basename(cell)))
-    p = run(env, env.index, "build", data, "--store", store)
+    p = run(env.index, "build", data, "--store", store)
     need("removed: '%s'" % os.path.abspath(removed) in p.stdout, "the removed file is reported: %s" % p.stdout)
     need("index rebuilt for space image: hnsw" in p.stdout, "the hnsw index is rebuilt: %s" % p.stdout)
     after = {sp: space_by_id(store, sp) for sp in ("image", "spectrum")}
@@ -352,10 +331,10 @@ def _(env):
                                       "index.json")))
     need(rec["kind"] == "hnsw", "index.json after the incremental build: %s" % rec)
     # --refit reads everything and equals a build from scratch of the same files.
-    p = run(env, env.index, "build", data, "--store", store, "--refit")
+    p = run(env.index, "build", data, "--store", store, "--refit")
     need("carried over" not in p.stdout, "--refit reuses nothing: %s" % p.stdout)
     fresh = os.path.join(env.tmp, "inc-fresh")
-    run(env, env.index, "build", data, "--store", fresh, "--quiet")
+    run(env.index, "build", data, "--store", fresh, "--quiet")
     for sp in ("image", "spectrum"):
         a, b = space_by_id(store, sp), space_by_id(fresh, sp)
         need(a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a), "%s: --refit != scratch" % sp)

@@ -21,12 +21,7 @@ import urllib.request
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CaseFailure, binaries_samples_tmp, run_cases  # noqa: E402
-
-
-def need(cond, what):
-    if not cond:
-        raise CaseFailure(what)
+from harness import CaseFailure, binaries_samples_tmp, need, run_cases  # noqa: E402
 
 
 def run(cmd, ok=True):
