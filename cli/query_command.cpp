@@ -35,6 +35,9 @@ void add_query_flags(CLI::App& app, QueryFlags& f) {
   app.add_option("--radius", f.radius, "search radius of --near, e.g. 10arcsec, 1arcmin")->capture_default_str();
   app.add_option("--vector", f.vector_file, "a .npy file holding one query vector (float32 or float64)");
   app.add_option("--like-file", f.like_file, "a file of object_ids, one per line: one result block per id (batched)");
+  app.add_option("--from", f.q.from,
+                 "cross-modal: the query objects' tower of a trained shared space: image, spectrum, or both (averaged)");
+  app.add_option("--to", f.q.to, "cross-modal: the tower searched: image or spectrum");
   add_filter_flags(app, f);
 }
 

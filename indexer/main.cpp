@@ -10,6 +10,7 @@
 #include "mmu/store.h"
 #include "mmu/version.h"
 #include "reindex_command.h"
+#include "train_command.h"
 #include "xmatch_command.h"
 
 int main(int argc, char** argv) {
@@ -59,6 +60,10 @@ int main(int argc, char** argv) {
   reindex.store = mmu::default_store_path();
   auto* ri = mmu::cli::setup_reindex(app, reindex);
 
+  mmu::TrainOptions train;
+  train.store = mmu::default_store_path();
+  auto* tr = mmu::cli::setup_train(app, train);
+
   // CLI11 reports a misspelt subcommand as "a subcommand is required": name it.
   if (argc > 1 && argv[1][0] != '-') {
     std::string known;
@@ -76,6 +81,7 @@ int main(int argc, char** argv) {
   return mmu::cli::run_main(app, argc, argv, [&] {
     if (xm->parsed()) return mmu::cli::run_xmatch(xmatch);
     if (ri->parsed()) return mmu::cli::run_reindex(reindex);
+    if (tr->parsed()) return mmu::cli::run_train(train);
     if (pre->parsed()) {
       if (pre_limit <= 0) throw mmu::InvalidArgument("--limit must be >= 1");
       const mmu::ModelCard card = mmu::load_model_card(pre_model);

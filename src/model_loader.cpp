@@ -8,6 +8,7 @@
 
 #include "mmu/error.h"
 #include "mmu/model_package.h"
+#include "model_plugin.h"
 
 namespace fs = std::filesystem;
 
@@ -18,7 +19,7 @@ namespace {
 constexpr const char* kPluginName = "libmmu_models.so";
 using Factory = ModelEncoder* (*)(const ModelCard&, int, const char*);
 
-Factory open_plugin() {
+void* open_plugin() {
   std::vector<std::string> tried;
   if (const char* env = std::getenv("MMU_MODELS_LIB"); env && *env) tried.push_back(env);
   std::error_code ec;
@@ -31,13 +32,8 @@ Factory open_plugin() {
   std::string why;
   for (const std::string& path : tried) {
     if (!fs::exists(path, ec)) continue;
-    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
-      why = dlerror();
-      continue;
-    }
-    if (auto f = reinterpret_cast<Factory>(dlsym(handle, "mmu_create_torch_encoder"))) return f;
-    why = "'" + path + "' has no mmu_create_torch_encoder";
+    if (void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) return handle;
+    why = dlerror();
   }
   std::string list;
   for (const auto& p : tried) list += (list.empty() ? "" : ", ") + p;
@@ -47,13 +43,18 @@ Factory open_plugin() {
 
 }  // namespace
 
-std::unique_ptr<ModelEncoder> ModelEncoder::load(const ModelCard& card, int threads, const std::string& device) {
-  static Factory factory = nullptr;
+void* model_plugin_symbol(const char* name) {
+  static void* handle = nullptr;
   static std::mutex mu;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    if (!factory) factory = open_plugin();
-  }
+  std::lock_guard<std::mutex> lock(mu);
+  if (!handle) handle = open_plugin();
+  if (void* f = dlsym(handle, name)) return f;
+  throw Error(ErrorKind::kNotFound, std::string("the model runtime ") + kPluginName + " has no " + name +
+                                        " (an older build? rebuild it)");
+}
+
+std::unique_ptr<ModelEncoder> ModelEncoder::load(const ModelCard& card, int threads, const std::string& device) {
+  const auto factory = reinterpret_cast<Factory>(model_plugin_symbol("mmu_create_torch_encoder"));
   return std::unique_ptr<ModelEncoder>(factory(card, threads, device.c_str()));
 }
 

@@ -107,6 +107,7 @@ ModelCard load_model_card(const std::string& dir) {
   c.output_dim = field<int64_t>(output, "dim", w + " output");
   if (c.output_dim <= 0) throw FormatError(w + ": output.dim must be positive");
   c.l2_normalized = output.value("l2_normalized", false);
+  if (j.contains("shared_space")) c.shared_space = field<std::string>(field<json>(j, "shared_space", w), "id", w + " shared_space");
 
   const std::string model_path = (fs::path(dir) / c.file).string();
   if (c.file.find("..") != std::string::npos || !fs::is_regular_file(model_path, ec))

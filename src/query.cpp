@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "mmu/crossmatch.h"
@@ -119,7 +122,61 @@ struct Prepared {
   LikeResult result;
   std::vector<float> vector;
   std::vector<int64_t> exclude;  // catalog rows never returned (ascending)
+  std::string modalities;        // " (image -> spectrum, ...)" for a cross-modal search
 };
+
+// The shared-space id a model space's card declares ("" for the baseline and
+// for models trained alone). A model space's fit.bin is its model card.
+std::string shared_space_of(const Store& store, const SpaceInfo& s) {
+  if (s.model == "baseline-pca") return "";
+  const std::string path = (std::filesystem::path(store.space_dir(s.name)) / "fit.bin").string();
+  std::ifstream in(path);
+  const nlohmann::json card = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!card.is_object() || !card.contains("shared_space") || !card["shared_space"].is_object()) return "";
+  return card["shared_space"].value("id", "");
+}
+
+// The towers of one trained shared space, by modality.
+struct SharedSpace {
+  std::string id;
+  std::map<std::string, std::string> tower;  // modality -> space name
+};
+
+SharedSpace choose_shared_space(const Store& store, const LikeQuery& q) {
+  std::map<std::string, SharedSpace> by_id;
+  for (const SpaceInfo& s : store.spaces()) {
+    const std::string id = shared_space_of(store, s);
+    if (id.empty()) continue;
+    by_id[id].id = id;
+    by_id[id].tower[s.modality] = s.name;
+  }
+  if (!q.space.empty()) {
+    const SpaceInfo asked = store.space(store.resolve_space_name(q.space));
+    const std::string id = shared_space_of(store, asked);
+    if (id.empty())
+      throw InvalidArgument("--space " + asked.name + ": its model card declares no shared space; --from/--to search "
+                            "only across towers trained together (mmu-index train)");
+    return by_id.at(id);
+  }
+  if (by_id.empty())
+    throw InvalidArgument("--from/--to: no space of store '" + store.path() + "' comes from towers trained into one "
+                          "shared space (mmu-index train, then build --model DIR/image --model DIR/spectrum)");
+  if (by_id.size() > 1) {
+    std::vector<std::string> ids;
+    for (const auto& [id, s] : by_id) ids.push_back(id);
+    throw InvalidArgument("--from/--to: the store has several shared spaces (" + join(ids) +
+                          "): choose one by naming a tower with --space");
+  }
+  return by_id.begin()->second;
+}
+
+std::string tower_of(const SharedSpace& shared, const std::string& modality, const std::string& flag) {
+  const auto it = shared.tower.find(modality);
+  if (it == shared.tower.end())
+    throw InvalidArgument(flag + " " + modality + ": shared space '" + shared.id + "' has no " + modality +
+                          " tower in this store (build it with --model for both towers)");
+  return it->second;
+}
 
 // Adds the vectors of `objects` into *sum and marks the rows used as never to be returned.
 void accumulate(const std::vector<ObjectVector>& objects, const Store& store, std::vector<double>* sum, Prepared* p) {
@@ -144,11 +201,47 @@ std::vector<ObjectVector> vectors_of_rows(const Store& store, const std::vector<
   return out;
 }
 
+// Each object's vector in the shared space from its --from tower(s) (own or a
+// linked partner's); "both" averages the image and spectrum vectors (each
+// L2-normalised), renormalised. *space becomes the --to tower.
+std::vector<ObjectVector> cross_modal_vectors(const Store& store, const std::vector<CatalogRow>& objects,
+                                              const LikeQuery& q, std::string* space, std::string* modalities) {
+  if (q.from != "image" && q.from != "spectrum" && q.from != "both")
+    throw InvalidArgument("--from must be image, spectrum or both, got '" + q.from + "'");
+  if (q.to != "image" && q.to != "spectrum") throw InvalidArgument("--to must be image or spectrum, got '" + q.to + "'");
+  const SharedSpace shared = choose_shared_space(store, q);
+  *space = tower_of(shared, q.to, "--to");
+  const std::vector<std::string> from = q.from == "both" ? std::vector<std::string>{"image", "spectrum"}
+                                                          : std::vector<std::string>{q.from};
+  std::vector<std::string> from_spaces;
+  for (const std::string& m : from) from_spaces.push_back(tower_of(shared, m, "--from"));
+  *modalities = " (" + q.from + " -> " + q.to + " in shared space " + shared.id + ")";
+  std::vector<ObjectVector> out;
+  for (const CatalogRow& obj : objects) {
+    ObjectVector sum{obj, obj.row, {}};
+    for (const std::string& from_space : from_spaces) {
+      const auto [sp, owner] = resolve_space(store, obj, from_space);
+      const std::vector<float> v = store.vector_of(sp, owner);
+      if (sum.vector.empty()) sum.vector.assign(v.size(), 0.f);
+      for (size_t i = 0; i < v.size(); ++i) sum.vector[i] += v[i] / static_cast<float>(from_spaces.size());
+      if (owner != obj.row) sum.owner = owner;
+    }
+    double norm = 0;
+    for (float x : sum.vector) norm += static_cast<double>(x) * x;
+    for (float& x : sum.vector) x = static_cast<float>(x / std::sqrt(std::max(norm, 1e-30)));
+    out.push_back(std::move(sum));
+  }
+  return out;
+}
+
 Prepared prepare(const Store& store, const LikeQuery& q) {
   if (q.k <= 0) throw InvalidArgument("--k must be at least 1, got " + std::to_string(q.k));
   const int kinds = !q.like.empty() + q.near.has_value() + !q.vector.empty();
   if (kinds != 1) throw InvalidArgument("give exactly one of --like, --near or --vector");
   if (!(q.unlike_weight >= 0)) throw InvalidArgument("--unlike-weight must be >= 0");
+  const bool cross_modal = !q.from.empty() || !q.to.empty();
+  if (cross_modal && (q.from.empty() || q.to.empty())) throw InvalidArgument("--from and --to go together");
+  if (cross_modal && !q.vector.empty()) throw InvalidArgument("--from/--to take objects (--like, --near), not --vector");
   Prepared p;
   LikeResult& r = p.result;
   r.requested_k = q.k;
@@ -174,10 +267,15 @@ Prepared prepare(const Store& store, const LikeQuery& q) {
     pos.assign(q.vector.begin(), q.vector.end());
     for (float x : q.vector)
       if (!std::isfinite(x)) throw InvalidArgument("the query vector has a non-finite value");
+  } else if (cross_modal) {
+    accumulate(cross_modal_vectors(store, r.positives, q, &space, &p.modalities), store, &pos, &p);
   } else {
     accumulate(vectors_of_rows(store, r.positives, &space), store, &pos, &p);
   }
-  if (!r.negatives.empty()) accumulate(vectors_of_rows(store, r.negatives, &space), store, &neg, &p);
+  if (!r.negatives.empty())
+    accumulate(cross_modal ? cross_modal_vectors(store, r.negatives, q, &space, &p.modalities)
+                           : vectors_of_rows(store, r.negatives, &space),
+               store, &neg, &p);
   r.space = space;
   const double n_pos = q.vector.empty() ? static_cast<double>(r.positives.size()) : 1.0;
   double norm = 0;
@@ -272,7 +370,7 @@ void run_one(const Store& store, const LikeQuery& q, const Candidates& c, int64_
 LikeResult run_prepared(const Store& store, const LikeQuery& q, Prepared p) {
   const Candidates c = candidates_for(store, p.result.space, q.filter);
   if (c.count == 0) throw NotFound(no_candidates(p.result.space, q.filter));
-  p.result.method = store.search_method(p.result.space, c.subset.has_value(), q.search);
+  p.result.method = store.search_method(p.result.space, c.subset.has_value(), q.search) + p.modalities;
   run_one(store, q, c, first_fetch(q, p, c), &p);
   return std::move(p.result);
 }
@@ -367,9 +465,9 @@ std::vector<LikeResult> search_like_batch(const Store& store, const LikeQuery& c
       prepared[i].result.error = e.what();
     }
   }
-  // A block of queries per BLAS call: large enough for sgemm, small enough
-  // that the per-query heaps stay small.
-  const size_t kBatch = 256;
+  // Queries per scan: each block re-reads every vector, so blocks are large
+  // (sgemm over 1024 queries); the per-query heaps stay small.
+  const size_t kBatch = 1024;
   for (const auto& [space, members] : by_space) {
     const Candidates c = candidates_for(store, space, common.filter);
     const std::string method = store.search_method(space, c.subset.has_value(), common.search);
@@ -391,7 +489,7 @@ std::vector<LikeResult> search_like_batch(const Store& store, const LikeQuery& c
                                      c.subset ? &*c.subset : nullptr, common.search);
       for (size_t j = 0; j < nb; ++j) {
         Prepared& p = prepared[members[b + j]];
-        p.result.method = method;
+        p.result.method = method + p.modalities;
         if (!finish(store, common, hits[j], fetch, c, &p)) run_one(store, common, c, std::min(c.count, fetch * 4), &p);
       }
     }

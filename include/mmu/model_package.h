@@ -5,7 +5,8 @@
 //                       "file": "model.pt", "sha256", "input": {"shape": [...]},
 //                       "preprocessing": {"name": "astroclip-image"|"specformer-spectrum"|"aion-image",
 //                                         "params": {...}},
-//                       "output": {"dim": N, "l2_normalized": bool}, "license", "citation"}
+//                       "output": {"dim": N, "l2_normalized": bool}, "license", "citation",
+//                       "shared_space": {"id", "partner"}}   (optional: towers trained into one space)
 //   <dir>/model.pt     TorchScript: forward(Tensor[B, *input.shape]) -> Tensor[B, dim]
 #pragma once
 
@@ -24,6 +25,9 @@ struct ModelCard {
   std::vector<int64_t> input_shape;    // per object, without the batch axis
   int64_t output_dim = 0;
   bool l2_normalized = false;          // else we normalise, as cosine search needs
+  // Towers trained together (mmu-index train) share this id: their spaces may
+  // be searched across (an image's vector among spectra). "" for other models.
+  std::string shared_space;
   AstroclipImageParams astroclip;
   SpecformerParams specformer;
   AionImageParams aion;

@@ -39,6 +39,11 @@ struct LikeQuery {
 
   int64_t k = 50;
   std::string space;   // "" = the only space the query objects have (ambiguity is an error)
+  // Cross-modal search between towers trained into one space (mmu-index
+  // train): the objects' vectors in the `from` tower ("image", "spectrum", or
+  // "both" averaged) are searched among the `to` tower's. `space` may name
+  // either tower to choose among several trained models. "" = off.
+  std::string from, to;
   std::string survey;  // survey of the ids given, when an id exists in several
   QueryFilter filter;
   double dedup_arcsec = 0;  // > 0: drop a result closer on the sky than this to a better one
