@@ -131,7 +131,7 @@ LikeResult find_outliers(const Store& store, const OutlierQuery& q) {
   }
   // Every object queries the whole space (density is relative to all objects),
   // in blocks so the scan batches through BLAS.
-  const size_t kBlock = 256;
+  const size_t kBlock = 1024;
   std::vector<std::pair<float, int64_t>> isolation;  // (1 - cos to n-th neighbour, vrow)
   Progress progress("outliers", static_cast<int64_t>(scored.size()), q.progress);
   for (size_t b = 0; b < scored.size(); b += kBlock) {

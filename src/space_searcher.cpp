@@ -20,8 +20,9 @@ namespace mmu {
 
 namespace {
 
-std::unique_ptr<files::MappedFile> map_checked(const std::string& path, const SpaceInfo& info, size_t elem_size) {
-  auto map = std::make_unique<files::MappedFile>(path);
+std::unique_ptr<files::MappedFile> map_checked(const std::string& path, const SpaceInfo& info, size_t elem_size,
+                                               bool populate) {
+  auto map = std::make_unique<files::MappedFile>(path, populate);
   const size_t want = static_cast<size_t>(info.count * info.dim) * elem_size;
   if (map->size() != want)
     throw FormatError("'" + path + "' has " + std::to_string(map->size()) + " bytes, but the catalog says " +
@@ -35,7 +36,8 @@ std::unique_ptr<files::MappedFile> map_checked(const std::string& path, const Sp
 std::unique_ptr<faiss::Index> read_ann_index(const std::string& path, int64_t dim, int64_t count) {
   std::unique_ptr<faiss::Index> index;
   try {
-    index.reset(faiss::read_index(path.c_str()));
+    // IVF lists are memory-mapped, not read: a query touches only the lists it probes.
+    index.reset(faiss::read_index(path.c_str(), faiss::IO_FLAG_MMAP));
   } catch (const faiss::FaissException& e) {
     throw FormatError("cannot read index '" + path + "': " + e.what());
   }
@@ -50,12 +52,19 @@ SpaceSearcher::SpaceSearcher(const std::string& space_dir, const SpaceInfo& info
     : SpaceSearcher(space_dir, info, read_index_record(space_dir)) {}
 
 SpaceSearcher::SpaceSearcher(const std::string& space_dir, const SpaceInfo& info, IndexRecord record)
-    : info_(info), record_(std::move(record)) {
-  f32_ = map_checked((fs::path(space_dir) / schema::kVectorsFile).string(), info, sizeof(float));
+    : dir_(space_dir), info_(info), record_(std::move(record)) {
+  // The file a flat space scans whole is mapped up front; vectors.f32 of an
+  // fp16 or ANN space is only read a row at a time (query vectors).
+  const bool flat = record_.spec.kind == IndexKind::kFlat;
+  f32_ = map_checked((fs::path(space_dir) / schema::kVectorsFile).string(), info, sizeof(float), flat);
   if (record_.spec.kind == IndexKind::kFlat16)
-    f16_ = map_checked((fs::path(space_dir) / record_.file).string(), info, sizeof(uint16_t));
-  if (record_.spec.kind == IndexKind::kIvf || record_.spec.kind == IndexKind::kHnsw)
-    ann_ = read_ann_index((fs::path(space_dir) / record_.file).string(), info.dim, info.count);
+    f16_ = map_checked((fs::path(space_dir) / record_.file).string(), info, sizeof(uint16_t), true);
+}
+
+faiss::Index& SpaceSearcher::ann() const {
+  // Callers hold ann_mu_.
+  if (!ann_) ann_ = read_ann_index((fs::path(dir_) / record_.file).string(), info_.dim, info_.count);
+  return *ann_;
 }
 
 SpaceSearcher::~SpaceSearcher() = default;
@@ -69,7 +78,7 @@ VectorMatrix SpaceSearcher::fp32() const { return {f32_->data(), VectorType::kF3
 bool SpaceSearcher::uses_ann(bool filtered, const SearchOptions& opts) const {
   // Filters are applied inside an exact scan of the allowed rows: an ANN graph
   // or list structure with most rows masked out loses recall unpredictably.
-  return ann_ && !filtered && !opts.exact;
+  return (record_.spec.kind == IndexKind::kIvf || record_.spec.kind == IndexKind::kHnsw) && !filtered && !opts.exact;
 }
 
 std::string SpaceSearcher::method(bool filtered, const SearchOptions& opts) const {
@@ -103,15 +112,19 @@ std::vector<std::vector<Hit>> SpaceSearcher::search(const float* queries, int64_
     ~RestoreThreads() { omp_set_num_threads(n); }
   } restore{threads_before};
   try {
+    std::lock_guard<std::mutex> lock(ann_mu_);
+    faiss::Index& index = ann();
     if (record_.spec.kind == IndexKind::kHnsw) {
-      faiss::SearchParametersHNSW p;
-      p.efSearch = static_cast<int>(opts.ef_search > 0 ? opts.ef_search : record_.spec.ef_search);
-      p.efSearch = std::max<int>(p.efSearch, static_cast<int>(k));  // HNSW returns at most efSearch hits
-      ann_->search(nq, queries, k, scores.data(), labels.data(), &p);
+      // FAISS 1.7.3 ignores SearchParametersHNSW::efSearch beyond the index's
+      // own value (measured), so the index's setting is changed, under the lock.
+      auto& hnsw = dynamic_cast<faiss::IndexHNSW&>(index).hnsw;
+      const int64_t ef = opts.ef_search > 0 ? opts.ef_search : record_.spec.ef_search;
+      hnsw.efSearch = static_cast<int>(std::max(ef, k));  // HNSW returns at most efSearch hits
+      index.search(nq, queries, k, scores.data(), labels.data());
     } else {
       faiss::SearchParametersIVF p;
       p.nprobe = static_cast<size_t>(opts.nprobe > 0 ? opts.nprobe : record_.spec.nprobe);
-      ann_->search(nq, queries, k, scores.data(), labels.data(), &p);
+      index.search(nq, queries, k, scores.data(), labels.data(), &p);
     }
   } catch (const faiss::FaissException& e) {
     throw Error(ErrorKind::kInternal, std::string("FAISS search failed: ") + e.what());
