@@ -82,7 +82,7 @@ void make_dirs(const std::string& path) {
   if (ec) throw IoError(path, "create directory", ec.value());
 }
 
-MappedFile::MappedFile(const std::string& path, bool populate) {
+MappedFile::MappedFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw IoError(path, "open", errno);
   struct stat st;
@@ -93,7 +93,7 @@ MappedFile::MappedFile(const std::string& path, bool populate) {
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
-    data_ = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
+    data_ = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
     if (data_ == MAP_FAILED) {
       int err = errno;
       ::close(fd);

@@ -19,9 +19,7 @@ void make_dirs(const std::string& path);
 // Read-only memory map of a whole file; unmapped on destruction.
 class MappedFile {
  public:
-  // populate: map every page up front (one kernel call) instead of faulting
-  // them in one by one, for files that are about to be read whole.
-  explicit MappedFile(const std::string& path, bool populate = false);
+  explicit MappedFile(const std::string& path);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
