@@ -493,7 +493,10 @@ BuildReport build_store(const BuildOptions& opt) {
     const ModelCard& card = cards[c];
     SpaceVectors out;
     out.dim = card.output_dim;
-    if (previous && has_space(*previous, card.space_name())) out = carried_vectors(*previous, card.space_name(), row_map);
+    // Old vectors are reused only if the same model file made them: a package
+    // rebuilt under the same name and version has another hash.
+    if (previous && has_space(*previous, card.space_name()) && previous->space(card.space_name()).sha256 == card.sha256)
+      out = carried_vectors(*previous, card.space_name(), row_map);
     const bool extend = !out.rows.empty();
     std::vector<ModelPartition> todo;
     std::vector<int64_t> todo_first;
