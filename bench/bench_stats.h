@@ -1,5 +1,6 @@
 // Timing helpers shared by the bench programs: a steady clock in ms and
-// nearest-rank summaries of per-call times, as text and as JSON.
+// nearest-rank summaries of per-call times, as text and as JSON; and the
+// bench programs' flag walk.
 #pragma once
 
 #include <algorithm>
@@ -55,6 +56,21 @@ inline std::string stats_text(const Stats& s) {
   std::snprintf(buf, sizeof(buf), "n=%zu  median %.3f ms  p90 %.3f ms  mean %.3f ms  min %.3f ms  max %.3f ms", s.n,
                 s.median, s.p90, s.mean, s.min, s.max);
   return buf;
+}
+
+// Walks argv as flags: calls on(flag, value) for each, where value() takes the
+// next argument (usage(...) when there is none); "-h"/"--help" call usage("help").
+template <typename Usage, typename On>
+void walk_flags(int argc, char** argv, Usage usage, On on) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    if (f == "-h" || f == "--help") usage("help");
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(f + " needs a value");
+      return argv[++i];
+    };
+    if (!on(f, value)) usage("unknown argument '" + f + "'");
+  }
 }
 
 }  // namespace mmu::bench

@@ -59,21 +59,16 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(f + " needs a value");
-      return argv[++i];
-    };
+  mmu::bench::walk_flags(argc, argv, usage, [&](const std::string& f, auto& value) {
     if (f == "--store") a.store = value();
     else if (f == "--ids") a.ids = value();
     else if (f == "--k") a.k = std::atoll(value().c_str());
     else if (f == "--warmup") a.warmup = std::atoi(value().c_str());
     else if (f == "--repeat") a.repeat = std::atoi(value().c_str());
     else if (f == "--json") a.json = true;
-    else if (f == "-h" || f == "--help") usage("help");
-    else usage("unknown argument '" + f + "'");
-  }
+    else return false;
+    return true;
+  });
   if (a.store.empty() || a.ids.empty()) usage("--store and --ids are required");
   if (a.k < 1 || a.repeat < 1 || a.warmup < 0) usage("--k and --repeat must be >= 1, --warmup >= 0");
   return a;

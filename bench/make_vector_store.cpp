@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_stats.h"
 #include "mmu/error.h"
 #include "mmu/sky.h"
 #include "mmu/store.h"
@@ -49,12 +50,7 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(f + " needs a value");
-      return argv[++i];
-    };
+  mmu::bench::walk_flags(argc, argv, usage, [&](const std::string& f, auto& value) {
     if (f == "--out") a.out = value();
     else if (f == "--n") a.n = std::atoll(value().c_str());
     else if (f == "--dim") a.dim = std::atoll(value().c_str());
@@ -62,9 +58,9 @@ Args parse(int argc, char** argv) {
     else if (f == "--clusters") a.clusters = std::atoll(value().c_str());
     else if (f == "--seed") a.seed = std::strtoull(value().c_str(), nullptr, 10);
     else if (f == "--space") a.space = value();
-    else if (f == "-h" || f == "--help") usage("help");
-    else usage("unknown argument '" + f + "'");
-  }
+    else return false;
+    return true;
+  });
   if (a.out.empty()) usage("--out is required");
   if (a.n < 1 || a.dim < 2 || a.clusters < 1) usage("--n >= 1, --dim >= 2 and --clusters >= 1 are required");
   if (a.kind != "uniform" && a.kind != "clustered") usage("--kind must be uniform or clustered");

@@ -81,12 +81,7 @@ std::vector<int64_t> parse_list(const std::string& text) {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(f + " needs a value");
-      return argv[++i];
-    };
+  mmu::bench::walk_flags(argc, argv, usage, [&](const std::string& f, auto& value) {
     if (f == "--store") a.store = value();
     else if (f == "--space") a.space = value();
     else if (f == "--query-rows") a.query_rows = value();
@@ -97,9 +92,9 @@ Args parse(int argc, char** argv) {
     else if (f == "--blocks") a.blocks = parse_list(value());
     else if (f == "--nprobe") a.nprobe = parse_list(value());
     else if (f == "--ef") a.ef = parse_list(value());
-    else if (f == "-h" || f == "--help") usage("help");
-    else usage("unknown argument '" + f + "'");
-  }
+    else return false;
+    return true;
+  });
   if (a.store.empty() || a.space.empty() || a.query_rows.empty()) usage("--store, --space and --query-rows are required");
   if (a.k < 1 || a.single < 1 || a.ann_queries < 1 || a.blocks.empty()) usage("--k, --single, --ann-queries >= 1");
   for (int64_t b : a.blocks)
