@@ -75,7 +75,7 @@ std::string results_json(const std::vector<LikeResult>& results) {
 }
 
 // The request body, read by the route itself: httplib's own reading would cap
-// form-encoded bodies (curl -d, urllib's default) at 8 KB with a 413, and
+// bodies sent form-encoded (what most HTTP clients do by default) at 8 KB, and
 // would not bound what a gzip/brotli body expands to. Replies 413 past
 // max_body and returns false when there is no body to answer.
 bool read_body(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,

@@ -9,11 +9,13 @@ import sys
 import traceback
 
 
-def binaries_samples_tmp():
-    """Parses --bin BUILD --samples DIR --tmp DIR, empties tmp, returns (args, mmu-index, mmu-search)."""
+def binaries_samples_tmp(inputs=("--samples",)):
+    """Parses --bin BUILD --tmp DIR and the input flags (default --samples DIR), empties tmp,
+    returns (args, mmu-index, mmu-search)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
-    ap.add_argument("--samples", required=True)
+    for flag in inputs:
+        ap.add_argument(flag, required=True)
     ap.add_argument("--tmp", required=True)
     a = ap.parse_args()
     shutil.rmtree(a.tmp, ignore_errors=True)
