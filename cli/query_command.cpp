@@ -3,7 +3,7 @@
 #include <fstream>
 #include <iostream>
 
-#include "mmu/crossmatch.h"
+#include "mmu/sky.h"
 #include "mmu/error.h"
 #include "mmu/npy.h"
 #include "mmu/result_format.h"

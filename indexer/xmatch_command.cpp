@@ -8,6 +8,7 @@
 #include "mmu/crossmatch.h"
 #include "mmu/error.h"
 #include "mmu/result_format.h"
+#include "mmu/sky.h"
 #include "mmu/sky_source.h"
 #include "mmu/store.h"
 

@@ -288,23 +288,4 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
   return CrossMatchIndex(right_ra, right_dec, radius_deg).match(left_ra, left_dec, all_pairs);
 }
 
-double parse_angle_deg(const std::string& text, const std::string& flag) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    throw InvalidArgument(flag + " must be an angle like 1arcsec, 2arcmin or 0.001deg, got '" + text + "'");
-  }
-  std::string unit = text.substr(used);
-  unit.erase(std::remove(unit.begin(), unit.end(), ' '), unit.end());
-  double scale;
-  if (unit.empty() || unit == "arcsec" || unit == "\"") scale = 1.0 / 3600.0;
-  else if (unit == "arcmin" || unit == "'") scale = 1.0 / 60.0;
-  else if (unit == "deg" || unit == "d") scale = 1.0;
-  else throw InvalidArgument(flag + ": unknown angle unit '" + unit + "' in '" + text + "' (use arcsec, arcmin or deg)");
-  if (!std::isfinite(v) || v <= 0.0) throw InvalidArgument(flag + " must be positive, got '" + text + "'");
-  return v * scale;
-}
-
 }  // namespace mmu

@@ -9,7 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "mmu/crossmatch.h"
 #include "mmu/error.h"
 #include "mmu/sky.h"
 #include "mmu/where_filter.h"

@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
+
+#include "mmu/error.h"
 
 namespace mmu {
 
@@ -43,6 +46,25 @@ double angular_separation_deg(double ra1, double dec1, double ra2, double dec2) 
   const double s_ra = std::sin((ra2 - ra1) * d2r / 2.0);
   const double h = s_dec * s_dec + std::cos(dec1 * d2r) * std::cos(dec2 * d2r) * s_ra * s_ra;
   return 2.0 * std::asin(std::sqrt(std::min(1.0, h))) / d2r;
+}
+
+double parse_angle_deg(const std::string& text, const std::string& flag) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    throw InvalidArgument(flag + " must be an angle like 1arcsec, 2arcmin or 0.001deg, got '" + text + "'");
+  }
+  std::string unit = text.substr(used);
+  unit.erase(std::remove(unit.begin(), unit.end(), ' '), unit.end());
+  double scale;
+  if (unit.empty() || unit == "arcsec" || unit == "\"") scale = 1.0 / 3600.0;
+  else if (unit == "arcmin" || unit == "'") scale = 1.0 / 60.0;
+  else if (unit == "deg" || unit == "d") scale = 1.0;
+  else throw InvalidArgument(flag + ": unknown angle unit '" + unit + "' in '" + text + "' (use arcsec, arcmin or deg)");
+  if (!std::isfinite(v) || v <= 0.0) throw InvalidArgument(flag + " must be positive, got '" + text + "'");
+  return v * scale;
 }
 
 bool valid_sky_position(double ra_deg, double dec_deg) {

@@ -43,8 +43,5 @@ std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std
                                    const std::vector<double>& right_ra, const std::vector<double>& right_dec,
                                    double radius_deg, bool all_pairs);
 
-// Parses "1arcsec", "0.5 arcsec", "2arcmin", "0.001deg" (a bare number is arcsec)
-// into degrees; throws InvalidArgument naming the flag.
-double parse_angle_deg(const std::string& text, const std::string& flag);
 
 }  // namespace mmu

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -33,6 +34,10 @@ std::vector<std::pair<int64_t, int64_t>> fine_key_ranges_in_cone(double ra_deg, 
 
 // Great-circle separation (haversine form, accurate at small angles), degrees.
 double angular_separation_deg(double ra1, double dec1, double ra2, double dec2);
+
+// Parses "1arcsec", "0.5 arcsec", "2arcmin", "0.001deg" (a bare number is arcsec)
+// into degrees; throws InvalidArgument naming the flag.
+double parse_angle_deg(const std::string& text, const std::string& flag);
 
 // True when ra is finite in [0, 360] and dec finite in [-90, 90].
 bool valid_sky_position(double ra_deg, double dec_deg);
