@@ -469,6 +469,10 @@ std::vector<LikeResult> search_like_batch(const Store& store, const LikeQuery& c
   const size_t kBatch = 1024;
   for (const auto& [space, members] : by_space) {
     const Candidates c = candidates_for(store, space, common.filter);
+    if (c.count == 0) {
+      for (size_t i : members) prepared[i].result.error = no_candidates(space, common.filter);
+      continue;
+    }
     const std::string method = store.search_method(space, c.subset.has_value(), common.search);
     for (size_t b = 0; b < members.size(); b += kBatch) {
       const size_t nb = std::min(kBatch, members.size() - b);
@@ -478,11 +482,6 @@ std::vector<LikeResult> search_like_batch(const Store& store, const LikeQuery& c
         const Prepared& p = prepared[members[b + j]];
         queries.insert(queries.end(), p.vector.begin(), p.vector.end());
         fetch = std::max(fetch, first_fetch(common, p, c));
-      }
-      if (c.count == 0) {
-        for (size_t j = 0; j < nb; ++j)
-          prepared[members[b + j]].result.error = no_candidates(space, common.filter);
-        continue;
       }
       const auto hits = store.search(space, queries.data(), static_cast<int64_t>(nb), fetch,
                                      c.subset ? &*c.subset : nullptr, common.search);
