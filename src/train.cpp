@@ -124,7 +124,7 @@ std::vector<Pair> linked_pairs(const Store& store) {
 
 // Held-out cells drawn in a seeded order until val_fraction of the pairs is
 // held out: a cell's objects are all on one side, so no sky region leaks.
-std::vector<uint8_t> split_by_cell(const std::vector<Pair>& pairs, const TrainOptions& o, int64_t* held_cells) {
+std::vector<uint8_t> split_by_cell(const std::vector<Pair>& pairs, const TrainOptions& o, std::vector<int64_t>* held_cells) {
   std::map<int64_t, int64_t> per_cell;
   for (const Pair& p : pairs) ++per_cell[p.image.healpix];
   std::vector<int64_t> cells;
@@ -145,7 +145,7 @@ std::vector<uint8_t> split_by_cell(const std::vector<Pair>& pairs, const TrainOp
                           " training and " + std::to_string(n_held) + " held-out pairs (need at least --batch-size " +
                           std::to_string(o.batch_size) + " to train and " + std::to_string(kMinHeldOut) +
                           " held out; change --val-fraction or --batch-size, or cross-match more objects)");
-  *held_cells = static_cast<int64_t>(held.size());
+  held_cells->assign(held.begin(), held.end());
   std::vector<uint8_t> out;
   for (const Pair& p : pairs) out.push_back(held.count(p.image.healpix) ? 1 : 0);
   return out;
@@ -280,7 +280,7 @@ TrainReport train_model(const TrainOptions& o) {
     spectra.push_back(p.spectrum);
   }
   log("reading " + std::to_string(pairs.size()) + " pairs (" + std::to_string(report.train_pairs) + " training, " +
-      std::to_string(report.val_pairs) + " held out in " + std::to_string(report.val_cells) + " HEALPix cells)");
+      std::to_string(report.val_pairs) + " held out in " + std::to_string(report.val_cells.size()) + " HEALPix cells)");
   read_inputs(images, &image_card, &in.images);
   read_inputs(spectra, &spectrum_card, &in.spectra);
   in.image_shape = image_card.input_shape;
@@ -319,6 +319,7 @@ TrainReport train_model(const TrainOptions& o) {
   state["shared_space"] = report.shared_space;
   state["train_pairs"] = report.train_pairs;
   state["val_pairs"] = report.val_pairs;
+  state["val_cells"] = report.val_cells;  // so evaluations can use the objects training never saw
   state["history"] = history;
   write_json(marker, state);
   report.image_package = (out / "image").string();

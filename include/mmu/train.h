@@ -35,7 +35,8 @@ struct EpochStats {
 };
 
 struct TrainReport {
-  int64_t train_pairs = 0, val_pairs = 0, val_cells = 0, best_epoch = 0;
+  int64_t train_pairs = 0, val_pairs = 0, best_epoch = 0;
+  std::vector<int64_t> val_cells;  // nside-16 cells of the held-out pairs (recorded in train.json)
   std::vector<EpochStats> history;
   double seconds = 0;
   std::string image_package, spectrum_package, shared_space;
