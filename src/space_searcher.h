@@ -4,12 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "file_util.h"
+#include "mmu/device_search.h"
 #include "mmu/exact_search.h"
 #include "mmu/space_index.h"
 #include "mmu/store.h"
@@ -34,7 +36,8 @@ class SpaceSearcher {
   VectorMatrix fp32() const;
 
   // Top-k vector rows for nq queries. With a subset, or with opts.exact, or
-  // when the space has no approximate index, the search is exact.
+  // with a LibTorch opts.device, or when the space has no approximate index,
+  // the search is exact (on opts.device).
   std::vector<std::vector<Hit>> search(const float* queries, int64_t nq, int64_t k,
                                        const std::vector<int64_t>* subset, const SearchOptions& opts) const;
   // How search() will run for these options, e.g. "exact fp32 scan".
@@ -45,6 +48,9 @@ class SpaceSearcher {
   // The FAISS index, read on first use: exact and filtered queries never pay
   // for loading it (at 10^6 x 512 it is a 2 GB read).
   faiss::Index& ann() const;
+  // The scanned vectors (fp16 for a flat16 space unless opts.exact) on a
+  // LibTorch device, copied there on first use and kept.
+  const DeviceIndex& on_device(SearchDevice device, bool half) const;
 
   std::string dir_;
   SpaceInfo info_;
@@ -52,6 +58,8 @@ class SpaceSearcher {
   std::unique_ptr<files::MappedFile> f32_, f16_;
   mutable std::mutex ann_mu_;  // guards loading, and HNSW's efSearch, which is index state
   mutable std::unique_ptr<faiss::Index> ann_;
+  mutable std::mutex device_mu_;  // guards creating device_ entries (entries are never removed)
+  mutable std::map<std::pair<SearchDevice, bool>, std::unique_ptr<DeviceIndex>> device_;
 };
 
 // Opens an index file written by reindex_space; throws FormatError naming it.

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "mmu/device_search.h"
 #include "mmu/exact_search.h"
 #include "mmu/mmu_files.h"
 
@@ -57,6 +58,10 @@ struct SearchOptions {
   bool exact = false;     // scan exactly even when the space has an approximate index
   int64_t nprobe = 0;     // IVF lists to scan; 0 = the index's own setting
   int64_t ef_search = 0;  // HNSW candidate list; 0 = the index's own setting
+  // Where exact scans run: the own scan (cpu), or LibTorch (torch-cpu, cuda;
+  // device_search.h). A LibTorch device always scans exactly: with one, an
+  // IVF/HNSW space is scanned in full as if opts.exact were given.
+  SearchDevice device = SearchDevice::kCpu;
 };
 
 // A source file as the catalog recorded it.
