@@ -24,6 +24,10 @@ void add_filter_flags(CLI::App& app, QueryFlags& f) {
   app.add_flag("--exact", f.q.search.exact, "scan exactly even when the space has an approximate index");
   app.add_option("--nprobe", f.q.search.nprobe, "IVF lists to scan (default: the index's setting)");
   app.add_option("--ef-search", f.q.search.ef_search, "HNSW candidate list (default: the index's setting)");
+  app.add_option("--device", f.device,
+                 "where exact scans run: cpu (own scan), cuda (LibTorch on the GPU; builds with -DMMU_ENABLE_CUDA=ON), "
+                 "or torch-cpu (the GPU code path on the CPU, a check); cuda and torch-cpu always scan exactly")
+      ->capture_default_str();
   app.add_option("--format", f.format, "table, csv or json")->capture_default_str();
 }
 
@@ -42,6 +46,7 @@ void add_query_flags(CLI::App& app, QueryFlags& f) {
 }
 
 void finish_query_flags(QueryFlags& f) {
+  f.q.search.device = parse_search_device(f.device);
   if (!f.near.empty()) {
     const auto [ra, dec] = parse_sky_position(f.near, "--near");
     f.q.near = SkyCone{ra, dec, parse_angle_deg(f.radius, "--radius")};

@@ -12,16 +12,16 @@ namespace mmu::cli {
 
 struct QueryFlags {
   LikeQuery q;
-  std::string near, radius = "10arcsec", vector_file, like_file, cone, format = "table";
+  std::string near, radius = "10arcsec", vector_file, like_file, cone, format = "table", device = "cpu";
   std::vector<int64_t> cells;
 };
 
 // Filter and search flags (--in, --cells, --cone, --where, --dedup, --exact,
-// --nprobe, --ef-search, --space, --survey, --k, --format) on `app`.
+// --nprobe, --ef-search, --device, --space, --survey, --k, --format) on `app`.
 void add_filter_flags(CLI::App& app, QueryFlags& f);
 // Everything: what to look for (--like, --unlike, --near, --vector, --like-file) and the filters.
 void add_query_flags(CLI::App& app, QueryFlags& f);
-// Moves the parsed text flags into f.q (positions, cone, vector file).
+// Moves the parsed text flags into f.q (positions, cone, vector file, device).
 void finish_query_flags(QueryFlags& f);
 // Object ids of a file, one per line ('#' comments and blank lines skipped);
 // errors name `flag`.

@@ -99,33 +99,40 @@ bool read_body(const httplib::Request& req, httplib::Response& res, const httpli
   return read && !too_large;
 }
 
+// The server's --device applies to every request.
+LikeQuery on_device(LikeQuery q, SearchDevice device) {
+  q.search.device = device;
+  return q;
+}
+
 void add_routes(httplib::Server& server, const Store& store, const ServeFlags& f, size_t max_body) {
+  const SearchDevice device = parse_search_device(f.device);
   server.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
     respond(res, [&] { return "{\"status\": \"ok\", \"objects\": " + std::to_string(store.num_objects()) + "}\n"; });
   });
   server.Get("/spaces", [&](const httplib::Request&, httplib::Response& res) {
     respond(res, [&] { return spaces_json(store); });
   });
-  server.Get("/like", [&](const httplib::Request& req, httplib::Response& res) {
+  server.Get("/like", [&, device](const httplib::Request& req, httplib::Response& res) {
     respond(res, [&] {
       const std::vector<std::pair<std::string, std::string>> params(req.params.begin(), req.params.end());
-      return result_json(search_like(store, parse_query_params(params, f.limits)));
+      return result_json(search_like(store, on_device(parse_query_params(params, f.limits), device)));
     });
   });
-  server.Post("/query", [&, max_body](const httplib::Request& req, httplib::Response& res,
-                                      const httplib::ContentReader& reader) {
+  server.Post("/query", [&, max_body, device](const httplib::Request& req, httplib::Response& res,
+                                              const httplib::ContentReader& reader) {
     std::string body;
     if (!read_body(req, res, reader, max_body, &body)) return;
-    respond(res, [&] { return result_json(search_like(store, parse_query_json(body, f.limits))); });
+    respond(res, [&] { return result_json(search_like(store, on_device(parse_query_json(body, f.limits), device))); });
   });
   // A batch answers 200 with each failed id's error in its block, as --like-file prints it.
-  server.Post("/batch", [&, max_body](const httplib::Request& req, httplib::Response& res,
-                                      const httplib::ContentReader& reader) {
+  server.Post("/batch", [&, max_body, device](const httplib::Request& req, httplib::Response& res,
+                                              const httplib::ContentReader& reader) {
     std::string body;
     if (!read_body(req, res, reader, max_body, &body)) return;
     respond(res, [&] {
       const BatchQuery b = parse_batch_json(body, f.limits);
-      return results_json(search_like_batch(store, b.common, b.ids));
+      return results_json(search_like_batch(store, on_device(b.common, device), b.ids));
     });
   });
 }
@@ -164,11 +171,14 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
   cmd->add_option("--max-body", f.max_body, "largest request body (e.g. 1MB, 64KB)")->capture_default_str();
   cmd->add_option("--timeout", f.timeout_s, "seconds a client may take to send a request or read a reply")
       ->capture_default_str()->check(CLI::Range(1, 3600));
+  cmd->add_option("--device", f.device, "where exact scans run: cpu, cuda or torch-cpu (as for queries)")
+      ->capture_default_str();
   return cmd;
 }
 
 int run_serve(const ServeFlags& f) {
   const size_t max_body = parse_size(f.max_body);
+  parse_search_device(f.device);  // a bad --device fails before the server starts
   // Opened once and shared by the worker threads: a Store is safe for
   // concurrent reads (its SQLite connection is serialized; statements are per call).
   const auto store = Store::open(f.store);

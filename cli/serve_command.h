@@ -24,6 +24,7 @@ struct ServeFlags {
   int threads = 4;                 // connections served at once
   std::string max_body = "1MB";
   int timeout_s = 30;              // socket read/write timeout
+  std::string device = "cpu";      // where every request's exact scans run (--device)
   QueryLimits limits;
 };
 
