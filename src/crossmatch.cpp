@@ -1,10 +1,13 @@
 #include "mmu/crossmatch.h"
 
+#include <omp.h>
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
-#include <numeric>
-
-#include <omp.h>
+#include <cstdlib>
+#include <memory>
+#include <new>
 
 #include "mmu/error.h"
 
@@ -13,6 +16,62 @@ namespace mmu {
 namespace {
 
 constexpr double kDeg = M_PI / 180.0;
+
+// An array left uninitialised, to be filled by parallel loops: a vector would
+// have one thread zero (and page-fault) all of it first, tens of MB per match
+// (measured: a third of the index build's wall time on 2 threads).
+template <typename T>
+class Buffer {
+ public:
+  explicit Buffer(int64_t n = 0) : data_(new T[static_cast<size_t>(n)]) {}
+  T& operator[](int64_t i) { return data_[i]; }
+  const T& operator[](int64_t i) const { return data_[i]; }
+  T* data() { return data_.get(); }
+  const T* data() const { return data_.get(); }
+
+ private:
+  std::unique_ptr<T[]> data_;
+};
+
+// Memory for the pairs, which a dense all-pairs match writes by the hundred
+// MB: in 2 MB pages where the kernel allows it (transparent huge pages,
+// madvise mode), one page fault where 4 kB pages take 512.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  static constexpr size_t kHuge = size_t{2} << 20;
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  T* allocate(size_t n) {
+    const size_t bytes = n * sizeof(T);
+    if (bytes < kHuge) return static_cast<T*>(::operator new(bytes));
+    void* p = std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
+    if (p == nullptr) throw std::bad_alloc();
+    madvise(p, bytes, MADV_HUGEPAGE);
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t n) {
+    if (n * sizeof(T) < kHuge) {
+      ::operator delete(p);
+    } else {
+      std::free(p);
+    }
+  }
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const HugePageAllocator<U>&) const { return false; }
+};
+
+// Asks for huge pages on the whole 2 MB pages inside [p, p + bytes), not yet
+// touched (a vector's memory from malloc: not 2 MB aligned itself).
+void advise_huge_pages(void* p, size_t bytes) {
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
 
 // Declination zones of equal height, zone z covering [-90 + z h, -90 + (z+1) h).
 struct Zones {
@@ -64,56 +123,86 @@ void prefetch_point(const std::vector<double>& ra, const std::vector<double>& de
   __builtin_prefetch(&dec[i]);
 }
 
+// A position the match can use: finite, |dec| <= 90. Others are never matched.
+bool valid_position(double ra, double dec) { return std::isfinite(ra) && std::isfinite(dec) && std::fabs(dec) <= 90.0; }
+
+// ra in [0, 360), where the ra windows look for it (the separation does not care).
+double normal_ra(double ra) {
+  if (ra >= 0.0 && ra < 360.0) return ra;
+  const double r = ra - 360.0 * std::floor(ra / 360.0);
+  return r >= 360.0 ? 0.0 : r;
+}
+
 // A stable counting sort of the points by zone, O(n) where a comparison sort
-// costs O(n log n); each thread counts and places a slice of the points. Fills
-// order[k] (the index of the k-th point in zone order) and returns the zone
-// offsets (zones.count + 1).
-std::vector<int64_t> zone_order(const std::vector<double>& dec, const Zones& zones, std::vector<int64_t>* order) {
-  const int64_t n = static_cast<int64_t>(dec.size()), threads = omp_get_max_threads();
-  std::vector<int32_t> zone(n);
-  // next[t][z]: where thread t places its next point of zone z.
-  std::vector<std::vector<int64_t>> next(threads, std::vector<int64_t>(zones.count, 0));
-#pragma omp parallel for schedule(static, 1)
-  for (int64_t t = 0; t < threads; ++t)
+// costs O(n log n): each thread counts a slice of the points, the offsets are
+// summed over blocks of zones in parallel, each thread places its slice.
+// Points without a valid position go last, to an extra zone zones.count.
+// Fills order[k] (the index of the k-th point in zone order) and returns the
+// zone offsets (zones.count + 2).
+Buffer<int64_t> zone_order(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones,
+                           Buffer<int64_t>* order) {
+  const int64_t n = static_cast<int64_t>(dec.size()), keys = zones.count + 1;
+  const int64_t threads = omp_get_max_threads();
+  Buffer<int32_t> zone(n);
+  *order = Buffer<int64_t>(n);
+  // next[t][z]: how many points of zone z thread t has, then where it places the next one.
+  std::vector<Buffer<int64_t>> next(threads);
+  Buffer<int64_t> start(keys + 1);
+  std::vector<int64_t> block_start(threads + 1, 0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num();
+    next[t] = Buffer<int64_t>(keys);
+    std::fill_n(next[t].data(), keys, 0);
     for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) {
-      zone[i] = static_cast<int32_t>(zones.of(dec[i]));
+      zone[i] = static_cast<int32_t>(valid_position(ra[i], dec[i]) ? zones.of(dec[i]) : zones.count);
       ++next[t][zone[i]];
     }
-  std::vector<int64_t> start(zones.count + 1, 0);
-  for (int64_t z = 0; z < zones.count; ++z) {
-    start[z + 1] = start[z];
-    for (int64_t t = 0; t < threads; ++t) {
-      const int64_t count = next[t][z];
-      next[t][z] = start[z + 1];
-      start[z + 1] += count;
+#pragma omp barrier
+    // Thread t sums the counts of zones [z0, z1), then places its offsets.
+    const int64_t z0 = keys * t / threads, z1 = keys * (t + 1) / threads;
+    int64_t total = 0;
+    for (int64_t z = z0; z < z1; ++z)
+      for (int64_t u = 0; u < threads; ++u) total += next[u][z];
+    block_start[t + 1] = total;
+#pragma omp barrier
+#pragma omp single
+    for (int64_t u = 0; u < threads; ++u) block_start[u + 1] += block_start[u];
+    int64_t at = block_start[t];
+    for (int64_t z = z0; z < z1; ++z) {
+      start[z] = at;
+      for (int64_t u = 0; u < threads; ++u) {
+        const int64_t count = next[u][z];
+        next[u][z] = at;
+        at += count;
+      }
     }
-  }
-  order->resize(n);
-#pragma omp parallel for schedule(static, 1)
-  for (int64_t t = 0; t < threads; ++t)
+#pragma omp barrier
     for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) (*order)[next[t][zone[i]]++] = i;
+  }
+  start[keys] = n;
   return start;
 }
 
 // Points grouped by zone, each zone sorted by ra.
 struct ZoneIndex {
-  std::vector<int64_t> start;  // zones.count + 1 offsets into points
-  std::vector<SkyPoint> points;
+  Buffer<int64_t> start;  // zones.count + 1 offsets into points
+  Buffer<SkyPoint> points;  // the points with a valid position
 
   ZoneIndex(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones) {
-    std::vector<int64_t> order;
-    start = zone_order(dec, zones, &order);
-    const int64_t n = static_cast<int64_t>(ra.size());
-    points.resize(n);
+    Buffer<int64_t> order;
+    start = zone_order(ra, dec, zones, &order);
+    const int64_t n = start[zones.count];
+    points = Buffer<SkyPoint>(n);
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < n; ++k) {
       if (k + kAhead < n) prefetch_point(ra, dec, order[k + kAhead]);
-      points[k] = {ra[order[k]], dec[order[k]], std::cos(dec[order[k]] * kDeg), order[k]};
+      points[k] = {normal_ra(ra[order[k]]), dec[order[k]], std::cos(dec[order[k]] * kDeg), order[k]};
     }
 #pragma omp parallel for schedule(dynamic, 4096)
     for (int64_t z = 0; z < zones.count; ++z)
       if (start[z + 1] - start[z] > 1)
-        std::sort(points.begin() + start[z], points.begin() + start[z + 1],
+        std::sort(points.data() + start[z], points.data() + start[z + 1],
                   [](const SkyPoint& a, const SkyPoint& b) { return a.ra < b.ra; });
   }
 };
@@ -136,8 +225,66 @@ double separation_deg(double ra1, double dec1, double cos_dec1, const SkyPoint& 
   return 2.0 * std::asin(std::sqrt(std::min(1.0, h))) / kDeg;
 }
 
+// sin x for the small half-angles of a cross-match: the Taylor series to x^7
+// is exact to far below half an ulp for |x| < 1e-2, so this is the correctly
+// rounded sine but for values within ~1e-20 of a rounding midpoint, at a tenth
+// of std::sin's cost; larger x go to std::sin.
+inline double sin_small(double x) {
+  if (std::fabs(x) >= 1e-2) return std::sin(x);
+  const double x2 = x * x;
+  return x + x * x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 - x2 * (1.0 / 5040.0)));
+}
+
+// asin y likewise, y in [0, 1e-3): the series to y^7 (next term 35/1152 y^9).
+inline double asin_small(double y) {
+  if (y >= 1e-3) return std::asin(y);
+  const double y2 = y * y;
+  return y + y * y2 * (1.0 / 6.0 + y2 * (3.0 / 40.0 + y2 * (15.0 / 336.0)));
+}
+
+// separation_deg with the small-angle sine and arcsine: equal to it but for
+// the last bit in rare cases, so it decides nothing within a few ulps of the radius.
+double separation_fast_deg(double ra1, double dec1, double cos_dec1, const SkyPoint& b) {
+  const double s_dec = sin_small((b.dec - dec1) * kDeg / 2.0);
+  const double s_ra = sin_small((b.ra - ra1) * kDeg / 2.0);
+  const double h = s_dec * s_dec + cos_dec1 * b.cos_dec * s_ra * s_ra;
+  return 2.0 * asin_small(std::sqrt(std::min(1.0, h))) / kDeg;
+}
+
 bool closer(const MatchPair& a, const MatchPair& b) {
   return a.sep_arcsec != b.sep_arcsec ? a.sep_arcsec < b.sep_arcsec : a.right < b.right;
+}
+
+// Sorts one left point's pairs by (separation, right). Most groups are a
+// few pairs, dense fields give tens, and a comparison sort of random
+// separations mispredicts half its branches. Separations lie in [0, radius],
+// so a counting sort by 2n equal slices of that range comes first; the
+// insertion sort after it then finds the pairs nearly in order (predictable
+// branches) and settles pairs that share a slice.
+void sort_by_separation(MatchPair* begin, MatchPair* end, double radius_arcsec, std::vector<MatchPair>* scratch) {
+  const int64_t n = end - begin;
+  if (n < 2) return;
+  if (n > 1024) {
+    std::sort(begin, end, [](const MatchPair& a, const MatchPair& b) { return closer(a, b); });
+    return;
+  }
+  int32_t count[2049];
+  const int64_t slices = 2 * n;
+  const double scale = static_cast<double>(slices) / radius_arcsec;
+  auto slice = [&](const MatchPair& p) {
+    return std::min<int64_t>(slices - 1, static_cast<int64_t>(p.sep_arcsec * scale));
+  };
+  std::fill_n(count, slices + 1, 0);
+  for (const MatchPair* p = begin; p < end; ++p) ++count[slice(*p) + 1];
+  for (int64_t s = 0; s < slices; ++s) count[s + 1] += count[s];
+  scratch->resize(n);
+  for (const MatchPair* p = begin; p < end; ++p) (*scratch)[count[slice(*p)]++] = *p;
+  for (int64_t k = 0; k < n; ++k) {
+    const MatchPair x = (*scratch)[k];
+    MatchPair* at = begin + k;
+    for (; at > begin && closer(x, at[-1]); --at) *at = at[-1];
+    *at = x;
+  }
 }
 
 double checked_radius(double radius) {
@@ -177,8 +324,8 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
   const double reach = radius * (1.0 + 1e-9) + 1e-12;
   // Left points are visited zone by zone, so consecutive queries read the
   // same few right zones (in cache); their order within a zone does not matter.
-  std::vector<int64_t> left_order;
-  const std::vector<int64_t> left_start = zone_order(left_dec, zones, &left_order);
+  Buffer<int64_t> left_order;
+  const Buffer<int64_t> left_start = zone_order(left_ra, left_dec, zones, &left_order);
   // Prefilter: the lower bound of h against h at the radius, widened by 1e-6
   // where computed values err by ~1e-15. The haversine separation then
   // decides, so the result is exactly "separation <= radius".
@@ -191,34 +338,38 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
     if (left_start[z + 1] - left_start[first_zone.back()] >= chunk) first_zone.push_back(z + 1);
   if (first_zone.back() != zones.count) first_zone.push_back(zones.count);
   const int64_t chunks = static_cast<int64_t>(first_zone.size()) - 1;
-  std::vector<std::vector<MatchPair>> found(chunks);  // per chunk, in zone order
+  std::vector<std::vector<MatchPair, HugePageAllocator<MatchPair>>> found(chunks);  // per chunk, in zone order
   // Where left point i's pairs are: one entry, so one cache miss per point.
   struct Found {
-    int32_t count = 0;
-    int32_t chunk = 0;
-    int64_t first = 0;  // in found[chunk]
+    int32_t count;
+    int32_t chunk;
+    int64_t first;  // in found[chunk]
   };
-  std::vector<Found> where(nl);
+  Buffer<Found> where(nl);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < nl; ++i) where[i].count = 0;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t c = 0; c < chunks; ++c) {
-    std::vector<MatchPair>& out = found[c];
+    auto& out = found[c];
     out.reserve(left_start[first_zone[c + 1]] - left_start[first_zone[c]]);  // enough for nearest
     struct Candidate {
       HaversineBounds h;
       const SkyPoint* p;
     };
     std::vector<Candidate> near;
+    std::vector<MatchPair> scratch;
     for (int64_t z = first_zone[c]; z < first_zone[c + 1]; ++z) {
       if (left_start[z] == left_start[z + 1]) continue;  // most zones of a sparse catalog are empty
       const double half = ra_half_width(zones.max_abs_dec(z), radius);
       for (int64_t s = left_start[z]; s < left_start[z + 1]; ++s) {
         if (s + kAhead < nl) prefetch_point(left_ra, left_dec, left_order[s + kAhead]);
         const int64_t i = left_order[s];
-        const double ra = left_ra[i], dec = left_dec[i];
+        const double ra = normal_ra(left_ra[i]), dec = left_dec[i];
         // cos(dec) waits for a first point in a window: in a sparse catalog
         // most left points have none.
         double cos_dec = -1.0;
         near.clear();
+        double keep = h_radius;
         auto scan = [&](const SkyPoint* begin, const SkyPoint* end, double lo, double hi) {
           const SkyPoint* it = std::partition_point(begin, end, [lo](const SkyPoint& p) { return p.ra < lo; });
           if (it == end || it->ra > hi) return;
@@ -226,7 +377,11 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
           for (; it != end && it->ra <= hi; ++it) {
             if (std::fabs(it->dec - dec) > reach) continue;  // the cheapest test first
             const HaversineBounds h = haversine_bounds(ra, dec, cos_dec, *it);
-            if (h.lower <= h_radius) near.push_back({h, it});
+            // Nearest mode keeps only what may beat the best upper bound so far.
+            if (h.lower <= keep) {
+              near.push_back({h, it});
+              if (!all_pairs) keep = std::min(keep, h.upper * (1.0 + 1e-9));
+            }
           }
         };
         // Zones are taller than reach, so these are z - 1 .. z + 1 at most.
@@ -255,23 +410,49 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
           limit = best * (1.0 + 1e-9);
         }
         const size_t first = out.size();
-        for (const Candidate& k : near) {
-          if (k.h.lower > limit) continue;
-          const double sep = separation_deg(ra, dec, cos_dec, *k.p);
-          if (sep <= radius) out.push_back({i, k.p->index, sep * 3600.0});
-        }
-        if (out.size() - first > 1) {
-          std::sort(out.begin() + first, out.end(), closer);
-          if (!all_pairs) out.resize(first + 1);
+        if (all_pairs) {
+          for (const Candidate& k : near) {
+            if (k.h.lower > limit) continue;
+            double sep = separation_fast_deg(ra, dec, cos_dec, *k.p);
+            // Within a few ulps of the radius the reference formula decides.
+            if (std::fabs(sep - radius) <= radius * 1e-13) sep = separation_deg(ra, dec, cos_dec, *k.p);
+            if (sep <= radius) out.push_back({i, k.p->index, sep * 3600.0});
+          }
+          sort_by_separation(out.data() + first, out.data() + out.size(), radius * 3600.0, &scratch);
+        } else {
+          // Usually one candidate is left; of several, the separations are
+          // taken as angular_separation_deg gives them, so near ties break as
+          // there. The lowest right index wins a tie.
+          MatchPair best{i, -1, 0.0};
+          const SkyPoint* best_point = nullptr;
+          int hits = 0;
+          for (const Candidate& k : near) {
+            if (k.h.lower > limit) continue;
+            double sep = separation_fast_deg(ra, dec, cos_dec, *k.p);
+            if (std::fabs(sep - radius) <= radius * 1e-13) sep = separation_deg(ra, dec, cos_dec, *k.p);
+            if (sep > radius) continue;
+            if (++hits == 2) {  // the first hit's separation, now as the reference gives it
+              best.sep_arcsec = separation_deg(ra, dec, cos_dec, *best_point) * 3600.0;
+            }
+            if (hits >= 2) sep = separation_deg(ra, dec, cos_dec, *k.p);
+            const MatchPair pair{i, k.p->index, sep * 3600.0};
+            if (best.right < 0 || closer(pair, best)) {
+              best = pair;
+              best_point = k.p;
+            }
+          }
+          if (best.right >= 0) out.push_back(best);
         }
         where[i] = {static_cast<int32_t>(out.size() - first), static_cast<int32_t>(c), static_cast<int64_t>(first)};
       }
     }
   }
   // Back to left order: written in sequence, read at random (prefetched).
-  std::vector<int64_t> offset(nl + 1, 0);
+  Buffer<int64_t> offset(nl + 1);
+  offset[0] = 0;
   for (int64_t i = 0; i < nl; ++i) offset[i + 1] = offset[i] + where[i].count;
-  std::vector<MatchPair> pairs(static_cast<size_t>(offset[nl]));
+  std::vector<MatchPair> pairs(static_cast<size_t>(offset[nl]));  // unset, filled below
+  advise_huge_pages(pairs.data(), pairs.size() * sizeof(MatchPair));
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < nl; ++i) {
     if (i + kAhead < nl && where[i + kAhead].count > 0)

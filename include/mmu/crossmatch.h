@@ -2,6 +2,8 @@
 // radius is found, wherever it lies (cell borders, the ra=0/360 seam, poles),
 // because candidates come from declination zones, not from partitions.
 // Thread-safe; parallel inside (OpenMP over left points); deterministic.
+// Positions whose ra or dec is not finite, or |dec| > 90, are never matched;
+// ra is taken modulo 360.
 #pragma once
 
 #include <cstdint>
@@ -12,9 +14,15 @@
 namespace mmu {
 
 struct MatchPair {
-  int64_t left = -1;
-  int64_t right = -1;
-  double sep_arcsec = 0;
+  int64_t left;
+  int64_t right;
+  double sep_arcsec;
+
+  // Leaves the fields unset: a match allocates millions of pairs and fills
+  // them from several threads, so a vector of them is never zeroed first.
+  MatchPair() noexcept {}
+  MatchPair(int64_t left_index, int64_t right_index, double sep) noexcept
+      : left(left_index), right(right_index), sep_arcsec(sep) {}
 };
 
 // The right side of a cross-match, indexed once: it can be built while the

@@ -102,6 +102,15 @@ def main():
     p = run([index, "xmatch", "--left", "nosuchsurvey", "--right", "desi", "--store", store], ok=False)
     check(p.returncode == 1 and "nosuchsurvey" in p.stderr, "unknown survey named")
 
+    # A position no match can use is refused by object and file, not skipped.
+    odd = os.path.join(a.tmp, "odd.h5")
+    with h5py.File(odd, "w") as f:
+        f["object_id"] = np.arange(3, dtype=np.int64)
+        f["ra"] = np.array([10.0, 20.0, np.nan])
+        f["dec"] = np.array([0.0, 30.0, 0.0])
+    p = run([index, "xmatch", "--left", odd, "--right", right, "--radius", "1arcsec"], ok=False)
+    check(p.returncode == 1 and "'2'" in p.stderr and odd in p.stderr, f"NaN position named: {p.stderr!r}")
+
     return CHECKS.summary()
 
 
