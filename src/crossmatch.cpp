@@ -1,13 +1,10 @@
 #include "mmu/crossmatch.h"
 
 #include <omp.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <memory>
-#include <new>
 
 #include "mmu/error.h"
 
@@ -32,46 +29,6 @@ class Buffer {
  private:
   std::unique_ptr<T[]> data_;
 };
-
-// Memory for the pairs, which a dense all-pairs match writes by the hundred
-// MB: in 2 MB pages where the kernel allows it (transparent huge pages,
-// madvise mode), one page fault where 4 kB pages take 512.
-template <typename T>
-struct HugePageAllocator {
-  using value_type = T;
-  static constexpr size_t kHuge = size_t{2} << 20;
-  HugePageAllocator() = default;
-  template <typename U>
-  HugePageAllocator(const HugePageAllocator<U>&) {}
-  T* allocate(size_t n) {
-    const size_t bytes = n * sizeof(T);
-    if (bytes < kHuge) return static_cast<T*>(::operator new(bytes));
-    void* p = std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
-    if (p == nullptr) throw std::bad_alloc();
-    madvise(p, bytes, MADV_HUGEPAGE);
-    return static_cast<T*>(p);
-  }
-  void deallocate(T* p, size_t n) {
-    if (n * sizeof(T) < kHuge) {
-      ::operator delete(p);
-    } else {
-      std::free(p);
-    }
-  }
-  template <typename U>
-  bool operator==(const HugePageAllocator<U>&) const { return true; }
-  template <typename U>
-  bool operator!=(const HugePageAllocator<U>&) const { return false; }
-};
-
-// Asks for huge pages on the whole 2 MB pages inside [p, p + bytes), not yet
-// touched (a vector's memory from malloc: not 2 MB aligned itself).
-void advise_huge_pages(void* p, size_t bytes) {
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-}
 
 // Declination zones of equal height, zone z covering [-90 + z h, -90 + (z+1) h).
 struct Zones {
@@ -189,7 +146,9 @@ struct ZoneIndex {
   Buffer<int64_t> start;  // zones.count + 1 offsets into points
   Buffer<SkyPoint> points;  // the points with a valid position
 
-  ZoneIndex(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones) {
+  // with_cos = false leaves cos_dec at -1, for the caller to compute when it
+  // needs it (a left point with no right point in reach never does).
+  ZoneIndex(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones, bool with_cos) {
     Buffer<int64_t> order;
     start = zone_order(ra, dec, zones, &order);
     const int64_t n = start[zones.count];
@@ -197,7 +156,8 @@ struct ZoneIndex {
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < n; ++k) {
       if (k + kAhead < n) prefetch_point(ra, dec, order[k + kAhead]);
-      points[k] = {normal_ra(ra[order[k]]), dec[order[k]], std::cos(dec[order[k]] * kDeg), order[k]};
+      const double d = dec[order[k]];
+      points[k] = {normal_ra(ra[order[k]]), d, with_cos ? std::cos(d * kDeg) : -1.0, order[k]};
     }
 #pragma omp parallel for schedule(dynamic, 4096)
     for (int64_t z = 0; z < zones.count; ++z)
@@ -307,7 +267,7 @@ struct CrossMatchIndex::Impl {
   Impl(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg)
       : radius(checked_radius(radius_deg)),
         zones(std::min<int64_t>(static_cast<int64_t>(180.0 / (radius * (1.0 + 1e-6))), 1 << 21)),
-        right(ra, dec, zones) {}
+        right(ra, dec, zones, true) {}
 };
 
 CrossMatchIndex::CrossMatchIndex(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg)
@@ -322,10 +282,12 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
   const Zones& zones = impl_->zones;
   const ZoneIndex& right = impl_->right;
   const double reach = radius * (1.0 + 1e-9) + 1e-12;
-  // Left points are visited zone by zone, so consecutive queries read the
-  // same few right zones (in cache); their order within a zone does not matter.
-  Buffer<int64_t> left_order;
-  const Buffer<int64_t> left_start = zone_order(left_ra, left_dec, zones, &left_order);
+  // The left points are indexed like the right ones: zone by zone, each zone
+  // in ra order. A left zone then meets each of its three right zones in one
+  // sweep: as ra grows, each window's start only moves forward, and every
+  // read is sequential.
+  const ZoneIndex left(left_ra, left_dec, zones, false);
+  const Buffer<int64_t>& left_start = left.start;
   // Prefilter: the lower bound of h against h at the radius, widened by 1e-6
   // where computed values err by ~1e-15. The haversine separation then
   // decides, so the result is exactly "separation <= radius".
@@ -338,7 +300,7 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
     if (left_start[z + 1] - left_start[first_zone.back()] >= chunk) first_zone.push_back(z + 1);
   if (first_zone.back() != zones.count) first_zone.push_back(zones.count);
   const int64_t chunks = static_cast<int64_t>(first_zone.size()) - 1;
-  std::vector<std::vector<MatchPair, HugePageAllocator<MatchPair>>> found(chunks);  // per chunk, in zone order
+  std::vector<std::vector<MatchPair>> found(chunks);  // per chunk, in zone order
   // Where left point i's pairs are: one entry, so one cache miss per point.
   struct Found {
     int32_t count;
@@ -361,21 +323,21 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
     for (int64_t z = first_zone[c]; z < first_zone[c + 1]; ++z) {
       if (left_start[z] == left_start[z + 1]) continue;  // most zones of a sparse catalog are empty
       const double half = ra_half_width(zones.max_abs_dec(z), radius);
+      // cursor[rz - z + 1]: the first point of right zone rz not left of the window.
+      const SkyPoint* cursor[3];
+      for (int64_t d = 0; d < 3; ++d)
+        cursor[d] = right.points.data() + right.start[std::clamp<int64_t>(z - 1 + d, 0, zones.count - 1)];
       for (int64_t s = left_start[z]; s < left_start[z + 1]; ++s) {
-        if (s + kAhead < nl) prefetch_point(left_ra, left_dec, left_order[s + kAhead]);
-        const int64_t i = left_order[s];
-        const double ra = normal_ra(left_ra[i]), dec = left_dec[i];
-        // cos(dec) waits for a first point in a window: in a sparse catalog
-        // most left points have none.
-        double cos_dec = -1.0;
+        const SkyPoint& q = left.points[s];
+        const int64_t i = q.index;
+        const double ra = q.ra, dec = q.dec;
+        double cos_dec = -1.0;  // computed at the first point in reach
         near.clear();
         double keep = h_radius;
-        auto scan = [&](const SkyPoint* begin, const SkyPoint* end, double lo, double hi) {
-          const SkyPoint* it = std::partition_point(begin, end, [lo](const SkyPoint& p) { return p.ra < lo; });
-          if (it == end || it->ra > hi) return;
-          if (cos_dec < 0.0) cos_dec = std::cos(dec * kDeg);
+        auto scan = [&](const SkyPoint* it, const SkyPoint* end, double hi) {
           for (; it != end && it->ra <= hi; ++it) {
             if (std::fabs(it->dec - dec) > reach) continue;  // the cheapest test first
+            if (cos_dec < 0.0) cos_dec = std::cos(dec * kDeg);
             const HaversineBounds h = haversine_bounds(ra, dec, cos_dec, *it);
             // Nearest mode keeps only what may beat the best upper bound so far.
             if (h.lower <= keep) {
@@ -390,13 +352,16 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
           const SkyPoint* begin = right.points.data() + right.start[rz];
           const SkyPoint* end = right.points.data() + right.start[rz + 1];
           if (half >= 180.0) {
-            scan(begin, end, -1e300, 1e300);
+            scan(begin, end, 1e300);
           } else {
             // Windows are disjoint (half < 180), so no pair is found twice.
             const double lo = ra - half, hi = ra + half;
-            scan(begin, end, lo, hi);
-            if (lo < 0.0) scan(begin, end, lo + 360.0, 1e300);   // window wraps below 0
-            if (hi >= 360.0) scan(begin, end, -1e300, hi - 360.0);  // window wraps above 360
+            const SkyPoint*& it = cursor[rz - z + 1];
+            while (it != end && it->ra < lo) ++it;
+            scan(it, end, hi);
+            if (lo < 0.0)  // window wraps below 0: rare, a binary search
+              scan(std::partition_point(begin, end, [lo](const SkyPoint& p) { return p.ra < lo + 360.0; }), end, 1e300);
+            if (hi >= 360.0) scan(begin, end, hi - 360.0);  // window wraps above 360
           }
         }
         if (near.empty()) continue;
@@ -452,7 +417,6 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
   offset[0] = 0;
   for (int64_t i = 0; i < nl; ++i) offset[i + 1] = offset[i] + where[i].count;
   std::vector<MatchPair> pairs(static_cast<size_t>(offset[nl]));  // unset, filled below
-  advise_huge_pages(pairs.data(), pairs.size() * sizeof(MatchPair));
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < nl; ++i) {
     if (i + kAhead < nl && where[i + kAhead].count > 0)

@@ -326,7 +326,7 @@ RowFileReader::Columns RowFileReader::columns() const {
   return c;
 }
 
-FileCatalog RowFileReader::read_catalog() const {
+FileCatalog RowFileReader::read_catalog(bool with_healpix) const {
   const Rep& r = *rep_;
   FileCatalog c;
   c.ra.resize(r.rows);
@@ -352,8 +352,15 @@ FileCatalog RowFileReader::read_catalog() const {
     if (!valid_sky_position(c.ra[i], c.dec[i]))
       throw FormatError("object '" + c.ids[i] + "' in '" + r.file.path + "' has an invalid position ra=" +
                         std::to_string(c.ra[i]) + " dec=" + std::to_string(c.dec[i]));
-    if (c.healpix[i] < 0) c.healpix[i] = healpix_cell(c.ra[i], c.dec[i]);
   }
+  if (!with_healpix) {
+    c.healpix.clear();
+    return c;
+  }
+  // Positions checked above, so cells computed in parallel (a million rows: ~0.1 s on one core).
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < r.rows; ++i)
+    if (c.healpix[i] < 0) c.healpix[i] = healpix_cell(c.ra[i], c.dec[i]);
   return c;
 }
 

@@ -40,7 +40,7 @@ std::vector<SourceFile> discover_files(const std::vector<std::string>& roots);
 struct FileCatalog {
   std::vector<std::string> ids;  // canonical text: trimmed strings, decimal integers
   std::vector<double> ra, dec;   // degrees
-  std::vector<int64_t> healpix;  // nside-16 NESTED cell (stored, or recomputed)
+  std::vector<int64_t> healpix;  // nside-16 NESTED cell (stored, or recomputed); empty if not asked for
 };
 
 // One per-object scalar catalog column of a file ("Z", "SPECTYPE", "FLUX_G"),
@@ -108,7 +108,8 @@ class RowFileReader {
   Columns columns() const;
   int64_t rows() const;
 
-  FileCatalog read_catalog() const;
+  // with_healpix = false leaves healpix empty (a cross-match needs no cells).
+  FileCatalog read_catalog(bool with_healpix = true) const;
   // Every numeric, boolean or short-string dataset holding one scalar per
   // object (root (N,) datasets of row tables, scalars of per-object files and
   // of MaNGA groups), except the id/ra/dec/healpix role columns, in name order.
