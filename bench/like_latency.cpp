@@ -28,7 +28,7 @@
 
 // Same OpenMP defaults as mmu-index / mmu-search (OMP_WAIT_POLICY=PASSIVE unless
 // set), so the timings here are those of the real executables.
-#include "../cli/omp_defaults.h"
+#include "../cli/process_defaults.h"
 #include "bench_stats.h"
 #include "mmu/error.h"
 #include "mmu/query.h"

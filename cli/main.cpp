@@ -4,7 +4,7 @@
 #include <iostream>
 
 #include "cli_common.h"
-#include "omp_defaults.h"
+#include "process_defaults.h"
 #include "export_command.h"
 #include "hunt_command.h"
 #include "probe_command.h"

@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "../cli/cli_common.h"
-#include "../cli/omp_defaults.h"
+#include "../cli/process_defaults.h"
 #include "mmu/build.h"
 #include "mmu/inspect.h"
 #include "mmu/model_package.h"

@@ -89,8 +89,10 @@ std::string checkpoint_path(const ModelCard& card, const ModelPartition& p, cons
 
 // Reads and preprocesses every job's batches, in order, while the workers run
 // the model. Batches never span partitions, so each partition's vectors do not
-// depend on its neighbours or on which worker ran them.
-void produce(const ModelCard& card, std::vector<Job>* jobs, std::atomic<int64_t>* batch_size,
+// depend on its neighbours or on which worker ran them. With call_size > 0
+// each batch is queued in pieces of that many objects, the model calls the
+// encoder would make of it anyway (same objects together, same vectors).
+void produce(const ModelCard& card, std::vector<Job>* jobs, std::atomic<int64_t>* batch_size, int64_t call_size,
              BoundedQueue<Batch>* queue, std::exception_ptr* error) {
   // The model's workers already keep every core busy: an OpenMP team here
   // would only take cores from them (libgomp's idle threads spin).
@@ -116,9 +118,21 @@ void produce(const ModelCard& card, std::vector<Job>* jobs, std::atomic<int64_t>
           prepare_model_inputs(card, nullptr, &spectra, &b.inputs);
         }
         start += b.count;
-        if (!queue->push(std::move(b))) {
-          queue->close();
-          return;
+        const int64_t piece = call_size > 0 ? call_size : b.count, width = card.input_size();
+        for (int64_t s = 0; s < b.count; s += piece) {
+          Batch part;
+          part.job = b.job;
+          part.start = b.start + s;
+          part.count = std::min(piece, b.count - s);
+          if (part.count == b.count) {
+            part.inputs = std::move(b.inputs);
+          } else {
+            part.inputs.assign(b.inputs.begin() + s * width, b.inputs.begin() + (s + part.count) * width);
+          }
+          if (!queue->push(std::move(part))) {
+            queue->close();
+            return;
+          }
         }
       }
     }
@@ -183,7 +197,7 @@ void encode_jobs(const ModelCard& card, ModelEncoder& encoder, std::vector<Job>*
   shared.progress = progress;
   shared.batch_size = sizer->next();
   std::exception_ptr read_error;
-  std::thread reader(produce, std::cref(card), jobs, &shared.batch_size, &queue, &read_error);
+  std::thread reader(produce, std::cref(card), jobs, &shared.batch_size, encoder.call_size(), &queue, &read_error);
   std::vector<std::thread> pool;
   for (int w = 0; w < workers; ++w) pool.emplace_back(work, std::cref(card), &encoder, jobs, &queue, &shared);
   for (auto& t : pool) t.join();
@@ -230,7 +244,11 @@ std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
   }
   for (Job& job : jobs)
     if (job.pending && job.left == 0) finish_job(card, &job);  // a partition without objects
-  BatchSizer sizer(opt.batch_size);
+  // A model called in pieces of call_size objects gains nothing from timing
+  // batch sizes: the batches then hold whole pieces (about 32 objects), so
+  // every call is full-size and the pieces fall the same way in every run.
+  const int64_t call = encoder.call_size();
+  BatchSizer sizer(opt.batch_size > 0 ? opt.batch_size : call > 0 ? call * std::max<int64_t>(1, 32 / call) : 0);
   encode_jobs(card, encoder, &jobs, &sizer, &progress);
   progress.finish();
   std::vector<float> all;

@@ -28,6 +28,7 @@ class TorchScriptEncoder : public ModelEncoder {
   }
 
   int workers() const override { return workers_; }
+  int64_t call_size() const override { return model_batch_; }
 
   void encode(const float* inputs, int64_t n, float* out) override {
     use_threads_here();

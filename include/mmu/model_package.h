@@ -62,6 +62,10 @@ class ModelEncoder {
   // How many batches are best run side by side, each on its own thread (the
   // cores are split between them).
   virtual int workers() const { return 1; }
+  // Objects per model call when batches run side by side (0: the whole
+  // batch). The stage hands out work in pieces of this size, so that no
+  // worker is left with a long last batch while the others idle.
+  virtual int64_t call_size() const { return 0; }
 };
 
 // Whether data of this shape fits the model's fixed input: spectra must give
