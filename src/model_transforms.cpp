@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "mmu/error.h"
 
@@ -39,6 +41,52 @@ void require_crop(const ImageBatch& b, int64_t crop, const char* transform) {
 
 }  // namespace
 
+namespace {
+
+// asinh(x) for x >= 0 in single precision, written so that a loop of it
+// vectorises (std::asinh does not, and was 1.5 ms of 1.5 ms per image):
+// asinh x = log1p(u), u = x + x^2 / (1 + sqrt(1 + x^2)), and log1p u =
+// e ln 2 + 2 atanh(s) with s = (m - 1) / (m + 1) after 1 + u = 2^e m,
+// m in [sqrt(1/2), sqrt(2)), or s = u / (2 + u) directly while u < sqrt(2) - 1
+// (no rounding of 1 + u there, so small x keep their relative precision).
+// |s| <= 0.1716: the atanh series to s^11 leaves < 1e-9; measured error
+// < 4e-7 relative (tests compare the transform with numpy to 1e-6).
+inline float asinh_nonnegative(float x) {
+  const float u = x + x * x / (1.0f + std::sqrt(1.0f + x * x));
+  const float v = 1.0f + u;
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  int32_t e = static_cast<int32_t>(bits >> 23) - 127;
+  const uint32_t mantissa = (bits & 0x007fffffu) | 0x3f800000u;  // v / 2^e, in [1, 2)
+  float m;
+  std::memcpy(&m, &mantissa, sizeof m);
+  const bool halve = m > 1.41421356f;
+  m = halve ? 0.5f * m : m;
+  e = halve ? e + 1 : e;
+  const bool small = u < 0.41421356f;
+  const float s_small = u / (2.0f + u), s_large = (m - 1.0f) / (m + 1.0f);  // both: a select, not a branch
+  const float s = small ? s_small : s_large;
+  const float k = small ? 0.0f : static_cast<float>(e);
+  const float s2 = s * s;
+  const float series = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9 + s2 * (1.0f / 11)))));
+  return k * 0.693147180559945f + 2.0f * s * series;
+}
+
+// A pixel's value with its mask applied: unusable or non-finite pixels are 0.
+// Non-finite by its exponent bits, which vectorises where std::isfinite does not.
+inline float usable(float v, uint8_t good) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return ((good != 0) & ((bits & 0x7f800000u) != 0x7f800000u)) ? v : 0.0f;
+}
+
+// max(0, v) and clamp(v, 0, 1) on values: std::max/std::clamp select
+// references, which keeps the loop from vectorising.
+inline float positive(float v) { return v > 0.0f ? v : 0.0f; }
+inline float unit(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
+
+}  // namespace
+
 void astroclip_image(const ImageBatch& b, const AstroclipImageParams& p, float* out) {
   require_crop(b, p.crop, "astroclip-image");
   const int64_t g = require_band(b, 'g', "astroclip-image"), r = require_band(b, 'r', "astroclip-image"),
@@ -46,26 +94,35 @@ void astroclip_image(const ImageBatch& b, const AstroclipImageParams& p, float* 
   // torchvision's CenterCrop, as AstroCLIP uses it: offset round((H - crop) / 2), halves to even.
   const int64_t y0 = static_cast<int64_t>(std::nearbyint((b.height - p.crop) / 2.0));
   const int64_t x0 = static_cast<int64_t>(std::nearbyint((b.width - p.crop) / 2.0));
-  const int64_t plane = p.crop * p.crop;
-  const double sq = std::sqrt(p.q);
+  const int64_t plane = p.crop * p.crop, w = p.crop;
+  const float q = static_cast<float>(p.q), inv_sq = static_cast<float>(1.0 / std::sqrt(p.q)),
+              m = static_cast<float>(p.m), sz = static_cast<float>(p.scale_z), sr = static_cast<float>(p.scale_r),
+              sg = static_cast<float>(p.scale_g);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < b.count; ++i) {
     float* o = out + i * 3 * plane;
-    for (int64_t y = 0; y < p.crop; ++y)
-      for (int64_t x = 0; x < p.crop; ++x) {
-        // Planes: z -> 0, r -> 1, g -> 2.
-        const double vz = pixel(b, i, z, y0 + y, x0 + x) * p.scale_z + p.m;
-        const double vr = pixel(b, i, r, y0 + y, x0 + x) * p.scale_r + p.m;
-        const double vg = pixel(b, i, g, y0 + y, x0 + x) * p.scale_g + p.m;
-        double mean = (std::max(0.0, vz) + std::max(0.0, vr) + std::max(0.0, vg)) / 3.0;
-        const double f = std::asinh(p.q * mean) / sq;
-        if (mean == 0.0) mean = 1e-6;
-        const double k = f / mean;
-        const int64_t at = y * p.crop + x;
-        o[at] = static_cast<float>(std::clamp(vz * k, 0.0, 1.0));
-        o[plane + at] = static_cast<float>(std::clamp(vr * k, 0.0, 1.0));
-        o[2 * plane + at] = static_cast<float>(std::clamp(vg * k, 0.0, 1.0));
+    for (int64_t y = 0; y < p.crop; ++y) {
+      auto at = [&](int64_t band) {
+        return static_cast<size_t>(((i * b.bands + band) * b.height + y0 + y) * b.width + x0);
+      };
+      const float *pz = b.pixels.data() + at(z), *pr = b.pixels.data() + at(r), *pg = b.pixels.data() + at(g);
+      const uint8_t *gz = b.good.data() + at(z), *gr = b.good.data() + at(r), *gg = b.good.data() + at(g);
+      float* oz = o + y * w;  // planes: z -> 0, r -> 1, g -> 2
+      float* or_ = oz + plane;
+      float* og = oz + 2 * plane;
+#pragma omp simd
+      for (int64_t x = 0; x < w; ++x) {
+        const float vz = usable(pz[x], gz[x]) * sz + m, vr = usable(pr[x], gr[x]) * sr + m,
+                    vg = usable(pg[x], gg[x]) * sg + m;
+        float mean = (positive(vz) + positive(vr) + positive(vg)) * (1.0f / 3.0f);
+        const float f = asinh_nonnegative(q * mean) * inv_sq;
+        mean = mean == 0.0f ? 1e-6f : mean;
+        const float k = f / mean;
+        oz[x] = unit(vz * k);
+        or_[x] = unit(vr * k);
+        og[x] = unit(vg * k);
       }
+    }
   }
 }
 
