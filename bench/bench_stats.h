@@ -5,11 +5,25 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 namespace mmu::bench {
+
+// "1,256,1000" -> {1, 256, 1000}: the bench programs' list flags.
+inline std::vector<int64_t> parse_list(const std::string& text) {
+  std::vector<int64_t> out;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    if (comma > at) out.push_back(std::atoll(text.substr(at, comma - at).c_str()));
+    at = comma + 1;
+  }
+  return out;
+}
 
 using Clock = std::chrono::steady_clock;
 

@@ -36,6 +36,7 @@
 namespace {
 
 using mmu::bench::Clock;
+using mmu::bench::parse_list;
 using mmu::bench::ms_since;
 using mmu::bench::Stats;
 using mmu::bench::stats_json;
@@ -54,15 +55,6 @@ struct Args {
             << "usage: mmu_bench_device --store DIR --space NAME [--device cuda|torch-cpu] [--k 50] [--queries 1000]\n"
             << "                        [--single 50] [--blocks 1,256,1000] [--fp16]\n";
   std::exit(2);
-}
-
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(std::atoll(item.c_str()));
-  return out;
 }
 
 Args parse(int argc, char** argv) {

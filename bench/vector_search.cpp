@@ -50,6 +50,7 @@
 namespace {
 
 using mmu::bench::Clock;
+using mmu::bench::parse_list;
 using mmu::bench::ms_since;
 using mmu::bench::Stats;
 using mmu::bench::stats_json;
@@ -68,15 +69,6 @@ struct Args {
             << "                         [--blocks 256,1000] [--ann-queries 200] [--nprobe 1,2,4] [--ef 64,128]\n"
             << "                         [--truth-out FILE]\n";
   std::exit(2);
-}
-
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(std::atoll(item.c_str()));
-  return out;
 }
 
 Args parse(int argc, char** argv) {

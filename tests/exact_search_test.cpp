@@ -8,20 +8,12 @@
 
 #include "mmu/error.h"
 #include "mmu/exact_search.h"
+#include "search_test_util.h"
 
 namespace {
 
-std::vector<float> random_unit_rows(int64_t n, int64_t d, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> g;
-  std::vector<float> v(static_cast<size_t>(n * d));
-  for (int64_t i = 0; i < n; ++i) {
-    double norm = 0;
-    for (int64_t j = 0; j < d; ++j) norm += std::pow(v[i * d + j] = g(rng), 2);
-    for (int64_t j = 0; j < d; ++j) v[i * d + j] /= static_cast<float>(std::sqrt(norm));
-  }
-  return v;
-}
+using mmu::test::check_same_hits;
+using mmu::test::random_unit_rows;
 
 // Brute force: every candidate's score in double, sorted by (score desc, row asc).
 std::vector<mmu::Hit> brute(const std::vector<float>& base, int64_t d, const float* q, int64_t k,
@@ -39,18 +31,6 @@ std::vector<mmu::Hit> brute(const std::vector<float>& base, int64_t d, const flo
   return out;
 }
 
-// Equal up to float rounding: same scores, and the same rows except where two
-// neighbouring scores are within rounding of each other.
-void check_same(const std::vector<mmu::Hit>& got, const std::vector<mmu::Hit>& want) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    CHECK(got[i].score == Approx(want[i].score).margin(2e-6));
-    const bool near_tie = (i > 0 && std::fabs(want[i].score - want[i - 1].score) < 4e-6) ||
-                          (i + 1 < want.size() && std::fabs(want[i].score - want[i + 1].score) < 4e-6);
-    if (!near_tie) CHECK(got[i].id == want[i].id);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("exact_top_k equals a brute force for one and many queries", "[exact]") {
@@ -63,7 +43,7 @@ TEST_CASE("exact_top_k equals a brute force for one and many queries", "[exact]"
   for (int64_t nq : {1, 37}) {
     const auto got = mmu::exact_top_k(m, queries.data(), nq, 50);
     REQUIRE(static_cast<int64_t>(got.size()) == nq);
-    for (int64_t j = 0; j < nq; ++j) check_same(got[j], brute(base, d, &queries[j * d], 50, all));
+    for (int64_t j = 0; j < nq; ++j) check_same_hits(got[j], brute(base, d, &queries[j * d], 50, all));
   }
 }
 
@@ -74,11 +54,11 @@ TEST_CASE("exact_top_k restricted to a subset never returns other rows", "[exact
   std::vector<int64_t> subset;
   for (int64_t i = 5; i < n; i += 7) subset.push_back(i);
   const mmu::VectorMatrix m{base.data(), mmu::VectorType::kF32, n, d};
-  check_same(mmu::exact_top_k(m, q.data(), 1, 20, &subset)[0], brute(base, d, q.data(), 20, subset));
+  check_same_hits(mmu::exact_top_k(m, q.data(), 1, 20, &subset)[0], brute(base, d, q.data(), 20, subset));
   // More asked for than allowed: every allowed row, once.
   const std::vector<int64_t> few = {3, 9, 2999};
   const auto got = mmu::exact_top_k(m, q.data(), 1, 10, &few)[0];
-  check_same(got, brute(base, d, q.data(), 10, few));
+  check_same_hits(got, brute(base, d, q.data(), 10, few));
 }
 
 TEST_CASE("fp16 storage: exact over the rounded vectors", "[exact]") {
@@ -96,9 +76,9 @@ TEST_CASE("fp16 storage: exact over the rounded vectors", "[exact]") {
   std::vector<int64_t> all(n);
   for (int64_t i = 0; i < n; ++i) all[i] = i;
   const auto got = mmu::exact_top_k(m, q.data(), 3, 25);
-  for (int j = 0; j < 3; ++j) check_same(got[j], brute(rounded, d, &q[j * d], 25, all));
+  for (int j = 0; j < 3; ++j) check_same_hits(got[j], brute(rounded, d, &q[j * d], 25, all));
   std::vector<int64_t> subset = {1, 100, 2000};
-  check_same(mmu::exact_top_k(m, q.data(), 1, 5, &subset)[0], brute(rounded, d, q.data(), 5, subset));
+  check_same_hits(mmu::exact_top_k(m, q.data(), 1, 5, &subset)[0], brute(rounded, d, q.data(), 5, subset));
 }
 
 TEST_CASE("half conversion matches IEEE round-to-nearest-even", "[exact]") {

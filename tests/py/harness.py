@@ -2,6 +2,7 @@
 flat scripts, and a case runner for scripts made of named check groups. Both
 end with the line `N passed, M failed` that ctest logs and CI read."""
 import argparse
+import math
 import os
 import shutil
 import subprocess
@@ -105,3 +106,15 @@ def run_cases(cases, env, setup, only=None):
         sys.stdout.flush()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
+
+
+def unit(v):
+    """v scaled to length 1 (a numpy vector)."""
+    return v / (v ** 2).sum() ** 0.5
+
+
+def haversine_deg(ra1, dec1, ra2, dec2):
+    """Angular separation in degrees, the formula the product uses."""
+    r = math.radians
+    h = math.sin(r(dec2 - dec1) / 2) ** 2 + math.cos(r(dec1)) * math.cos(r(dec2)) * math.sin(r(ra2 - ra1) / 2) ** 2
+    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))

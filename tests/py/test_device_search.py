@@ -18,16 +18,15 @@ device_search_test.cpp checks that bit for bit).
 Run: test_device_search.py --bin BUILD --samples DIR --cuda ON|OFF --tmp DIR
 """
 import json
-import math
 import os
 import shutil
-import sqlite3
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
+from space_reading import brute, load_space  # noqa: E402
+from harness import Env, binaries_samples_tmp, case_list, haversine_deg, need, run, run_cases, unit  # noqa: E402
 
 CASES, case = case_list()
 
@@ -38,29 +37,6 @@ def search(env, store, *args, ok=True):
 
 def search_json(env, store, *args):
     return json.loads(search(env, store, *args, "--format", "json").stdout)
-
-
-def load_space(store, name):
-    with open(os.path.join(store, "CURRENT")) as f:
-        gen = os.path.join(store, f.read().strip())
-    db = sqlite3.connect(os.path.join(gen, "catalog.sqlite"))
-    dim, count = db.execute("SELECT dim, count FROM spaces WHERE name=?", (name,)).fetchone()
-    vecs = np.fromfile(os.path.join(gen, "spaces", name, "vectors.f32"), dtype=np.float32).reshape(count, dim)
-    meta = db.execute(
-        "SELECT o.object_id, o.survey, o.ra, o.dec FROM space_rows s JOIN objects o ON o.row = s.row "
-        "WHERE s.space=? ORDER BY s.vrow", (name,)).fetchall()
-    return vecs, meta
-
-
-def brute(vecs, meta, q, k, allowed=None, exclude=()):
-    """(id, score) of the k best rows by inner product, over `allowed` (indices) minus `exclude` (ids)."""
-    idx = np.arange(len(vecs)) if allowed is None else np.asarray(sorted(allowed), dtype=int)
-    idx = np.array([i for i in idx if meta[i][0] not in exclude], dtype=int)
-    if len(idx) == 0:
-        return []
-    scores = vecs[idx].astype(np.float64) @ np.asarray(q, dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [(meta[idx[i]][0], float(scores[i])) for i in order]
 
 
 def pairs(results):
@@ -76,20 +52,10 @@ def same(got, want, label, tol=1e-5):
         need(gid == wid or near_tie, "%s: rank %d is %s, expected %s" % (label, rank, gid, wid))
 
 
-def unit(v):
-    return v / np.linalg.norm(v)
-
-
-def haversine_deg(ra1, dec1, ra2, dec2):
-    r = math.radians
-    h = math.sin(r(dec2 - dec1) / 2) ** 2 + math.cos(r(dec1)) * math.cos(r(dec2)) * math.sin(r(ra2 - ra1) / 2) ** 2
-    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))
-
-
 def setup(env):
     env.store = os.path.join(env.tmp, "store")
     run(env.index, "build", env.samples, "--store", env.store, "--quiet")
-    env.spec, env.spec_meta = load_space(env.store, "spectrum")
+    env.spec, env.spec_meta = load_space(env.store, "spectrum", np.float32)
     env.ids = [m[0] for m in env.spec_meta]
     env.devices = ["torch-cpu"] + (["cuda"] if env.cuda else [])
 

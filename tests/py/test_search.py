@@ -10,13 +10,13 @@ import json
 import math
 import os
 import random
-import sqlite3
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
+from space_reading import brute, load_space  # noqa: E402
+from harness import Env, binaries_samples_tmp, case_list, haversine_deg, need, run, run_cases, unit  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.join(HERE, "..", "..", "tools")
@@ -34,45 +34,12 @@ def search_json(env, *args):
     return json.loads(search(env, *args, "--format", "json").stdout)
 
 
-def load_space(store, name):
-    with open(os.path.join(store, "CURRENT")) as f:
-        gen = os.path.join(store, f.read().strip())
-    db = sqlite3.connect(os.path.join(gen, "catalog.sqlite"))
-    dim, count = db.execute("SELECT dim, count FROM spaces WHERE name=?", (name,)).fetchone()
-    vecs = np.fromfile(os.path.join(gen, "spaces", name, "vectors.f32"), dtype=np.float32).reshape(count, dim)
-    meta = db.execute(
-        "SELECT o.object_id, o.survey, o.ra, o.dec, o.healpix FROM space_rows s JOIN objects o ON o.row = s.row "
-        "WHERE s.space=? ORDER BY s.vrow", (name,)).fetchall()
-    return vecs.astype(np.float64), meta
-
-
-def brute(vecs, meta, q, k, allowed=None, exclude=()):
-    """Ids and scores of the k best rows by inner product with q, over `allowed` (indices) minus `exclude` (ids)."""
-    idx = np.arange(len(vecs)) if allowed is None else np.asarray(sorted(allowed), dtype=int)
-    idx = np.array([i for i in idx if meta[i][0] not in exclude], dtype=int)
-    if len(idx) == 0:
-        return []
-    scores = vecs[idx] @ q
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [(meta[idx[i]][0], float(scores[i])) for i in order]
-
-
 def same_results(got, want, label, tol=1e-5):
     need(len(got) == len(want), "%s: %d results, brute force has %d" % (label, len(got), len(want)))
     for rank, (g, (wid, wsc)) in enumerate(zip(got, want), start=1):
         need(abs(g["score"] - wsc) <= tol, "%s: rank %d score %.7f, brute force %.7f" % (label, rank, g["score"], wsc))
         near_tie = any(abs(wsc - w[1]) < 1e-5 for j, w in enumerate(want) if j != rank - 1)
         need(g["object_id"] == wid or near_tie, "%s: rank %d is %s, brute force %s" % (label, rank, g["object_id"], wid))
-
-
-def unit(v):
-    return v / np.linalg.norm(v)
-
-
-def haversine_deg(ra1, dec1, ra2, dec2):
-    r = math.radians
-    h = math.sin(r(dec2 - dec1) / 2) ** 2 + math.cos(r(dec1)) * math.cos(r(dec2)) * math.sin(r(ra2 - ra1) / 2) ** 2
-    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))
 
 
 def setup(env):
