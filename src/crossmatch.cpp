@@ -365,36 +365,31 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
           }
         }
         if (near.empty()) continue;
-        // The nearest by haversine can only be a candidate whose lower bound
-        // does not exceed the smallest upper bound (widened for rounding):
-        // only those need a separation.
-        double limit = h_radius;
-        if (!all_pairs) {
-          double best = h_radius;
-          for (const Candidate& k : near) best = std::min(best, k.h.upper);
-          limit = best * (1.0 + 1e-9);
-        }
+        // The separation that decides: within a few ulps of the radius the
+        // reference formula's, elsewhere the small-angle series'.
+        auto separation = [&](const SkyPoint& p) {
+          const double sep = separation_fast_deg(ra, dec, cos_dec, p);
+          return std::fabs(sep - radius) <= radius * 1e-13 ? separation_deg(ra, dec, cos_dec, p) : sep;
+        };
         const size_t first = out.size();
         if (all_pairs) {
           for (const Candidate& k : near) {
-            if (k.h.lower > limit) continue;
-            double sep = separation_fast_deg(ra, dec, cos_dec, *k.p);
-            // Within a few ulps of the radius the reference formula decides.
-            if (std::fabs(sep - radius) <= radius * 1e-13) sep = separation_deg(ra, dec, cos_dec, *k.p);
+            const double sep = separation(*k.p);
             if (sep <= radius) out.push_back({i, k.p->index, sep * 3600.0});
           }
           sort_by_separation(out.data() + first, out.data() + out.size(), radius * 3600.0, &scratch);
         } else {
-          // Usually one candidate is left; of several, the separations are
+          // The nearest can only be a candidate whose lower bound does not
+          // exceed the smallest upper bound (widened for rounding), which
+          // keep now is. Usually one is left; of several, the separations are
           // taken as angular_separation_deg gives them, so near ties break as
           // there. The lowest right index wins a tie.
           MatchPair best{i, -1, 0.0};
           const SkyPoint* best_point = nullptr;
           int hits = 0;
           for (const Candidate& k : near) {
-            if (k.h.lower > limit) continue;
-            double sep = separation_fast_deg(ra, dec, cos_dec, *k.p);
-            if (std::fabs(sep - radius) <= radius * 1e-13) sep = separation_deg(ra, dec, cos_dec, *k.p);
+            if (k.h.lower > keep) continue;
+            double sep = separation(*k.p);
             if (sep > radius) continue;
             if (++hits == 2) {  // the first hit's separation, now as the reference gives it
               best.sep_arcsec = separation_deg(ra, dec, cos_dec, *best_point) * 3600.0;

@@ -1,4 +1,4 @@
-// The only translation unit that includes LibTorch (it costs ~25 s to compile).
+// The model encoder of the LibTorch plug-in (only the plug-in's files include LibTorch: ~25 s each to compile).
 #include <torch/script.h>
 #include <torch/torch.h>
 #include <c10/core/CPUAllocator.h>
@@ -12,6 +12,7 @@
 
 #include "mmu/error.h"
 #include "mmu/model_package.h"
+#include "torch_device.h"
 
 namespace mmu {
 
@@ -168,24 +169,12 @@ int64_t weight_bytes(const torch::jit::script::Module& module) {
   return bytes;
 }
 
-torch::Device parse_device(const std::string& device) {
-  if (device == "cpu") return torch::Device(torch::kCPU);
-  if (device != "cuda") throw InvalidArgument("--device must be cpu or cuda, got '" + device + "'");
-#ifdef MMU_WITH_CUDA
-  if (!torch::cuda::is_available()) throw InvalidArgument("--device cuda: LibTorch sees no CUDA device");
-  return torch::Device(torch::kCUDA);
-#else
-  throw InvalidArgument("--device cuda: this build has no CUDA support (configure with -DMMU_ENABLE_CUDA=ON "
-                        "against a CUDA LibTorch)");
-#endif
-}
-
 }  // namespace
 
 namespace {
 
 std::unique_ptr<ModelEncoder> load_torch_encoder(const ModelCard& card, int threads, const std::string& device) {
-  const torch::Device dev = parse_device(device);
+  const torch::Device dev = torch_device(device, "cpu");
   // LibTorch's own default here is 1 thread (it counts physical cores, and a
   // VM's vCPUs may not look like any): use every core unless told otherwise.
   const int hw = static_cast<int>(std::thread::hardware_concurrency());

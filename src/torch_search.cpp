@@ -15,6 +15,7 @@
 
 #include "mmu/device_search.h"
 #include "mmu/error.h"
+#include "torch_device.h"
 
 namespace mmu {
 
@@ -31,22 +32,10 @@ void keep_best(std::vector<Hit>& hits, size_t k) {
   hits.resize(k);
 }
 
-torch::Device torch_device(const std::string& name) {
-  if (name == "torch-cpu") return torch::Device(torch::kCPU);
-  if (name != "cuda") throw InvalidArgument("--device must be torch-cpu or cuda for LibTorch, got '" + name + "'");
-#ifdef MMU_WITH_CUDA
-  if (!torch::cuda::is_available()) throw InvalidArgument("--device cuda: LibTorch sees no CUDA device");
-  return torch::Device(torch::kCUDA);
-#else
-  throw InvalidArgument("--device cuda: this build has no CUDA support; configure it with -DMMU_ENABLE_CUDA=ON "
-                        "against a CUDA-enabled LibTorch (Torch_DIR), or search with --device cpu");
-#endif
-}
-
 class TorchIndex : public DeviceIndex {
  public:
   TorchIndex(const VectorMatrix& base, const std::string& device_name, int64_t block_bytes)
-      : device_(torch_device(device_name)), name_(device_name), rows_(base.rows), dim_(base.dim),
+      : device_(torch_device(device_name, "torch-cpu")), name_(device_name), rows_(base.rows), dim_(base.dim),
         block_bytes_(block_bytes) {
     const auto dtype = base.type == VectorType::kF32 ? torch::kFloat32 : torch::kFloat16;
     elem_bytes_ = base.type == VectorType::kF32 ? 4 : 2;
