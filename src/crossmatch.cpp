@@ -1,9 +1,13 @@
 #include "mmu/crossmatch.h"
 
 #include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <string>
 #include <memory>
 
 #include "mmu/error.h"
@@ -13,6 +17,30 @@ namespace mmu {
 namespace {
 
 constexpr double kDeg = M_PI / 180.0;
+
+// Positions in one catalog, and offsets into them: 32 bits halve the memory
+// that the bookkeeping arrays read and fault in.
+using Index = uint32_t;
+
+// Maps the pages of [p, p + bytes) in one system call where writing them
+// would take a page fault each (~2.5 us in a VM, or a fifth of a match's time
+// in fresh buffers). Best effort: before Linux 5.14 madvise refuses
+// MADV_POPULATE_WRITE, and the first write maps each page as usual.
+void populate(void* p, size_t bytes) {
+#ifdef MADV_POPULATE_WRITE
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+  if (end > begin + 16 * page) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+#endif
+}
+
+// Inside a parallel region: each thread populates its share of [data, data + n).
+template <typename T>
+void populate_share(T* data, int64_t n) {
+  const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+  populate(data + n * t / threads, static_cast<size_t>(n * (t + 1) / threads - n * t / threads) * sizeof(T));
+}
 
 // An array left uninitialised, to be filled by parallel loops: a vector would
 // have one thread zero (and page-fault) all of it first, tens of MB per match
@@ -39,6 +67,8 @@ struct Zones {
   int64_t of(double dec) const {
     return std::clamp<int64_t>(static_cast<int64_t>(std::floor((dec + 90.0) / height)), 0, count - 1);
   }
+  // The lower edge of zone z.
+  double bottom(int64_t z) const { return -90.0 + height * static_cast<double>(z); }
   // The largest |dec| inside zone z.
   double max_abs_dec(int64_t z) const {
     return std::max(std::fabs(-90.0 + height * static_cast<double>(z)),
@@ -46,12 +76,26 @@ struct Zones {
   }
 };
 
-// What a separation test needs of a point, contiguous so that a zone's ra
-// window is one sequential read.
+// What a separation test needs of a right point, contiguous so that a zone's
+// ra window is one sequential read. Its index in the caller's arrays is kept
+// apart (ZoneIndex::index): only a pair reads it.
 struct SkyPoint {
   double ra, dec;
   double cos_dec;  // cos(dec * kDeg) as angular_separation_deg computes it, once per point
-  int64_t index;   // in the caller's arrays
+};
+
+// A point on its way into a zone sorted by ra, or a left point being
+// matched (whose cos(dec) is computed once something is in reach: most left
+// points of a sparse catalog have nothing).
+struct IndexedPoint {
+  double ra, dec;
+  Index index;  // in the caller's arrays
+};
+
+// A match found for one left point: its right index and separation.
+struct Hit {
+  int64_t right;
+  double sep_arcsec;
 };
 
 // Bounds on the haversine h = sin^2(ddec/2) + cos dec1 cos dec2 sin^2(dra/2)
@@ -63,7 +107,7 @@ struct HaversineBounds {
 
 HaversineBounds haversine_bounds(double ra1, double dec1, double cos_dec1, const SkyPoint& b) {
   double dra = std::fabs(b.ra - ra1);
-  if (dra > 180.0) dra = 360.0 - dra;  // across the ra = 0/360 seam
+  dra = std::min(dra, 360.0 - dra);  // across the ra = 0/360 seam
   const double x = std::fabs(b.dec - dec1) * (kDeg / 2.0), y = dra * (kDeg / 2.0);
   constexpr double kSixth = 1.0 / 6.0;  // rounded, but the bound has room
   const double x_low = std::max(0.0, x - x * x * x * kSixth), y_low = std::max(0.0, y - y * y * y * kSixth);
@@ -74,6 +118,9 @@ HaversineBounds haversine_bounds(double ra1, double dec1, double cos_dec1, const
 // How far ahead a loop over points in zone order prefetches their coordinates:
 // read in that order, the caller's arrays are read at random.
 constexpr int64_t kAhead = 8;
+
+// Windows of this many points or more take the batched scan.
+constexpr int64_t kBatch = 8;
 
 void prefetch_point(const std::vector<double>& ra, const std::vector<double>& dec, int64_t i) {
   __builtin_prefetch(&ra[i]);
@@ -96,21 +143,24 @@ double normal_ra(double ra) {
 // Points without a valid position go last, to an extra zone zones.count.
 // Fills order[k] (the index of the k-th point in zone order) and returns the
 // zone offsets (zones.count + 2).
-Buffer<int64_t> zone_order(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones,
-                           Buffer<int64_t>* order) {
+Buffer<Index> zone_order(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones,
+                         Buffer<Index>* order) {
   const int64_t n = static_cast<int64_t>(dec.size()), keys = zones.count + 1;
   const int64_t threads = omp_get_max_threads();
   Buffer<int32_t> zone(n);
-  *order = Buffer<int64_t>(n);
+  *order = Buffer<Index>(n);
   // next[t][z]: how many points of zone z thread t has, then where it places the next one.
-  std::vector<Buffer<int64_t>> next(threads);
-  Buffer<int64_t> start(keys + 1);
+  std::vector<Buffer<Index>> next(threads);
+  Buffer<Index> start(keys + 1);
   std::vector<int64_t> block_start(threads + 1, 0);
 #pragma omp parallel num_threads(threads)
   {
     const int64_t t = omp_get_thread_num();
-    next[t] = Buffer<int64_t>(keys);
+    next[t] = Buffer<Index>(keys);
+    populate(next[t].data(), keys * sizeof(Index));
     std::fill_n(next[t].data(), keys, 0);
+    populate_share(zone.data(), n);
+    populate_share(order->data(), n);
     for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) {
       zone[i] = static_cast<int32_t>(valid_position(ra[i], dec[i]) ? zones.of(dec[i]) : zones.count);
       ++next[t][zone[i]];
@@ -127,43 +177,113 @@ Buffer<int64_t> zone_order(const std::vector<double>& ra, const std::vector<doub
     for (int64_t u = 0; u < threads; ++u) block_start[u + 1] += block_start[u];
     int64_t at = block_start[t];
     for (int64_t z = z0; z < z1; ++z) {
-      start[z] = at;
+      start[z] = static_cast<Index>(at);
       for (int64_t u = 0; u < threads; ++u) {
         const int64_t count = next[u][z];
-        next[u][z] = at;
+        next[u][z] = static_cast<Index>(at);
         at += count;
       }
     }
 #pragma omp barrier
-    for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) (*order)[next[t][zone[i]]++] = i;
+    for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) (*order)[next[t][zone[i]]++] = static_cast<Index>(i);
   }
-  start[keys] = n;
+  start[keys] = static_cast<Index>(n);
   return start;
 }
 
-// Points grouped by zone, each zone sorted by ra.
-struct ZoneIndex {
-  Buffer<int64_t> start;  // zones.count + 1 offsets into points
-  Buffer<SkyPoint> points;  // the points with a valid position
+template <typename T, typename Less>
+void insertion_sort(T* begin, T* end, Less less) {
+  for (T* p = begin + 1; p < end; ++p) {
+    const T x = *p;
+    T* at = p;
+    for (; at > begin && less(x, at[-1]); --at) *at = at[-1];
+    *at = x;
+  }
+}
 
-  // with_cos = false leaves cos_dec at -1, for the caller to compute when it
-  // needs it (a left point with no right point in reach never does).
-  ZoneIndex(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones, bool with_cos) {
-    Buffer<int64_t> order;
+template <typename T>
+struct SortScratch {
+  std::vector<T> items;
+  std::vector<int32_t> count;
+};
+
+// Sorts [begin, end) by less, which orders by key(x) in [lo, hi] first. What
+// the match sorts (a zone's points by ra, a point's pairs by separation) is a
+// few items, or many spread over a known range, where a comparison sort
+// mispredicts half its branches. So a counting sort into 2n equal slices of
+// [lo, hi] comes first, and an insertion sort then finds the items nearly in
+// order (predictable branches) and settles those that share a slice. Crowded
+// slices (many equal keys) go to std::sort instead.
+template <typename T, typename Key, typename Less>
+void slice_sort(T* begin, T* end, double lo, double hi, Key key, Less less, SortScratch<T>* scratch) {
+  constexpr int64_t kSmall = 4, kCrowded = 128;
+  const int64_t n = end - begin;
+  if (n <= kSmall) return insertion_sort(begin, end, less);
+  if (!(hi > lo)) return std::sort(begin, end, less);
+  const int64_t slices = 2 * n;
+  const double scale = static_cast<double>(slices) / (hi - lo);
+  auto slice = [&](const T& x) { return std::min<int64_t>(slices - 1, static_cast<int64_t>((key(x) - lo) * scale)); };
+  std::vector<int32_t>& count = scratch->count;
+  count.assign(slices + 1, 0);
+  for (const T* p = begin; p < end; ++p) ++count[slice(*p) + 1];
+  if (*std::max_element(count.begin(), count.end()) > kCrowded) return std::sort(begin, end, less);
+  for (int64_t s = 0; s < slices; ++s) count[s + 1] += count[s];
+  std::vector<T>& items = scratch->items;
+  items.resize(n);
+  for (const T* p = begin; p < end; ++p) items[count[slice(*p)]++] = *p;
+  for (int64_t k = 0; k < n; ++k) {  // insertion sort from items back to [begin, end)
+    const T x = items[k];
+    T* at = begin + k;
+    for (; at > begin && less(x, at[-1]); --at) *at = at[-1];
+    *at = x;
+  }
+}
+
+void sort_by_ra(IndexedPoint* begin, IndexedPoint* end, SortScratch<IndexedPoint>* scratch) {
+  double lo = 360.0, hi = 0.0;
+  if (end - begin > 4)
+    for (const IndexedPoint* p = begin; p < end; ++p) {
+      lo = std::min(lo, p->ra);
+      hi = std::max(hi, p->ra);
+    }
+  slice_sort(begin, end, lo, hi, [](const IndexedPoint& p) { return p.ra; },
+             [](const IndexedPoint& a, const IndexedPoint& b) { return a.ra < b.ra; }, scratch);
+}
+
+// The right points grouped by zone, each zone sorted by ra.
+struct ZoneIndex {
+  Buffer<Index> start;      // zones.count + 1 offsets into points
+  Buffer<SkyPoint> points;  // the points with a valid position
+  Buffer<Index> index;      // index[k]: points[k]'s index in the caller's arrays
+
+  ZoneIndex(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones) {
+    Buffer<Index> order;
     start = zone_order(ra, dec, zones, &order);
     const int64_t n = start[zones.count];
     points = Buffer<SkyPoint>(n);
-#pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < n; ++k) {
-      if (k + kAhead < n) prefetch_point(ra, dec, order[k + kAhead]);
-      const double d = dec[order[k]];
-      points[k] = {normal_ra(ra[order[k]]), d, with_cos ? std::cos(d * kDeg) : -1.0, order[k]};
+    index = Buffer<Index>(n);
+#pragma omp parallel
+    {
+      populate_share(points.data(), n);
+      populate_share(index.data(), n);
+#pragma omp barrier
+      std::vector<IndexedPoint> zone;  // one zone's points, sorted by ra here
+      SortScratch<IndexedPoint> scratch;
+#pragma omp for schedule(dynamic, 4096)
+      for (int64_t z = 0; z < zones.count; ++z) {
+        zone.clear();
+        for (int64_t k = start[z]; k < start[z + 1]; ++k) {
+          if (k + kAhead < n) prefetch_point(ra, dec, order[k + kAhead]);
+          zone.push_back({normal_ra(ra[order[k]]), dec[order[k]], order[k]});
+        }
+        sort_by_ra(zone.data(), zone.data() + zone.size(), &scratch);
+        int64_t k = start[z];
+        for (const IndexedPoint& p : zone) {
+          points[k] = {p.ra, p.dec, std::cos(p.dec * kDeg)};
+          index[k++] = p.index;
+        }
+      }
     }
-#pragma omp parallel for schedule(dynamic, 4096)
-    for (int64_t z = 0; z < zones.count; ++z)
-      if (start[z + 1] - start[z] > 1)
-        std::sort(points.data() + start[z], points.data() + start[z + 1],
-                  [](const SkyPoint& a, const SkyPoint& b) { return a.ra < b.ra; });
   }
 };
 
@@ -211,40 +331,23 @@ double separation_fast_deg(double ra1, double dec1, double cos_dec1, const SkyPo
   return 2.0 * asin_small(std::sqrt(std::min(1.0, h))) / kDeg;
 }
 
-bool closer(const MatchPair& a, const MatchPair& b) {
+bool closer(const Hit& a, const Hit& b) {
   return a.sep_arcsec != b.sep_arcsec ? a.sep_arcsec < b.sep_arcsec : a.right < b.right;
 }
 
-// Sorts one left point's pairs by (separation, right). Most groups are a
-// few pairs, dense fields give tens, and a comparison sort of random
-// separations mispredicts half its branches. Separations lie in [0, radius],
-// so a counting sort by 2n equal slices of that range comes first; the
-// insertion sort after it then finds the pairs nearly in order (predictable
-// branches) and settles pairs that share a slice.
-void sort_by_separation(MatchPair* begin, MatchPair* end, double radius_arcsec, std::vector<MatchPair>* scratch) {
-  const int64_t n = end - begin;
-  if (n < 2) return;
-  if (n > 1024) {
-    std::sort(begin, end, [](const MatchPair& a, const MatchPair& b) { return closer(a, b); });
-    return;
-  }
-  int32_t count[2049];
-  const int64_t slices = 2 * n;
-  const double scale = static_cast<double>(slices) / radius_arcsec;
-  auto slice = [&](const MatchPair& p) {
-    return std::min<int64_t>(slices - 1, static_cast<int64_t>(p.sep_arcsec * scale));
-  };
-  std::fill_n(count, slices + 1, 0);
-  for (const MatchPair* p = begin; p < end; ++p) ++count[slice(*p) + 1];
-  for (int64_t s = 0; s < slices; ++s) count[s + 1] += count[s];
-  scratch->resize(n);
-  for (const MatchPair* p = begin; p < end; ++p) (*scratch)[count[slice(*p)]++] = *p;
-  for (int64_t k = 0; k < n; ++k) {
-    const MatchPair x = (*scratch)[k];
-    MatchPair* at = begin + k;
-    for (; at > begin && closer(x, at[-1]); --at) *at = at[-1];
-    *at = x;
-  }
+// Sorts one left point's pairs by (separation, right); separations lie in [0, radius].
+void sort_by_separation(Hit* begin, Hit* end, double radius_arcsec, SortScratch<Hit>* scratch) {
+  slice_sort(begin, end, 0.0, radius_arcsec, [](const Hit& h) { return h.sep_arcsec; }, closer, scratch);
+}
+
+void check_size(const std::vector<double>& ra, const std::vector<double>& dec, const char* side) {
+  if (ra.size() != dec.size())
+    throw InvalidArgument(std::string("cross-match: the ") + side + " catalog has " + std::to_string(ra.size()) +
+                          " ra but " + std::to_string(dec.size()) + " dec values");
+  if (ra.size() >= std::numeric_limits<Index>::max())
+    throw InvalidArgument(std::string("cross-match: the ") + side + " catalog has " + std::to_string(ra.size()) +
+                          " positions; at most " + std::to_string(std::numeric_limits<Index>::max() - 1) +
+                          " can be matched at once");
 }
 
 double checked_radius(double radius) {
@@ -265,9 +368,9 @@ struct CrossMatchIndex::Impl {
   // this thin keep the candidate boxes near the circle's area. The cap bounds
   // the offsets array for tiny radii.
   Impl(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg)
-      : radius(checked_radius(radius_deg)),
+      : radius((check_size(ra, dec, "right"), checked_radius(radius_deg))),
         zones(std::min<int64_t>(static_cast<int64_t>(180.0 / (radius * (1.0 + 1e-6))), 1 << 21)),
-        right(ra, dec, zones, true) {}
+        right(ra, dec, zones) {}
 };
 
 CrossMatchIndex::CrossMatchIndex(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg)
@@ -276,148 +379,331 @@ CrossMatchIndex::~CrossMatchIndex() = default;
 CrossMatchIndex::CrossMatchIndex(CrossMatchIndex&&) noexcept = default;
 CrossMatchIndex& CrossMatchIndex::operator=(CrossMatchIndex&&) noexcept = default;
 
+namespace {
+
+// The ra half-width of a left zone's windows, asked zone after zone. Away from
+// the poles it changes slowly, so one value serves a band of zones (taken at
+// the band's largest |dec|: a window wider by < 0.1% at 1 arcsec), saving
+// three libm calls per zone; near the poles, one per zone.
+class HalfWidths {
+ public:
+  HalfWidths(const Zones& zones, double radius) : zones_(zones), radius_(radius) {}
+
+  double of(int64_t z) {
+    if (z / kBand != band_) {
+      band_ = z / kBand;
+      const double top = std::max(zones_.max_abs_dec(band_ * kBand),
+                                  zones_.max_abs_dec(std::min(zones_.count - 1, band_ * kBand + kBand - 1)));
+      per_zone_ = top > 89.0;
+      half_ = ra_half_width(top, radius_);
+    }
+    return per_zone_ ? ra_half_width(zones_.max_abs_dec(z), radius_) : half_;
+  }
+
+ private:
+  static constexpr int64_t kBand = 64;
+  const Zones& zones_;
+  double radius_;
+  int64_t band_ = -1;
+  bool per_zone_ = true;
+  double half_ = 180.0;
+};
+
+// One thread's matching of left points, one at a time: start(), scan() the
+// ra windows of the point's right zones, then nearest() or all_pairs().
+class PointMatcher {
+ public:
+  PointMatcher(const ZoneIndex& right, const Zones& zones, double radius, bool all_pairs)
+      : right_(right),
+        zones_(zones),
+        radius_(radius),
+        reach_(radius * (1.0 + 1e-9) + 1e-12),
+        // The lower bound of h against h at the radius, widened by 1e-6
+        // where computed values err by ~1e-15. The haversine separation then
+        // decides, so the result is exactly "separation <= radius".
+        h_radius_(std::pow(std::sin(radius * kDeg / 2.0), 2) * (1.0 + 1e-6)),
+        all_pairs_(all_pairs) {}
+
+  double reach() const { return reach_; }
+
+  // hits: where all-pairs mode appends the point's pairs.
+  void start(const IndexedPoint& q, std::vector<Hit>* hits) {
+    ra_ = q.ra;
+    dec_ = q.dec;
+    cos_dec_ = -1.0;  // computed at the first point in reach
+    keep_ = h_radius_;
+    near_.clear();
+    hits_ = hits;
+    first_hit_ = all_pairs_ ? hits->size() : 0;
+  }
+
+  // In nearest mode, whether right zone rz (a neighbour of the point's zone
+  // z) is too far in dec alone to hold anything nearer than the best so far.
+  bool too_far(int64_t rz, int64_t z) const {
+    if (all_pairs_) return false;
+    // Less 1e-12 deg for rounding in zone edges and zone assignment.
+    const double gap = rz < z ? dec_ - zones_.bottom(z) : zones_.bottom(rz) - dec_;
+    const double x = (gap - 1e-12) * (kDeg / 2.0), x_low = x - x * x * x * (1.0 / 6.0);
+    return x_low > 0.0 && x_low * x_low > keep_;
+  }
+
+  // The right points from it on with ra <= hi (sorted by ra, up to end).
+  void scan(const SkyPoint* it, const SkyPoint* end, double hi) {
+    const SkyPoint* stop = it;
+    while (stop != end && stop->ra <= hi) ++stop;
+    if (stop - it < kBatch) {
+      for (; it != stop; ++it) {
+        if (std::fabs(it->dec - dec_) > reach_) continue;  // the cheapest test first
+        consider(it, haversine_bounds(ra_, dec_, cos_dec(), *it));
+      }
+      return;
+    }
+    // A long window (dense fields, near the poles): the bounds of all its
+    // points first, in a loop without branches, then the few in reach.
+    const int64_t m = stop - it;
+    bounds_.resize(m);
+    const double c = cos_dec();
+    for (int64_t j = 0; j < m; ++j) bounds_[j] = haversine_bounds(ra_, dec_, c, it[j]);
+    if (!all_pairs_) {
+      double least = keep_;
+      for (int64_t j = 0; j < m; ++j) least = std::min(least, bounds_[j].upper * (1.0 + 1e-9));
+      keep_ = least;
+    }
+    for (int64_t j = 0; j < m; ++j) consider(it + j, bounds_[j]);
+  }
+
+  // Nearest mode: the nearest right point within the radius (right < 0: none).
+  // It can only be a candidate whose lower bound does not exceed the smallest
+  // upper bound (widened for rounding), which keep_ now is. Usually one is
+  // left; of several, the separations are taken as angular_separation_deg
+  // gives them, so near ties break as there. The lowest right index wins a tie.
+  Hit nearest() const {
+    Hit best{-1, 0.0};
+    const SkyPoint* best_point = nullptr;
+    int hits = 0;
+    for (const Candidate& k : near_) {
+      if (k.h.lower > keep_) continue;
+      double sep = separation(*k.p);
+      if (sep > radius_) continue;
+      if (++hits == 2)  // the first hit's separation, now as the reference gives it
+        best.sep_arcsec = separation_deg(ra_, dec_, cos_dec_, *best_point) * 3600.0;
+      if (hits >= 2) sep = separation_deg(ra_, dec_, cos_dec_, *k.p);
+      const Hit hit{right_index(k.p), sep * 3600.0};
+      if (best.right < 0 || closer(hit, best)) {
+        best = hit;
+        best_point = k.p;
+      }
+    }
+    return best;
+  }
+
+  // All-pairs mode: sorts the point's pairs, appended to hits since start(),
+  // and returns how many there are.
+  int64_t all_pairs() {
+    Hit* first = hits_->data() + first_hit_;
+    Hit* last = hits_->data() + hits_->size();
+    sort_by_separation(first, last, radius_ * 3600.0, &scratch_);
+    return last - first;
+  }
+
+ private:
+  struct Candidate {
+    HaversineBounds h;
+    const SkyPoint* p;
+  };
+
+  double cos_dec() {
+    if (cos_dec_ < 0.0) cos_dec_ = std::cos(dec_ * kDeg);
+    return cos_dec_;
+  }
+
+  // All pairs: a pair if within the radius. Nearest: a candidate if it may
+  // beat the best upper bound so far.
+  void consider(const SkyPoint* p, const HaversineBounds& h) {
+    if (all_pairs_) {
+      if (h.lower > h_radius_) return;
+      const double sep = separation(*p);
+      if (sep <= radius_) hits_->push_back({right_index(p), sep * 3600.0});
+    } else if (h.lower <= keep_) {
+      near_.push_back({h, p});
+      keep_ = std::min(keep_, h.upper * (1.0 + 1e-9));
+    }
+  }
+
+  // The separation that decides: within a few ulps of the radius the
+  // reference formula's, elsewhere the small-angle series'.
+  double separation(const SkyPoint& p) const {
+    const double sep = separation_fast_deg(ra_, dec_, cos_dec_, p);
+    return std::fabs(sep - radius_) <= radius_ * 1e-13 ? separation_deg(ra_, dec_, cos_dec_, p) : sep;
+  }
+
+  int64_t right_index(const SkyPoint* p) const { return right_.index[p - right_.points.data()]; }
+
+  const ZoneIndex& right_;
+  const Zones& zones_;
+  const double radius_, reach_, h_radius_;
+  const bool all_pairs_;
+  // The point being matched.
+  double ra_ = 0.0, dec_ = 0.0, cos_dec_ = -1.0, keep_ = 0.0;
+  std::vector<Hit>* hits_ = nullptr;
+  size_t first_hit_ = 0;
+  // Scratch, kept between points.
+  std::vector<Candidate> near_;
+  std::vector<HaversineBounds> bounds_;
+  SortScratch<Hit> scratch_;
+};
+
+}  // namespace
+
 std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
                                               bool all_pairs) const {
-  const double radius = impl_->radius;
   const Zones& zones = impl_->zones;
   const ZoneIndex& right = impl_->right;
-  const double reach = radius * (1.0 + 1e-9) + 1e-12;
-  // The left points are indexed like the right ones: zone by zone, each zone
-  // in ra order. A left zone then meets each of its three right zones in one
-  // sweep: as ra grows, each window's start only moves forward, and every
-  // read is sequential.
-  const ZoneIndex left(left_ra, left_dec, zones, false);
-  const Buffer<int64_t>& left_start = left.start;
-  // Prefilter: the lower bound of h against h at the radius, widened by 1e-6
-  // where computed values err by ~1e-15. The haversine separation then
-  // decides, so the result is exactly "separation <= radius".
-  const double h_radius = std::pow(std::sin(radius * kDeg / 2.0), 2) * (1.0 + 1e-6);
+  // The left points are taken zone by zone, each zone in ra order. A left
+  // zone then meets each of its three right zones in one sweep: as ra grows,
+  // each window's start only moves forward, and every read is sequential.
+  // Only their order is kept for the whole catalog; each chunk of zones is
+  // gathered into a small buffer of its thread when it is matched.
+  check_size(left_ra, left_dec, "left");
+  const int64_t nl = static_cast<int64_t>(left_ra.size());
+  Buffer<Index> left_order;
+  const Buffer<Index> left_start = zone_order(left_ra, left_dec, zones, &left_order);
 
-  // Work items: runs of whole zones holding about `chunk` left points.
-  const int64_t nl = static_cast<int64_t>(left_ra.size()), chunk = 16384;
+  // Work items: runs of whole zones holding about `chunk` left points, small
+  // enough that no thread is left with a long one at the end (dense fields
+  // cost tens of times more per point).
+  constexpr int64_t chunk = 4096;
   std::vector<int64_t> first_zone{0};
   for (int64_t z = 0; z < zones.count; ++z)
     if (left_start[z + 1] - left_start[first_zone.back()] >= chunk) first_zone.push_back(z + 1);
   if (first_zone.back() != zones.count) first_zone.push_back(zones.count);
   const int64_t chunks = static_cast<int64_t>(first_zone.size()) - 1;
-  std::vector<std::vector<MatchPair>> found(chunks);  // per chunk, in zone order
-  // Where left point i's pairs are: one entry, so one cache miss per point.
+
+  // Results by left index. Nearest: best[i] (right < 0: none). All pairs:
+  // left point i's pairs are found[c][first, first + count), where[i] one
+  // entry so that the copy back costs one cache miss per point.
   struct Found {
     int32_t count;
     int32_t chunk;
-    int64_t first;  // in found[chunk]
+    int64_t first;
   };
-  Buffer<Found> where(nl);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < nl; ++i) where[i].count = 0;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t c = 0; c < chunks; ++c) {
-    auto& out = found[c];
-    out.reserve(left_start[first_zone[c + 1]] - left_start[first_zone[c]]);  // enough for nearest
-    struct Candidate {
-      HaversineBounds h;
-      const SkyPoint* p;
-    };
-    std::vector<Candidate> near;
-    std::vector<MatchPair> scratch;
-    for (int64_t z = first_zone[c]; z < first_zone[c + 1]; ++z) {
-      if (left_start[z] == left_start[z + 1]) continue;  // most zones of a sparse catalog are empty
-      const double half = ra_half_width(zones.max_abs_dec(z), radius);
-      // cursor[rz - z + 1]: the first point of right zone rz not left of the window.
-      const SkyPoint* cursor[3];
-      for (int64_t d = 0; d < 3; ++d)
-        cursor[d] = right.points.data() + right.start[std::clamp<int64_t>(z - 1 + d, 0, zones.count - 1)];
-      for (int64_t s = left_start[z]; s < left_start[z + 1]; ++s) {
-        const SkyPoint& q = left.points[s];
-        const int64_t i = q.index;
-        const double ra = q.ra, dec = q.dec;
-        double cos_dec = -1.0;  // computed at the first point in reach
-        near.clear();
-        double keep = h_radius;
-        auto scan = [&](const SkyPoint* it, const SkyPoint* end, double hi) {
-          for (; it != end && it->ra <= hi; ++it) {
-            if (std::fabs(it->dec - dec) > reach) continue;  // the cheapest test first
-            if (cos_dec < 0.0) cos_dec = std::cos(dec * kDeg);
-            const HaversineBounds h = haversine_bounds(ra, dec, cos_dec, *it);
-            // Nearest mode keeps only what may beat the best upper bound so far.
-            if (h.lower <= keep) {
-              near.push_back({h, it});
-              if (!all_pairs) keep = std::min(keep, h.upper * (1.0 + 1e-9));
+  Buffer<Hit> best(all_pairs ? 0 : nl);
+  Buffer<Found> where(all_pairs ? nl : 0);
+  std::vector<std::vector<Hit>> found(all_pairs ? chunks : 0);  // per chunk, in zone order
+#pragma omp parallel
+  {
+    // All "none" first, in sequence: then only the points with a match are
+    // written at random (each such write a cache miss).
+    if (all_pairs)
+      populate_share(where.data(), nl);
+    else
+      populate_share(best.data(), nl);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < nl; ++i) {
+      if (all_pairs)
+        where[i].count = 0;
+      else
+        best[i].right = -1;
+    }
+
+    std::vector<IndexedPoint> local;  // the chunk's left points
+    SortScratch<IndexedPoint> scratch;
+    PointMatcher matcher(right, zones, impl_->radius, all_pairs);
+    HalfWidths half_width(zones, impl_->radius);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t k0 = left_start[first_zone[c]], k1 = left_start[first_zone[c + 1]];
+      local.resize(k1 - k0);
+      for (int64_t k = k0; k < k1; ++k) {
+        if (k + kAhead < k1) prefetch_point(left_ra, left_dec, left_order[k + kAhead]);
+        const Index i = left_order[k];
+        local[k - k0] = {normal_ra(left_ra[i]), left_dec[i], i};
+      }
+      std::vector<Hit>* hits = all_pairs ? &found[c] : nullptr;
+      if (all_pairs) {
+        hits->reserve(4 * (k1 - k0));
+        populate(hits->data(), hits->capacity() * sizeof(Hit));
+      }
+      for (int64_t z = first_zone[c]; z < first_zone[c + 1]; ++z) {
+        if (left_start[z] == left_start[z + 1]) continue;  // most zones of a sparse catalog are empty
+        IndexedPoint* const zone_begin = local.data() + (left_start[z] - k0);
+        IndexedPoint* const zone_end = local.data() + (left_start[z + 1] - k0);
+        sort_by_ra(zone_begin, zone_end, &scratch);
+        const double half = half_width.of(z);
+        // cursor[rz - z + 1]: the first point of right zone rz not left of the window.
+        const SkyPoint* cursor[3];
+        for (int64_t d = 0; d < 3; ++d)
+          cursor[d] = right.points.data() + right.start[std::clamp<int64_t>(z - 1 + d, 0, zones.count - 1)];
+        for (const IndexedPoint* q = zone_begin; q != zone_end; ++q) {
+          matcher.start(*q, hits);
+          // Zones are taller than reach, so these are z - 1 .. z + 1 at most;
+          // the point's own zone first, which may make the others too_far.
+          const int64_t z0 = std::max(z - 1, zones.of(q->dec - matcher.reach()));
+          const int64_t z1 = std::min(z + 1, zones.of(q->dec + matcher.reach()));
+          for (int64_t rz : {z, z - 1, z + 1}) {
+            if (rz < z0 || rz > z1 || matcher.too_far(rz, z)) continue;
+            const SkyPoint* begin = right.points.data() + right.start[rz];
+            const SkyPoint* end = right.points.data() + right.start[rz + 1];
+            if (half >= 180.0) {
+              matcher.scan(begin, end, 1e300);
+              continue;
             }
-          }
-        };
-        // Zones are taller than reach, so these are z - 1 .. z + 1 at most.
-        const int64_t z0 = std::max(z - 1, zones.of(dec - reach)), z1 = std::min(z + 1, zones.of(dec + reach));
-        for (int64_t rz = z0; rz <= z1; ++rz) {
-          const SkyPoint* begin = right.points.data() + right.start[rz];
-          const SkyPoint* end = right.points.data() + right.start[rz + 1];
-          if (half >= 180.0) {
-            scan(begin, end, 1e300);
-          } else {
             // Windows are disjoint (half < 180), so no pair is found twice.
-            const double lo = ra - half, hi = ra + half;
+            const double lo = q->ra - half, hi = q->ra + half;
             const SkyPoint*& it = cursor[rz - z + 1];
             while (it != end && it->ra < lo) ++it;
-            scan(it, end, hi);
+            matcher.scan(it, end, hi);
             if (lo < 0.0)  // window wraps below 0: rare, a binary search
-              scan(std::partition_point(begin, end, [lo](const SkyPoint& p) { return p.ra < lo + 360.0; }), end, 1e300);
-            if (hi >= 360.0) scan(begin, end, hi - 360.0);  // window wraps above 360
+              matcher.scan(std::partition_point(begin, end, [lo](const SkyPoint& p) { return p.ra < lo + 360.0; }),
+                           end, 1e300);
+            if (hi >= 360.0) matcher.scan(begin, end, hi - 360.0);  // window wraps above 360
+          }
+          if (all_pairs) {
+            const int64_t count = matcher.all_pairs();
+            if (count > 0)
+              where[q->index] = {static_cast<int32_t>(count), static_cast<int32_t>(c),
+                                 static_cast<int64_t>(hits->size()) - count};
+          } else {
+            const Hit nearest = matcher.nearest();
+            if (nearest.right >= 0) best[q->index] = nearest;
           }
         }
-        if (near.empty()) continue;
-        // The separation that decides: within a few ulps of the radius the
-        // reference formula's, elsewhere the small-angle series'.
-        auto separation = [&](const SkyPoint& p) {
-          const double sep = separation_fast_deg(ra, dec, cos_dec, p);
-          return std::fabs(sep - radius) <= radius * 1e-13 ? separation_deg(ra, dec, cos_dec, p) : sep;
-        };
-        const size_t first = out.size();
-        if (all_pairs) {
-          for (const Candidate& k : near) {
-            const double sep = separation(*k.p);
-            if (sep <= radius) out.push_back({i, k.p->index, sep * 3600.0});
-          }
-          sort_by_separation(out.data() + first, out.data() + out.size(), radius * 3600.0, &scratch);
-        } else {
-          // The nearest can only be a candidate whose lower bound does not
-          // exceed the smallest upper bound (widened for rounding), which
-          // keep now is. Usually one is left; of several, the separations are
-          // taken as angular_separation_deg gives them, so near ties break as
-          // there. The lowest right index wins a tie.
-          MatchPair best{i, -1, 0.0};
-          const SkyPoint* best_point = nullptr;
-          int hits = 0;
-          for (const Candidate& k : near) {
-            if (k.h.lower > keep) continue;
-            double sep = separation(*k.p);
-            if (sep > radius) continue;
-            if (++hits == 2) {  // the first hit's separation, now as the reference gives it
-              best.sep_arcsec = separation_deg(ra, dec, cos_dec, *best_point) * 3600.0;
-            }
-            if (hits >= 2) sep = separation_deg(ra, dec, cos_dec, *k.p);
-            const MatchPair pair{i, k.p->index, sep * 3600.0};
-            if (best.right < 0 || closer(pair, best)) {
-              best = pair;
-              best_point = k.p;
-            }
-          }
-          if (best.right >= 0) out.push_back(best);
-        }
-        where[i] = {static_cast<int32_t>(out.size() - first), static_cast<int32_t>(c), static_cast<int64_t>(first)};
       }
     }
   }
-  // Back to left order: written in sequence, read at random (prefetched).
-  Buffer<int64_t> offset(nl + 1);
-  offset[0] = 0;
-  for (int64_t i = 0; i < nl; ++i) offset[i + 1] = offset[i] + where[i].count;
-  std::vector<MatchPair> pairs(static_cast<size_t>(offset[nl]));  // unset, filled below
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < nl; ++i) {
-    if (i + kAhead < nl && where[i + kAhead].count > 0)
-      __builtin_prefetch(found[where[i + kAhead].chunk].data() + where[i + kAhead].first);
-    const Found& w = where[i];
-    if (w.count > 0) std::copy_n(found[w.chunk].data() + w.first, w.count, pairs.data() + offset[i]);
+  left_order = Buffer<Index>();  // freed for the pairs to reuse
+
+  // Back to left order, each thread a block of left indices: count, then copy.
+  const int threads = omp_get_max_threads();
+  std::vector<int64_t> block_start(threads + 1, 0);
+  std::vector<MatchPair> pairs;
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), used = omp_get_num_threads();
+    const int64_t i0 = nl * t / used, i1 = nl * (t + 1) / used;
+    int64_t count = 0;
+    for (int64_t i = i0; i < i1; ++i) count += all_pairs ? where[i].count : (best[i].right >= 0);
+    block_start[t + 1] = count;
+#pragma omp barrier
+#pragma omp single
+    {
+      for (int64_t u = 0; u < used; ++u) block_start[u + 1] += block_start[u];
+      pairs.resize(static_cast<size_t>(block_start[used]));  // unset, filled below
+    }
+    MatchPair* to = pairs.data() + block_start[t];
+    populate(to, static_cast<size_t>(block_start[t + 1] - block_start[t]) * sizeof(MatchPair));
+    for (int64_t i = i0; i < i1; ++i) {
+      if (all_pairs) {
+        if (i + kAhead < i1 && where[i + kAhead].count > 0)
+          __builtin_prefetch(found[where[i + kAhead].chunk].data() + where[i + kAhead].first);
+        const Found& w = where[i];
+        if (w.count == 0) continue;
+        for (const Hit *h = found[w.chunk].data() + w.first, *e = h + w.count; h != e; ++h)
+          *to++ = {i, h->right, h->sep_arcsec};
+      } else if (best[i].right >= 0) {
+        *to++ = {i, best[i].right, best[i].sep_arcsec};
+      }
+    }
   }
   return pairs;
 }

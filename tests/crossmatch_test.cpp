@@ -145,6 +145,29 @@ TEST_CASE("cross-match equals brute force at a radius of half a degree", "[sky][
   require_equal(all, brute_force(left, right, radius, true));
 }
 
+TEST_CASE("cross-match of crowded ties equals brute force: equal positions, equal ra", "[sky][xmatch]") {
+  // Hundreds of right points at one position give hundreds of equal
+  // separations (ordered by right index), and hundreds at one ra put equal
+  // keys into one zone's sort by ra.
+  const double radius = 1.0 / 3600.0;
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  Points left, right;
+  for (int i = 0; i < 600; ++i) {
+    right.ra.push_back(i % 3 == 0 ? 150.0 : 150.0 + 0.3 * radius);
+    right.dec.push_back(i % 3 == 2 ? 20.0 + 0.4 * radius * u(rng) : 20.0);
+  }
+  for (int i = 0; i < 200; ++i) {
+    left.ra.push_back(150.0 + radius * u(rng));
+    left.dec.push_back(20.0 + radius * u(rng));
+  }
+  const mmu::CrossMatchIndex index(right.ra, right.dec, radius);
+  const auto all = index.match(left.ra, left.dec, true);
+  REQUIRE(all.size() > 200 * 300);
+  require_equal(index.match(left.ra, left.dec, false), brute_force(left, right, radius, false));
+  require_equal(all, brute_force(left, right, radius, true));
+}
+
 TEST_CASE("positions without a valid ra/dec are never matched; ra is taken modulo 360", "[xmatch]") {
   const double nan = std::nan("");
   const std::vector<double> right_ra{10.0, 350.0, nan, 20.0, 30.0}, right_dec{0.0, 0.0, 0.0, 95.0, nan};
@@ -168,4 +191,7 @@ TEST_CASE("angles parse with units and bad ones are named", "[xmatch]") {
   CHECK_THROWS_WITH(mmu::parse_angle_deg("-1arcsec", "--radius"), Catch::Contains("positive"));
   std::vector<double> a{1.0}, b{1.0};
   CHECK_THROWS_AS(mmu::cross_match(a, b, a, b, 0.0, false), mmu::Error);
+  const std::vector<double> two{1.0, 2.0};
+  CHECK_THROWS_WITH(mmu::cross_match(two, b, a, b, 1e-3, false), Catch::Contains("left") && Catch::Contains("dec"));
+  CHECK_THROWS_WITH(mmu::CrossMatchIndex(a, two, 1e-3), Catch::Contains("right") && Catch::Contains("dec"));
 }
