@@ -207,34 +207,38 @@ struct SortScratch {
   std::vector<int32_t> count;
 };
 
-// Sorts [begin, end) by less, which orders by key(x) in [lo, hi] first. What
-// the match sorts (a zone's points by ra, a point's pairs by separation) is a
-// few items, or many spread over a known range, where a comparison sort
-// mispredicts half its branches. So a counting sort into 2n equal slices of
-// [lo, hi] comes first, and an insertion sort then finds the items nearly in
-// order (predictable branches) and settles those that share a slice. Crowded
-// slices (many equal keys) go to std::sort instead.
+// Sorts [begin, end) by less, which orders by key(x) in [lo, hi] first, into
+// out[0, n) (out may be begin). What the match sorts (a zone's points by ra, a
+// point's pairs by separation) is a few items, or many spread over a known
+// range, where a comparison sort mispredicts half its branches. So a counting
+// sort into 2n equal slices of [lo, hi] comes first, and an insertion sort
+// then finds the items nearly in order (predictable branches) and settles
+// those that share a slice. Crowded slices (many equal keys) go to std::sort.
 template <typename T, typename Key, typename Less>
-void slice_sort(T* begin, T* end, double lo, double hi, Key key, Less less, SortScratch<T>* scratch) {
+void slice_sort(T* begin, T* end, T* out, double lo, double hi, Key key, Less less, SortScratch<T>* scratch) {
   constexpr int64_t kSmall = 4, kCrowded = 128;
   const int64_t n = end - begin;
-  if (n <= kSmall) return insertion_sort(begin, end, less);
-  if (!(hi > lo)) return std::sort(begin, end, less);
+  auto sort_in_out = [&](auto sort) {
+    if (out != begin) std::copy(begin, end, out);
+    sort(out, out + n, less);
+  };
+  if (n <= kSmall) return sort_in_out(insertion_sort<T, Less>);
+  if (!(hi > lo)) return sort_in_out(std::sort<T*, Less>);
   const int64_t slices = 2 * n;
   const double scale = static_cast<double>(slices) / (hi - lo);
   auto slice = [&](const T& x) { return std::min<int64_t>(slices - 1, static_cast<int64_t>((key(x) - lo) * scale)); };
   std::vector<int32_t>& count = scratch->count;
   count.assign(slices + 1, 0);
   for (const T* p = begin; p < end; ++p) ++count[slice(*p) + 1];
-  if (*std::max_element(count.begin(), count.end()) > kCrowded) return std::sort(begin, end, less);
+  if (*std::max_element(count.begin(), count.end()) > kCrowded) return sort_in_out(std::sort<T*, Less>);
   for (int64_t s = 0; s < slices; ++s) count[s + 1] += count[s];
   std::vector<T>& items = scratch->items;
   items.resize(n);
   for (const T* p = begin; p < end; ++p) items[count[slice(*p)]++] = *p;
-  for (int64_t k = 0; k < n; ++k) {  // insertion sort from items back to [begin, end)
+  for (int64_t k = 0; k < n; ++k) {  // insertion sort from items to out
     const T x = items[k];
-    T* at = begin + k;
-    for (; at > begin && less(x, at[-1]); --at) *at = at[-1];
+    T* at = out + k;
+    for (; at > out && less(x, at[-1]); --at) *at = at[-1];
     *at = x;
   }
 }
@@ -246,7 +250,7 @@ void sort_by_ra(IndexedPoint* begin, IndexedPoint* end, SortScratch<IndexedPoint
       lo = std::min(lo, p->ra);
       hi = std::max(hi, p->ra);
     }
-  slice_sort(begin, end, lo, hi, [](const IndexedPoint& p) { return p.ra; },
+  slice_sort(begin, end, begin, lo, hi, [](const IndexedPoint& p) { return p.ra; },
              [](const IndexedPoint& a, const IndexedPoint& b) { return a.ra < b.ra; }, scratch);
 }
 
@@ -335,10 +339,36 @@ bool closer(const Hit& a, const Hit& b) {
   return a.sep_arcsec != b.sep_arcsec ? a.sep_arcsec < b.sep_arcsec : a.right < b.right;
 }
 
-// Sorts one left point's pairs by (separation, right); separations lie in [0, radius].
-void sort_by_separation(Hit* begin, Hit* end, double radius_arcsec, SortScratch<Hit>* scratch) {
-  slice_sort(begin, end, 0.0, radius_arcsec, [](const Hit& h) { return h.sep_arcsec; }, closer, scratch);
+// Sorts one left point's pairs by (separation, right) into out; separations
+// lie in [0, radius].
+void sort_by_separation(Hit* begin, Hit* end, Hit* out, double radius_arcsec, SortScratch<Hit>* scratch) {
+  slice_sort(begin, end, out, 0.0, radius_arcsec, [](const Hit& h) { return h.sep_arcsec; }, closer, scratch);
 }
+
+// Where one thread keeps the pairs of all-pairs mode: blocks that never move,
+// each mapped in one call when it is opened, filled in order; a point's pairs
+// are contiguous. (A growing vector would copy and fault in its contents again
+// at each doubling: dense fields give tens of pairs per point.)
+class HitArena {
+ public:
+  // Room for n hits, valid until the arena is destroyed.
+  Hit* allocate(int64_t n) {
+    if (used_ + n > size_) {
+      size_ = std::max(kBlock, n);
+      blocks_.emplace_back(size_);
+      populate(blocks_.back().data(), static_cast<size_t>(size_) * sizeof(Hit));
+      used_ = 0;
+    }
+    Hit* at = blocks_.back().data() + used_;
+    used_ += n;
+    return at;
+  }
+
+ private:
+  static constexpr int64_t kBlock = 1 << 16;  // 1 MB
+  std::vector<Buffer<Hit>> blocks_;
+  int64_t used_ = 0, size_ = 0;
+};
 
 void check_size(const std::vector<double>& ra, const std::vector<double>& dec, const char* side) {
   if (ra.size() != dec.size())
@@ -426,15 +456,13 @@ class PointMatcher {
 
   double reach() const { return reach_; }
 
-  // hits: where all-pairs mode appends the point's pairs.
-  void start(const IndexedPoint& q, std::vector<Hit>* hits) {
+  void start(const IndexedPoint& q) {
     ra_ = q.ra;
     dec_ = q.dec;
     cos_dec_ = -1.0;  // computed at the first point in reach
     keep_ = h_radius_;
     near_.clear();
-    hits_ = hits;
-    first_hit_ = all_pairs_ ? hits->size() : 0;
+    hits_.clear();
   }
 
   // In nearest mode, whether right zone rz (a neighbour of the point's zone
@@ -497,13 +525,17 @@ class PointMatcher {
     return best;
   }
 
-  // All-pairs mode: sorts the point's pairs, appended to hits since start(),
-  // and returns how many there are.
-  int64_t all_pairs() {
-    Hit* first = hits_->data() + first_hit_;
-    Hit* last = hits_->data() + hits_->size();
-    sort_by_separation(first, last, radius_ * 3600.0, &scratch_);
-    return last - first;
+  // All-pairs mode: the point's pairs, sorted, in room taken from arena.
+  struct Pairs {
+    const Hit* first;
+    int64_t count;
+  };
+  Pairs all_pairs(HitArena* arena) {
+    const int64_t n = static_cast<int64_t>(hits_.size());
+    if (n == 0) return {nullptr, 0};
+    Hit* out = arena->allocate(n);
+    sort_by_separation(hits_.data(), hits_.data() + n, out, radius_ * 3600.0, &scratch_);
+    return {out, n};
   }
 
  private:
@@ -523,7 +555,7 @@ class PointMatcher {
     if (all_pairs_) {
       if (h.lower > h_radius_) return;
       const double sep = separation(*p);
-      if (sep <= radius_) hits_->push_back({right_index(p), sep * 3600.0});
+      if (sep <= radius_) hits_.push_back({right_index(p), sep * 3600.0});
     } else if (h.lower <= keep_) {
       near_.push_back({h, p});
       keep_ = std::min(keep_, h.upper * (1.0 + 1e-9));
@@ -545,8 +577,7 @@ class PointMatcher {
   const bool all_pairs_;
   // The point being matched.
   double ra_ = 0.0, dec_ = 0.0, cos_dec_ = -1.0, keep_ = 0.0;
-  std::vector<Hit>* hits_ = nullptr;
-  size_t first_hit_ = 0;
+  std::vector<Hit> hits_;  // all-pairs mode: its pairs, unsorted
   // Scratch, kept between points.
   std::vector<Candidate> near_;
   std::vector<HaversineBounds> bounds_;
@@ -580,16 +611,10 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
   const int64_t chunks = static_cast<int64_t>(first_zone.size()) - 1;
 
   // Results by left index. Nearest: best[i] (right < 0: none). All pairs:
-  // left point i's pairs are found[c][first, first + count), where[i] one
-  // entry so that the copy back costs one cache miss per point.
-  struct Found {
-    int32_t count;
-    int32_t chunk;
-    int64_t first;
-  };
+  // left point i's pairs are where[i], in the arenas of the threads.
   Buffer<Hit> best(all_pairs ? 0 : nl);
-  Buffer<Found> where(all_pairs ? nl : 0);
-  std::vector<std::vector<Hit>> found(all_pairs ? chunks : 0);  // per chunk, in zone order
+  Buffer<PointMatcher::Pairs> where(all_pairs ? nl : 0);
+  std::vector<HitArena> arenas(all_pairs ? omp_get_max_threads() : 0);
 #pragma omp parallel
   {
     // All "none" first, in sequence: then only the points with a match are
@@ -601,7 +626,7 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < nl; ++i) {
       if (all_pairs)
-        where[i].count = 0;
+        where[i] = {nullptr, 0};
       else
         best[i].right = -1;
     }
@@ -619,11 +644,6 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
         const Index i = left_order[k];
         local[k - k0] = {normal_ra(left_ra[i]), left_dec[i], i};
       }
-      std::vector<Hit>* hits = all_pairs ? &found[c] : nullptr;
-      if (all_pairs) {
-        hits->reserve(4 * (k1 - k0));
-        populate(hits->data(), hits->capacity() * sizeof(Hit));
-      }
       for (int64_t z = first_zone[c]; z < first_zone[c + 1]; ++z) {
         if (left_start[z] == left_start[z + 1]) continue;  // most zones of a sparse catalog are empty
         IndexedPoint* const zone_begin = local.data() + (left_start[z] - k0);
@@ -635,7 +655,7 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
         for (int64_t d = 0; d < 3; ++d)
           cursor[d] = right.points.data() + right.start[std::clamp<int64_t>(z - 1 + d, 0, zones.count - 1)];
         for (const IndexedPoint* q = zone_begin; q != zone_end; ++q) {
-          matcher.start(*q, hits);
+          matcher.start(*q);
           // Zones are taller than reach, so these are z - 1 .. z + 1 at most;
           // the point's own zone first, which may make the others too_far.
           const int64_t z0 = std::max(z - 1, zones.of(q->dec - matcher.reach()));
@@ -659,10 +679,8 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
             if (hi >= 360.0) matcher.scan(begin, end, hi - 360.0);  // window wraps above 360
           }
           if (all_pairs) {
-            const int64_t count = matcher.all_pairs();
-            if (count > 0)
-              where[q->index] = {static_cast<int32_t>(count), static_cast<int32_t>(c),
-                                 static_cast<int64_t>(hits->size()) - count};
+            const PointMatcher::Pairs pairs = matcher.all_pairs(&arenas[omp_get_thread_num()]);
+            if (pairs.count > 0) where[q->index] = pairs;
           } else {
             const Hit nearest = matcher.nearest();
             if (nearest.right >= 0) best[q->index] = nearest;
@@ -694,12 +712,8 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
     populate(to, static_cast<size_t>(block_start[t + 1] - block_start[t]) * sizeof(MatchPair));
     for (int64_t i = i0; i < i1; ++i) {
       if (all_pairs) {
-        if (i + kAhead < i1 && where[i + kAhead].count > 0)
-          __builtin_prefetch(found[where[i + kAhead].chunk].data() + where[i + kAhead].first);
-        const Found& w = where[i];
-        if (w.count == 0) continue;
-        for (const Hit *h = found[w.chunk].data() + w.first, *e = h + w.count; h != e; ++h)
-          *to++ = {i, h->right, h->sep_arcsec};
+        if (i + kAhead < i1) __builtin_prefetch(where[i + kAhead].first);
+        for (const Hit *h = where[i].first, *e = h + where[i].count; h != e; ++h) *to++ = {i, h->right, h->sep_arcsec};
       } else if (best[i].right >= 0) {
         *to++ = {i, best[i].right, best[i].sep_arcsec};
       }
