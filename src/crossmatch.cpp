@@ -1,96 +1,27 @@
 #include "mmu/crossmatch.h"
 
 #include <omp.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <string>
 #include <memory>
+#include <string>
 
 #include "mmu/error.h"
+#include "sky_zones.h"
 
 namespace mmu {
+
+using xmatch::Index;
+using xmatch::IndexedPoint;
+using xmatch::SkyPoint;
+using xmatch::ZoneIndex;
+using xmatch::Zones;
 
 namespace {
 
 constexpr double kDeg = M_PI / 180.0;
-
-// Positions in one catalog, and offsets into them: 32 bits halve the memory
-// that the bookkeeping arrays read and fault in.
-using Index = uint32_t;
-
-// Maps the pages of [p, p + bytes) in one system call where writing them
-// would take a page fault each (~2.5 us in a VM, or a fifth of a match's time
-// in fresh buffers). Best effort: before Linux 5.14 madvise refuses
-// MADV_POPULATE_WRITE, and the first write maps each page as usual.
-void populate(void* p, size_t bytes) {
-#ifdef MADV_POPULATE_WRITE
-  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
-  if (end > begin + 16 * page) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
-#endif
-}
-
-// Inside a parallel region: each thread populates its share of [data, data + n).
-template <typename T>
-void populate_share(T* data, int64_t n) {
-  const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
-  populate(data + n * t / threads, static_cast<size_t>(n * (t + 1) / threads - n * t / threads) * sizeof(T));
-}
-
-// An array left uninitialised, to be filled by parallel loops: a vector would
-// have one thread zero (and page-fault) all of it first, tens of MB per match
-// (measured: a third of the index build's wall time on 2 threads).
-template <typename T>
-class Buffer {
- public:
-  explicit Buffer(int64_t n = 0) : data_(new T[static_cast<size_t>(n)]) {}
-  T& operator[](int64_t i) { return data_[i]; }
-  const T& operator[](int64_t i) const { return data_[i]; }
-  T* data() { return data_.get(); }
-  const T* data() const { return data_.get(); }
-
- private:
-  std::unique_ptr<T[]> data_;
-};
-
-// Declination zones of equal height, zone z covering [-90 + z h, -90 + (z+1) h).
-struct Zones {
-  int64_t count;
-  double height;
-
-  explicit Zones(int64_t wanted) : count(std::max<int64_t>(1, wanted)), height(180.0 / static_cast<double>(count)) {}
-  int64_t of(double dec) const {
-    return std::clamp<int64_t>(static_cast<int64_t>(std::floor((dec + 90.0) / height)), 0, count - 1);
-  }
-  // The lower edge of zone z.
-  double bottom(int64_t z) const { return -90.0 + height * static_cast<double>(z); }
-  // The largest |dec| inside zone z.
-  double max_abs_dec(int64_t z) const {
-    return std::max(std::fabs(-90.0 + height * static_cast<double>(z)),
-                    std::fabs(-90.0 + height * static_cast<double>(z + 1)));
-  }
-};
-
-// What a separation test needs of a right point, contiguous so that a zone's
-// ra window is one sequential read. Its index in the caller's arrays is kept
-// apart (ZoneIndex::index): only a pair reads it.
-struct SkyPoint {
-  double ra, dec;
-  double cos_dec;  // cos(dec * kDeg) as angular_separation_deg computes it, once per point
-};
-
-// A point on its way into a zone sorted by ra, or a left point being
-// matched (whose cos(dec) is computed once something is in reach: most left
-// points of a sparse catalog have nothing).
-struct IndexedPoint {
-  double ra, dec;
-  Index index;  // in the caller's arrays
-};
 
 // A match found for one left point: its right index and separation.
 struct Hit {
@@ -114,182 +45,6 @@ HaversineBounds haversine_bounds(double ra1, double dec1, double cos_dec1, const
   const double cc = cos_dec1 * b.cos_dec;
   return {x_low * x_low + cc * y_low * y_low, x * x + cc * y * y};
 }
-
-// How far ahead a loop over points in zone order prefetches their coordinates:
-// read in that order, the caller's arrays are read at random.
-constexpr int64_t kAhead = 8;
-
-// Windows of this many points or more take the batched scan.
-constexpr int64_t kBatch = 8;
-
-void prefetch_point(const std::vector<double>& ra, const std::vector<double>& dec, int64_t i) {
-  __builtin_prefetch(&ra[i]);
-  __builtin_prefetch(&dec[i]);
-}
-
-// A position the match can use: finite, |dec| <= 90. Others are never matched.
-bool valid_position(double ra, double dec) { return std::isfinite(ra) && std::isfinite(dec) && std::fabs(dec) <= 90.0; }
-
-// ra in [0, 360), where the ra windows look for it (the separation does not care).
-double normal_ra(double ra) {
-  if (ra >= 0.0 && ra < 360.0) return ra;
-  const double r = ra - 360.0 * std::floor(ra / 360.0);
-  return r >= 360.0 ? 0.0 : r;
-}
-
-// A stable counting sort of the points by zone, O(n) where a comparison sort
-// costs O(n log n): each thread counts a slice of the points, the offsets are
-// summed over blocks of zones in parallel, each thread places its slice.
-// Points without a valid position go last, to an extra zone zones.count.
-// Fills order[k] (the index of the k-th point in zone order) and returns the
-// zone offsets (zones.count + 2).
-Buffer<Index> zone_order(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones,
-                         Buffer<Index>* order) {
-  const int64_t n = static_cast<int64_t>(dec.size()), keys = zones.count + 1;
-  const int64_t threads = omp_get_max_threads();
-  Buffer<int32_t> zone(n);
-  *order = Buffer<Index>(n);
-  // next[t][z]: how many points of zone z thread t has, then where it places the next one.
-  std::vector<Buffer<Index>> next(threads);
-  Buffer<Index> start(keys + 1);
-  std::vector<int64_t> block_start(threads + 1, 0);
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t t = omp_get_thread_num();
-    next[t] = Buffer<Index>(keys);
-    populate(next[t].data(), keys * sizeof(Index));
-    std::fill_n(next[t].data(), keys, 0);
-    populate_share(zone.data(), n);
-    populate_share(order->data(), n);
-    for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) {
-      zone[i] = static_cast<int32_t>(valid_position(ra[i], dec[i]) ? zones.of(dec[i]) : zones.count);
-      ++next[t][zone[i]];
-    }
-#pragma omp barrier
-    // Thread t sums the counts of zones [z0, z1), then places its offsets.
-    const int64_t z0 = keys * t / threads, z1 = keys * (t + 1) / threads;
-    int64_t total = 0;
-    for (int64_t z = z0; z < z1; ++z)
-      for (int64_t u = 0; u < threads; ++u) total += next[u][z];
-    block_start[t + 1] = total;
-#pragma omp barrier
-#pragma omp single
-    for (int64_t u = 0; u < threads; ++u) block_start[u + 1] += block_start[u];
-    int64_t at = block_start[t];
-    for (int64_t z = z0; z < z1; ++z) {
-      start[z] = static_cast<Index>(at);
-      for (int64_t u = 0; u < threads; ++u) {
-        const int64_t count = next[u][z];
-        next[u][z] = static_cast<Index>(at);
-        at += count;
-      }
-    }
-#pragma omp barrier
-    for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) (*order)[next[t][zone[i]]++] = static_cast<Index>(i);
-  }
-  start[keys] = static_cast<Index>(n);
-  return start;
-}
-
-template <typename T, typename Less>
-void insertion_sort(T* begin, T* end, Less less) {
-  for (T* p = begin + 1; p < end; ++p) {
-    const T x = *p;
-    T* at = p;
-    for (; at > begin && less(x, at[-1]); --at) *at = at[-1];
-    *at = x;
-  }
-}
-
-template <typename T>
-struct SortScratch {
-  std::vector<T> items;
-  std::vector<int32_t> count;
-};
-
-// Sorts [begin, end) by less, which orders by key(x) in [lo, hi] first, into
-// out[0, n) (out may be begin). What the match sorts (a zone's points by ra, a
-// point's pairs by separation) is a few items, or many spread over a known
-// range, where a comparison sort mispredicts half its branches. So a counting
-// sort into 2n equal slices of [lo, hi] comes first, and an insertion sort
-// then finds the items nearly in order (predictable branches) and settles
-// those that share a slice. Crowded slices (many equal keys) go to std::sort.
-template <typename T, typename Key, typename Less>
-void slice_sort(T* begin, T* end, T* out, double lo, double hi, Key key, Less less, SortScratch<T>* scratch) {
-  constexpr int64_t kSmall = 4, kCrowded = 128;
-  const int64_t n = end - begin;
-  auto sort_in_out = [&](auto sort) {
-    if (out != begin) std::copy(begin, end, out);
-    sort(out, out + n, less);
-  };
-  if (n <= kSmall) return sort_in_out(insertion_sort<T, Less>);
-  if (!(hi > lo)) return sort_in_out(std::sort<T*, Less>);
-  const int64_t slices = 2 * n;
-  const double scale = static_cast<double>(slices) / (hi - lo);
-  auto slice = [&](const T& x) { return std::min<int64_t>(slices - 1, static_cast<int64_t>((key(x) - lo) * scale)); };
-  std::vector<int32_t>& count = scratch->count;
-  count.assign(slices + 1, 0);
-  for (const T* p = begin; p < end; ++p) ++count[slice(*p) + 1];
-  if (*std::max_element(count.begin(), count.end()) > kCrowded) return sort_in_out(std::sort<T*, Less>);
-  for (int64_t s = 0; s < slices; ++s) count[s + 1] += count[s];
-  std::vector<T>& items = scratch->items;
-  items.resize(n);
-  for (const T* p = begin; p < end; ++p) items[count[slice(*p)]++] = *p;
-  for (int64_t k = 0; k < n; ++k) {  // insertion sort from items to out
-    const T x = items[k];
-    T* at = out + k;
-    for (; at > out && less(x, at[-1]); --at) *at = at[-1];
-    *at = x;
-  }
-}
-
-void sort_by_ra(IndexedPoint* begin, IndexedPoint* end, SortScratch<IndexedPoint>* scratch) {
-  double lo = 360.0, hi = 0.0;
-  if (end - begin > 4)
-    for (const IndexedPoint* p = begin; p < end; ++p) {
-      lo = std::min(lo, p->ra);
-      hi = std::max(hi, p->ra);
-    }
-  slice_sort(begin, end, begin, lo, hi, [](const IndexedPoint& p) { return p.ra; },
-             [](const IndexedPoint& a, const IndexedPoint& b) { return a.ra < b.ra; }, scratch);
-}
-
-// The right points grouped by zone, each zone sorted by ra.
-struct ZoneIndex {
-  Buffer<Index> start;      // zones.count + 1 offsets into points
-  Buffer<SkyPoint> points;  // the points with a valid position
-  Buffer<Index> index;      // index[k]: points[k]'s index in the caller's arrays
-
-  ZoneIndex(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones) {
-    Buffer<Index> order;
-    start = zone_order(ra, dec, zones, &order);
-    const int64_t n = start[zones.count];
-    points = Buffer<SkyPoint>(n);
-    index = Buffer<Index>(n);
-#pragma omp parallel
-    {
-      populate_share(points.data(), n);
-      populate_share(index.data(), n);
-#pragma omp barrier
-      std::vector<IndexedPoint> zone;  // one zone's points, sorted by ra here
-      SortScratch<IndexedPoint> scratch;
-#pragma omp for schedule(dynamic, 4096)
-      for (int64_t z = 0; z < zones.count; ++z) {
-        zone.clear();
-        for (int64_t k = start[z]; k < start[z + 1]; ++k) {
-          if (k + kAhead < n) prefetch_point(ra, dec, order[k + kAhead]);
-          zone.push_back({normal_ra(ra[order[k]]), dec[order[k]], order[k]});
-        }
-        sort_by_ra(zone.data(), zone.data() + zone.size(), &scratch);
-        int64_t k = start[z];
-        for (const IndexedPoint& p : zone) {
-          points[k] = {p.ra, p.dec, std::cos(p.dec * kDeg)};
-          index[k++] = p.index;
-        }
-      }
-    }
-  }
-};
 
 // Largest |delta ra| of any point within radius of a point at |dec| <= abs_dec
 // (degrees); 180 (everything) when the circle reaches a pole.
@@ -439,6 +194,9 @@ class HalfWidths {
   double half_ = 180.0;
 };
 
+// Windows of this many points or more take PointMatcher::scan's batched path.
+constexpr int64_t kBatch = 8;
+
 // One thread's matching of left points, one at a time: start(), scan() the
 // ra windows of the point's right zones, then nearest() or all_pairs().
 class PointMatcher {
@@ -468,7 +226,7 @@ class PointMatcher {
   // In nearest mode, whether right zone rz (a neighbour of the point's zone
   // z) is too far in dec alone to hold anything nearer than the best so far.
   bool too_far(int64_t rz, int64_t z) const {
-    if (all_pairs_) return false;
+    if (all_pairs_ || keep_ >= h_radius_) return false;  // nothing in reach yet: z0, z1 decide
     // Less 1e-12 deg for rounding in zone edges and zone assignment.
     const double gap = rz < z ? dec_ - zones_.bottom(z) : zones_.bottom(rz) - dec_;
     const double x = (gap - 1e-12) * (kDeg / 2.0), x_low = x - x * x * x * (1.0 / 6.0);
@@ -593,12 +351,10 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
   // The left points are taken zone by zone, each zone in ra order. A left
   // zone then meets each of its three right zones in one sweep: as ra grows,
   // each window's start only moves forward, and every read is sequential.
-  // Only their order is kept for the whole catalog; each chunk of zones is
-  // gathered into a small buffer of its thread when it is matched.
   check_size(left_ra, left_dec, "left");
   const int64_t nl = static_cast<int64_t>(left_ra.size());
-  Buffer<Index> left_order;
-  const Buffer<Index> left_start = zone_order(left_ra, left_dec, zones, &left_order);
+  Buffer<IndexedPoint> left_points;
+  const Buffer<Index> left_start = group_by_zone(left_ra, left_dec, zones, &left_points);
 
   // Work items: runs of whole zones holding about `chunk` left points, small
   // enough that no thread is left with a long one at the end (dense fields
@@ -631,23 +387,15 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
         best[i].right = -1;
     }
 
-    std::vector<IndexedPoint> local;  // the chunk's left points
     SortScratch<IndexedPoint> scratch;
     PointMatcher matcher(right, zones, impl_->radius, all_pairs);
     HalfWidths half_width(zones, impl_->radius);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t k0 = left_start[first_zone[c]], k1 = left_start[first_zone[c + 1]];
-      local.resize(k1 - k0);
-      for (int64_t k = k0; k < k1; ++k) {
-        if (k + kAhead < k1) prefetch_point(left_ra, left_dec, left_order[k + kAhead]);
-        const Index i = left_order[k];
-        local[k - k0] = {normal_ra(left_ra[i]), left_dec[i], i};
-      }
       for (int64_t z = first_zone[c]; z < first_zone[c + 1]; ++z) {
         if (left_start[z] == left_start[z + 1]) continue;  // most zones of a sparse catalog are empty
-        IndexedPoint* const zone_begin = local.data() + (left_start[z] - k0);
-        IndexedPoint* const zone_end = local.data() + (left_start[z + 1] - k0);
+        IndexedPoint* const zone_begin = left_points.data() + left_start[z];
+        IndexedPoint* const zone_end = left_points.data() + left_start[z + 1];
         sort_by_ra(zone_begin, zone_end, &scratch);
         const double half = half_width.of(z);
         // cursor[rz - z + 1]: the first point of right zone rz not left of the window.
@@ -689,7 +437,7 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
       }
     }
   }
-  left_order = Buffer<Index>();  // freed for the pairs to reuse
+  left_points = Buffer<IndexedPoint>();  // freed for the pairs to reuse
 
   // Back to left order, each thread a block of left indices: count, then copy.
   const int threads = omp_get_max_threads();
@@ -712,6 +460,8 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
     populate(to, static_cast<size_t>(block_start[t + 1] - block_start[t]) * sizeof(MatchPair));
     for (int64_t i = i0; i < i1; ++i) {
       if (all_pairs) {
+        // Pairs lie in zone order: fetched ahead, or each point waits on memory.
+        constexpr int64_t kAhead = 8;
         if (i + kAhead < i1) __builtin_prefetch(where[i + kAhead].first);
         for (const Hit *h = where[i].first, *e = h + where[i].count; h != e; ++h) *to++ = {i, h->right, h->sep_arcsec};
       } else if (best[i].right >= 0) {

@@ -27,7 +27,8 @@ struct MatchPair {
 
 // The right side of a cross-match, indexed once: it can be built while the
 // left side is still being read, and matched against several left sides.
-// ra/dec in degrees. Throws InvalidArgument for a radius <= 0 or > 10 deg.
+// ra/dec in degrees. Throws InvalidArgument for a radius <= 0 or > 10 deg, ra
+// and dec of different lengths, or 2^32 - 1 positions or more on one side.
 class CrossMatchIndex {
  public:
   CrossMatchIndex(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg);
