@@ -50,13 +50,13 @@ void write_csv(const SkySource& l, const SkySource& r, const std::vector<MatchPa
       // random: fetch them ahead, or each row waits twice on memory.
       if (k + kAhead < end_k) {
         __builtin_prefetch(&r.ids[pairs[k + kAhead].right]);
-        __builtin_prefetch(&r.surveys[pairs[k + kAhead].right]);
+        __builtin_prefetch(&r.survey_of[pairs[k + kAhead].right]);
       }
       const MatchPair& p = pairs[k];
       field(text, l.ids[p.left], ',');
-      field(text, l.surveys[p.left], ',');
+      field(text, l.survey(p.left), ',');
       field(text, r.ids[p.right], ',');
-      field(text, r.surveys[p.right], ',');
+      field(text, r.survey(p.right), ',');
       const auto end = std::to_chars(number, number + sizeof(number), p.sep_arcsec, std::chars_format::fixed, 6).ptr;
       text.append(number, end);
       text.push_back('\n');
@@ -94,12 +94,12 @@ int run_xmatch(const XmatchOptions& opt) {
       if (fmt == OutputFormat::kJson) {
         std::snprintf(buf, sizeof(buf), "%.6f", p.sep_arcsec);
         std::cout << (i ? ",\n " : "\n ") << "{\"left_id\": " << json_quote(l.ids[p.left])
-                  << ", \"left_survey\": " << json_quote(l.surveys[p.left]) << ", \"right_id\": "
-                  << json_quote(r.ids[p.right]) << ", \"right_survey\": " << json_quote(r.surveys[p.right])
+                  << ", \"left_survey\": " << json_quote(l.survey(p.left)) << ", \"right_id\": "
+                  << json_quote(r.ids[p.right]) << ", \"right_survey\": " << json_quote(r.survey(p.right))
                   << ", \"sep_arcsec\": " << buf << "}";
       } else {
         std::snprintf(buf, sizeof(buf), "%-20s %-14s %-20s %-14s %10.4f\n", l.ids[p.left].c_str(),
-                      l.surveys[p.left].c_str(), r.ids[p.right].c_str(), r.surveys[p.right].c_str(), p.sep_arcsec);
+                      l.survey(p.left).c_str(), r.ids[p.right].c_str(), r.survey(p.right).c_str(), p.sep_arcsec);
         std::cout << buf;
       }
     }

@@ -292,14 +292,19 @@ std::vector<std::string> Dataset::read_text(int64_t start, int64_t count) const 
   std::vector<std::string> out;
   out.reserve(static_cast<size_t>(count));
   const int64_t n = count * row_size();
+  // Integer ids become text on all cores: a million of them cost ~30 ms on one.
   if (info_.type == TypeClass::kInteger) {
     std::vector<int64_t> v(static_cast<size_t>(n));
     read_raw(start, count, H5T_NATIVE_INT64, v.data());
-    for (int64_t x : v) out.push_back(std::to_string(x));
+    out.resize(v.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) out[i] = std::to_string(v[i]);
   } else if (info_.type == TypeClass::kUnsignedInteger) {
     std::vector<uint64_t> v(static_cast<size_t>(n));
     read_raw(start, count, H5T_NATIVE_UINT64, v.data());
-    for (uint64_t x : v) out.push_back(std::to_string(x));
+    out.resize(v.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) out[i] = std::to_string(v[i]);
   } else if (info_.type == TypeClass::kString && info_.variable_string) {
     std::vector<char*> v(static_cast<size_t>(n), nullptr);
     Handle mtype(H5Tcopy(H5T_C_S1), H5Tclose);

@@ -1,7 +1,9 @@
 #include "mmu/sky_source.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <iterator>
+#include <map>
 
 #include "mmu/error.h"
 #include "mmu/mmu_files.h"
@@ -23,9 +25,12 @@ SkySource from_store(const std::string& label, const std::string& dir, const std
   SkySource s;
   s.label = label;
   s.store = dir;
+  std::map<std::string, uint32_t> number;  // of each survey name
   for (const CatalogRow& r : store->positions(survey)) {
+    const auto [it, added] = number.emplace(r.survey, static_cast<uint32_t>(s.survey_names.size()));
+    if (added) s.survey_names.push_back(r.survey);
     s.ids.push_back(r.object_id);
-    s.surveys.push_back(r.survey);
+    s.survey_of.push_back(it->second);
     s.ra.push_back(r.ra);
     s.dec.push_back(r.dec);
     s.rows.push_back(r.row);
@@ -61,7 +66,10 @@ SkySource load_sky_source(const std::string& spec, const std::string& store) {
     for (const SourceFile& f : discover_files({spec})) {
       RowFileReader reader(f);
       FileCatalog c = reader.read_catalog(/*with_healpix=*/false);
-      s.surveys.insert(s.surveys.end(), c.ids.size(), f.dataset);
+      const auto number = static_cast<uint32_t>(
+          std::find(s.survey_names.begin(), s.survey_names.end(), f.dataset) - s.survey_names.begin());
+      if (number == s.survey_names.size()) s.survey_names.push_back(f.dataset);
+      s.survey_of.insert(s.survey_of.end(), c.ids.size(), number);
       // Moved, not copied: a million ids and positions per file.
       append(&s.ids, &c.ids);
       append(&s.ra, &c.ra);

@@ -10,10 +10,16 @@ namespace mmu {
 
 struct SkySource {
   std::string label;                  // what the user named
-  std::vector<std::string> ids, surveys;
+  std::vector<std::string> ids;
   std::vector<double> ra, dec;        // degrees
   std::vector<int64_t> rows;          // store rows; empty unless from a store
   std::string store;                  // the store it came from ("" for MMU files)
+  // Object i's survey is survey_names[survey_of[i]]: a few names for millions
+  // of objects.
+  std::vector<std::string> survey_names;
+  std::vector<uint32_t> survey_of;
+
+  const std::string& survey(size_t i) const { return survey_names[survey_of[i]]; }
 };
 
 // spec: a store folder (has CURRENT), "STORE_FOLDER:SURVEY", an MMU folder or
