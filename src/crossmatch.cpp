@@ -185,8 +185,12 @@ class HalfWidths {
     return per_zone_ ? ra_half_width(zones_.max_abs_dec(z), radius_) : half_;
   }
 
- private:
+  // Whether the last zone asked for is in a band taken zone by zone.
+  bool per_zone() const { return per_zone_; }
+
   static constexpr int64_t kBand = 64;
+
+ private:
   const Zones& zones_;
   double radius_;
   int64_t band_ = -1;
@@ -342,6 +346,61 @@ class PointMatcher {
   SortScratch<Hit> scratch_;
 };
 
+// A run of left points in zone order, [first, last), matched by one thread.
+struct WorkItem {
+  int64_t first, last;
+};
+
+// Work items of about equal estimated cost, so that no thread is left with a
+// long one at the end: a point costs 1 plus the right points in its windows,
+// which near a pole or in a dense field is thousands of times more than in a
+// sparse one; a costly zone is split across items. Costs are estimated per
+// band of zones (HalfWidths' bands; zone by zone near the poles), which keeps
+// the plan at a fraction of a millisecond.
+std::vector<WorkItem> plan_work(const Buffer<Index>& left_start, const ZoneIndex& right, const Zones& zones,
+                                double radius) {
+  constexpr int64_t kItemsPerThread = 64;
+  HalfWidths half_width(zones, radius);
+  struct Segment {
+    int64_t first_zone, last_zone;
+    double per_point;  // estimated cost of each of its left points
+  };
+  std::vector<Segment> segments;
+  double total = 0.0;
+  for (int64_t z = 0; z < zones.count;) {
+    const double half = half_width.of(z);
+    const int64_t end = half_width.per_zone() ? z + 1 : std::min(zones.count, (z / HalfWidths::kBand + 1) * HalfWidths::kBand);
+    const double left = static_cast<double>(left_start[end] - left_start[z]);
+    if (left > 0.0) {
+      const int64_t r0 = std::max<int64_t>(z - 1, 0), r1 = std::min(end + 1, zones.count);
+      const double right_per_zone = static_cast<double>(right.start[r1] - right.start[r0]) / static_cast<double>(r1 - r0);
+      segments.push_back({z, end, 1.0 + std::min(1.0, half / 180.0) * 3.0 * right_per_zone});
+      total += left * segments.back().per_point;
+    }
+    z = end;
+  }
+  const double budget = total / static_cast<double>(omp_get_max_threads() * kItemsPerThread) + 1.0;
+  std::vector<WorkItem> items;
+  int64_t first = 0;
+  double cost = 0.0;
+  for (const Segment& g : segments) {
+    const int64_t last = left_start[g.last_zone];
+    for (int64_t k = left_start[g.first_zone]; k < last;) {
+      const int64_t fits = static_cast<int64_t>(std::ceil((budget - cost) / g.per_point));
+      const int64_t take = std::clamp<int64_t>(fits, 1, last - k);
+      k += take;
+      cost += static_cast<double>(take) * g.per_point;
+      if (cost >= budget) {
+        items.push_back({first, k});
+        first = k;
+        cost = 0.0;
+      }
+    }
+  }
+  if (first < left_start[zones.count]) items.push_back({first, left_start[zones.count]});
+  return items;
+}
+
 }  // namespace
 
 std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
@@ -356,15 +415,7 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
   Buffer<IndexedPoint> left_points;
   const Buffer<Index> left_start = group_by_zone(left_ra, left_dec, zones, &left_points);
 
-  // Work items: runs of whole zones holding about `chunk` left points, small
-  // enough that no thread is left with a long one at the end (dense fields
-  // cost tens of times more per point).
-  constexpr int64_t chunk = 4096;
-  std::vector<int64_t> first_zone{0};
-  for (int64_t z = 0; z < zones.count; ++z)
-    if (left_start[z + 1] - left_start[first_zone.back()] >= chunk) first_zone.push_back(z + 1);
-  if (first_zone.back() != zones.count) first_zone.push_back(zones.count);
-  const int64_t chunks = static_cast<int64_t>(first_zone.size()) - 1;
+  const std::vector<WorkItem> work = plan_work(left_start, right, zones, impl_->radius);
 
   // Results by left index. Nearest: best[i] (right < 0: none). All pairs:
   // left point i's pairs are where[i], in the arenas of the threads.
@@ -388,20 +439,34 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
     }
 
     SortScratch<IndexedPoint> scratch;
+#pragma omp for schedule(dynamic, 4096)
+    for (int64_t z = 0; z < zones.count; ++z)
+      sort_by_ra(left_points.data() + left_start[z], left_points.data() + left_start[z + 1], &scratch);
+
     PointMatcher matcher(right, zones, impl_->radius, all_pairs);
     HalfWidths half_width(zones, impl_->radius);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t c = 0; c < chunks; ++c) {
-      for (int64_t z = first_zone[c]; z < first_zone[c + 1]; ++z) {
+    for (size_t w = 0; w < work.size(); ++w) {
+      const int64_t first = work[w].first, last = work[w].last;
+      const int64_t z_first = std::upper_bound(left_start.data(), left_start.data() + zones.count, first) -
+                              left_start.data() - 1;
+      for (int64_t z = z_first; z < zones.count && left_start[z] < last; ++z) {
         if (left_start[z] == left_start[z + 1]) continue;  // most zones of a sparse catalog are empty
-        IndexedPoint* const zone_begin = left_points.data() + left_start[z];
-        IndexedPoint* const zone_end = left_points.data() + left_start[z + 1];
-        sort_by_ra(zone_begin, zone_end, &scratch);
+        IndexedPoint* const zone_begin = left_points.data() + std::max<int64_t>(left_start[z], first);
+        IndexedPoint* const zone_end = left_points.data() + std::min<int64_t>(left_start[z + 1], last);
         const double half = half_width.of(z);
-        // cursor[rz - z + 1]: the first point of right zone rz not left of the window.
+        // cursor[rz - z + 1]: the first point of right zone rz not left of the
+        // window (found by binary search where an item starts inside a zone).
         const SkyPoint* cursor[3];
-        for (int64_t d = 0; d < 3; ++d)
-          cursor[d] = right.points.data() + right.start[std::clamp<int64_t>(z - 1 + d, 0, zones.count - 1)];
+        for (int64_t d = 0; d < 3; ++d) {
+          const int64_t rz = std::clamp<int64_t>(z - 1 + d, 0, zones.count - 1);
+          const SkyPoint* begin = right.points.data() + right.start[rz];
+          const SkyPoint* end = right.points.data() + right.start[rz + 1];
+          const double lo = zone_begin->ra - half;
+          cursor[d] = zone_begin == left_points.data() + left_start[z] || half >= 180.0 || lo < 0.0
+                          ? begin
+                          : std::partition_point(begin, end, [lo](const SkyPoint& p) { return p.ra < lo; });
+        }
         for (const IndexedPoint* q = zone_begin; q != zone_end; ++q) {
           matcher.start(*q);
           // Zones are taller than reach, so these are z - 1 .. z + 1 at most;
