@@ -369,11 +369,13 @@ std::vector<WorkItem> plan_work(const Buffer<Index>& left_start, const ZoneIndex
   double total = 0.0;
   for (int64_t z = 0; z < zones.count;) {
     const double half = half_width.of(z);
-    const int64_t end = half_width.per_zone() ? z + 1 : std::min(zones.count, (z / HalfWidths::kBand + 1) * HalfWidths::kBand);
+    const int64_t band_end = (z / HalfWidths::kBand + 1) * HalfWidths::kBand;
+    const int64_t end = half_width.per_zone() ? z + 1 : std::min(zones.count, band_end);
     const double left = static_cast<double>(left_start[end] - left_start[z]);
     if (left > 0.0) {
       const int64_t r0 = std::max<int64_t>(z - 1, 0), r1 = std::min(end + 1, zones.count);
-      const double right_per_zone = static_cast<double>(right.start[r1] - right.start[r0]) / static_cast<double>(r1 - r0);
+      const double right_per_zone =
+          static_cast<double>(right.start[r1] - right.start[r0]) / static_cast<double>(r1 - r0);
       segments.push_back({z, end, 1.0 + std::min(1.0, half / 180.0) * 3.0 * right_per_zone});
       total += left * segments.back().per_point;
     }
