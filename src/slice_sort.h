@@ -31,17 +31,18 @@ struct SortScratch {
 // range, where a comparison sort mispredicts half its branches. So a counting
 // sort into 2n equal slices of [lo, hi] comes first, and an insertion sort
 // then finds the items nearly in order (predictable branches) and settles
-// those that share a slice. Crowded slices (many equal keys) go to std::sort.
+// those that share a slice. Crowded slices (many equal keys) go to std::sort,
+// and so do runs too long to want a scratch copy.
 template <typename T, typename Key, typename Less>
 void slice_sort(T* begin, T* end, T* out, double lo, double hi, Key key, Less less, SortScratch<T>* scratch) {
-  constexpr int64_t kSmall = 4, kCrowded = 128;
+  constexpr int64_t kSmall = 4, kCrowded = 128, kLarge = 1 << 16;
   const int64_t n = end - begin;
   auto sort_in_out = [&](auto sort) {
     if (out != begin) std::copy(begin, end, out);
     sort(out, out + n, less);
   };
   if (n <= kSmall) return sort_in_out(insertion_sort<T, Less>);
-  if (!(hi > lo)) return sort_in_out(std::sort<T*, Less>);
+  if (!(hi > lo) || n > kLarge) return sort_in_out(std::sort<T*, Less>);
   const int64_t slices = 2 * n;
   const double scale = static_cast<double>(slices) / (hi - lo);
   auto slice = [&](const T& x) { return std::min<int64_t>(slices - 1, static_cast<int64_t>((key(x) - lo) * scale)); };
