@@ -27,16 +27,17 @@ double normal_ra(double ra) {
 Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones,
                             Buffer<IndexedPoint>* grouped) {
   const int64_t n = static_cast<int64_t>(dec.size()), keys = zones.count + 1;
-  const int64_t threads = omp_get_max_threads();
   Buffer<int32_t> zone(n);
   *grouped = Buffer<IndexedPoint>(n);
   // next[t][z]: how many points of zone z thread t has, then where it places the next one.
-  std::vector<Buffer<Index>> next(threads);
+  std::vector<Buffer<Index>> next(omp_get_max_threads());
   Buffer<Index> start(keys + 1);
-  std::vector<int64_t> block_start(threads + 1, 0);
-#pragma omp parallel num_threads(threads)
+  std::vector<int64_t> block_start(next.size() + 1, 0);
+#pragma omp parallel
   {
-    const int64_t t = omp_get_thread_num();
+    // The team may be smaller than asked for (OMP_DYNAMIC, OMP_THREAD_LIMIT):
+    // every share below is of the team this region got.
+    const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
     next[t] = Buffer<Index>(keys);
     populate(next[t].data(), keys * sizeof(Index));
     std::fill_n(next[t].data(), keys, 0);

@@ -168,6 +168,21 @@ TEST_CASE("cross-match of crowded ties equals brute force: equal positions, equa
   require_equal(all, brute_force(left, right, radius, true));
 }
 
+TEST_CASE("one index matched from several threads at once gives the pairs of a lone call", "[sky][xmatch]") {
+  // Inside a parallel region the match's own regions get a team of one
+  // thread (nesting is off), fewer than omp_get_max_threads() says.
+  const double radius = 1.0 / 3600.0;
+  Points left, right;
+  make_catalogs(20000, radius, &left, &right);
+  const mmu::CrossMatchIndex index(right.ra, right.dec, radius);
+  const auto lone = index.match(left.ra, left.dec, true);
+  REQUIRE(lone.size() > 5000);
+  std::vector<std::vector<mmu::MatchPair>> each(4);
+#pragma omp parallel for num_threads(4)
+  for (int t = 0; t < 4; ++t) each[t] = index.match(left.ra, left.dec, true);
+  for (const auto& pairs : each) require_equal(pairs, lone);
+}
+
 TEST_CASE("positions without a valid ra/dec are never matched; ra is taken modulo 360", "[xmatch]") {
   const double nan = std::nan("");
   const std::vector<double> right_ra{10.0, 350.0, nan, 20.0, 30.0}, right_dec{0.0, 0.0, 0.0, 95.0, nan};
