@@ -14,14 +14,13 @@
 namespace mmu {
 
 using xmatch::Index;
+using xmatch::kDeg;
 using xmatch::IndexedPoint;
 using xmatch::SkyPoint;
 using xmatch::ZoneIndex;
 using xmatch::Zones;
 
 namespace {
-
-constexpr double kDeg = M_PI / 180.0;
 
 // A match found for one left point: its right index and separation.
 struct Hit {

@@ -8,8 +8,6 @@ namespace mmu::xmatch {
 
 namespace {
 
-constexpr double kDeg = M_PI / 180.0;
-
 // A position the match can use: finite, |dec| <= 90.
 bool valid_position(double ra, double dec) { return std::isfinite(ra) && std::isfinite(dec) && std::fabs(dec) <= 90.0; }
 

@@ -13,6 +13,9 @@
 
 namespace mmu::xmatch {
 
+// Degrees to radians, as angular_separation_deg (sky.h) converts them.
+inline constexpr double kDeg = M_PI / 180.0;
+
 // Positions in one catalog, and offsets into them: 32 bits halve the memory
 // that the bookkeeping arrays read and fault in.
 using Index = uint32_t;
@@ -29,10 +32,7 @@ struct Zones {
   // The lower edge of zone z.
   double bottom(int64_t z) const { return -90.0 + height * static_cast<double>(z); }
   // The largest |dec| inside zone z.
-  double max_abs_dec(int64_t z) const {
-    return std::max(std::fabs(-90.0 + height * static_cast<double>(z)),
-                    std::fabs(-90.0 + height * static_cast<double>(z + 1)));
-  }
+  double max_abs_dec(int64_t z) const { return std::max(std::fabs(bottom(z)), std::fabs(bottom(z + 1))); }
 };
 
 // What a separation test needs of a right point, contiguous so that a zone's
@@ -43,9 +43,7 @@ struct SkyPoint {
   double cos_dec;  // cos(dec * kDeg) as angular_separation_deg computes it, once per point
 };
 
-// A point on its way into a zone sorted by ra, or a left point being
-// matched (whose cos(dec) is computed once something is in reach: most left
-// points of a sparse catalog have nothing).
+// A point on its way into a zone sorted by ra, or a left point being matched.
 struct IndexedPoint {
   double ra, dec;
   Index index;  // in the caller's arrays

@@ -140,12 +140,18 @@ def _(env):
         same(pairs(got["results"]), want, "%s k > rows vs numpy" % dev, tol=2e-5)
 
 
+def reindexed_copy(env, kind):
+    """A copy of the store whose spectrum space has index `kind`."""
+    store = os.path.join(env.tmp, "store-" + kind)
+    shutil.copytree(env.store, store)
+    run(env.index, "reindex", "--store", store, "--space", "spectrum", "--index", kind,
+        "--recall-k", "10", "--recall-queries", "20")
+    return store
+
+
 @case("flat16 space: a device scans the same fp16 rows as the CPU; --exact scans fp32")
 def _(env):
-    store = os.path.join(env.tmp, "store-flat16")
-    shutil.copytree(env.store, store)
-    run(env.index, "reindex", "--store", store, "--space", "spectrum", "--index", "flat16",
-        "--recall-k", "10", "--recall-queries", "20")
+    store = reindexed_copy(env, "flat16")
     q_i = 11
     oid = env.ids[q_i]
     want = brute(env.spec, env.spec_meta, env.spec[q_i], 20, exclude={oid})
@@ -170,10 +176,7 @@ def _(env):
 
 @case("HNSW space: --device scans exactly (as if --exact), equal to numpy")
 def _(env):
-    store = os.path.join(env.tmp, "store-hnsw")
-    shutil.copytree(env.store, store)
-    run(env.index, "reindex", "--store", store, "--space", "spectrum", "--index", "hnsw",
-        "--recall-k", "10", "--recall-queries", "20")
+    store = reindexed_copy(env, "hnsw")
     q_i = 8
     oid = env.ids[q_i]
     need("hnsw" in search_json(env, store, "--like", oid, "--k", "5")["method"], "the cpu query uses the hnsw index")
