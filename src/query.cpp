@@ -200,21 +200,33 @@ std::vector<ObjectVector> vectors_of_rows(const Store& store, const std::vector<
   return out;
 }
 
-// Each object's vector in the shared space from its --from tower(s) (own or a
-// linked partner's); "both" averages the image and spectrum vectors (each
-// L2-normalised), renormalised. *space becomes the --to tower.
-std::vector<ObjectVector> cross_modal_vectors(const Store& store, const std::vector<CatalogRow>& objects,
-                                              const LikeQuery& q, std::string* space, std::string* modalities) {
+// A cross-modal query's towers, resolved once: finding them reads every
+// space's model card, not to be repeated per object list or per batch query.
+struct CrossModal {
+  std::string to_space;
+  std::vector<std::string> from_spaces;
+  std::string label;  // " (image -> spectrum in shared space ID)", for the method line
+};
+
+CrossModal resolve_cross_modal(const Store& store, const LikeQuery& q) {
   if (q.from != "image" && q.from != "spectrum" && q.from != "both")
     throw InvalidArgument("--from must be image, spectrum or both, got '" + q.from + "'");
   if (q.to != "image" && q.to != "spectrum") throw InvalidArgument("--to must be image or spectrum, got '" + q.to + "'");
   const SharedSpace shared = choose_shared_space(store, q);
-  *space = tower_of(shared, q.to, "--to");
-  const std::vector<std::string> from = q.from == "both" ? std::vector<std::string>{"image", "spectrum"}
-                                                          : std::vector<std::string>{q.from};
-  std::vector<std::string> from_spaces;
-  for (const std::string& m : from) from_spaces.push_back(tower_of(shared, m, "--from"));
-  *modalities = " (" + q.from + " -> " + q.to + " in shared space " + shared.id + ")";
+  CrossModal cm;
+  cm.to_space = tower_of(shared, q.to, "--to");
+  for (const char* m : {"image", "spectrum"})
+    if (q.from == m || q.from == "both") cm.from_spaces.push_back(tower_of(shared, m, "--from"));
+  cm.label = " (" + q.from + " -> " + q.to + " in shared space " + shared.id + ")";
+  return cm;
+}
+
+// Each object's vector in the shared space from its --from tower(s) (own or a
+// linked partner's); "both" averages the image and spectrum vectors (each
+// L2-normalised), renormalised.
+std::vector<ObjectVector> cross_modal_vectors(const Store& store, const std::vector<CatalogRow>& objects,
+                                              const CrossModal& cm) {
+  const std::vector<std::string>& from_spaces = cm.from_spaces;
   std::vector<ObjectVector> out;
   for (const CatalogRow& obj : objects) {
     ObjectVector sum{obj, obj.row, {}};
@@ -233,7 +245,8 @@ std::vector<ObjectVector> cross_modal_vectors(const Store& store, const std::vec
   return out;
 }
 
-Prepared prepare(const Store& store, const LikeQuery& q) {
+// resolved: the query's CrossModal when the caller has it already (a batch).
+Prepared prepare(const Store& store, const LikeQuery& q, const CrossModal* resolved = nullptr) {
   if (q.k <= 0) throw InvalidArgument("--k must be at least 1, got " + std::to_string(q.k));
   const int kinds = !q.like.empty() + q.near.has_value() + !q.vector.empty();
   if (kinds != 1) throw InvalidArgument("give exactly one of --like, --near or --vector");
@@ -267,14 +280,15 @@ Prepared prepare(const Store& store, const LikeQuery& q) {
     for (float x : q.vector)
       if (!std::isfinite(x)) throw InvalidArgument("the query vector has a non-finite value");
   } else if (cross_modal) {
-    accumulate(cross_modal_vectors(store, r.positives, q, &space, &p.modalities), store, &pos, &p);
+    const CrossModal cm = resolved ? *resolved : resolve_cross_modal(store, q);
+    space = cm.to_space;
+    p.modalities = cm.label;
+    accumulate(cross_modal_vectors(store, r.positives, cm), store, &pos, &p);
+    if (!r.negatives.empty()) accumulate(cross_modal_vectors(store, r.negatives, cm), store, &neg, &p);
   } else {
     accumulate(vectors_of_rows(store, r.positives, &space), store, &pos, &p);
+    if (!r.negatives.empty()) accumulate(vectors_of_rows(store, r.negatives, &space), store, &neg, &p);
   }
-  if (!r.negatives.empty())
-    accumulate(cross_modal ? cross_modal_vectors(store, r.negatives, q, &space, &p.modalities)
-                           : vectors_of_rows(store, r.negatives, &space),
-               store, &neg, &p);
   r.space = space;
   const double n_pos = q.vector.empty() ? static_cast<double>(r.positives.size()) : 1.0;
   double norm = 0;
@@ -453,11 +467,20 @@ std::vector<LikeResult> search_like_batch(const Store& store, const LikeQuery& c
                                           const std::vector<std::string>& ids) {
   std::vector<Prepared> prepared(ids.size());
   std::map<std::string, std::vector<size_t>> by_space;
+  // Cross-modal towers found once for the batch; if that fails, each query
+  // reports the failure as a lone query would.
+  std::optional<CrossModal> cross_modal;
+  if (!common.from.empty() && !common.to.empty()) {
+    try {
+      cross_modal = resolve_cross_modal(store, common);
+    } catch (const Error&) {  // left to each query's prepare()
+    }
+  }
   for (size_t i = 0; i < ids.size(); ++i) {
     LikeQuery q = common;
     q.like = {ids[i]};
     try {
-      prepared[i] = prepare(store, q);
+      prepared[i] = prepare(store, q, cross_modal ? &*cross_modal : nullptr);
       by_space[prepared[i].result.space].push_back(i);
     } catch (const Error& e) {
       prepared[i].result.label = ids[i];

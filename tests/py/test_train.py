@@ -171,6 +171,19 @@ def main():
             r = json.loads(p.stdout)
             ok = r["space"] == space and (frm + " -> " + to) in r["method"] and len(r["results"]) == 5
         check(ok, "x --from %s --to %s searches %s and says so" % (frm, to, space), (p.stderr + p.stdout)[:400])
+    ids_path = os.path.join(a.tmp, "cross_ids.txt")
+    with open(ids_path, "w") as f:
+        f.write(img_id + "\n" + spec_id + "\n")
+    p = run([search, "--store", store, "--like-file", ids_path, "--from", "image", "--to", "spectrum", "--k", "5",
+             "--format", "json"])
+    ok = p.returncode == 0
+    if ok:
+        for block in json.loads(p.stdout):
+            single = json.loads(run([search, "--store", store, "--like", block["label"], "--from", "image", "--to",
+                                     "spectrum", "--k", "5", "--format", "json"]).stdout)
+            ok = ok and block["space"] == spec_space and "image -> spectrum" in block["method"] and \
+                [r["object_id"] for r in block["results"]] == [r["object_id"] for r in single["results"]]
+    check(ok, "x --like-file --from image --to spectrum equals the single queries", (p.stderr + p.stdout)[:400])
     p = run([search, "--store", store, "--like", img_id, "--from", "image", "--to", "spectrum", "--space", "image"])
     check(p.returncode == 1 and "shared space" in p.stderr, "x a space with no shared space is refused",
             p.stderr.strip())
