@@ -36,12 +36,7 @@
 
 namespace {
 
-using mmu::bench::Clock;
-using mmu::bench::ms_since;
-using mmu::bench::Stats;
-using mmu::bench::stats_json;
-using mmu::bench::stats_of;
-using mmu::bench::stats_text;
+using namespace mmu::bench;  // the bench programs' clock, stats and flag helpers
 
 struct Args {
   std::string store, ids;
