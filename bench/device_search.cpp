@@ -27,7 +27,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "../cli/process_defaults.h"
+#include "process_defaults.h"
 #include "bench_stats.h"
 #include "mmu/device_search.h"
 #include "mmu/error.h"

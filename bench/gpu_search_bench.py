@@ -1,5 +1,5 @@
 """GPU search (issue 7): exact search with `--device cuda` (LibTorch matrix
-product + topk, src/torch_search.cpp) against the own CPU scan, on the same
+product + topk, plugin/torch_search.cpp) against the own CPU scan, on the same
 synthetic --n x --dim store, in one command.
 
 Needs a build configured with -DMMU_ENABLE_CUDA=ON against a CUDA-enabled

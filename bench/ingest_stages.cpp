@@ -1,5 +1,5 @@
 // mmu_bench_stages: where `mmu-index build` spends its time, stage by stage,
-// using the same public calls as src/build.cpp but writing nothing.
+// using the same public calls as src/ingest/build.cpp but writing nothing.
 //
 //   mmu_bench_stages ROOT... [--batch-size 64] [--dim 64]
 //
@@ -18,7 +18,7 @@
 
 // Same OpenMP defaults as mmu-index / mmu-search (OMP_WAIT_POLICY=PASSIVE unless
 // set), so the timings here are those of the real executables.
-#include "../cli/process_defaults.h"
+#include "process_defaults.h"
 #include "mmu/error.h"
 #include "mmu/mmu_files.h"
 #include "mmu/pca.h"

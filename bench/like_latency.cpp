@@ -28,7 +28,7 @@
 
 // Same OpenMP defaults as mmu-index / mmu-search (OMP_WAIT_POLICY=PASSIVE unless
 // set), so the timings here are those of the real executables.
-#include "../cli/process_defaults.h"
+#include "process_defaults.h"
 #include "bench_stats.h"
 #include "mmu/error.h"
 #include "mmu/query.h"
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
     }
     const Stats like = stats_of(per_query);
 
-    // Store calls a query makes (see src/query.cpp), each timed alone over the
+    // Store calls a query makes (see src/search/query.cpp), each timed alone over the
     // same ids: find_by_id, spaces_of_row, vector_of, and rows() for the k
     // neighbours (the k rows after the query's own row stand in for them).
     std::vector<double> t_find, t_spaces, t_vector, t_rows;

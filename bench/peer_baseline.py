@@ -5,7 +5,7 @@ ingest speed (and as an independent check of the C++ vectors).
 
     /usr/bin/python3 bench/peer_baseline.py ROOT [ROOT...] --out DIR [--batch-size 64] [--dim 64]
 
-Same transforms as src/preprocess.cpp and src/pca.cpp, vectorised with numpy:
+Same transforms as src/encode/preprocess.cpp and src/encode/pca.cpp, vectorised with numpy:
 
   images   centre crop 96 px, asinh(x / 0.01), 4x4 block means over the pixels
            the mask marks good (image_mask: True = good), unit L2 norm
@@ -22,7 +22,7 @@ Writes DIR/<space>_vectors.npy (n x dim float32), DIR/<space>_ids.npy
 DIR/<space>_surveys.npy and DIR/<space>_components.npy (dim x features), and
 prints one JSON line with per-phase seconds.
 
-The C++ build fits its PCA by randomised subspace iteration (src/pca.cpp);
+The C++ build fits its PCA by randomised subspace iteration (src/encode/pca.cpp);
 this peer does the exact eigendecomposition a notebook would, so comparing
 the two measures how close the C++ approximation is.
 It writes no catalog and no FAISS index: the C++ build does both on top.

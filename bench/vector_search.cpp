@@ -41,7 +41,7 @@
 #include <vector>
 
 // Same OpenMP defaults as mmu-search (OMP_WAIT_POLICY=PASSIVE unless set).
-#include "../cli/process_defaults.h"
+#include "process_defaults.h"
 #include "bench_stats.h"
 #include "mmu/error.h"
 #include "mmu/space_index.h"

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "../cli/process_defaults.h"
+#include "process_defaults.h"
 #include "mmu/crossmatch.h"
 #include "mmu/sky_source.h"
 

@@ -1,8 +1,8 @@
 // mmu-index: ingest MMU files into a store.
 #include <iostream>
 
-#include "../cli/cli_common.h"
-#include "../cli/process_defaults.h"
+#include "cli_common.h"
+#include "process_defaults.h"
 #include "mmu/build.h"
 #include "mmu/inspect.h"
 #include "mmu/model_package.h"

@@ -8,7 +8,7 @@
 
 #include "mmu/error.h"
 #include "mmu/query.h"
-#include "flat_index.h"
+#include "vector/flat_index.h"
 #include "test_util.h"
 
 using mmu::test::TempDir;

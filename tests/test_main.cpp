@@ -1,4 +1,4 @@
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
-#include "../cli/process_defaults.h"
+#include "process_defaults.h"

@@ -14,7 +14,7 @@
 #include "mmu/error.h"
 #include "mmu/mmu_files.h"
 #include "mmu/store.h"
-#include "sha256.h"
+#include "base/sha256.h"
 #include "test_util.h"
 
 using mmu::test::TempDir;

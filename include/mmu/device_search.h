@@ -10,7 +10,7 @@
 // block, TF32 is off): they differ from BLAS's only in the last bits of the
 // sums, so two rows whose scores are within ~1e-6 may swap places.
 //
-// LibTorch lives in the plug-in libmmu_models.so (src/torch_search.cpp),
+// LibTorch lives in the plug-in libmmu_models.so (plugin/torch_search.cpp),
 // opened on first use; a build configured without -DMMU_ENABLE_CUDA=ON has no
 // cuda device.
 #pragma once

@@ -24,7 +24,7 @@
 
 namespace mmu {
 
-class SpaceSearcher;  // src/space_searcher.h
+class SpaceSearcher;  // src/vector/space_searcher.h
 
 // Bumped whenever the on-disk layout changes; kept in PRAGMA user_version.
 inline constexpr int kStoreFormatVersion = 2;

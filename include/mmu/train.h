@@ -49,7 +49,7 @@ TrainReport train_model(const TrainOptions& opt);
 // "epoch 3/20: train loss ... val loss ... val top-1 ... top-10 ... (chance ...) ... examples/s"
 std::string format_epoch(const EpochStats& s, int64_t epochs, int64_t val_pairs);
 
-// What the core hands the LibTorch plug-in (src/torch_train.cpp): prepared
+// What the core hands the LibTorch plug-in (plugin/torch_train.cpp): prepared
 // inputs of every pair, in pair order, and which pairs are held out.
 struct TrainInputs {
   std::vector<int64_t> image_shape, spectrum_shape;  // per object, without the batch axis

@@ -1,5 +1,5 @@
 """End-to-end checks of `mmu-search --device` (issue 7, GPU search): the LibTorch
-exact search (matrix product + topk in row blocks, src/torch_search.cpp) against
+exact search (matrix product + topk in row blocks, plugin/torch_search.cpp) against
 the own CPU scan (--device cpu) and a numpy brute force over the store's vectors,
 for one --like, --like-file batches, filters (--cone, --in, --where), --vector
 with k beyond the space's rows, a flat16 space (fp16 rows), an HNSW space

@@ -1,0 +1,622 @@
+#include "mmu/build.h"
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <unordered_map>
+
+#include <filesystem>
+#include <set>
+
+#include "base/file_util.h"
+#include "mmu/error.h"
+#include "mmu/model_package.h"
+#include "ingest/model_stage.h"
+#include "mmu/mmu_files.h"
+#include "mmu/pca.h"
+#include "mmu/progress.h"
+#include "mmu/sky.h"
+#include "mmu/space_index.h"
+#include "mmu/store.h"
+
+namespace mmu {
+
+namespace {
+
+// One file's objects in store order (sorted by fine HEALPix key), with their
+// features in the same order.
+struct Partition {
+  SourceFile file;
+  Modality modality = Modality::kNone;
+  FileCatalog catalog;
+  std::vector<ScalarColumn> values;  // catalog columns for --where, by file row
+  std::vector<int64_t> order;   // store position -> file row
+  std::vector<int64_t> fine;    // by file row
+  int64_t feature_dim = 0;
+  std::vector<float> features;  // order.size() x feature_dim
+};
+
+struct FeatureSet {
+  int64_t dim = 0;
+  std::vector<float> features;  // rows x dim
+  std::vector<int64_t> rows;    // catalog row of each feature row
+  std::string first_file;       // for dimension-mismatch messages
+};
+
+const char* data_dataset(Modality m) {
+  switch (m) {
+    case Modality::kImage: return "image_array";
+    case Modality::kSpectrum: return "spectrum_flux";
+    case Modality::kLightCurve: return "lightcurve / mag";
+    case Modality::kXp: return "coeff";
+    default: return "";
+  }
+}
+
+// Features of rows [start, start+count) into out; returns -1 or the first bad row's offset.
+int64_t batch_features(const RowFileReader& reader, const BuildOptions& opt, int64_t start, int64_t count,
+                       std::vector<float>* out, int64_t* dim) {
+  switch (reader.modality()) {
+    case Modality::kImage: {
+      ImageBatch b;
+      reader.read_images(start, count, &b);
+      *dim = image_feature_dim(opt.image);
+      out->resize(static_cast<size_t>(count * *dim));
+      return image_features(b, opt.image, out->data());
+    }
+    case Modality::kSpectrum: {
+      SpectrumBatch b;
+      reader.read_spectra(start, count, &b);
+      *dim = spectrum_feature_dim(opt.spectrum);
+      out->resize(static_cast<size_t>(count * *dim));
+      return spectrum_features(b, opt.spectrum, out->data());
+    }
+    case Modality::kLightCurve: {
+      LightCurveBatch b;
+      reader.read_light_curves(start, count, &b);
+      *dim = light_curve_feature_dim(opt.light_curve);
+      out->resize(static_cast<size_t>(count * *dim));
+      return light_curve_features(b, opt.light_curve, out->data());
+    }
+    case Modality::kXp: {
+      CoeffBatch b;
+      reader.read_coefficients(start, count, &b);
+      *dim = b.dim;
+      out->resize(static_cast<size_t>(count * *dim));
+      return xp_features(b, out->data());
+    }
+    default:
+      *dim = 0;
+      return -1;
+  }
+}
+
+// Reads one file whole: catalog, store order, features. Throws mmu::Error
+// naming the file, dataset and object at fault.
+Partition load_partition(const RowFileReader& reader, const BuildOptions& opt, Progress* progress) {
+  Partition p;
+  p.file = reader.file();
+  p.modality = reader.modality();
+  p.catalog = reader.read_catalog();
+  p.values = reader.read_scalar_columns();
+  const int64_t n = reader.rows();
+  p.fine.resize(n);
+  for (int64_t i = 0; i < n; ++i) p.fine[i] = healpix_fine(p.catalog.ra[i], p.catalog.dec[i]);
+  p.order.resize(n);
+  std::iota(p.order.begin(), p.order.end(), 0);
+  std::stable_sort(p.order.begin(), p.order.end(), [&](int64_t a, int64_t b) { return p.fine[a] < p.fine[b]; });
+  if (p.modality == Modality::kNone) return p;
+
+  std::vector<float> by_file_row, batch;
+  const int64_t batch_size = opt.batch_size > 0 ? opt.batch_size : 64;
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t count = std::min(batch_size, n - start);
+    int64_t dim = 0;
+    const int64_t bad = batch_features(reader, opt, start, count, &batch, &dim);
+    if (bad >= 0)
+      throw FormatError("object '" + p.catalog.ids[start + bad] + "' (row " + std::to_string(start + bad) +
+                        ") in '" + p.file.path + "': dataset '" + data_dataset(p.modality) +
+                        "' has NaN/Inf values where its mask says usable, or no usable value at all");
+    p.feature_dim = dim;
+    by_file_row.insert(by_file_row.end(), batch.begin(), batch.end());
+    progress->add(count);
+  }
+  p.features.resize(by_file_row.size());
+  for (int64_t pos = 0; pos < n; ++pos)
+    std::copy_n(by_file_row.data() + p.order[pos] * p.feature_dim, p.feature_dim,
+                p.features.data() + pos * p.feature_dim);
+  return p;
+}
+
+// Which files of the previous store a build reuses as they are: same path,
+// size, modification time, dataset and subset.
+struct Incremental {
+  struct Entry {
+    SourceFile file;
+    bool reused = false;
+    StoredFile old;  // when reused
+  };
+  std::vector<Entry> entries;  // discovery order
+  std::vector<StoredFile> reused;
+  std::vector<std::string> removed;  // files of the previous store not found now
+};
+
+Incremental plan_incremental(const Store* previous, const std::vector<SourceFile>& found, bool refit) {
+  Incremental inc;
+  std::map<std::string, StoredFile> old;
+  if (previous)
+    for (const StoredFile& f : previous->files()) old[f.file.path] = f;
+  std::set<std::string> seen;
+  for (const SourceFile& f : found) {
+    Incremental::Entry e;
+    e.file = f;
+    const std::string path = std::filesystem::absolute(f.path).lexically_normal().string();
+    seen.insert(path);
+    auto it = old.find(path);
+    if (!refit && it != old.end() && it->second.file.size == f.size && it->second.file.mtime == f.mtime &&
+        it->second.file.dataset == f.dataset && it->second.file.subset == f.subset) {
+      e.reused = true;
+      e.old = it->second;
+      inc.reused.push_back(it->second);
+    }
+    inc.entries.push_back(e);
+  }
+  for (const auto& [path, f] : old)
+    if (!seen.count(path)) inc.removed.push_back(path);
+  return inc;
+}
+
+// Old catalog row -> new row, for the objects of reused files.
+class RowMap {
+ public:
+  void add(int64_t old_first, int64_t new_first, int64_t n) {
+    spans_.push_back({old_first, new_first, n});
+    std::sort(spans_.begin(), spans_.end(), [](const Span& a, const Span& b) { return a.old_first < b.old_first; });
+  }
+  int64_t map(int64_t old_row) const {  // -1 when the row's file is gone or changed
+    auto it = std::upper_bound(spans_.begin(), spans_.end(), old_row,
+                               [](int64_t r, const Span& s) { return r < s.old_first; });
+    if (it == spans_.begin()) return -1;
+    --it;
+    return old_row < it->old_first + it->n ? it->new_first + (old_row - it->old_first) : -1;
+  }
+  bool identity() const {
+    return std::all_of(spans_.begin(), spans_.end(), [](const Span& s) { return s.old_first == s.new_first; });
+  }
+
+ private:
+  struct Span {
+    int64_t old_first, new_first, n;
+  };
+  std::vector<Span> spans_;
+};
+
+// One space's vectors for the new catalog: rows and their vectors, in any order.
+struct SpaceVectors {
+  int64_t dim = 0;
+  std::vector<int64_t> rows;
+  std::vector<float> vectors;
+  int64_t carried = 0;  // how many came unchanged from the previous store
+};
+
+bool has_space(const Store& store, const std::string& name) {
+  const auto spaces = store.spaces();
+  return std::any_of(spaces.begin(), spaces.end(), [&](const SpaceInfo& s) { return s.name == name; });
+}
+
+// The previous vectors of space `name` whose objects are kept, at their new rows.
+SpaceVectors carried_vectors(const Store& old, const std::string& name, const RowMap& map) {
+  SpaceVectors out;
+  out.dim = old.space(name).dim;
+  std::vector<int64_t> vrows;
+  for (const auto& [vrow, row] : old.space_rows(name)) {
+    const int64_t r = map.map(row);
+    if (r < 0) continue;
+    vrows.push_back(vrow);
+    out.rows.push_back(r);
+  }
+  out.vectors = old.vectors_at(name, vrows);
+  out.carried = static_cast<int64_t>(out.rows.size());
+  return out;
+}
+
+void append_projection(const PcaModel& pca, const FeatureSet& set, SpaceVectors* out) {
+  const int64_t n = static_cast<int64_t>(set.rows.size());
+  out->dim = pca.output_dim;
+  const size_t at = out->vectors.size();
+  out->vectors.resize(at + static_cast<size_t>(n * pca.output_dim));
+  project_pca(pca, set.features.data(), n, out->vectors.data() + at);
+  out->rows.insert(out->rows.end(), set.rows.begin(), set.rows.end());
+}
+
+// Writes a space in row order; one that is exactly the previous store's
+// (same rows, nothing new) is hard-linked instead, index included.
+void write_space(StoreWriter& writer, const Store* previous, const SpaceInfo& info, const SpaceVectors& v,
+                 const std::string& fit_blob, const RowMap& map, BuildReport* report) {
+  const int64_t n = static_cast<int64_t>(v.rows.size());
+  report->space_counts[info.name] = n;
+  report->space_dims[info.name] = v.dim;
+  if (previous && v.carried == n && map.identity() && has_space(*previous, info.name) &&
+      previous->space(info.name).count == n) {
+    writer.copy_space(*previous, info.name);
+    report->kept_spaces.push_back(info.name);
+    return;
+  }
+  std::vector<size_t> order(v.rows.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return v.rows[a] < v.rows[b]; });
+  std::vector<int64_t> rows(order.size());
+  std::vector<float> vectors(v.vectors.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    rows[i] = v.rows[order[i]];
+    std::copy_n(v.vectors.begin() + order[i] * v.dim, v.dim, vectors.begin() + i * v.dim);
+  }
+  SpaceInfo row = info;
+  row.dim = v.dim;
+  if (v.carried > 0 && previous) row.created = previous->space(info.name).created;
+  writer.add_space(row, rows, vectors.data(), fit_blob);
+}
+
+// What the model stage needs of a reused file, from the previous catalog.
+ModelPartition partition_from_catalog(const Store& old, const StoredFile& f, int64_t spectrum_length) {
+  std::vector<int64_t> rows(static_cast<size_t>(f.n_objects));
+  std::iota(rows.begin(), rows.end(), f.first_row);
+  ModelPartition mp;
+  mp.file = f.file;
+  mp.modality = Modality::kNone;
+  for (Modality m : {Modality::kImage, Modality::kSpectrum, Modality::kLightCurve, Modality::kXp})
+    if (f.modality == modality_name(m)) mp.modality = m;
+  mp.ids.resize(rows.size());
+  for (const CatalogRow& r : old.rows(rows)) {
+    mp.order.push_back(r.index_in_file);
+    mp.ids.at(static_cast<size_t>(r.index_in_file)) = r.object_id;
+  }
+  mp.spectrum_length = spectrum_length;
+  return mp;
+}
+
+// Ids must be unique within a survey: a query by id must name one object.
+// The objects of reused files are checked against the new ones too.
+void check_duplicates(const std::vector<Partition*>& parts, const Store* previous, const std::vector<StoredFile>& reused) {
+  std::unordered_map<std::string, std::string> seen;  // survey + id -> where
+  if (!parts.empty() && previous)
+    for (const StoredFile& f : reused) {
+      std::vector<int64_t> rows(static_cast<size_t>(f.n_objects));
+      std::iota(rows.begin(), rows.end(), f.first_row);
+      for (const CatalogRow& r : previous->rows(rows))
+        seen.emplace(r.survey + '\n' + r.object_id, "row " + std::to_string(r.index_in_file) + " of '" + f.file.path + "'");
+    }
+  for (const Partition* p : parts) {
+    for (int64_t i = 0; i < static_cast<int64_t>(p->catalog.ids.size()); ++i) {
+      const std::string here = "row " + std::to_string(i) + " of '" + p->file.path + "'";
+      auto [it, fresh] = seen.emplace(p->file.dataset + '\n' + p->catalog.ids[i], here);
+      if (!fresh)
+        throw FormatError("object_id '" + p->catalog.ids[i] + "' appears twice in survey '" + p->file.dataset + "': " +
+                          it->second + " and " + here);
+    }
+  }
+}
+
+}  // namespace
+
+BuildReport build_store(const BuildOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (opt.batch_size < 0) throw InvalidArgument("--batch-size must be >= 1 (or 0 for automatic), got " + std::to_string(opt.batch_size));
+  if (opt.dim <= 0) throw InvalidArgument("--dim must be >= 1, got " + std::to_string(opt.dim));
+  const std::vector<SourceFile> found = discover_files(opt.roots);
+  if (found.empty()) {
+    std::string roots;
+    for (const auto& r : opt.roots) roots += (roots.empty() ? "'" : ", '") + r + "'";
+    throw NotFound("no *.hdf5 or *.h5 files under " + roots);
+  }
+  BuildReport report;
+
+  // Model packages are checked (card, hash, a probe batch) before any work,
+  // so a bad package fails the build with nothing written.
+  std::vector<ModelCard> cards;
+  std::vector<std::unique_ptr<ModelEncoder>> encoders;
+  std::set<std::string> model_spaces;
+  for (const std::string& dir : opt.models) {
+    cards.push_back(load_model_card(dir));
+    if (!model_spaces.insert(cards.back().space_name()).second)
+      throw InvalidArgument("--model given twice for " + cards.back().space_name() + " ('" + dir + "')");
+    encoders.push_back(ModelEncoder::load(cards.back(), opt.threads, opt.device));
+  }
+
+  std::unique_ptr<Store> previous;
+  {
+    std::error_code ec;
+    if (std::filesystem::exists(std::filesystem::path(opt.store) / "CURRENT", ec)) previous = Store::open(opt.store);
+  }
+  const Incremental inc = plan_incremental(previous.get(), found, opt.refit);
+  report.reused_files = static_cast<int64_t>(inc.reused.size());
+  report.removed_files = inc.removed;
+
+  // Validate every new or changed file first (cheap: metadata only) so a bad
+  // file fails the build before any slow work, and to size the progress line.
+  std::vector<SourceFile> good;
+  int64_t total = 0;
+  std::vector<int64_t> model_files(cards.size(), 0);
+  std::vector<std::string> model_misfit(cards.size());
+  std::map<std::string, int64_t> spectrum_lengths;
+  for (const Incremental::Entry& e : inc.entries) {
+    try {
+      RowFileReader reader(e.file);
+      if (!e.reused) total += reader.modality() == Modality::kNone ? 0 : reader.rows();
+      for (size_t c = 0; c < cards.size(); ++c) {
+        const ModelCard& card = cards[c];
+        if (modality_name(reader.modality()) != card.modality) continue;
+        const int64_t len = reader.spectrum_length();
+        spectrum_lengths[e.file.path] = len;
+        if (model_accepts(card, len)) {
+          ++model_files[c];
+        } else if (model_misfit[c].empty()) {
+          model_misfit[c] = "'" + e.file.path + "' has spectra of length " + std::to_string(len) + ", which give " +
+                            std::to_string(specformer_tokens(len, card.specformer)) + " tokens, not " +
+                            std::to_string(card.input_shape[0]);
+        }
+      }
+      if (!e.reused) good.push_back(e.file);
+    } catch (const Error& e2) {
+      if (!opt.skip_bad || e.reused) throw;
+      report.skipped.push_back(e2.what());
+    }
+  }
+
+  for (size_t c = 0; c < cards.size(); ++c)
+    if (model_files[c] == 0)
+      throw InvalidArgument("model '" + cards[c].space_name() + "' takes " + cards[c].modality + "s, and no input file " +
+                            (model_misfit[c].empty() ? std::string("has any") : "fits it: " + model_misfit[c]));
+
+  // Read catalogs and features of the new or changed files (one open file at a time).
+  std::map<std::string, Partition> loaded;
+  {
+    Progress progress("encoding", total, opt.progress);
+    for (const SourceFile& f : good) {
+      try {
+        RowFileReader reader(f);
+        loaded.emplace(f.path, load_partition(reader, opt, &progress));
+      } catch (const Error& e) {
+        if (!opt.skip_bad) throw;
+        report.skipped.push_back(e.what());
+      }
+    }
+    progress.finish();
+  }
+  if (loaded.empty() && inc.reused.empty()) throw FormatError("every input file was bad; nothing to build");
+  std::vector<Partition*> fresh;
+  for (const Incremental::Entry& e : inc.entries)
+    if (!e.reused && loaded.count(e.file.path)) fresh.push_back(&loaded.at(e.file.path));
+  check_duplicates(fresh, previous.get(), inc.reused);
+
+  auto writer = std::make_unique<StoreWriter>(opt.store);
+  const std::string resume_dir = (std::filesystem::path(opt.store) / "resume").string();
+  if (!opt.resume) {
+    std::error_code ec;
+    std::filesystem::remove_all(resume_dir, ec);
+  }
+
+  // The catalog, in discovery order: reused files copied, new ones added.
+  std::map<Modality, FeatureSet> sets;
+  RowMap row_map;
+  std::vector<ModelPartition> mparts;  // every file with its first row, for the model stage
+  std::vector<int64_t> mpart_first_row;
+  std::vector<bool> mpart_fresh;
+  for (const Incremental::Entry& e : inc.entries) {
+    if (e.reused) {
+      const int64_t first = writer->copy_file(*previous, e.old);
+      row_map.add(e.old.first_row, first, e.old.n_objects);
+      report.objects += e.old.n_objects;
+      report.reused_objects += e.old.n_objects;
+      if (e.old.modality == modality_name(Modality::kNone)) report.without_modality += e.old.n_objects;
+      mparts.push_back(partition_from_catalog(*previous, e.old, spectrum_lengths[e.file.path]));
+      mpart_first_row.push_back(first);
+      mpart_fresh.push_back(false);
+      continue;
+    }
+    auto it = loaded.find(e.file.path);
+    if (it == loaded.end()) continue;  // skipped (--skip-bad)
+    Partition& p = it->second;
+    ++report.files_read;
+    const int64_t file_id = writer->add_file(p.file, p.modality, static_cast<int64_t>(p.order.size()));
+    std::vector<NewObject> objs;
+    objs.reserve(p.order.size());
+    for (int64_t i : p.order)
+      objs.push_back(NewObject{p.catalog.ids[i], p.file.dataset, p.file.subset, p.catalog.ra[i], p.catalog.dec[i],
+                               p.catalog.healpix[i], p.fine[i], file_id, i, p.modality});
+    const int64_t first_row = writer->add_objects(objs);
+    std::vector<int64_t> row_of_file_row(p.order.size());
+    for (size_t k = 0; k < p.order.size(); ++k) row_of_file_row[p.order[k]] = first_row + static_cast<int64_t>(k);
+    for (const ScalarColumn& column : p.values) writer->add_values(row_of_file_row, column);
+    p.values = {};
+    mparts.push_back({p.file, p.modality, p.order, p.catalog.ids, spectrum_lengths[p.file.path]});
+    mpart_first_row.push_back(first_row);
+    mpart_fresh.push_back(true);
+    report.objects += static_cast<int64_t>(objs.size());
+    if (p.modality == Modality::kNone) {
+      report.without_modality += static_cast<int64_t>(objs.size());
+      continue;
+    }
+    FeatureSet& set = sets[p.modality];
+    if (set.dim == 0) {
+      set.dim = p.feature_dim;
+      set.first_file = p.file.path;
+    } else if (set.dim != p.feature_dim) {
+      throw FormatError("'" + p.file.path + "' gives " + std::to_string(p.feature_dim) + " features per object but '" +
+                        set.first_file + "' gives " + std::to_string(set.dim) + ": one space needs one input shape");
+    }
+    set.features.insert(set.features.end(), p.features.begin(), p.features.end());
+    for (size_t k = 0; k < objs.size(); ++k) set.rows.push_back(first_row + static_cast<int64_t>(k));
+    p.features = {};  // free as we go
+  }
+  report.files = report.files_read + report.reused_files;
+
+  // Baseline spaces: a space that existed keeps its fit (its old vectors stay
+  // valid and new objects are projected with the same PCA); a new one is fitted.
+  std::set<std::string> written;
+  for (auto& [modality, set] : sets) {
+    const std::string name = modality_name(modality);
+    const int64_t n = static_cast<int64_t>(set.rows.size());
+    SpaceInfo info;
+    info.name = name;
+    info.modality = name;
+    info.model = "baseline-pca";
+    info.version = "1";
+    SpaceVectors out;
+    std::string fit_blob;
+    if (previous && has_space(*previous, name)) out = carried_vectors(*previous, name, row_map);
+    if (!out.rows.empty()) {
+      fit_blob = files::read_all((std::filesystem::path(previous->space_dir(name)) / "fit.bin").string());
+      const PcaModel pca = parse_pca(fit_blob, previous->space_dir(name) + "/fit.bin");
+      if (pca.input_dim != set.dim)
+        throw FormatError("space '" + name + "' of the store was fitted on " + std::to_string(pca.input_dim) +
+                          " features per object, the new files give " + std::to_string(set.dim) +
+                          ": rebuild it with --refit");
+      append_projection(pca, set, &out);
+    } else {
+      if (n < 2)
+        throw InvalidArgument("space '" + name + "' has " + std::to_string(n) +
+                              " object(s); the baseline encoder needs at least 2 to fit its PCA");
+      const PcaModel pca = fit_pca(set.features.data(), n, set.dim, opt.dim);
+      fit_blob = serialize_pca(pca);
+      out.dim = pca.output_dim;
+      append_projection(pca, set, &out);
+    }
+    info.dim = out.dim;
+    write_space(*writer, previous.get(), info, out, fit_blob, row_map, &report);
+    written.insert(name);
+  }
+
+  // Model spaces: one per package. Objects of reused files keep their
+  // vectors when the space existed; everything else goes through the model.
+  for (size_t c = 0; c < cards.size(); ++c) {
+    const ModelCard& card = cards[c];
+    SpaceVectors out;
+    out.dim = card.output_dim;
+    // Old vectors are reused only if the same model file made them: a package
+    // rebuilt under the same name and version has another hash.
+    if (previous && has_space(*previous, card.space_name()) && previous->space(card.space_name()).sha256 == card.sha256)
+      out = carried_vectors(*previous, card.space_name(), row_map);
+    const bool extend = !out.rows.empty();
+    std::vector<ModelPartition> todo;
+    std::vector<int64_t> todo_first;
+    for (size_t i = 0; i < mparts.size(); ++i)
+      if (!extend || mpart_fresh[i]) {
+        todo.push_back(mparts[i]);
+        todo_first.push_back(mpart_first_row[i]);
+      }
+    ModelStageOptions mopt;
+    mopt.batch_size = opt.batch_size;
+    mopt.threads = opt.threads;
+    mopt.resume_dir = resume_dir;
+    mopt.progress = opt.progress;
+    std::vector<size_t> used;
+    int64_t resumed = 0, batch_used = 0;
+    const auto t_model = std::chrono::steady_clock::now();
+    const bool any = std::any_of(todo.begin(), todo.end(), [&](const ModelPartition& mp) {
+      return modality_name(mp.modality) == card.modality && model_accepts(card, mp.spectrum_length);
+    });
+    if (any) {
+      const std::vector<float> vectors = run_model_stage(card, *encoders[c], todo, mopt, &used, &resumed, &batch_used);
+      size_t at = 0;
+      for (size_t i : used)
+        for (size_t k = 0; k < todo[i].order.size(); ++k, ++at) {
+          out.rows.push_back(todo_first[i] + static_cast<int64_t>(k));
+          out.vectors.insert(out.vectors.end(), vectors.begin() + at * card.output_dim,
+                             vectors.begin() + (at + 1) * card.output_dim);
+        }
+    }
+    report.model_seconds[card.space_name()] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_model).count();
+    report.model_batch[card.space_name()] = batch_used;
+    for (const ModelPartition& mp : mparts)
+      if (modality_name(mp.modality) == card.modality && !model_accepts(card, mp.spectrum_length))
+        report.model_skips.push_back(card.space_name() + ": '" + mp.file.path + "' (spectra of length " +
+                                     std::to_string(mp.spectrum_length) + " do not fit its input)");
+    report.resumed_objects += resumed;
+    if (out.rows.empty()) throw InvalidArgument("model '" + card.space_name() + "' takes " + card.modality + "s, and no input file has any");
+    SpaceInfo info;
+    info.name = card.space_name();
+    info.modality = card.modality;
+    info.model = card.name;
+    info.version = card.version;
+    info.dim = card.output_dim;
+    info.sha256 = card.sha256;
+    write_space(*writer, previous.get(), info, out,
+                files::read_all((std::filesystem::path(card.dir) / "model.json").string()), row_map, &report);
+    written.insert(info.name);
+  }
+
+  // Every other space of the previous store (a model not given this time, or
+  // a baseline modality with no new files) keeps the vectors of its kept objects.
+  if (previous) {
+    for (const SpaceInfo& s : previous->spaces()) {
+      if (written.count(s.name)) continue;
+      SpaceVectors out = carried_vectors(*previous, s.name, row_map);
+      if (out.rows.empty()) continue;  // none of its objects is left
+      const std::string fit_blob = files::read_all((std::filesystem::path(previous->space_dir(s.name)) / "fit.bin").string());
+      write_space(*writer, previous.get(), s, out, fit_blob, row_map, &report);
+    }
+    writer->copy_links(*previous, [&](int64_t old_row) { return row_map.map(old_row); });
+  }
+  // Spaces whose vectors changed get the index they had rebuilt (kept
+  // spaces carry theirs, hard-linked).
+  std::vector<std::pair<std::string, IndexSpec>> reindex;
+  if (previous)
+    for (const auto& [name, count] : report.space_counts) {
+      const bool kept = std::count(report.kept_spaces.begin(), report.kept_spaces.end(), name) > 0;
+      if (kept || !has_space(*previous, name)) continue;
+      const IndexRecord r = read_index_record(previous->space_dir(name));
+      if (r.spec.kind != IndexKind::kFlat) reindex.emplace_back(name, r.spec);
+    }
+  previous.reset();
+  writer->commit();
+  writer.reset();  // releases the store's lock for the reindexing below
+  {
+    std::error_code ec;
+    std::filesystem::remove_all(resume_dir, ec);
+  }
+  // The index each space had is rebuilt over its new vectors.
+  if (!reindex.empty()) {
+    const auto store = Store::open(opt.store);
+    for (const auto& [name, spec] : reindex) {
+      // The build is committed: a failure here leaves the space searched exactly, so it is reported, not thrown.
+      try {
+        const IndexRecord r = reindex_space(*store, name, spec, ReindexOptions{});
+        report.reindexed.push_back(name + ": " + describe_index(r.spec) + ", recall@" + std::to_string(r.recall_k) +
+                                   " " + std::to_string(r.recall).substr(0, 5));
+      } catch (const Error& e) {
+        report.reindexed.push_back(name + ": NOT rebuilt, searched exactly until `mmu-index reindex` (" + e.what() + ")");
+      }
+    }
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return report;
+}
+
+void print_build_report(const BuildReport& r, const std::string& store, std::ostream& out) {
+  out << "store " << store << ": " << r.objects << " objects from " << r.files << " files in "
+      << static_cast<int64_t>(r.seconds * 1000) / 1000.0 << " s\n";
+  if (r.reused_files > 0)
+    out << "  " << r.files_read << " new or changed files read; " << r.reused_files << " unchanged files ("
+        << r.reused_objects << " objects) carried over from the previous build (--refit reads everything)\n";
+  for (const auto& path : r.removed_files) out << "  removed: '" << path << "' is gone, its objects were dropped\n";
+  for (const auto& [name, count] : r.space_counts) {
+    out << "  space " << name << ": " << count << " vectors, dim " << r.space_dims.at(name);
+    if (r.model_seconds.count(name))
+      out << ", encoded in " << static_cast<int64_t>(r.model_seconds.at(name) * 1000) / 1000.0 << " s (batch "
+          << r.model_batch.at(name) << ")\n";
+    else
+      out << " (baseline-pca)\n";
+  }
+  for (const auto& name : r.kept_spaces) out << "  space " << name << ": unchanged from the previous build\n";
+  for (const auto& what : r.reindexed) out << "  index rebuilt for space " << what << "\n";
+  if (r.resumed_objects > 0) out << "  resumed: " << r.resumed_objects << " model embeddings taken from the interrupted build\n";
+  for (const auto& why : r.skipped) out << "  skipped (--skip-bad): " << why << "\n";
+  for (const auto& why : r.model_skips) out << "  not in model space " << why << "\n";
+  if (r.without_modality > 0)
+    out << "  " << r.without_modality
+        << " objects have no modality this version can embed (image, spectrum, light curve, XP): catalogued, not searchable by similarity\n";
+}
+
+}  // namespace mmu

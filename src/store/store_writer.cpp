@@ -1,0 +1,271 @@
+#include <filesystem>
+
+#include "base/file_util.h"
+#include "vector/flat_index.h"
+#include "mmu/error.h"
+#include "mmu/store.h"
+#include "mmu/version.h"
+#include "base/sha256.h"
+#include "store/sqlite_util.h"
+#include "store/layout.h"
+#include "base/utc_time.h"
+
+namespace fs = std::filesystem;
+
+namespace mmu {
+
+namespace {
+
+// Number N of a "gen-N" directory name, or -1.
+int64_t generation_number(const std::string& name) {
+  if (name.rfind("gen-", 0) != 0 || name.size() <= 4) return -1;
+  int64_t v = 0;
+  for (size_t i = 4; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    v = v * 10 + (name[i] - '0');
+  }
+  return v;
+}
+
+std::string generation_name(int64_t n) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "gen-%06lld", static_cast<long long>(n));
+  return buf;
+}
+
+// The catalog rows of one space: its spaces entry and its (vrow, row) map.
+void insert_space(sql::Db& db, const SpaceInfo& info, const std::vector<std::pair<int64_t, int64_t>>& vrows) {
+  auto s = db.prepare(
+      "INSERT INTO spaces(name, modality, model, version, dim, count, created, sha256) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  s.bind(1, info.name).bind(2, info.modality).bind(3, info.model).bind(4, info.version).bind(5, info.dim);
+  s.bind(6, info.count).bind(7, info.created).bind(8, info.sha256);
+  s.run();
+  auto m = db.prepare("INSERT INTO space_rows(space, vrow, row) VALUES (?1, ?2, ?3)");
+  for (const auto& [vrow, row] : vrows) {
+    m.bind(1, info.name).bind(2, vrow).bind(3, row);
+    m.run();
+  }
+}
+
+int64_t insert_file(sql::Db& db, const SourceFile& f, const std::string& path, const std::string& modality,
+                    int64_t n_objects) {
+  auto s = db.prepare(
+      "INSERT INTO files(path, dataset, subset, healpix, size, mtime, modality, n_objects) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  s.bind(1, path).bind(2, f.dataset).bind(3, f.subset).bind(4, f.healpix).bind(5, f.size).bind(6, f.mtime);
+  s.bind(7, modality).bind(8, n_objects);
+  s.run();
+  return sqlite3_last_insert_rowid(db.raw());
+}
+
+}  // namespace
+
+struct StoreWriter::Rep {
+  std::string dir, gen_name, tmp_path;
+  std::unique_ptr<files::FileLock> lock;
+  std::unique_ptr<sql::Db> db;
+  int64_t next_row = 0;
+  bool committed = false;
+};
+
+StoreWriter::StoreWriter(const std::string& dir) : rep_(std::make_unique<Rep>()) {
+  Rep& r = *rep_;
+  r.dir = dir;
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    throw InvalidArgument("store path '" + dir + "' exists and is not a directory");
+  if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec) && !fs::exists(fs::path(dir) / schema::kCurrentFile) &&
+      !fs::exists(fs::path(dir) / schema::kLockFile))
+    throw InvalidArgument("'" + dir + "' is a non-empty folder that is not an mmu-search store; refusing to write into it");
+  files::make_dirs(dir);
+  r.lock = std::make_unique<files::FileLock>((fs::path(dir) / schema::kLockFile).string(),
+                                             "store '" + dir + "' is being written by another process");
+  // Leftovers of interrupted builds are never live: remove them.
+  int64_t max_gen = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0 && name.rfind("gen-", 0) == 0)
+      fs::remove_all(e.path(), ec);
+    max_gen = std::max(max_gen, generation_number(name));
+  }
+  r.gen_name = generation_name(max_gen + 1);
+  r.tmp_path = (fs::path(dir) / (r.gen_name + ".tmp")).string();
+  files::make_dirs(r.tmp_path);
+  r.db = std::make_unique<sql::Db>((fs::path(r.tmp_path) / schema::kCatalogFile).string(),
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  // The generation is invisible until commit, so no journal is needed: a
+  // crash discards the whole directory.
+  r.db->exec("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN;");
+  r.db->exec(schema::kCreateTables);
+  auto meta = r.db->prepare("INSERT INTO meta(key, value) VALUES (?1, ?2)");
+  meta.bind(1, std::string("created")).bind(2, utc_now()).run();
+  meta.bind(1, std::string("mmu_version")).bind(2, std::string(kVersion)).run();
+}
+
+StoreWriter::~StoreWriter() {
+  Rep& r = *rep_;
+  r.db.reset();
+  if (!r.committed && !r.tmp_path.empty()) {
+    std::error_code ec;
+    fs::remove_all(r.tmp_path, ec);
+  }
+}
+
+int64_t StoreWriter::add_file(const SourceFile& f, Modality m, int64_t n_objects) {
+  return insert_file(*rep_->db, f, fs::absolute(f.path).lexically_normal().string(), modality_name(m), n_objects);
+}
+
+int64_t StoreWriter::copy_file(const Store& old, const StoredFile& f) {
+  Rep& r = *rep_;
+  const int64_t file_id = insert_file(*r.db, f.file, f.file.path, f.modality, f.n_objects);
+  const int64_t first = r.next_row, shift = first - f.first_row;
+  // A second, read-only connection to the old catalog: ATTACH is not allowed
+  // inside the writer's open transaction.
+  sql::Db src((fs::path(old.generation_path()) / schema::kCatalogFile).string(), SQLITE_OPEN_READONLY);
+  auto get = src.prepare(
+      "SELECT row, object_id, survey, subset, ra, dec, healpix, hpx_fine, index_in_file, modality FROM objects "
+      "WHERE file_id = ?1 ORDER BY row");
+  get.bind(1, f.id);
+  auto put = r.db->prepare(
+      "INSERT INTO objects(row, object_id, survey, subset, ra, dec, healpix, hpx_fine, file_id, index_in_file, "
+      "modality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+  int64_t n = 0;
+  while (get.step()) {
+    put.bind(1, get.int64(0) + shift).bind(2, get.text(1)).bind(3, get.text(2)).bind(4, get.text(3));
+    put.bind(5, get.real(4)).bind(6, get.real(5)).bind(7, get.int64(6)).bind(8, get.int64(7));
+    put.bind(9, file_id).bind(10, get.int64(8)).bind(11, get.text(9));
+    put.run();
+    ++n;
+  }
+  if (n != f.n_objects)
+    throw FormatError("store '" + old.path() + "' is damaged: file '" + f.file.path + "' lists " +
+                      std::to_string(f.n_objects) + " objects, the catalog holds " + std::to_string(n));
+  r.next_row += n;
+  auto has_values = src.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'object_values'");
+  has_values.step();
+  if (has_values.int64(0) > 0 && n > 0) {  // format 1 stores have no catalog values
+    auto vget = src.prepare("SELECT name, row, num, txt FROM object_values WHERE row BETWEEN ?1 AND ?2");
+    vget.bind(1, f.first_row).bind(2, f.first_row + n - 1);
+    auto vput = r.db->prepare("INSERT INTO object_values(name, row, num, txt) VALUES (?1, ?2, ?3, ?4)");
+    while (vget.step()) {
+      vput.bind(1, vget.text(0)).bind(2, vget.int64(1) + shift);
+      vput.bind_value(3, vget, 2).bind_value(4, vget, 3);
+      vput.run();
+    }
+  }
+  return first;
+}
+
+void StoreWriter::copy_links(const Store& old, const std::function<int64_t(int64_t)>& map_row) {
+  sql::Db src((fs::path(old.generation_path()) / schema::kCatalogFile).string(), SQLITE_OPEN_READONLY);
+  auto get = src.prepare("SELECT row_a, row_b, sep_arcsec FROM links");
+  auto put = rep_->db->prepare("INSERT OR REPLACE INTO links(row_a, row_b, sep_arcsec) VALUES (?1, ?2, ?3)");
+  while (get.step()) {
+    const int64_t a = map_row(get.int64(0)), b = map_row(get.int64(1));
+    if (a < 0 || b < 0) continue;
+    put.bind(1, std::min(a, b)).bind(2, std::max(a, b)).bind(3, get.real(2));
+    put.run();
+  }
+}
+
+int64_t StoreWriter::add_objects(const std::vector<NewObject>& objects) {
+  auto s = rep_->db->prepare(
+      "INSERT INTO objects(row, object_id, survey, subset, ra, dec, healpix, hpx_fine, file_id, index_in_file, "
+      "modality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+  const int64_t first = rep_->next_row;
+  for (const NewObject& o : objects) {
+    s.bind(1, rep_->next_row++)
+        .bind(2, o.object_id)
+        .bind(3, o.survey)
+        .bind(4, o.subset)
+        .bind(5, o.ra)
+        .bind(6, o.dec)
+        .bind(7, o.healpix)
+        .bind(8, o.hpx_fine)
+        .bind(9, o.file_id)
+        .bind(10, o.index_in_file)
+        .bind(11, std::string(modality_name(o.modality)));
+    s.run();
+  }
+  return first;
+}
+
+void StoreWriter::add_values(const std::vector<int64_t>& rows, const ScalarColumn& column) {
+  using T = ScalarColumn::Type;
+  // One statement per value kind: the other column is left NULL.
+  auto s = rep_->db->prepare(std::string("INSERT INTO object_values(name, row, ") +
+                             (column.type == T::kText ? "txt" : "num") + ") VALUES (?1, ?2, ?3)");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (!column.present[i]) continue;
+    s.bind(1, column.name).bind(2, rows[i]);
+    switch (column.type) {
+      case T::kInteger: s.bind(3, column.integers[i]); break;
+      case T::kReal: s.bind(3, column.reals[i]); break;
+      case T::kText: s.bind(3, column.texts[i]); break;
+    }
+    s.run();
+  }
+}
+
+void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& rows, const float* vectors,
+                            const std::string& fit_blob) {
+  Rep& r = *rep_;
+  const std::string dir = (fs::path(r.tmp_path) / "spaces" / info.name).string();
+  files::make_dirs(dir);
+  const int64_t n = static_cast<int64_t>(rows.size());
+  files::write_atomic((fs::path(dir) / schema::kVectorsFile).string(), vectors,
+                      static_cast<size_t>(n * info.dim) * sizeof(float));
+  files::write_atomic((fs::path(dir) / schema::kFitFile).string(), fit_blob);
+  write_flat_index((fs::path(dir) / schema::kIndexFile).string(), info.dim, n, vectors, rows.data());
+  SpaceInfo row = info;
+  row.count = n;
+  if (row.created.empty()) row.created = utc_now();
+  if (row.sha256.empty()) row.sha256 = sha256_hex(fit_blob);
+  std::vector<std::pair<int64_t, int64_t>> vrows;
+  for (int64_t i = 0; i < n; ++i) vrows.emplace_back(i, rows[i]);
+  insert_space(*r.db, row, vrows);
+}
+
+void StoreWriter::copy_space(const Store& old, const std::string& name) {
+  Rep& r = *rep_;
+  const SpaceInfo info = old.space(name);
+  const fs::path src = old.space_dir(name), dst = fs::path(r.tmp_path) / "spaces" / name;
+  files::make_dirs(dst.string());
+  // Every file of the space: vectors, fit, FAISS files and the index record.
+  for (const auto& e : fs::directory_iterator(src)) {
+    if (!e.is_regular_file()) continue;
+    const fs::path to = dst / e.path().filename();
+    std::error_code ec;
+    fs::create_hard_link(e.path(), to, ec);
+    if (ec) fs::copy_file(e.path(), to, ec);
+    if (ec) throw IoError(to.string(), "copy", ec.value());
+  }
+  insert_space(*r.db, info, old.space_rows(name));
+}
+
+void StoreWriter::commit() {
+  Rep& r = *rep_;
+  r.db->exec(
+      "INSERT INTO value_columns(name, numbers, texts) "
+      "SELECT name, count(num), count(txt) FROM object_values GROUP BY name;");
+  r.db->exec("COMMIT; PRAGMA user_version = " + std::to_string(kStoreFormatVersion) + ";");
+  const std::string catalog = r.db->path();
+  r.db.reset();
+  files::fsync_path(catalog);
+  files::fsync_path(r.tmp_path);
+  const fs::path final_path = fs::path(r.dir) / r.gen_name;
+  std::error_code ec;
+  fs::rename(r.tmp_path, final_path, ec);
+  if (ec) throw IoError(final_path.string(), "rename into place", ec.value());
+  files::fsync_path(r.dir);
+  // The switch: one atomic rename of CURRENT.
+  files::write_atomic((fs::path(r.dir) / schema::kCurrentFile).string(), r.gen_name + "\n");
+  r.committed = true;
+  for (const auto& e : fs::directory_iterator(r.dir)) {
+    const std::string name = e.path().filename().string();
+    if (generation_number(name) >= 0 && name != r.gen_name) fs::remove_all(e.path(), ec);
+  }
+}
+
+}  // namespace mmu
