@@ -143,10 +143,10 @@ with h5py.File(p, 'w') as f:
 }
 
 TEST_CASE("real MMU light-curve files are catalogued with their true positions", "[io][real]") {
-  const std::string root = std::string(MMU_SHARED_DATA_DIR) + "/mmu-real";
+  const std::string root = std::string(MMU_TEST_DATA_DIR) + "/mmu-real";
   auto files = mmu::discover_files({root});
   REQUIRE(files.size() == 2);
-  // Sorted by dataset: cfa before csp. Expected values: ../shared/data/README.md.
+  // Sorted by dataset: cfa before csp. Expected values: tests/data/README.md.
   CHECK(files[0].healpix == 1772);
   CHECK(files[1].healpix == 1113);
   mmu::RowFileReader cfa(files[0]);
@@ -165,8 +165,8 @@ TEST_CASE("real MMU light-curve files are catalogued with their true positions",
 }
 
 TEST_CASE("real SN light curves read with their published shape and values", "[io][real]") {
-  // Expected values: ../shared/data/README.md (from the source repository's own tests).
-  const auto files = mmu::discover_files({std::string(MMU_SHARED_DATA_DIR) + "/mmu-real"});
+  // Expected values: tests/data/README.md (from the source repository's own tests).
+  const auto files = mmu::discover_files({std::string(MMU_TEST_DATA_DIR) + "/mmu-real"});
   REQUIRE(files.size() == 2);
   mmu::RowFileReader csp(files[1]);
   REQUIRE(csp.modality() == mmu::Modality::kLightCurve);

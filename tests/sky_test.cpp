@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 
 TEST_CASE("nside-16 NESTED cells match the real MMU files", "[sky]") {
-  // Values from ../shared/data/README.md: the stored healpix of two real files.
+  // Values from tests/data/README.md: the stored healpix of two real files.
   CHECK(mmu::healpix_cell(169.8107147216797, 20.80902862548828) == 1772);  // RING would be 958
   CHECK(mmu::healpix_cell(30.553207397460938, -0.09763900190591812) == 1113);  // RING would be 1509
 }

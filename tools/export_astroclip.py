@@ -19,7 +19,7 @@ REQUIREMENTS (not installed by mmu-search, and not Debian's python3):
     must use its plain attention so the model traces and runs on the CPU.
 Run it in that environment's python; copy the two package folders anywhere.
 
-What is exported (models.md §1.2, §1.4): the tower forwards exactly as
+What is exported (docs/MODELS.md §1.2, §1.4): the tower forwards exactly as
 AstroCLIP's ImageHead / SpectrumHead compute them, with two changes that do not
 change the numbers:
   * the batch axis is kept: upstream ends with `.squeeze()`, which turns a

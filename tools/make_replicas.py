@@ -11,7 +11,7 @@ provenance) without the 1.7 GB AstroCLIP checkpoint: same layers, same input
 and output shapes, same forward path, random weights. Their embeddings mean
 nothing astronomically.
 
-Image tower (models.md §1.2): DINOv2 ViT with patch size 12 on [3, 144, 144]
+Image tower (docs/MODELS.md §1.2): DINOv2 ViT with patch size 12 on [3, 144, 144]
 (z, r, g): patch_embed (Conv2d 12x12/12) -> pre-LN blocks (LayerNorm eps 1e-6,
 attention with qkv bias, LayerScale, GELU MLP x4, LayerScale) -> LayerNorm;
 no CLS token and no position embedding on this path, as in AstroCLIP's
@@ -21,7 +21,7 @@ residual.
     reduced: width 192, 4 blocks, 3 heads, head/output 128
     full:    ViT-L, width 1024, 24 blocks, 16 heads, MLP 4096, head MLP 1024->4096->1024, output 1024
 
-Spectrum tower (models.md §1.4): SpecFormer on SpecFormer.preprocess output
+Spectrum tower (docs/MODELS.md §1.4): SpecFormer on SpecFormer.preprocess output
 [778, 22]: Linear(22 -> W) + learned position embedding (800, W) -> pre-LN
 blocks (attention, GELU MLP x4) -> final LayerNorm; then CrossAttentionHead
 (one query, 4 heads, kdim = vdim = W, LayerNorm) -> x + MLP(x).

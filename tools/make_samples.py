@@ -9,7 +9,7 @@ Simulates N galaxies (class, redshift, stellar mass, sky position) and writes
   DIR/desi/edr_sv3/healpix=<N>/001-of-001.hdf5                 spectra (3600-9824 A)
   DIR/truth.csv                                                true class / z / mass
 
-in the layout of Multimodal Universe v1 (see shared/mmu-format.md, sections 1-3).
+in the layout of Multimodal Universe v1 (see docs/MMU-FORMAT.md, sections 1-3).
 The same arguments give byte-identical files: every random number comes from a
 seeded numpy Generator, HDF5 object times are not stored, and floats are
 quantised before they are written.  Memory stays bounded for any N: only the

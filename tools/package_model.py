@@ -40,7 +40,7 @@ import tempfile
 
 FORMAT = "mmu-model/1"
 
-# Parameters of each preprocessing and their published defaults (models.md §1.3,
+# Parameters of each preprocessing and their published defaults (docs/MODELS.md §1.3,
 # §1.4, §2.2). They are written into the card explicitly, so a card says
 # exactly what the model was fed.
 PREPROCESSING = {

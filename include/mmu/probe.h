@@ -1,5 +1,5 @@
 // Linear probes and zero-shot k-NN on a space's embeddings, by the protocol of
-// the AstroCLIP/AION papers (shared/models.md §1.6): embeddings standardised on
+// the AstroCLIP/AION papers (docs/MODELS.md §1.6): embeddings standardised on
 // the train split, regression targets z-scored on it; ridge regression whose
 // penalty is chosen by inner cross-validation, one-vs-rest logistic regression
 // for classes, k-NN (k = 64, 1/distance weights, Euclidean on the standardised

@@ -1,7 +1,7 @@
 // `mmu-index train`: an AstroCLIP-style contrastive model of our own. Pairs of
 // cross-matched objects (an image and a spectrum of one galaxy, found by
 // `xmatch --link`) train two small towers into one L2-normalised space with
-// the symmetric InfoNCE loss (models.md §1). The result is two model packages
+// the symmetric InfoNCE loss (docs/MODELS.md §1). The result is two model packages
 // (TorchScript + card, one per tower) that `build --model` loads like any other.
 //
 //   <out>/train.json            ours: format "mmu-train/1", the options, per-epoch history

@@ -1,6 +1,6 @@
 """One small fixture per Multimodal Universe (MMU v1) on-disk layout, written with h5py.
 
-Written independently of the C++ reader, from the facts of shared/mmu-format.md
+Written independently of the C++ reader, from the facts of docs/MMU-FORMAT.md
 (sections 1-3 and 7).  Needs Debian's /usr/bin/python3 (numpy, h5py).
 
     manifest = write_layout_tree(root)

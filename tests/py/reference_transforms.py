@@ -1,13 +1,13 @@
 """Independent float64 numpy implementation of the model preprocessing that
 mmu-index runs before a model ("what the model sees"), written from the
-published code as described in shared/models.md, not from our C++:
+published code as described in docs/MODELS.md, not from our C++:
 
-  astroclip-image      AstroCLIP's AstroClipCollator (models.md §1.3): ToRGB
+  astroclip-image      AstroCLIP's AstroClipCollator (docs/MODELS.md §1.3): ToRGB
                        (Legacy Survey viewer) on bands g, r, z, then
                        torchvision CenterCrop; channels (z, r, g).
-  specformer-spectrum  SpecFormer.preprocess (models.md §1.4).
+  specformer-spectrum  SpecFormer.preprocess (docs/MODELS.md §1.4).
   aion-image           AION-1 image codec preprocessing up to the band padding
-                       (models.md §2.2): CenterCrop, Clamp, (HSC rescale: not
+                       (docs/MODELS.md §2.2): CenterCrop, Clamp, (HSC rescale: not
                        for Legacy Survey), range compression; bands g, r, i, z.
 
 plus our mask rules (the published code has no masks):

@@ -5,7 +5,7 @@ Usage:
   /usr/bin/python3 tests/py/test_samples_layout.py --samples data/samples \
       --generator tools/make_samples.py --tmp <tmpdir>
 
-Checks, against shared/mmu-format.md sections 1-3:
+Checks, against docs/MMU-FORMAT.md sections 1-3:
   * every file's datasets, shapes, dtypes, filters (LZF = 32000 on images,
     none and contiguous on spectra), mask polarity and values;
   * healpix = the recomputed nside-16 NESTED cell = the healpix=N folder;
@@ -283,7 +283,7 @@ def check_set(checks, root, healpix_mod, committed, label):
 # ---------------------------------------------------------------------------
 
 def check_ang2pix_real(hp):
-    # Real MMU files (shared/mmu-format.md section 1): NESTED gives the stored cell;
+    # Real MMU files (docs/MMU-FORMAT.md section 1): NESTED gives the stored cell;
     # RING would give 958 and 1509.
     expect(int(hp.mmu_cell(169.8107147216797, 20.80902862548828)) == 1772, "SN2007bc != 1772")
     expect(int(hp.mmu_cell(30.553207397460938, -0.09763900190591812)) == 1113, "SN2004dt != 1113")
