@@ -18,6 +18,7 @@
 #include "mmu/sky.h"
 #include "mmu/space_index.h"
 #include "mmu/store.h"
+#include "store/layout.h"
 
 namespace mmu {
 
@@ -326,7 +327,7 @@ BuildReport build_store(const BuildOptions& opt) {
   std::unique_ptr<Store> previous;
   {
     std::error_code ec;
-    if (std::filesystem::exists(std::filesystem::path(opt.store) / "CURRENT", ec)) previous = Store::open(opt.store);
+    if (std::filesystem::exists(layout::current_file(opt.store), ec)) previous = Store::open(opt.store);
   }
   const Incremental inc = plan_incremental(previous.get(), found, opt.refit);
   report.reused_files = static_cast<int64_t>(inc.reused.size());
@@ -390,7 +391,7 @@ BuildReport build_store(const BuildOptions& opt) {
   check_duplicates(fresh, previous.get(), inc.reused);
 
   auto writer = std::make_unique<StoreWriter>(opt.store);
-  const std::string resume_dir = (std::filesystem::path(opt.store) / "resume").string();
+  const std::string resume_dir = layout::resume_dir(opt.store);
   if (!opt.resume) {
     std::error_code ec;
     std::filesystem::remove_all(resume_dir, ec);
@@ -466,8 +467,9 @@ BuildReport build_store(const BuildOptions& opt) {
     std::string fit_blob;
     if (previous && has_space(*previous, name)) out = carried_vectors(*previous, name, row_map);
     if (!out.rows.empty()) {
-      fit_blob = files::read_all((std::filesystem::path(previous->space_dir(name)) / "fit.bin").string());
-      const PcaModel pca = parse_pca(fit_blob, previous->space_dir(name) + "/fit.bin");
+      const std::string fit_path = layout::fit_file(previous->space_dir(name));
+      fit_blob = files::read_all(fit_path);
+      const PcaModel pca = parse_pca(fit_blob, fit_path);
       if (pca.input_dim != set.dim)
         throw FormatError("space '" + name + "' of the store was fitted on " + std::to_string(pca.input_dim) +
                           " features per object, the new files give " + std::to_string(set.dim) +
@@ -554,7 +556,7 @@ BuildReport build_store(const BuildOptions& opt) {
       if (written.count(s.name)) continue;
       SpaceVectors out = carried_vectors(*previous, s.name, row_map);
       if (out.rows.empty()) continue;  // none of its objects is left
-      const std::string fit_blob = files::read_all((std::filesystem::path(previous->space_dir(s.name)) / "fit.bin").string());
+      const std::string fit_blob = files::read_all(layout::fit_file(previous->space_dir(s.name)));
       write_space(*writer, previous.get(), s, out, fit_blob, row_map, &report);
     }
     writer->copy_links(*previous, [&](int64_t old_row) { return row_map.map(old_row); });
