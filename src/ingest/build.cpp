@@ -18,6 +18,7 @@
 #include "mmu/sky.h"
 #include "mmu/space_index.h"
 #include "mmu/store.h"
+#include "store/layout.h"
 
 namespace mmu {
 
@@ -297,57 +298,81 @@ void check_duplicates(const std::vector<Partition*>& parts, const Store* previou
   }
 }
 
-}  // namespace
+// What a build carries from one step to the next, in the order the steps fill it.
+struct BuildState {
+  explicit BuildState(const BuildOptions& o) : opt(o) {}
+  const BuildOptions& opt;  // the caller's, alive for the whole build
+  BuildReport report;
+  std::vector<SourceFile> found;  // discovery order
+  std::vector<ModelCard> cards;   // one per --model, with its loaded encoder
+  std::vector<std::unique_ptr<ModelEncoder>> encoders;
+  std::unique_ptr<Store> previous;  // the store being rebuilt, if there is one
+  Incremental inc;
+  std::vector<SourceFile> good;  // new or changed files that passed validation
+  int64_t to_encode = 0;         // their objects with a modality, for the progress line
+  std::map<std::string, int64_t> spectrum_lengths;  // by path, for files a model takes
+  std::map<std::string, Partition> loaded;          // by path
+  std::unique_ptr<StoreWriter> writer;
+  std::string resume_dir;
+  // Filled by the catalog step, read by the space steps.
+  std::map<Modality, FeatureSet> sets;
+  RowMap row_map;
+  std::vector<ModelPartition> mparts;  // every file with its first row, for the model stage
+  std::vector<int64_t> mpart_first_row;
+  std::vector<bool> mpart_fresh;
+  std::set<std::string> written;  // spaces written so far
+};
 
-BuildReport build_store(const BuildOptions& opt) {
-  const auto t0 = std::chrono::steady_clock::now();
+void check_options(const BuildOptions& opt) {
   if (opt.batch_size < 0) throw InvalidArgument("--batch-size must be >= 1 (or 0 for automatic), got " + std::to_string(opt.batch_size));
   if (opt.dim <= 0) throw InvalidArgument("--dim must be >= 1, got " + std::to_string(opt.dim));
-  const std::vector<SourceFile> found = discover_files(opt.roots);
-  if (found.empty()) {
+}
+
+void find_input_files(BuildState& b) {
+  b.found = discover_files(b.opt.roots);
+  if (b.found.empty()) {
     std::string roots;
-    for (const auto& r : opt.roots) roots += (roots.empty() ? "'" : ", '") + r + "'";
+    for (const auto& r : b.opt.roots) roots += (roots.empty() ? "'" : ", '") + r + "'";
     throw NotFound("no *.hdf5 or *.h5 files under " + roots);
   }
-  BuildReport report;
+}
 
-  // Model packages are checked (card, hash, a probe batch) before any work,
-  // so a bad package fails the build with nothing written.
-  std::vector<ModelCard> cards;
-  std::vector<std::unique_ptr<ModelEncoder>> encoders;
+// Model packages are checked (card, hash, a probe batch) before any work,
+// so a bad package fails the build with nothing written.
+void load_models(BuildState& b) {
   std::set<std::string> model_spaces;
-  for (const std::string& dir : opt.models) {
-    cards.push_back(load_model_card(dir));
-    if (!model_spaces.insert(cards.back().space_name()).second)
-      throw InvalidArgument("--model given twice for " + cards.back().space_name() + " ('" + dir + "')");
-    encoders.push_back(ModelEncoder::load(cards.back(), opt.threads, opt.device));
+  for (const std::string& dir : b.opt.models) {
+    b.cards.push_back(load_model_card(dir));
+    if (!model_spaces.insert(b.cards.back().space_name()).second)
+      throw InvalidArgument("--model given twice for " + b.cards.back().space_name() + " ('" + dir + "')");
+    b.encoders.push_back(ModelEncoder::load(b.cards.back(), b.opt.threads, b.opt.device));
   }
+}
 
-  std::unique_ptr<Store> previous;
+void plan_against_previous(BuildState& b) {
   {
     std::error_code ec;
-    if (std::filesystem::exists(std::filesystem::path(opt.store) / "CURRENT", ec)) previous = Store::open(opt.store);
+    if (std::filesystem::exists(layout::current_file(b.opt.store), ec)) b.previous = Store::open(b.opt.store);
   }
-  const Incremental inc = plan_incremental(previous.get(), found, opt.refit);
-  report.reused_files = static_cast<int64_t>(inc.reused.size());
-  report.removed_files = inc.removed;
+  b.inc = plan_incremental(b.previous.get(), b.found, b.opt.refit);
+  b.report.reused_files = static_cast<int64_t>(b.inc.reused.size());
+  b.report.removed_files = b.inc.removed;
+}
 
-  // Validate every new or changed file first (cheap: metadata only) so a bad
-  // file fails the build before any slow work, and to size the progress line.
-  std::vector<SourceFile> good;
-  int64_t total = 0;
-  std::vector<int64_t> model_files(cards.size(), 0);
-  std::vector<std::string> model_misfit(cards.size());
-  std::map<std::string, int64_t> spectrum_lengths;
-  for (const Incremental::Entry& e : inc.entries) {
+// Validate every new or changed file first (cheap: metadata only) so a bad
+// file fails the build before any slow work, and to size the progress line.
+void validate_files(BuildState& b) {
+  std::vector<int64_t> model_files(b.cards.size(), 0);
+  std::vector<std::string> model_misfit(b.cards.size());
+  for (const Incremental::Entry& e : b.inc.entries) {
     try {
       RowFileReader reader(e.file);
-      if (!e.reused) total += reader.modality() == Modality::kNone ? 0 : reader.rows();
-      for (size_t c = 0; c < cards.size(); ++c) {
-        const ModelCard& card = cards[c];
+      if (!e.reused) b.to_encode += reader.modality() == Modality::kNone ? 0 : reader.rows();
+      for (size_t c = 0; c < b.cards.size(); ++c) {
+        const ModelCard& card = b.cards[c];
         if (modality_name(reader.modality()) != card.modality) continue;
         const int64_t len = reader.spectrum_length();
-        spectrum_lengths[e.file.path] = len;
+        b.spectrum_lengths[e.file.path] = len;
         if (model_accepts(card, len)) {
           ++model_files[c];
         } else if (model_misfit[c].empty()) {
@@ -356,105 +381,117 @@ BuildReport build_store(const BuildOptions& opt) {
                             std::to_string(card.input_shape[0]);
         }
       }
-      if (!e.reused) good.push_back(e.file);
+      if (!e.reused) b.good.push_back(e.file);
     } catch (const Error& e2) {
-      if (!opt.skip_bad || e.reused) throw;
-      report.skipped.push_back(e2.what());
+      if (!b.opt.skip_bad || e.reused) throw;
+      b.report.skipped.push_back(e2.what());
     }
   }
 
-  for (size_t c = 0; c < cards.size(); ++c)
+  for (size_t c = 0; c < b.cards.size(); ++c)
     if (model_files[c] == 0)
-      throw InvalidArgument("model '" + cards[c].space_name() + "' takes " + cards[c].modality + "s, and no input file " +
+      throw InvalidArgument("model '" + b.cards[c].space_name() + "' takes " + b.cards[c].modality +
+                            "s, and no input file " +
                             (model_misfit[c].empty() ? std::string("has any") : "fits it: " + model_misfit[c]));
+}
 
-  // Read catalogs and features of the new or changed files (one open file at a time).
-  std::map<std::string, Partition> loaded;
+// Read catalogs and features of the new or changed files (one open file at a time).
+void read_new_files(BuildState& b) {
   {
-    Progress progress("encoding", total, opt.progress);
-    for (const SourceFile& f : good) {
+    Progress progress("encoding", b.to_encode, b.opt.progress);
+    for (const SourceFile& f : b.good) {
       try {
         RowFileReader reader(f);
-        loaded.emplace(f.path, load_partition(reader, opt, &progress));
+        b.loaded.emplace(f.path, load_partition(reader, b.opt, &progress));
       } catch (const Error& e) {
-        if (!opt.skip_bad) throw;
-        report.skipped.push_back(e.what());
+        if (!b.opt.skip_bad) throw;
+        b.report.skipped.push_back(e.what());
       }
     }
     progress.finish();
   }
-  if (loaded.empty() && inc.reused.empty()) throw FormatError("every input file was bad; nothing to build");
+  if (b.loaded.empty() && b.inc.reused.empty()) throw FormatError("every input file was bad; nothing to build");
   std::vector<Partition*> fresh;
-  for (const Incremental::Entry& e : inc.entries)
-    if (!e.reused && loaded.count(e.file.path)) fresh.push_back(&loaded.at(e.file.path));
-  check_duplicates(fresh, previous.get(), inc.reused);
+  for (const Incremental::Entry& e : b.inc.entries)
+    if (!e.reused && b.loaded.count(e.file.path)) fresh.push_back(&b.loaded.at(e.file.path));
+  check_duplicates(fresh, b.previous.get(), b.inc.reused);
+}
 
-  auto writer = std::make_unique<StoreWriter>(opt.store);
-  const std::string resume_dir = (std::filesystem::path(opt.store) / "resume").string();
-  if (!opt.resume) {
+// Takes the store's lock.
+void open_writer(BuildState& b) {
+  b.writer = std::make_unique<StoreWriter>(b.opt.store);
+  b.resume_dir = layout::resume_dir(b.opt.store);
+  if (!b.opt.resume) {
     std::error_code ec;
-    std::filesystem::remove_all(resume_dir, ec);
+    std::filesystem::remove_all(b.resume_dir, ec);
   }
+}
 
-  // The catalog, in discovery order: reused files copied, new ones added.
-  std::map<Modality, FeatureSet> sets;
-  RowMap row_map;
-  std::vector<ModelPartition> mparts;  // every file with its first row, for the model stage
-  std::vector<int64_t> mpart_first_row;
-  std::vector<bool> mpart_fresh;
-  for (const Incremental::Entry& e : inc.entries) {
+// A reused file's objects copied from the previous catalog.
+void copy_reused_file(BuildState& b, const Incremental::Entry& e) {
+  const int64_t first = b.writer->copy_file(*b.previous, e.old);
+  b.row_map.add(e.old.first_row, first, e.old.n_objects);
+  b.report.objects += e.old.n_objects;
+  b.report.reused_objects += e.old.n_objects;
+  if (e.old.modality == modality_name(Modality::kNone)) b.report.without_modality += e.old.n_objects;
+  b.mparts.push_back(partition_from_catalog(*b.previous, e.old, b.spectrum_lengths[e.file.path]));
+  b.mpart_first_row.push_back(first);
+  b.mpart_fresh.push_back(false);
+}
+
+// A new file's objects and catalog values added; its features join its modality's set.
+void add_new_file(BuildState& b, Partition& p) {
+  ++b.report.files_read;
+  const int64_t file_id = b.writer->add_file(p.file, p.modality, static_cast<int64_t>(p.order.size()));
+  std::vector<NewObject> objs;
+  objs.reserve(p.order.size());
+  for (int64_t i : p.order)
+    objs.push_back(NewObject{p.catalog.ids[i], p.file.dataset, p.file.subset, p.catalog.ra[i], p.catalog.dec[i],
+                             p.catalog.healpix[i], p.fine[i], file_id, i, p.modality});
+  const int64_t first_row = b.writer->add_objects(objs);
+  std::vector<int64_t> row_of_file_row(p.order.size());
+  for (size_t k = 0; k < p.order.size(); ++k) row_of_file_row[p.order[k]] = first_row + static_cast<int64_t>(k);
+  for (const ScalarColumn& column : p.values) b.writer->add_values(row_of_file_row, column);
+  p.values = {};
+  b.mparts.push_back({p.file, p.modality, p.order, p.catalog.ids, b.spectrum_lengths[p.file.path]});
+  b.mpart_first_row.push_back(first_row);
+  b.mpart_fresh.push_back(true);
+  b.report.objects += static_cast<int64_t>(objs.size());
+  if (p.modality == Modality::kNone) {
+    b.report.without_modality += static_cast<int64_t>(objs.size());
+    return;
+  }
+  FeatureSet& set = b.sets[p.modality];
+  if (set.dim == 0) {
+    set.dim = p.feature_dim;
+    set.first_file = p.file.path;
+  } else if (set.dim != p.feature_dim) {
+    throw FormatError("'" + p.file.path + "' gives " + std::to_string(p.feature_dim) + " features per object but '" +
+                      set.first_file + "' gives " + std::to_string(set.dim) + ": one space needs one input shape");
+  }
+  set.features.insert(set.features.end(), p.features.begin(), p.features.end());
+  for (size_t k = 0; k < objs.size(); ++k) set.rows.push_back(first_row + static_cast<int64_t>(k));
+  p.features = {};  // free as we go
+}
+
+// The catalog, in discovery order: reused files copied, new ones added.
+void write_catalog(BuildState& b) {
+  for (const Incremental::Entry& e : b.inc.entries) {
     if (e.reused) {
-      const int64_t first = writer->copy_file(*previous, e.old);
-      row_map.add(e.old.first_row, first, e.old.n_objects);
-      report.objects += e.old.n_objects;
-      report.reused_objects += e.old.n_objects;
-      if (e.old.modality == modality_name(Modality::kNone)) report.without_modality += e.old.n_objects;
-      mparts.push_back(partition_from_catalog(*previous, e.old, spectrum_lengths[e.file.path]));
-      mpart_first_row.push_back(first);
-      mpart_fresh.push_back(false);
+      copy_reused_file(b, e);
       continue;
     }
-    auto it = loaded.find(e.file.path);
-    if (it == loaded.end()) continue;  // skipped (--skip-bad)
-    Partition& p = it->second;
-    ++report.files_read;
-    const int64_t file_id = writer->add_file(p.file, p.modality, static_cast<int64_t>(p.order.size()));
-    std::vector<NewObject> objs;
-    objs.reserve(p.order.size());
-    for (int64_t i : p.order)
-      objs.push_back(NewObject{p.catalog.ids[i], p.file.dataset, p.file.subset, p.catalog.ra[i], p.catalog.dec[i],
-                               p.catalog.healpix[i], p.fine[i], file_id, i, p.modality});
-    const int64_t first_row = writer->add_objects(objs);
-    std::vector<int64_t> row_of_file_row(p.order.size());
-    for (size_t k = 0; k < p.order.size(); ++k) row_of_file_row[p.order[k]] = first_row + static_cast<int64_t>(k);
-    for (const ScalarColumn& column : p.values) writer->add_values(row_of_file_row, column);
-    p.values = {};
-    mparts.push_back({p.file, p.modality, p.order, p.catalog.ids, spectrum_lengths[p.file.path]});
-    mpart_first_row.push_back(first_row);
-    mpart_fresh.push_back(true);
-    report.objects += static_cast<int64_t>(objs.size());
-    if (p.modality == Modality::kNone) {
-      report.without_modality += static_cast<int64_t>(objs.size());
-      continue;
-    }
-    FeatureSet& set = sets[p.modality];
-    if (set.dim == 0) {
-      set.dim = p.feature_dim;
-      set.first_file = p.file.path;
-    } else if (set.dim != p.feature_dim) {
-      throw FormatError("'" + p.file.path + "' gives " + std::to_string(p.feature_dim) + " features per object but '" +
-                        set.first_file + "' gives " + std::to_string(set.dim) + ": one space needs one input shape");
-    }
-    set.features.insert(set.features.end(), p.features.begin(), p.features.end());
-    for (size_t k = 0; k < objs.size(); ++k) set.rows.push_back(first_row + static_cast<int64_t>(k));
-    p.features = {};  // free as we go
+    auto it = b.loaded.find(e.file.path);
+    if (it == b.loaded.end()) continue;  // skipped (--skip-bad)
+    add_new_file(b, it->second);
   }
-  report.files = report.files_read + report.reused_files;
+  b.report.files = b.report.files_read + b.report.reused_files;
+}
 
-  // Baseline spaces: a space that existed keeps its fit (its old vectors stay
-  // valid and new objects are projected with the same PCA); a new one is fitted.
-  std::set<std::string> written;
-  for (auto& [modality, set] : sets) {
+// Baseline spaces: a space that existed keeps its fit (its old vectors stay
+// valid and new objects are projected with the same PCA); a new one is fitted.
+void write_baseline_spaces(BuildState& b) {
+  for (auto& [modality, set] : b.sets) {
     const std::string name = modality_name(modality);
     const int64_t n = static_cast<int64_t>(set.rows.size());
     SpaceInfo info;
@@ -464,10 +501,11 @@ BuildReport build_store(const BuildOptions& opt) {
     info.version = "1";
     SpaceVectors out;
     std::string fit_blob;
-    if (previous && has_space(*previous, name)) out = carried_vectors(*previous, name, row_map);
+    if (b.previous && has_space(*b.previous, name)) out = carried_vectors(*b.previous, name, b.row_map);
     if (!out.rows.empty()) {
-      fit_blob = files::read_all((std::filesystem::path(previous->space_dir(name)) / "fit.bin").string());
-      const PcaModel pca = parse_pca(fit_blob, previous->space_dir(name) + "/fit.bin");
+      const std::string fit_path = layout::fit_file(b.previous->space_dir(name));
+      fit_blob = files::read_all(fit_path);
+      const PcaModel pca = parse_pca(fit_blob, fit_path);
       if (pca.input_dim != set.dim)
         throw FormatError("space '" + name + "' of the store was fitted on " + std::to_string(pca.input_dim) +
                           " features per object, the new files give " + std::to_string(set.dim) +
@@ -477,121 +515,152 @@ BuildReport build_store(const BuildOptions& opt) {
       if (n < 2)
         throw InvalidArgument("space '" + name + "' has " + std::to_string(n) +
                               " object(s); the baseline encoder needs at least 2 to fit its PCA");
-      const PcaModel pca = fit_pca(set.features.data(), n, set.dim, opt.dim);
+      const PcaModel pca = fit_pca(set.features.data(), n, set.dim, b.opt.dim);
       fit_blob = serialize_pca(pca);
       out.dim = pca.output_dim;
       append_projection(pca, set, &out);
     }
     info.dim = out.dim;
-    write_space(*writer, previous.get(), info, out, fit_blob, row_map, &report);
-    written.insert(name);
+    write_space(*b.writer, b.previous.get(), info, out, fit_blob, b.row_map, &b.report);
+    b.written.insert(name);
   }
+}
 
-  // Model spaces: one per package. Objects of reused files keep their
-  // vectors when the space existed; everything else goes through the model.
-  for (size_t c = 0; c < cards.size(); ++c) {
-    const ModelCard& card = cards[c];
-    SpaceVectors out;
-    out.dim = card.output_dim;
-    // Old vectors are reused only if the same model file made them: a package
-    // rebuilt under the same name and version has another hash.
-    if (previous && has_space(*previous, card.space_name()) && previous->space(card.space_name()).sha256 == card.sha256)
-      out = carried_vectors(*previous, card.space_name(), row_map);
-    const bool extend = !out.rows.empty();
-    std::vector<ModelPartition> todo;
-    std::vector<int64_t> todo_first;
-    for (size_t i = 0; i < mparts.size(); ++i)
-      if (!extend || mpart_fresh[i]) {
-        todo.push_back(mparts[i]);
-        todo_first.push_back(mpart_first_row[i]);
+// One package's space. Objects of reused files keep their vectors when the
+// space existed; everything else goes through the model.
+void write_model_space(BuildState& b, size_t c) {
+  const ModelCard& card = b.cards[c];
+  SpaceVectors out;
+  out.dim = card.output_dim;
+  // Old vectors are reused only if the same model file made them: a package
+  // rebuilt under the same name and version has another hash.
+  if (b.previous && has_space(*b.previous, card.space_name()) &&
+      b.previous->space(card.space_name()).sha256 == card.sha256)
+    out = carried_vectors(*b.previous, card.space_name(), b.row_map);
+  const bool extend = !out.rows.empty();
+  std::vector<ModelPartition> todo;
+  std::vector<int64_t> todo_first;
+  for (size_t i = 0; i < b.mparts.size(); ++i)
+    if (!extend || b.mpart_fresh[i]) {
+      todo.push_back(b.mparts[i]);
+      todo_first.push_back(b.mpart_first_row[i]);
+    }
+  ModelStageOptions mopt;
+  mopt.batch_size = b.opt.batch_size;
+  mopt.threads = b.opt.threads;
+  mopt.resume_dir = b.resume_dir;
+  mopt.progress = b.opt.progress;
+  std::vector<size_t> used;
+  int64_t resumed = 0, batch_used = 0;
+  const auto t_model = std::chrono::steady_clock::now();
+  const bool any = std::any_of(todo.begin(), todo.end(), [&](const ModelPartition& mp) {
+    return modality_name(mp.modality) == card.modality && model_accepts(card, mp.spectrum_length);
+  });
+  if (any) {
+    const std::vector<float> vectors = run_model_stage(card, *b.encoders[c], todo, mopt, &used, &resumed, &batch_used);
+    size_t at = 0;
+    for (size_t i : used)
+      for (size_t k = 0; k < todo[i].order.size(); ++k, ++at) {
+        out.rows.push_back(todo_first[i] + static_cast<int64_t>(k));
+        out.vectors.insert(out.vectors.end(), vectors.begin() + at * card.output_dim,
+                           vectors.begin() + (at + 1) * card.output_dim);
       }
-    ModelStageOptions mopt;
-    mopt.batch_size = opt.batch_size;
-    mopt.threads = opt.threads;
-    mopt.resume_dir = resume_dir;
-    mopt.progress = opt.progress;
-    std::vector<size_t> used;
-    int64_t resumed = 0, batch_used = 0;
-    const auto t_model = std::chrono::steady_clock::now();
-    const bool any = std::any_of(todo.begin(), todo.end(), [&](const ModelPartition& mp) {
-      return modality_name(mp.modality) == card.modality && model_accepts(card, mp.spectrum_length);
-    });
-    if (any) {
-      const std::vector<float> vectors = run_model_stage(card, *encoders[c], todo, mopt, &used, &resumed, &batch_used);
-      size_t at = 0;
-      for (size_t i : used)
-        for (size_t k = 0; k < todo[i].order.size(); ++k, ++at) {
-          out.rows.push_back(todo_first[i] + static_cast<int64_t>(k));
-          out.vectors.insert(out.vectors.end(), vectors.begin() + at * card.output_dim,
-                             vectors.begin() + (at + 1) * card.output_dim);
-        }
-    }
-    report.model_seconds[card.space_name()] =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_model).count();
-    report.model_batch[card.space_name()] = batch_used;
-    for (const ModelPartition& mp : mparts)
-      if (modality_name(mp.modality) == card.modality && !model_accepts(card, mp.spectrum_length))
-        report.model_skips.push_back(card.space_name() + ": '" + mp.file.path + "' (spectra of length " +
+  }
+  b.report.model_seconds[card.space_name()] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_model).count();
+  b.report.model_batch[card.space_name()] = batch_used;
+  for (const ModelPartition& mp : b.mparts)
+    if (modality_name(mp.modality) == card.modality && !model_accepts(card, mp.spectrum_length))
+      b.report.model_skips.push_back(card.space_name() + ": '" + mp.file.path + "' (spectra of length " +
                                      std::to_string(mp.spectrum_length) + " do not fit its input)");
-    report.resumed_objects += resumed;
-    if (out.rows.empty()) throw InvalidArgument("model '" + card.space_name() + "' takes " + card.modality + "s, and no input file has any");
-    SpaceInfo info;
-    info.name = card.space_name();
-    info.modality = card.modality;
-    info.model = card.name;
-    info.version = card.version;
-    info.dim = card.output_dim;
-    info.sha256 = card.sha256;
-    write_space(*writer, previous.get(), info, out,
-                files::read_all((std::filesystem::path(card.dir) / "model.json").string()), row_map, &report);
-    written.insert(info.name);
-  }
+  b.report.resumed_objects += resumed;
+  if (out.rows.empty()) throw InvalidArgument("model '" + card.space_name() + "' takes " + card.modality + "s, and no input file has any");
+  SpaceInfo info;
+  info.name = card.space_name();
+  info.modality = card.modality;
+  info.model = card.name;
+  info.version = card.version;
+  info.dim = card.output_dim;
+  info.sha256 = card.sha256;
+  write_space(*b.writer, b.previous.get(), info, out,
+              files::read_all((std::filesystem::path(card.dir) / "model.json").string()), b.row_map, &b.report);
+  b.written.insert(info.name);
+}
 
-  // Every other space of the previous store (a model not given this time, or
-  // a baseline modality with no new files) keeps the vectors of its kept objects.
-  if (previous) {
-    for (const SpaceInfo& s : previous->spaces()) {
-      if (written.count(s.name)) continue;
-      SpaceVectors out = carried_vectors(*previous, s.name, row_map);
-      if (out.rows.empty()) continue;  // none of its objects is left
-      const std::string fit_blob = files::read_all((std::filesystem::path(previous->space_dir(s.name)) / "fit.bin").string());
-      write_space(*writer, previous.get(), s, out, fit_blob, row_map, &report);
-    }
-    writer->copy_links(*previous, [&](int64_t old_row) { return row_map.map(old_row); });
+// Every other space of the previous store (a model not given this time, or
+// a baseline modality with no new files) keeps the vectors of its kept
+// objects; so do the cross-match links.
+void carry_over_previous(BuildState& b) {
+  if (!b.previous) return;
+  for (const SpaceInfo& s : b.previous->spaces()) {
+    if (b.written.count(s.name)) continue;
+    SpaceVectors out = carried_vectors(*b.previous, s.name, b.row_map);
+    if (out.rows.empty()) continue;  // none of its objects is left
+    const std::string fit_blob = files::read_all(layout::fit_file(b.previous->space_dir(s.name)));
+    write_space(*b.writer, b.previous.get(), s, out, fit_blob, b.row_map, &b.report);
   }
-  // Spaces whose vectors changed get the index they had rebuilt (kept
-  // spaces carry theirs, hard-linked).
+  b.writer->copy_links(*b.previous, [&](int64_t old_row) { return b.row_map.map(old_row); });
+}
+
+// Spaces whose vectors changed get the index they had rebuilt (kept
+// spaces carry theirs, hard-linked).
+std::vector<std::pair<std::string, IndexSpec>> indexes_to_rebuild(const BuildState& b) {
   std::vector<std::pair<std::string, IndexSpec>> reindex;
-  if (previous)
-    for (const auto& [name, count] : report.space_counts) {
-      const bool kept = std::count(report.kept_spaces.begin(), report.kept_spaces.end(), name) > 0;
-      if (kept || !has_space(*previous, name)) continue;
-      const IndexRecord r = read_index_record(previous->space_dir(name));
+  if (b.previous)
+    for (const auto& [name, count] : b.report.space_counts) {
+      const bool kept = std::count(b.report.kept_spaces.begin(), b.report.kept_spaces.end(), name) > 0;
+      if (kept || !has_space(*b.previous, name)) continue;
+      const IndexRecord r = read_index_record(b.previous->space_dir(name));
       if (r.spec.kind != IndexKind::kFlat) reindex.emplace_back(name, r.spec);
     }
-  previous.reset();
-  writer->commit();
-  writer.reset();  // releases the store's lock for the reindexing below
-  {
-    std::error_code ec;
-    std::filesystem::remove_all(resume_dir, ec);
-  }
-  // The index each space had is rebuilt over its new vectors.
-  if (!reindex.empty()) {
-    const auto store = Store::open(opt.store);
-    for (const auto& [name, spec] : reindex) {
-      // The build is committed: a failure here leaves the space searched exactly, so it is reported, not thrown.
-      try {
-        const IndexRecord r = reindex_space(*store, name, spec, ReindexOptions{});
-        report.reindexed.push_back(name + ": " + describe_index(r.spec) + ", recall@" + std::to_string(r.recall_k) +
+  return reindex;
+}
+
+void commit_build(BuildState& b) {
+  b.previous.reset();
+  b.writer->commit();
+  b.writer.reset();  // releases the store's lock for the reindexing that follows
+  std::error_code ec;
+  std::filesystem::remove_all(b.resume_dir, ec);
+}
+
+// The index each space had is rebuilt over its new vectors.
+void rebuild_indexes(BuildState& b, const std::vector<std::pair<std::string, IndexSpec>>& reindex) {
+  if (reindex.empty()) return;
+  const auto store = Store::open(b.opt.store);
+  for (const auto& [name, spec] : reindex) {
+    // The build is committed: a failure here leaves the space searched exactly, so it is reported, not thrown.
+    try {
+      const IndexRecord r = reindex_space(*store, name, spec, ReindexOptions{});
+      b.report.reindexed.push_back(name + ": " + describe_index(r.spec) + ", recall@" + std::to_string(r.recall_k) +
                                    " " + std::to_string(r.recall).substr(0, 5));
-      } catch (const Error& e) {
-        report.reindexed.push_back(name + ": NOT rebuilt, searched exactly until `mmu-index reindex` (" + e.what() + ")");
-      }
+    } catch (const Error& e) {
+      b.report.reindexed.push_back(name + ": NOT rebuilt, searched exactly until `mmu-index reindex` (" + e.what() + ")");
     }
   }
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return report;
+}
+
+}  // namespace
+
+BuildReport build_store(const BuildOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  check_options(opt);
+  BuildState b(opt);
+  find_input_files(b);
+  load_models(b);
+  plan_against_previous(b);
+  validate_files(b);
+  read_new_files(b);
+  open_writer(b);
+  write_catalog(b);
+  write_baseline_spaces(b);
+  for (size_t c = 0; c < b.cards.size(); ++c) write_model_space(b, c);
+  carry_over_previous(b);
+  const auto reindex = indexes_to_rebuild(b);
+  commit_build(b);
+  rebuild_indexes(b, reindex);
+  b.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return std::move(b.report);
 }
 
 void print_build_report(const BuildReport& r, const std::string& store, std::ostream& out) {

@@ -20,6 +20,7 @@
 #include "mmu/linear_model.h"
 #include "mmu/store.h"
 #include "mmu/where_filter.h"
+#include "store/layout.h"
 #include "store/sqlite_util.h"
 
 namespace mmu {
@@ -115,7 +116,7 @@ std::map<int64_t, std::string> read_catalog_column(const Store& store, const std
     throw InvalidArgument("--target '" + target + "' is not a stored catalog column of '" + store.path() +
                           "' (columns: " + (list.empty() ? "none" : list) + "); give --labels table.csv for other labels");
   }
-  sql::Db db(store.generation_path() + "/catalog.sqlite", SQLITE_OPEN_READONLY);
+  sql::Db db(layout::catalog_file(store.generation_path()), SQLITE_OPEN_READONLY);
   auto s = db.prepare("SELECT row, num, txt FROM object_values WHERE name = ?");
   s.bind(1, target);
   std::map<int64_t, std::string> out;

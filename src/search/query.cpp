@@ -12,6 +12,7 @@
 #include "mmu/error.h"
 #include "mmu/sky.h"
 #include "mmu/where_filter.h"
+#include "store/layout.h"
 
 namespace mmu {
 
@@ -128,7 +129,7 @@ struct Prepared {
 // for models trained alone). A model space's fit.bin is its model card.
 std::string shared_space_of(const Store& store, const SpaceInfo& s) {
   if (s.model == "baseline-pca") return "";
-  const std::string path = (std::filesystem::path(store.space_dir(s.name)) / "fit.bin").string();
+  const std::string path = layout::fit_file(store.space_dir(s.name));
   std::ifstream in(path);
   const nlohmann::json card = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (!card.is_object() || !card.contains("shared_space") || !card["shared_space"].is_object()) return "";

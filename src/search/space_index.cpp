@@ -29,9 +29,6 @@ namespace mmu {
 
 namespace {
 
-constexpr const char* kRecordFile = "index.json";
-constexpr const char* kHalfFile = "vectors.f16";
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -159,7 +156,7 @@ std::string describe_index(const IndexSpec& s) {
 }
 
 IndexRecord read_index_record(const std::string& space_dir) {
-  const std::string path = (fs::path(space_dir) / kRecordFile).string();
+  const std::string path = layout::index_record_file(space_dir);
   IndexRecord r;
   std::error_code ec;
   if (!fs::exists(path, ec)) return r;
@@ -195,7 +192,7 @@ IndexRecord reindex_space(const Store& store, const std::string& space, const In
     throw InvalidArgument("index parameters must be positive (--nprobe, --M, --ef-construction, --ef-search)");
   if (opt.recall_k <= 0 || opt.recall_queries <= 0)
     throw InvalidArgument("--recall-k and --recall-queries must be at least 1");
-  files::FileLock lock((fs::path(store.path()) / schema::kLockFile).string(),
+  files::FileLock lock(layout::lock_file(store.path()),
                        "store '" + store.path() + "' is being written by another process");
   const SpaceInfo info = store.space(space);
   const std::string dir = store.space_dir(space);
@@ -209,15 +206,15 @@ IndexRecord reindex_space(const Store& store, const std::string& space, const In
   std::unique_ptr<faiss::Index> ann;
   try {
     if (rec.spec.kind == IndexKind::kFlat16) {
-      rec.file = kHalfFile;
+      rec.file = layout::kHalfVectorsFile;
       std::vector<uint16_t> half(static_cast<size_t>(v.rows * v.dim));
       const float* x = static_cast<const float*>(v.data);
       for (size_t i = 0; i < half.size(); ++i) half[i] = float_to_half(x[i]);
-      files::write_atomic((fs::path(dir) / rec.file).string(), half.data(), half.size() * sizeof(uint16_t));
+      files::write_atomic(layout::space_file(dir, rec.file), half.data(), half.size() * sizeof(uint16_t));
     } else if (rec.spec.kind != IndexKind::kFlat) {
       ann = build_ann(v, &rec.spec, opt);
-      rec.file = std::string("ann-") + index_kind_name(rec.spec.kind) + "-" + stamp + ".faiss";
-      write_faiss_atomic(*ann, (fs::path(dir) / rec.file).string());
+      rec.file = layout::ann_file_name(index_kind_name(rec.spec.kind), stamp);
+      write_faiss_atomic(*ann, layout::space_file(dir, rec.file));
     }
   } catch (const faiss::FaissException& e) {
     throw Error(ErrorKind::kInternal, std::string("FAISS failed while building the index: ") + e.what());
@@ -253,10 +250,10 @@ IndexRecord reindex_space(const Store& store, const std::string& space, const In
   rec.recall = hits / static_cast<double>(nq * k);
 
   // The switch: one atomic rename; then files no record names are removed.
-  files::write_atomic((fs::path(dir) / kRecordFile).string(), to_json(rec).dump(2) + "\n");
+  files::write_atomic(layout::index_record_file(dir), to_json(rec).dump(2) + "\n");
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
-    const bool ours = name.rfind("ann-", 0) == 0 || name == kHalfFile;
+    const bool ours = layout::is_ann_file_name(name) || name == layout::kHalfVectorsFile;
     std::error_code ec;
     if (ours && name != rec.file) fs::remove(e.path(), ec);
   }

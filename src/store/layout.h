@@ -1,49 +1,98 @@
-// Catalog schema and store layout names shared by Store and StoreWriter.
+// The store's file layout: every file and folder name of a store, and the
+// paths built from them. The one place that knows where things lie:
+//   <store>/CURRENT, LOCK, resume/, gen-N/ (gen-N.tmp/ while being written)
+//   <store>/gen-N/catalog.sqlite, spaces/<name>/
+//   <store>/gen-N/spaces/<name>/vectors.f32, index.faiss, fit.bin, index.json,
+//                               vectors.f16, ann-<kind>-<stamp>.faiss
+// Names only, no store code: vector/ (below store/) includes it too.
 #pragma once
 
-namespace mmu::schema {
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
 
-inline constexpr const char* kCurrentFile = "CURRENT";
-inline constexpr const char* kLockFile = "LOCK";
+namespace mmu::layout {
+
+// In the store folder.
+inline constexpr const char* kCurrentFile = "CURRENT";  // names the live generation
+inline constexpr const char* kLockFile = "LOCK";        // held by whoever writes
+inline constexpr const char* kResumeDir = "resume";     // model embeddings of an interrupted build
+inline constexpr const char* kGenerationPrefix = "gen-";
+inline constexpr const char* kUnfinishedSuffix = ".tmp";  // a generation not yet committed
+
+// In a generation folder.
 inline constexpr const char* kCatalogFile = "catalog.sqlite";
+inline constexpr const char* kSpacesDir = "spaces";
+
+// In a space folder.
 inline constexpr const char* kVectorsFile = "vectors.f32";
-inline constexpr const char* kIndexFile = "index.faiss";
+inline constexpr const char* kFlatIndexFile = "index.faiss";
 inline constexpr const char* kFitFile = "fit.bin";
+inline constexpr const char* kIndexRecordFile = "index.json";  // which index a search uses
+inline constexpr const char* kHalfVectorsFile = "vectors.f16";
+inline constexpr const char* kAnnPrefix = "ann-";
 
-inline constexpr const char* kCreateTables = R"sql(
-CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE files(
-  id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, dataset TEXT NOT NULL, subset TEXT NOT NULL,
-  healpix INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
-  modality TEXT NOT NULL, n_objects INTEGER NOT NULL);
-CREATE TABLE objects(
-  row INTEGER PRIMARY KEY, object_id TEXT NOT NULL, survey TEXT NOT NULL, subset TEXT NOT NULL,
-  ra REAL NOT NULL, dec REAL NOT NULL, healpix INTEGER NOT NULL, hpx_fine INTEGER NOT NULL,
-  file_id INTEGER NOT NULL REFERENCES files(id), index_in_file INTEGER NOT NULL, modality TEXT NOT NULL);
-CREATE UNIQUE INDEX objects_by_survey_id ON objects(survey, object_id);
-CREATE INDEX objects_by_id ON objects(object_id);
-CREATE TABLE spaces(
-  name TEXT PRIMARY KEY, modality TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL,
-  dim INTEGER NOT NULL, count INTEGER NOT NULL, created TEXT NOT NULL, sha256 TEXT NOT NULL);
-CREATE TABLE space_rows(
-  space TEXT NOT NULL REFERENCES spaces(name), vrow INTEGER NOT NULL, row INTEGER NOT NULL,
-  PRIMARY KEY(space, vrow)) WITHOUT ROWID;
-CREATE UNIQUE INDEX space_rows_by_row ON space_rows(row, space);
-CREATE TABLE links(
-  row_a INTEGER NOT NULL, row_b INTEGER NOT NULL, sep_arcsec REAL NOT NULL,
-  PRIMARY KEY(row_a, row_b)) WITHOUT ROWID;
-CREATE INDEX links_by_b ON links(row_b);
--- Per-object scalar catalog columns of the source files (format version 2).
--- Keyed by (name, row) so one column's values are one contiguous range: a
--- --where predicate reads one range, or a slice of the num index. num has no
--- declared type (no affinity) so 64-bit integer ids stay exact next to reals.
-CREATE TABLE object_values(
-  name TEXT NOT NULL, row INTEGER NOT NULL, num, txt TEXT,
-  PRIMARY KEY(name, row)) WITHOUT ROWID;
-CREATE INDEX object_values_by_num ON object_values(name, num) WHERE num IS NOT NULL;
--- One line per column name: how many objects have a number / a text value.
-CREATE TABLE value_columns(
-  name TEXT PRIMARY KEY, numbers INTEGER NOT NULL, texts INTEGER NOT NULL) WITHOUT ROWID;
-)sql";
+inline std::string join(const std::string& dir, const std::string& name) {
+  return (std::filesystem::path(dir) / name).string();
+}
 
-}  // namespace mmu::schema
+inline std::string current_file(const std::string& store_dir) { return join(store_dir, kCurrentFile); }
+inline std::string lock_file(const std::string& store_dir) { return join(store_dir, kLockFile); }
+inline std::string resume_dir(const std::string& store_dir) { return join(store_dir, kResumeDir); }
+
+// "gen-000042" for 42.
+inline std::string generation_name(int64_t n) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%s%06lld", kGenerationPrefix, static_cast<long long>(n));
+  return buf;
+}
+
+inline bool has_generation_prefix(const std::string& name) { return name.rfind(kGenerationPrefix, 0) == 0; }
+
+// Number N of a "gen-N" folder name, or -1.
+inline int64_t generation_number(const std::string& name) {
+  const size_t prefix = std::char_traits<char>::length(kGenerationPrefix);
+  if (!has_generation_prefix(name) || name.size() <= prefix) return -1;
+  int64_t v = 0;
+  for (size_t i = prefix; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    v = v * 10 + (name[i] - '0');
+  }
+  return v;
+}
+
+// A generation folder left by a build that never committed.
+inline bool is_unfinished_generation(const std::string& name) {
+  const std::string suffix = kUnfinishedSuffix;
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+         has_generation_prefix(name);
+}
+
+inline std::string generation_dir(const std::string& store_dir, const std::string& gen_name) {
+  return join(store_dir, gen_name);
+}
+inline std::string unfinished_generation_dir(const std::string& store_dir, const std::string& gen_name) {
+  return join(store_dir, gen_name + kUnfinishedSuffix);
+}
+
+inline std::string catalog_file(const std::string& gen_dir) { return join(gen_dir, kCatalogFile); }
+inline std::string space_dir(const std::string& gen_dir, const std::string& space) {
+  return (std::filesystem::path(gen_dir) / kSpacesDir / space).string();
+}
+
+inline std::string vectors_file(const std::string& space_dir) { return join(space_dir, kVectorsFile); }
+inline std::string flat_index_file(const std::string& space_dir) { return join(space_dir, kFlatIndexFile); }
+inline std::string fit_file(const std::string& space_dir) { return join(space_dir, kFitFile); }
+inline std::string index_record_file(const std::string& space_dir) { return join(space_dir, kIndexRecordFile); }
+// A file of the space folder named by its index record.
+inline std::string space_file(const std::string& space_dir, const std::string& name) { return join(space_dir, name); }
+
+// "ann-<kind>-<stamp>.faiss": a new name per build, so the live index record
+// names an intact file until it switches to the new one.
+inline std::string ann_file_name(const std::string& kind, const std::string& stamp) {
+  return kAnnPrefix + kind + "-" + stamp + ".faiss";
+}
+inline bool is_ann_file_name(const std::string& name) { return name.rfind(kAnnPrefix, 0) == 0; }
+
+}  // namespace mmu::layout

@@ -75,18 +75,18 @@ std::unique_ptr<Store> Store::open(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
     throw NotFound("no store at '" + dir + "' (the folder does not exist); " + how_to_build(dir));
-  const std::string current = (fs::path(dir) / schema::kCurrentFile).string();
+  const std::string current = layout::current_file(dir);
   if (!fs::exists(current, ec))
-    throw NotFound("no store at '" + dir + "' (no " + std::string(schema::kCurrentFile) + " file); " +
+    throw NotFound("no store at '" + dir + "' (no " + std::string(layout::kCurrentFile) + " file); " +
                    how_to_build(dir));
   std::string gen = files::read_all(current);
   while (!gen.empty() && (gen.back() == '\n' || gen.back() == ' ')) gen.pop_back();
-  if (gen.rfind("gen-", 0) != 0 || gen.find('/') != std::string::npos)
+  if (!layout::has_generation_prefix(gen) || gen.find('/') != std::string::npos)
     throw FormatError("store '" + dir + "' is damaged: CURRENT names '" + gen + "'");
   std::unique_ptr<Store> s(new Store());
   s->rep_->path = dir;
   s->rep_->gen_path = (fs::path(dir) / gen).string();
-  const std::string catalog = (fs::path(s->rep_->gen_path) / schema::kCatalogFile).string();
+  const std::string catalog = layout::catalog_file(s->rep_->gen_path);
   if (!fs::exists(catalog, ec))
     throw FormatError("store '" + dir + "' is damaged: '" + catalog + "' is missing");
   s->rep_->db = std::make_unique<sql::Db>(catalog, SQLITE_OPEN_READONLY);
@@ -169,7 +169,7 @@ std::vector<int64_t> Store::linked_rows(int64_t row) const {
 
 void link_objects(const std::string& dir, const std::vector<RowLink>& links) {
   auto store = Store::open(dir);  // validates the store and its version
-  sql::Db db((std::filesystem::path(store->generation_path()) / schema::kCatalogFile).string(), SQLITE_OPEN_READWRITE);
+  sql::Db db(layout::catalog_file(store->generation_path()), SQLITE_OPEN_READWRITE);
   db.exec("BEGIN IMMEDIATE");
   auto ins = db.prepare("INSERT OR REPLACE INTO links(row_a, row_b, sep_arcsec) VALUES (?1, ?2, ?3)");
   for (const RowLink& l : links) {
@@ -255,7 +255,7 @@ std::vector<std::string> Store::spaces_of_row(int64_t row) const {
 }
 
 std::string Store::space_dir(const std::string& name) const {
-  return (fs::path(rep_->gen_path) / "spaces" / name).string();
+  return layout::space_dir(rep_->gen_path, name);
 }
 
 std::vector<std::pair<CatalogRow, double>> Store::objects_in_cone(double ra, double dec, double radius_deg) const {

@@ -7,6 +7,7 @@
 #include "mmu/version.h"
 #include "base/sha256.h"
 #include "store/sqlite_util.h"
+#include "store/catalog_schema.h"
 #include "store/layout.h"
 #include "base/utc_time.h"
 
@@ -15,23 +16,6 @@ namespace fs = std::filesystem;
 namespace mmu {
 
 namespace {
-
-// Number N of a "gen-N" directory name, or -1.
-int64_t generation_number(const std::string& name) {
-  if (name.rfind("gen-", 0) != 0 || name.size() <= 4) return -1;
-  int64_t v = 0;
-  for (size_t i = 4; i < name.size(); ++i) {
-    if (name[i] < '0' || name[i] > '9') return -1;
-    v = v * 10 + (name[i] - '0');
-  }
-  return v;
-}
-
-std::string generation_name(int64_t n) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "gen-%06lld", static_cast<long long>(n));
-  return buf;
-}
 
 // The catalog rows of one space: its spaces entry and its (vrow, row) map.
 void insert_space(sql::Db& db, const SpaceInfo& info, const std::vector<std::pair<int64_t, int64_t>>& vrows) {
@@ -75,25 +59,23 @@ StoreWriter::StoreWriter(const std::string& dir) : rep_(std::make_unique<Rep>())
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
     throw InvalidArgument("store path '" + dir + "' exists and is not a directory");
-  if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec) && !fs::exists(fs::path(dir) / schema::kCurrentFile) &&
-      !fs::exists(fs::path(dir) / schema::kLockFile))
+  if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec) && !fs::exists(layout::current_file(dir)) &&
+      !fs::exists(layout::lock_file(dir)))
     throw InvalidArgument("'" + dir + "' is a non-empty folder that is not an mmu-search store; refusing to write into it");
   files::make_dirs(dir);
-  r.lock = std::make_unique<files::FileLock>((fs::path(dir) / schema::kLockFile).string(),
+  r.lock = std::make_unique<files::FileLock>(layout::lock_file(dir),
                                              "store '" + dir + "' is being written by another process");
   // Leftovers of interrupted builds are never live: remove them.
   int64_t max_gen = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
-    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0 && name.rfind("gen-", 0) == 0)
-      fs::remove_all(e.path(), ec);
-    max_gen = std::max(max_gen, generation_number(name));
+    if (layout::is_unfinished_generation(name)) fs::remove_all(e.path(), ec);
+    max_gen = std::max(max_gen, layout::generation_number(name));
   }
-  r.gen_name = generation_name(max_gen + 1);
-  r.tmp_path = (fs::path(dir) / (r.gen_name + ".tmp")).string();
+  r.gen_name = layout::generation_name(max_gen + 1);
+  r.tmp_path = layout::unfinished_generation_dir(dir, r.gen_name);
   files::make_dirs(r.tmp_path);
-  r.db = std::make_unique<sql::Db>((fs::path(r.tmp_path) / schema::kCatalogFile).string(),
-                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  r.db = std::make_unique<sql::Db>(layout::catalog_file(r.tmp_path), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   // The generation is invisible until commit, so no journal is needed: a
   // crash discards the whole directory.
   r.db->exec("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN;");
@@ -122,7 +104,7 @@ int64_t StoreWriter::copy_file(const Store& old, const StoredFile& f) {
   const int64_t first = r.next_row, shift = first - f.first_row;
   // A second, read-only connection to the old catalog: ATTACH is not allowed
   // inside the writer's open transaction.
-  sql::Db src((fs::path(old.generation_path()) / schema::kCatalogFile).string(), SQLITE_OPEN_READONLY);
+  sql::Db src(layout::catalog_file(old.generation_path()), SQLITE_OPEN_READONLY);
   auto get = src.prepare(
       "SELECT row, object_id, survey, subset, ra, dec, healpix, hpx_fine, index_in_file, modality FROM objects "
       "WHERE file_id = ?1 ORDER BY row");
@@ -158,7 +140,7 @@ int64_t StoreWriter::copy_file(const Store& old, const StoredFile& f) {
 }
 
 void StoreWriter::copy_links(const Store& old, const std::function<int64_t(int64_t)>& map_row) {
-  sql::Db src((fs::path(old.generation_path()) / schema::kCatalogFile).string(), SQLITE_OPEN_READONLY);
+  sql::Db src(layout::catalog_file(old.generation_path()), SQLITE_OPEN_READONLY);
   auto get = src.prepare("SELECT row_a, row_b, sep_arcsec FROM links");
   auto put = rep_->db->prepare("INSERT OR REPLACE INTO links(row_a, row_b, sep_arcsec) VALUES (?1, ?2, ?3)");
   while (get.step()) {
@@ -211,13 +193,12 @@ void StoreWriter::add_values(const std::vector<int64_t>& rows, const ScalarColum
 void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& rows, const float* vectors,
                             const std::string& fit_blob) {
   Rep& r = *rep_;
-  const std::string dir = (fs::path(r.tmp_path) / "spaces" / info.name).string();
+  const std::string dir = layout::space_dir(r.tmp_path, info.name);
   files::make_dirs(dir);
   const int64_t n = static_cast<int64_t>(rows.size());
-  files::write_atomic((fs::path(dir) / schema::kVectorsFile).string(), vectors,
-                      static_cast<size_t>(n * info.dim) * sizeof(float));
-  files::write_atomic((fs::path(dir) / schema::kFitFile).string(), fit_blob);
-  write_flat_index((fs::path(dir) / schema::kIndexFile).string(), info.dim, n, vectors, rows.data());
+  files::write_atomic(layout::vectors_file(dir), vectors, static_cast<size_t>(n * info.dim) * sizeof(float));
+  files::write_atomic(layout::fit_file(dir), fit_blob);
+  write_flat_index(layout::flat_index_file(dir), info.dim, n, vectors, rows.data());
   SpaceInfo row = info;
   row.count = n;
   if (row.created.empty()) row.created = utc_now();
@@ -230,7 +211,7 @@ void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& r
 void StoreWriter::copy_space(const Store& old, const std::string& name) {
   Rep& r = *rep_;
   const SpaceInfo info = old.space(name);
-  const fs::path src = old.space_dir(name), dst = fs::path(r.tmp_path) / "spaces" / name;
+  const fs::path src = old.space_dir(name), dst = layout::space_dir(r.tmp_path, name);
   files::make_dirs(dst.string());
   // Every file of the space: vectors, fit, FAISS files and the index record.
   for (const auto& e : fs::directory_iterator(src)) {
@@ -254,17 +235,17 @@ void StoreWriter::commit() {
   r.db.reset();
   files::fsync_path(catalog);
   files::fsync_path(r.tmp_path);
-  const fs::path final_path = fs::path(r.dir) / r.gen_name;
+  const fs::path final_path = layout::generation_dir(r.dir, r.gen_name);
   std::error_code ec;
   fs::rename(r.tmp_path, final_path, ec);
   if (ec) throw IoError(final_path.string(), "rename into place", ec.value());
   files::fsync_path(r.dir);
   // The switch: one atomic rename of CURRENT.
-  files::write_atomic((fs::path(r.dir) / schema::kCurrentFile).string(), r.gen_name + "\n");
+  files::write_atomic(layout::current_file(r.dir), r.gen_name + "\n");
   r.committed = true;
   for (const auto& e : fs::directory_iterator(r.dir)) {
     const std::string name = e.path().filename().string();
-    if (generation_number(name) >= 0 && name != r.gen_name) fs::remove_all(e.path(), ec);
+    if (layout::generation_number(name) >= 0 && name != r.gen_name) fs::remove_all(e.path(), ec);
   }
 }
 

@@ -499,7 +499,7 @@ class Emitter {
 };
 
 std::string catalog_path(const Store& store) {
-  return (std::filesystem::path(store.generation_path()) / schema::kCatalogFile).string();
+  return layout::catalog_file(store.generation_path());
 }
 
 int64_t format_version(sql::Db& db) {

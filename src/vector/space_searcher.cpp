@@ -9,12 +9,9 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <filesystem>
 
 #include "mmu/error.h"
 #include "store/layout.h"
-
-namespace fs = std::filesystem;
 
 namespace mmu {
 
@@ -54,14 +51,14 @@ SpaceSearcher::SpaceSearcher(const std::string& space_dir, const SpaceInfo& info
 
 SpaceSearcher::SpaceSearcher(const std::string& space_dir, const SpaceInfo& info, IndexRecord record)
     : dir_(space_dir), info_(info), record_(std::move(record)) {
-  f32_ = map_checked((fs::path(space_dir) / schema::kVectorsFile).string(), info, sizeof(float));
+  f32_ = map_checked(layout::vectors_file(space_dir), info, sizeof(float));
   if (record_.spec.kind == IndexKind::kFlat16)
-    f16_ = map_checked((fs::path(space_dir) / record_.file).string(), info, sizeof(uint16_t));
+    f16_ = map_checked(layout::space_file(space_dir, record_.file), info, sizeof(uint16_t));
 }
 
 faiss::Index& SpaceSearcher::ann() const {
   // Callers hold ann_mu_.
-  if (!ann_) ann_ = read_ann_index((fs::path(dir_) / record_.file).string(), info_.dim, info_.count);
+  if (!ann_) ann_ = read_ann_index(layout::space_file(dir_, record_.file), info_.dim, info_.count);
   return *ann_;
 }
 

@@ -8,6 +8,7 @@
 #include "mmu/error.h"
 #include "mmu/mmu_files.h"
 #include "mmu/store.h"
+#include "store/layout.h"
 
 namespace fs = std::filesystem;
 
@@ -17,7 +18,7 @@ namespace {
 
 bool is_store(const std::string& path) {
   std::error_code ec;
-  return fs::is_regular_file(fs::path(path) / "CURRENT", ec);
+  return fs::is_regular_file(layout::current_file(path), ec);
 }
 
 SkySource from_store(const std::string& label, const std::string& dir, const std::string& survey) {
