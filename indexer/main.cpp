@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
       const mmu::ModelCard card = mmu::load_model_card(pre_model);
       mmu::SourceFile f;
       f.path = pre_path;
-      mmu::RowFileReader reader(f);
+      mmu::MmuFileReader reader(f);
       const int64_t n = std::min(pre_limit, reader.rows());
       std::vector<float> inputs;
       mmu::ImageBatch images;

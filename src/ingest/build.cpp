@@ -54,7 +54,7 @@ const char* data_dataset(Modality m) {
 }
 
 // Features of rows [start, start+count) into out; returns -1 or the first bad row's offset.
-int64_t batch_features(const RowFileReader& reader, const BuildOptions& opt, int64_t start, int64_t count,
+int64_t batch_features(const MmuFileReader& reader, const BuildOptions& opt, int64_t start, int64_t count,
                        std::vector<float>* out, int64_t* dim) {
   switch (reader.modality()) {
     case Modality::kImage: {
@@ -93,7 +93,7 @@ int64_t batch_features(const RowFileReader& reader, const BuildOptions& opt, int
 
 // Reads one file whole: catalog, store order, features. Throws mmu::Error
 // naming the file, dataset and object at fault.
-Partition load_partition(const RowFileReader& reader, const BuildOptions& opt, Progress* progress) {
+Partition load_partition(const MmuFileReader& reader, const BuildOptions& opt, Progress* progress) {
   Partition p;
   p.file = reader.file();
   p.modality = reader.modality();
@@ -341,7 +341,7 @@ BuildReport build_store(const BuildOptions& opt) {
   std::map<std::string, int64_t> spectrum_lengths;
   for (const Incremental::Entry& e : inc.entries) {
     try {
-      RowFileReader reader(e.file);
+      MmuFileReader reader(e.file);
       if (!e.reused) total += reader.modality() == Modality::kNone ? 0 : reader.rows();
       for (size_t c = 0; c < cards.size(); ++c) {
         const ModelCard& card = cards[c];
@@ -374,7 +374,7 @@ BuildReport build_store(const BuildOptions& opt) {
     Progress progress("encoding", total, opt.progress);
     for (const SourceFile& f : good) {
       try {
-        RowFileReader reader(f);
+        MmuFileReader reader(f);
         loaded.emplace(f.path, load_partition(reader, opt, &progress));
       } catch (const Error& e) {
         if (!opt.skip_bad) throw;

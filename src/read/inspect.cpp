@@ -55,7 +55,7 @@ FileInspection inspect_file(const SourceFile& f) {
     return fi;
   }
   try {
-    RowFileReader reader(f);
+    MmuFileReader reader(f);
     const auto cols = reader.columns();
     fi.modality = modality_name(reader.modality());
     fi.objects = reader.rows();
