@@ -4,7 +4,7 @@
 //   mmu_bench_stages ROOT... [--batch-size 64] [--dim 64]
 //
 // Prints one JSON object: per modality, objects and seconds for HDF5 reads
-// (RowFileReader::read_images / read_spectra, LZF decompression included),
+// (MmuFileReader::read_images / read_spectra, LZF decompression included),
 // features (image_features / spectrum_features), fit_pca and project_pca,
 // plus the catalog pass (open + read_catalog). The catalog, FAISS index and
 // SQLite writes of a real build are not included: the difference between the
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     mmu::SpectrumBatch spectra;
     for (const mmu::SourceFile& f : mmu::discover_files(roots)) {
       auto t0 = Clock::now();
-      mmu::RowFileReader reader(f);
+      mmu::MmuFileReader reader(f);
       (void)reader.read_catalog();
       catalog_s += sec_since(t0);
       if (reader.modality() == mmu::Modality::kNone) continue;

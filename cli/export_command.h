@@ -7,18 +7,15 @@
 
 #include "mmu/export.h"
 
-namespace mmu {
-class Store;
-}
-
 namespace mmu::cli {
 
 struct ExportFlags {
   ExportOptions options;
   std::string format = "fits";
+  std::string store;
 };
 
-CLI::App* setup_export(CLI::App& app, ExportFlags& f);
-int run_export(const Store& store, ExportFlags& f);
+CLI::App* add_export_command(CLI::App& app, ExportFlags& f);
+int run_export(const ExportFlags& f);
 
 }  // namespace mmu::cli

@@ -6,10 +6,12 @@
 #include "mmu/hunt.h"
 #include "mmu/progress.h"
 #include "mmu/result_format.h"
+#include "mmu/store.h"
+#include "store_flag.h"
 
 namespace mmu::cli {
 
-CLI::App* setup_hunt(CLI::App& app, HuntFlags& f) {
+CLI::App* add_hunt_command(CLI::App& app, HuntFlags& f) {
   auto* h = app.add_subcommand("hunt", "rank objects like a few examples (rare-object hunt), or find outliers");
   h->add_option("--positives", f.positives_file, "file of object_ids of the wanted kind, one per line");
   h->add_option("--negatives", f.negatives_file, "file of object_ids known not to be of that kind");
@@ -22,21 +24,24 @@ CLI::App* setup_hunt(CLI::App& app, HuntFlags& f) {
   h->add_option("--neighbours", f.neighbours, "which neighbour measures isolation (with --outliers)")->capture_default_str();
   f.query.q.k = 100;
   add_filter_flags(*h, f.query);
+  add_store_flag(h, f.store);
   return h;
 }
 
-int run_hunt(const Store& store, HuntFlags& f) {
+int run_hunt(const HuntFlags& f) {
+  const auto store = Store::open(f.store);
   const OutputFormat fmt = parse_output_format(f.query.format);
-  finish_query_flags(f.query);
+  QueryFlags query = f.query;  // finish_query_flags fills in what the text flags say
+  finish_query_flags(query);
   LikeResult r;
   if (f.outliers) {
     if (!f.positives_file.empty() || !f.negatives_file.empty())
       throw InvalidArgument("--outliers needs no examples: drop --positives/--negatives");
     OutlierQuery q;
     q.neighbours = f.neighbours;
-    q.search = f.query.q;
+    q.search = query.q;
     q.progress = Progress::stderr_is_terminal();
-    r = find_outliers(store, q);
+    r = find_outliers(*store, q);
   } else {
     if (f.positives_file.empty()) throw InvalidArgument("hunt needs --positives ids.txt (or --outliers)");
     HuntQuery q;
@@ -48,8 +53,8 @@ int run_hunt(const Store& store, HuntFlags& f) {
     q.background = f.background;
     q.l2 = f.l2;
     q.seed = f.seed;
-    q.search = f.query.q;
-    r = hunt(store, q);
+    q.search = query.q;
+    r = hunt(*store, q);
   }
   write_like_result(r, fmt, std::cout);
   if (!r.note.empty()) std::cerr << "note: " << r.note << "\n";

@@ -16,9 +16,10 @@ struct HuntFlags {
   double l2 = 1e-3;
   uint64_t seed = 1;
   bool outliers = false;
+  std::string store;
 };
 
-CLI::App* setup_hunt(CLI::App& app, HuntFlags& f);
-int run_hunt(const Store& store, HuntFlags& f);
+CLI::App* add_hunt_command(CLI::App& app, HuntFlags& f);
+int run_hunt(const HuntFlags& f);
 
 }  // namespace mmu::cli

@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "mmu/error.h"
-#include "mmu/export.h"
 #include "mmu/store.h"
+#include "store_flag.h"
 
 namespace mmu::cli {
 
@@ -112,7 +112,7 @@ nlohmann::json report_json(const ProbeData& d, const ProbeReport& r, const Probe
 
 }  // namespace
 
-CLI::App* setup_probe(CLI::App& app, ProbeFlags& f) {
+CLI::App* add_probe_command(CLI::App& app, ProbeFlags& f) {
   auto* p = app.add_subcommand("probe", "cross-validated linear probe and zero-shot k-NN of a label on a space's embeddings");
   p->add_option("--space", f.space, "space whose embeddings are probed")->required();
   p->add_option("--target", f.target, "label column: of --labels, else a stored catalog column")->required();
@@ -123,14 +123,16 @@ CLI::App* setup_probe(CLI::App& app, ProbeFlags& f) {
   p->add_option("--save", f.save, "write the probe fitted on all labelled objects (JSON) for mmu-search predict");
   p->add_option("--plot", f.plot, "write an SVG: predicted vs true, or the confusion matrix");
   p->add_option("--format", f.format, "table or json (json adds every object's fold and predictions)")->capture_default_str();
+  add_store_flag(p, f.store);
   return p;
 }
 
-int run_probe(const Store& store, const ProbeFlags& f) {
+int run_probe(const ProbeFlags& f) {
+  const auto store = Store::open(f.store);
   if (f.format != "table" && f.format != "json") throw InvalidArgument("--format must be table or json, got '" + f.format + "'");
   std::optional<ProbeTask> task;
   if (!f.task.empty()) task = parse_probe_task(f.task);
-  const ProbeData d = load_probe_data(store, f.space, f.target, f.labels, task);
+  const ProbeData d = load_probe_data(*store, f.space, f.target, f.labels, task);
   const ProbeReport r = cross_validate(d, f.options);
   if (f.format == "json") std::cout << report_json(d, r, f.options).dump(1) << "\n";
   else print_table(d, r, f.options, std::cout);
@@ -140,26 +142,6 @@ int run_probe(const Store& store, const ProbeFlags& f) {
     if (!svg.flush()) throw IoError(f.plot, "--plot: cannot write", errno);
   }
   if (!f.save.empty()) save_probe(fit_probe(d, f.options, r.alpha), f.save);
-  return 0;
-}
-
-CLI::App* setup_predict(CLI::App& app, PredictFlags& f) {
-  auto* p = app.add_subcommand("predict", "apply a saved probe to every object of its space (CSV)");
-  p->add_option("--probe", f.probe, "probe file written by mmu-search probe --save")->required();
-  p->add_option("--out", f.out, "CSV file to write (- = standard output)")->capture_default_str();
-  p->add_option("--where", f.where, "predict only for the objects this expression selects");
-  return p;
-}
-
-int run_predict(const Store& store, const PredictFlags& f) {
-  ExportOptions o;
-  o.space = load_probe(f.probe).space;
-  o.format = ExportFormat::kCsv;
-  o.out = f.out;
-  o.where = f.where;
-  o.probe_path = f.probe;
-  o.with_embedding = false;
-  export_space(store, o);
   return 0;
 }
 

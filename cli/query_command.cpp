@@ -7,6 +7,9 @@
 #include "mmu/error.h"
 #include "mmu/npy.h"
 #include "mmu/result_format.h"
+#include "mmu/store.h"
+#include "list_spaces.h"
+#include "store_flag.h"
 
 namespace mmu::cli {
 
@@ -79,7 +82,9 @@ std::vector<std::string> read_id_file(const std::string& path, const std::string
   return ids;
 }
 
-int run_query(const Store& store, QueryFlags& f) {
+namespace {
+
+int run_like_query(const Store& store, QueryFlags& f) {
   const OutputFormat fmt = parse_output_format(f.format);
   finish_query_flags(f);
   if (!f.like_file.empty()) {
@@ -100,6 +105,30 @@ int run_query(const Store& store, QueryFlags& f) {
   write_like_result(r, fmt, std::cout);
   if (!r.note.empty()) std::cerr << "note: " << r.note << "\n";
   return 0;
+}
+
+}  // namespace
+
+void add_query_command(CLI::App& app, QueryCommandFlags& f) {
+  add_query_flags(app, f.query);
+  add_store_flag(&app, f.store);
+  auto* ls = app.add_flag("--list-spaces", f.list_spaces, "list the store's embedding spaces and how each is indexed");
+  for (const char* query_flag : {"--like", "--near", "--vector", "--like-file"}) ls->excludes(app.get_option(query_flag));
+}
+
+int run_query(const QueryCommandFlags& f) {
+  const LikeQuery& q = f.query.q;
+  const bool asked = !q.like.empty() || !f.query.near.empty() || !f.query.vector_file.empty() || !f.query.like_file.empty();
+  if (!f.list_spaces && !asked)
+    throw InvalidArgument(
+        "nothing to do: give --like <object_id>, --near RA,DEC, --vector f.npy, --like-file ids.txt or --list-spaces (see --help)");
+  auto store = Store::open(f.store);
+  if (f.list_spaces) {
+    list_spaces(*store, std::cout);
+    return 0;
+  }
+  QueryFlags query = f.query;  // finish_query_flags fills in what the text flags say
+  return run_like_query(*store, query);
 }
 
 }  // namespace mmu::cli

@@ -1,5 +1,6 @@
-// The query flags of mmu-search (--like, --near, --vector, --like-file and
-// the filters), shared by the plain command and `hunt`.
+// The plain command of mmu-search (no subcommand): a query by --like, --near,
+// --vector or --like-file with filters, or --list-spaces. Its query flags are
+// shared with `hunt`.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -26,7 +27,18 @@ void finish_query_flags(QueryFlags& f);
 // Object ids of a file, one per line ('#' comments and blank lines skipped);
 // errors name `flag`.
 std::vector<std::string> read_id_file(const std::string& path, const std::string& flag);
-// Runs the query (or the batch of --like-file) and prints it; the exit code.
-int run_query(const Store& store, QueryFlags& f);
+
+// The plain command's flags, declared on mmu-search itself.
+struct QueryCommandFlags {
+  QueryFlags query;
+  std::string store;
+  bool list_spaces = false;
+};
+
+// The query flags, --store and --list-spaces, on `app` itself.
+void add_query_command(CLI::App& app, QueryCommandFlags& f);
+// Runs the query (or the batch of --like-file) and prints it, or lists the
+// spaces; the exit code.
+int run_query(const QueryCommandFlags& f);
 
 }  // namespace mmu::cli

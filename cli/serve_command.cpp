@@ -14,6 +14,7 @@
 #include "mmu/error.h"
 #include "mmu/result_format.h"
 #include "mmu/store.h"
+#include "store_flag.h"
 
 namespace mmu::cli {
 
@@ -159,9 +160,8 @@ void add_error_replies(httplib::Server& server, size_t max_body) {
 }  // namespace
 
 CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
-  f.store = default_store_path();
   CLI::App* cmd = app.add_subcommand("serve", "answer queries over HTTP as JSON (GET /like, POST /query, POST /batch)");
-  cmd->add_option("--store", f.store, "store directory (default: $MMU_STORE or ./mmu-store)");
+  add_store_flag(cmd, f.store);
   cmd->add_option("--host", f.host, "address to listen on (0.0.0.0 exposes the store to the network)")->capture_default_str();
   cmd->add_option("--port", f.port, "TCP port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   cmd->add_option("--threads", f.threads, "requests served at once")->capture_default_str()->check(CLI::Range(1, 256));

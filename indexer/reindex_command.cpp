@@ -6,33 +6,36 @@
 
 #include "mmu/progress.h"
 #include "mmu/store.h"
+#include "store_flag.h"
 
 namespace mmu::cli {
 
-CLI::App* setup_reindex(CLI::App& app, ReindexCommand& cmd) {
+CLI::App* add_reindex_command(CLI::App& app, ReindexFlags& f) {
   auto* r = app.add_subcommand("reindex", "build a space's index (flat, flat16, ivf, hnsw) and measure its recall");
-  r->add_option("--store", cmd.store, "store directory (default: $MMU_STORE or ./mmu-store)");
-  r->add_option("--space", cmd.space, "space to index (see mmu-search --list-spaces)")->required();
-  r->add_option("--index", cmd.kind, "flat (exact fp32), flat16 (exact over fp16), ivf or hnsw")->capture_default_str();
-  r->add_option("--nlist", cmd.spec.nlist, "IVF lists (default 4*sqrt(n))");
-  r->add_option("--nprobe", cmd.spec.nprobe, "IVF lists scanned per query")->capture_default_str();
-  r->add_option("--M", cmd.spec.m, "HNSW links per node")->capture_default_str();
-  r->add_option("--ef-construction", cmd.spec.ef_construction, "HNSW build candidate list")->capture_default_str();
-  r->add_option("--ef-search", cmd.spec.ef_search, "HNSW search candidate list")->capture_default_str();
-  r->add_option("--recall-k", cmd.opt.recall_k, "k of the recall measurement")->capture_default_str();
-  r->add_option("--recall-queries", cmd.opt.recall_queries, "stored vectors used as recall queries")
+  add_store_flag(r, f.store);
+  r->add_option("--space", f.space, "space to index (see mmu-search --list-spaces)")->required();
+  r->add_option("--index", f.kind, "flat (exact fp32), flat16 (exact over fp16), ivf or hnsw")->capture_default_str();
+  r->add_option("--nlist", f.spec.nlist, "IVF lists (default 4*sqrt(n))");
+  r->add_option("--nprobe", f.spec.nprobe, "IVF lists scanned per query")->capture_default_str();
+  r->add_option("--M", f.spec.m, "HNSW links per node")->capture_default_str();
+  r->add_option("--ef-construction", f.spec.ef_construction, "HNSW build candidate list")->capture_default_str();
+  r->add_option("--ef-search", f.spec.ef_search, "HNSW search candidate list")->capture_default_str();
+  r->add_option("--recall-k", f.opt.recall_k, "k of the recall measurement")->capture_default_str();
+  r->add_option("--recall-queries", f.opt.recall_queries, "stored vectors used as recall queries")
       ->capture_default_str();
-  r->add_option("--seed", cmd.opt.seed, "seed of the query sample and of IVF training")->capture_default_str();
-  r->add_flag("--quiet", cmd.quiet, "no progress lines");
+  r->add_option("--seed", f.opt.seed, "seed of the query sample and of IVF training")->capture_default_str();
+  r->add_flag("--quiet", f.quiet, "no progress lines");
   return r;
 }
 
-int run_reindex(ReindexCommand& cmd) {
-  cmd.spec.kind = parse_index_kind(cmd.kind);
-  auto store = Store::open(cmd.store);
-  const std::string space = store->resolve_space_name(cmd.space);
-  if (!cmd.quiet && Progress::stderr_is_terminal()) cmd.opt.log = [](const std::string& s) { std::cerr << s << "\n"; };
-  const IndexRecord r = reindex_space(*store, space, cmd.spec, cmd.opt);
+int run_reindex(const ReindexFlags& f) {
+  IndexSpec spec = f.spec;
+  spec.kind = parse_index_kind(f.kind);
+  ReindexOptions opt = f.opt;
+  auto store = Store::open(f.store);
+  const std::string space = store->resolve_space_name(f.space);
+  if (!f.quiet && Progress::stderr_is_terminal()) opt.log = [](const std::string& s) { std::cerr << s << "\n"; };
+  const IndexRecord r = reindex_space(*store, space, spec, opt);
   char line[256];
   std::cout << "space " << space << ": " << describe_index(r.spec) << "\n";
   std::snprintf(line, sizeof(line), "  recall@%lld %.4f over %lld stored vectors as queries\n",

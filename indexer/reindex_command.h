@@ -9,14 +9,14 @@
 
 namespace mmu::cli {
 
-struct ReindexCommand {
+struct ReindexFlags {
   std::string store, space, kind = "flat";
   IndexSpec spec;
   ReindexOptions opt;
   bool quiet = false;
 };
 
-CLI::App* setup_reindex(CLI::App& app, ReindexCommand& cmd);
-int run_reindex(ReindexCommand& cmd);
+CLI::App* add_reindex_command(CLI::App& app, ReindexFlags& f);
+int run_reindex(const ReindexFlags& f);
 
 }  // namespace mmu::cli

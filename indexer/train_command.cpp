@@ -3,11 +3,14 @@
 #include <cstdio>
 #include <iostream>
 
+#include "store_flag.h"
+
 namespace mmu::cli {
 
-CLI::App* setup_train(CLI::App& app, TrainOptions& opt) {
+CLI::App* add_train_command(CLI::App& app, TrainFlags& f) {
+  TrainOptions& opt = f.options;
   auto* t = app.add_subcommand("train", "train an AstroCLIP-style image-spectrum model on the store's linked pairs");
-  t->add_option("--store", opt.store, "store directory with xmatch --link pairs (default: $MMU_STORE or ./mmu-store)");
+  add_store_flag(t, opt.store, "store directory with xmatch --link pairs");
   t->add_option("--pairs", opt.pairs, "the two modalities of each pair")->capture_default_str();
   t->add_option("--out", opt.out, "model folder: image/ and spectrum/ packages, train.json, checkpoint/")->required();
   t->add_option("--name", opt.name, "model name (the towers are NAME-image and NAME-spectrum)")->capture_default_str();
@@ -28,7 +31,8 @@ CLI::App* setup_train(CLI::App& app, TrainOptions& opt) {
   return t;
 }
 
-int run_train(TrainOptions& opt) {
+int run_train(const TrainFlags& f) {
+  TrainOptions opt = f.options;
   opt.log = [](const std::string& line) { std::cout << line << std::endl; };
   const TrainReport r = train_model(opt);
   char line[256];

@@ -8,7 +8,11 @@
 
 namespace mmu::cli {
 
-CLI::App* setup_train(CLI::App& app, TrainOptions& opt);
-int run_train(TrainOptions& opt);
+struct TrainFlags {
+  TrainOptions options;  // every flag is one of the library's options
+};
+
+CLI::App* add_train_command(CLI::App& app, TrainFlags& f);
+int run_train(const TrainFlags& f);
 
 }  // namespace mmu::cli

@@ -11,18 +11,19 @@
 #include "mmu/sky.h"
 #include "mmu/sky_source.h"
 #include "mmu/store.h"
+#include "store_flag.h"
 
 namespace mmu::cli {
 
-CLI::App* setup_xmatch(CLI::App& app, XmatchOptions& opt) {
+CLI::App* add_xmatch_command(CLI::App& app, XmatchFlags& f) {
   auto* x = app.add_subcommand("xmatch", "cross-match two catalogs by sky position (exact, across cell borders)");
-  x->add_option("--left", opt.left, "store, STORE:SURVEY, MMU folder/file, or a survey of --store")->required();
-  x->add_option("--right", opt.right, "same forms as --left")->required();
-  x->add_option("--radius", opt.radius, "match radius, e.g. 1arcsec, 0.5arcsec, 2arcmin")->capture_default_str();
-  x->add_flag("--all", opt.all, "every pair within the radius, not only each left object's nearest");
-  x->add_flag("--link", opt.link, "record the pairs in the store so either id reaches both modalities");
-  x->add_option("--format", opt.format, "table, csv or json")->capture_default_str();
-  x->add_option("--store", opt.store, "store for survey names and --link (default: $MMU_STORE or ./mmu-store)");
+  x->add_option("--left", f.left, "store, STORE:SURVEY, MMU folder/file, or a survey of --store")->required();
+  x->add_option("--right", f.right, "same forms as --left")->required();
+  x->add_option("--radius", f.radius, "match radius, e.g. 1arcsec, 0.5arcsec, 2arcmin")->capture_default_str();
+  x->add_flag("--all", f.all, "every pair within the radius, not only each left object's nearest");
+  x->add_flag("--link", f.link, "record the pairs in the store so either id reaches both modalities");
+  x->add_option("--format", f.format, "table, csv or json")->capture_default_str();
+  add_store_flag(x, f.store, "store for survey names and --link");
   return x;
 }
 
@@ -68,15 +69,15 @@ void write_csv(const SkySource& l, const SkySource& r, const std::vector<MatchPa
 
 }  // namespace
 
-int run_xmatch(const XmatchOptions& opt) {
-  const OutputFormat fmt = parse_output_format(opt.format);
-  const double radius = parse_angle_deg(opt.radius, "--radius");
-  const SkySource r = load_sky_source(opt.right, opt.store);
+int run_xmatch(const XmatchFlags& f) {
+  const OutputFormat fmt = parse_output_format(f.format);
+  const double radius = parse_angle_deg(f.radius, "--radius");
+  const SkySource r = load_sky_source(f.right, f.store);
   // The right side is indexed on another thread while this one reads the left
   // side (HDF5 stays on this thread).
   auto index = std::async(std::launch::async, [&] { return CrossMatchIndex(r.ra, r.dec, radius); });
-  const SkySource l = load_sky_source(opt.left, opt.store);
-  const auto pairs = index.get().match(l.ra, l.dec, opt.all);
+  const SkySource l = load_sky_source(f.left, f.store);
+  const auto pairs = index.get().match(l.ra, l.dec, f.all);
 
   std::ios::sync_with_stdio(false);
   if (fmt == OutputFormat::kCsv) {
@@ -108,7 +109,7 @@ int run_xmatch(const XmatchOptions& opt) {
   std::cerr << pairs.size() << " pairs within " << radius * 3600.0 << " arcsec (" << l.ids.size() << " left, "
             << r.ids.size() << " right objects)\n";
 
-  if (opt.link) {
+  if (f.link) {
     if (l.store.empty() || r.store.empty() || l.store != r.store)
       throw InvalidArgument("--link needs both sides from the same store (give survey names or STORE:SURVEY)");
     std::vector<RowLink> links;

@@ -7,12 +7,12 @@
 
 namespace mmu::cli {
 
-struct XmatchOptions {
+struct XmatchFlags {
   std::string left, right, store, radius = "1arcsec", format = "table";
   bool all = false, link = false;
 };
 
-CLI::App* setup_xmatch(CLI::App& app, XmatchOptions& opt);
-int run_xmatch(const XmatchOptions& opt);
+CLI::App* add_xmatch_command(CLI::App& app, XmatchFlags& f);
+int run_xmatch(const XmatchFlags& f);
 
 }  // namespace mmu::cli

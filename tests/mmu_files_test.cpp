@@ -71,7 +71,7 @@ TEST_CASE("LZF images with one shared mask read pixel-exact", "[io]") {
   write_image_fixtures(dir);
   mmu::SourceFile f;
   f.path = dir / "legacysurvey/dr10_south_21/healpix=1113/001-of-001.hdf5";
-  mmu::RowFileReader r(f);
+  mmu::MmuFileReader r(f);
   REQUIRE(r.modality() == mmu::Modality::kImage);
   REQUIRE(r.rows() == 5);
   auto cat = r.read_catalog();
@@ -97,7 +97,7 @@ TEST_CASE("gzip, big-endian, integer ids and per-band masks", "[io]") {
   write_image_fixtures(dir);
   mmu::SourceFile f;
   f.path = dir / "hsc/pdr3/healpix=0714/001-of-001.hdf5";
-  mmu::RowFileReader r(f);
+  mmu::MmuFileReader r(f);
   auto cat = r.read_catalog();
   REQUIRE(cat.ids.size() == 3);
   CHECK(cat.ids[2] == "39627000000000002");
@@ -129,7 +129,7 @@ with h5py.File(p, 'w') as f:
 )py") == 0);
   mmu::SourceFile f;
   f.path = dir / "sdss/sdss/healpix=583/001-of-001.hdf5";
-  mmu::RowFileReader r(f);
+  mmu::MmuFileReader r(f);
   REQUIRE(r.modality() == mmu::Modality::kSpectrum);
   mmu::SpectrumBatch b;
   r.read_spectra(0, 3, &b);
@@ -149,14 +149,14 @@ TEST_CASE("real MMU light-curve files are catalogued with their true positions",
   // Sorted by dataset: cfa before csp. Expected values: tests/data/README.md.
   CHECK(files[0].healpix == 1772);
   CHECK(files[1].healpix == 1113);
-  mmu::RowFileReader cfa(files[0]);
+  mmu::MmuFileReader cfa(files[0]);
   auto c = cfa.read_catalog();
   REQUIRE(c.ids.size() == 1);
   CHECK(c.ids[0] == "SN2007bc");
   CHECK(c.ra[0] == 169.8107147216797);
   CHECK(c.dec[0] == 20.80902862548828);
   CHECK(c.healpix[0] == 1772);
-  mmu::RowFileReader csp(files[1]);
+  mmu::MmuFileReader csp(files[1]);
   auto s = csp.read_catalog();
   CHECK(s.ids[0] == "SN2004dt");
   CHECK(s.ra[0] == Approx(30.553207).margin(1e-4));
@@ -168,9 +168,10 @@ TEST_CASE("real SN light curves read with their published shape and values", "[i
   // Expected values: tests/data/README.md (from the source repository's own tests).
   const auto files = mmu::discover_files({std::string(MMU_TEST_DATA_DIR) + "/mmu-real"});
   REQUIRE(files.size() == 2);
-  mmu::RowFileReader csp(files[1]);
+  mmu::MmuFileReader csp(files[1]);
   REQUIRE(csp.modality() == mmu::Modality::kLightCurve);
-  CHECK(std::string(csp.layout()) == "per-object scalars");
+  CHECK(csp.layout() == mmu::FileLayout::kPerObjectScalars);
+  CHECK(std::string(mmu::layout_name(csp.layout())) == "per-object scalars");
   mmu::LightCurveBatch lc;
   csp.read_light_curves(0, 1, &lc);
   REQUIRE(lc.bands == 12);
@@ -186,7 +187,7 @@ TEST_CASE("real SN light curves read with their published shape and values", "[i
   CHECK(lc.value[0] == Approx(15.769).margin(1e-3));
   CHECK(lc.error[0] == Approx(0.006).margin(1e-4));
 
-  mmu::RowFileReader cfa(files[0]);
+  mmu::MmuFileReader cfa(files[0]);
   cfa.read_light_curves(0, 1, &lc);
   REQUIRE(lc.bands == 7);
   REQUIRE(lc.length == 19);
@@ -218,7 +219,7 @@ open(ROOT + '/text.hdf5', 'w').write('not hdf5')
     mmu::SourceFile f;
     f.path = dir / name;
     try {
-      mmu::RowFileReader r(f);
+      mmu::MmuFileReader r(f);
       r.read_catalog();
     } catch (const mmu::Error& e) {
       return std::string(e.what());

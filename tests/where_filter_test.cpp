@@ -355,7 +355,7 @@ TEST_CASE("scalar catalog columns are read per object, roles and arrays left out
   Fixture fx;
   std::map<std::string, mmu::ScalarColumn> cols;
   for (const mmu::SourceFile& f : mmu::discover_files({fx.dir / "data/alpha"}))
-    for (auto& c : mmu::RowFileReader(f).read_scalar_columns()) cols[c.name] = c;
+    for (auto& c : mmu::MmuFileReader(f).read_scalar_columns()) cols[c.name] = c;
   std::set<std::string> names;
   for (const auto& [n, c] : cols) names.insert(n);
   CHECK(names == std::set<std::string>{"FLAG", "SPECTYPE", "TARGETID", "Z", "ZERR", "ZWARN"});
@@ -369,7 +369,7 @@ TEST_CASE("scalar catalog columns are read per object, roles and arrays left out
   const auto groups = mmu::discover_files({fx.dir / "data/manga"});
   REQUIRE(groups.size() == 1);
   std::map<std::string, mmu::ScalarColumn> g;
-  for (auto& c : mmu::RowFileReader(groups[0]).read_scalar_columns()) g[c.name] = c;
+  for (auto& c : mmu::MmuFileReader(groups[0]).read_scalar_columns()) g[c.name] = c;
   REQUIRE(g.count("z"));
   CHECK(g["z"].present == std::vector<uint8_t>{1, 0, 1});
   CHECK(g["spaxel_size_unit"].texts == std::vector<std::string>(3, "arcsec"));

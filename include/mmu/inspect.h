@@ -1,9 +1,10 @@
-// `mmu-index inspect`: describe MMU files as the reader sees them, including
-// files it cannot ingest (unknown layouts are described, errors are reported).
+// `mmu-index inspect` reads through this: MMU files described as the reader
+// sees them, including files it cannot ingest (unknown layouts are described,
+// errors are reported). Writing the description is the command's business.
 #pragma once
 
 #include <cstdint>
-#include <ostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,8 +22,8 @@ struct DatasetSummary {
 
 struct FileInspection {
   SourceFile file;
-  std::string layout;    // "row table", "per-object scalars", "groups per object", "unknown"
-  std::string modality;  // modality_name() of what would be embedded
+  std::optional<FileLayout> layout;     // guessed from the dataset names; nullopt = unknown
+  Modality modality = Modality::kNone;  // what would be embedded
   int64_t objects = 0;
   std::vector<int64_t> cells;  // distinct healpix values of the objects
   std::string error;     // why `build` would refuse this file ("" when it can ingest it)
@@ -32,8 +33,5 @@ struct FileInspection {
 // Inspects every MMU file under the paths (files or folders). Never throws for
 // a bad file: its problem goes into FileInspection::error.
 std::vector<FileInspection> inspect_paths(const std::vector<std::string>& paths);
-
-void write_inspection_text(const std::vector<FileInspection>& files, std::ostream& out);
-void write_inspection_json(const std::vector<FileInspection>& files, std::ostream& out);
 
 }  // namespace mmu

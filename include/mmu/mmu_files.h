@@ -1,6 +1,6 @@
 // Discovery and batched reading of MMU v1 files
 // (<root>/<dataset>/<subset>/healpix=N/*.hdf5|*.h5, one example per row).
-// A RowFileReader is not thread-safe: the serial HDF5 library must be used
+// An MmuFileReader is not thread-safe: the serial HDF5 library must be used
 // from one thread at a time.
 #pragma once
 
@@ -20,6 +20,14 @@ enum class Modality {
   kXp,          // Gaia XP coefficients
 };
 const char* modality_name(Modality m);  // "none", "image", "spectrum", "lightcurve", "xp"
+
+// How a file arranges its objects.
+enum class FileLayout {
+  kRowTable,          // axis 0 of every dataset is the object
+  kPerObjectScalars,  // one object per file, with a scalar object_id (SN light curves)
+  kGroupsPerObject,   // one root group per object (MaNGA)
+};
+const char* layout_name(FileLayout l);  // "row table", "per-object scalars", "groups per object"
 
 // One file found under a root.
 struct SourceFile {
@@ -90,13 +98,13 @@ struct CoeffBatch {
 // the object), a per-object file of scalars (SN light curves), or one group per
 // object (MaNGA). Never loads a whole image or spectrum array at once. Every
 // error names the file and the dataset.
-class RowFileReader {
+class MmuFileReader {
  public:
   // Opens and validates the layout (required datasets, shapes, dtypes).
-  explicit RowFileReader(const SourceFile& file);
-  ~RowFileReader();
-  RowFileReader(const RowFileReader&) = delete;
-  RowFileReader& operator=(const RowFileReader&) = delete;
+  explicit MmuFileReader(const SourceFile& file);
+  ~MmuFileReader();
+  MmuFileReader(const MmuFileReader&) = delete;
+  MmuFileReader& operator=(const MmuFileReader&) = delete;
 
   // The datasets the reader took for each role ("" when absent).
   struct Columns {
@@ -120,8 +128,7 @@ class RowFileReader {
   void read_light_curves(int64_t start, int64_t count, LightCurveBatch* out) const;
   void read_coefficients(int64_t start, int64_t count, CoeffBatch* out) const;
 
-  // "row table", "per-object scalars" or "groups per object".
-  const char* layout() const;
+  FileLayout layout() const;
   // Pixels per spectrum (the MaNGA cube's wavelength count for groups); 0 when not spectra.
   int64_t spectrum_length() const;
 

@@ -1,5 +1,5 @@
 // The published preprocessing of the foundation models, as named transforms.
-// Each maps a batch read by RowFileReader to the exact tensor the model takes.
+// Each maps a batch read by MmuFileReader to the exact tensor the model takes.
 // Masks are applied with each survey's polarity before the transform:
 // unusable image pixels become 0 (sky level), unusable spectrum pixels are
 // linearly interpolated from their usable neighbours (the published code has

@@ -55,7 +55,7 @@ const char* data_dataset(Modality m) {
 }
 
 // Features of rows [start, start+count) into out; returns -1 or the first bad row's offset.
-int64_t batch_features(const RowFileReader& reader, const BuildOptions& opt, int64_t start, int64_t count,
+int64_t batch_features(const MmuFileReader& reader, const BuildOptions& opt, int64_t start, int64_t count,
                        std::vector<float>* out, int64_t* dim) {
   switch (reader.modality()) {
     case Modality::kImage: {
@@ -94,7 +94,7 @@ int64_t batch_features(const RowFileReader& reader, const BuildOptions& opt, int
 
 // Reads one file whole: catalog, store order, features. Throws mmu::Error
 // naming the file, dataset and object at fault.
-Partition load_partition(const RowFileReader& reader, const BuildOptions& opt, Progress* progress) {
+Partition load_partition(const MmuFileReader& reader, const BuildOptions& opt, Progress* progress) {
   Partition p;
   p.file = reader.file();
   p.modality = reader.modality();
@@ -366,7 +366,7 @@ void validate_files(BuildState& b) {
   std::vector<std::string> model_misfit(b.cards.size());
   for (const Incremental::Entry& e : b.inc.entries) {
     try {
-      RowFileReader reader(e.file);
+      MmuFileReader reader(e.file);
       if (!e.reused) b.to_encode += reader.modality() == Modality::kNone ? 0 : reader.rows();
       for (size_t c = 0; c < b.cards.size(); ++c) {
         const ModelCard& card = b.cards[c];
@@ -401,7 +401,7 @@ void read_new_files(BuildState& b) {
     Progress progress("encoding", b.to_encode, b.opt.progress);
     for (const SourceFile& f : b.good) {
       try {
-        RowFileReader reader(f);
+        MmuFileReader reader(f);
         b.loaded.emplace(f.path, load_partition(reader, b.opt, &progress));
       } catch (const Error& e) {
         if (!b.opt.skip_bad) throw;

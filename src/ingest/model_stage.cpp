@@ -103,7 +103,7 @@ void produce(const ModelCard& card, std::vector<Job>* jobs, std::atomic<int64_t>
     SpectrumBatch spectra;
     for (; j < jobs->size(); ++j) {
       if (!(*jobs)[j].pending) continue;
-      RowFileReader reader((*jobs)[j].part->file);
+      MmuFileReader reader((*jobs)[j].part->file);
       const int64_t n = reader.rows();
       for (int64_t start = 0; start < n;) {
         Batch b;

@@ -177,7 +177,7 @@ void read_inputs(const std::vector<CatalogRow>& objects, ModelCard* card, std::v
   for (const auto& [path, which] : by_file) {
     SourceFile f;
     f.path = path;
-    RowFileReader reader(f);
+    MmuFileReader reader(f);
     if (card->modality == "spectrum") {
       const int64_t tokens = specformer_tokens(reader.spectrum_length(), card->specformer);
       if (card->input_shape.empty()) card->input_shape = {tokens, card->specformer.section + 2};

@@ -65,7 +65,7 @@ SkySource load_sky_source(const std::string& spec, const std::string& store) {
     SkySource s;
     s.label = spec;
     for (const SourceFile& f : discover_files({spec})) {
-      RowFileReader reader(f);
+      MmuFileReader reader(f);
       FileCatalog c = reader.read_catalog(/*with_healpix=*/false);
       const auto number = static_cast<uint32_t>(
           std::find(s.survey_names.begin(), s.survey_names.end(), f.dataset) - s.survey_names.begin());

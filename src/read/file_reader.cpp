@@ -1,20 +1,15 @@
 #include "mmu/mmu_files.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <filesystem>
-#include <map>
 #include <optional>
 #include <set>
 
 #include "read/hdf5_util.h"
+#include "read/scalar_columns.h"
 #include "mmu/error.h"
 #include "mmu/sky.h"
-
-namespace fs = std::filesystem;
 
 namespace mmu {
 
@@ -28,51 +23,16 @@ const char* modality_name(Modality m) {
   }
 }
 
+const char* layout_name(FileLayout l) {
+  switch (l) {
+    case FileLayout::kRowTable: return "row table";
+    case FileLayout::kPerObjectScalars: return "per-object scalars";
+    case FileLayout::kGroupsPerObject: return "groups per object";
+  }
+  return "unknown";
+}
+
 namespace {
-
-bool is_mmu_file(const fs::path& p) {
-  const std::string ext = p.extension().string();
-  return ext == ".hdf5" || ext == ".h5";
-}
-
-// "healpix=0714" -> 714; nullopt for anything else.
-std::optional<int64_t> parse_healpix_dir(const std::string& name) {
-  const std::string prefix = "healpix=";
-  if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size()) return std::nullopt;
-  int64_t v = 0;
-  for (size_t i = prefix.size(); i < name.size(); ++i) {
-    if (name[i] < '0' || name[i] > '9' || v > kNumCells) return std::nullopt;
-    v = v * 10 + (name[i] - '0');
-  }
-  return v;
-}
-
-SourceFile describe(const fs::path& file) {
-  SourceFile f;
-  f.path = file.string();
-  struct stat st;
-  if (::stat(f.path.c_str(), &st) != 0) throw IoError(f.path, "stat", errno);
-  f.size = st.st_size;
-  f.mtime = st.st_mtime;
-  // Walk up from the file: healpix=N, then subset, then dataset.
-  fs::path dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
-  if (auto hp = parse_healpix_dir(dir.filename().string())) {
-    f.healpix = *hp;
-    dir = dir.parent_path();
-  }
-  // Names come from the path itself, so pointing at any level of the tree
-  // (the root, a dataset, a subset, one file) gives the same survey names.
-  const fs::path abs = fs::absolute(dir).lexically_normal();
-  if (f.healpix >= 0) {
-    f.subset = abs.filename().string();
-    f.dataset = abs.parent_path().filename().string();
-    if (f.dataset.empty()) f.dataset = f.subset;
-  } else {
-    f.dataset = abs.filename().string();
-  }
-  if (f.dataset.empty()) f.dataset = file.stem().string();
-  return f;
-}
 
 // Column conventions, in the order of preference of ../shared/mmu-format.md §7.
 const std::vector<std::string> kIdKeys = {"object_id", "source_id"};
@@ -81,39 +41,11 @@ const std::vector<std::string> kDecKeys = {"dec", "DEC", "TARGET_DEC", "PLUG_DEC
 
 }  // namespace
 
-std::vector<SourceFile> discover_files(const std::vector<std::string>& roots) {
-  std::vector<SourceFile> out;
-  for (const std::string& r : roots) {
-    fs::path root(r);
-    std::error_code ec;
-    if (!fs::exists(root, ec)) throw NotFound("input '" + r + "' does not exist");
-    if (fs::is_regular_file(root, ec)) {
-      out.push_back(describe(root));
-      continue;
-    }
-    fs::recursive_directory_iterator it(root, fs::directory_options::follow_directory_symlink, ec), end;
-    if (ec) throw IoError(r, "list", ec.value());
-    for (; it != end; it.increment(ec)) {
-      if (ec) throw IoError(it->path().string(), "list", ec.value());
-      if (it->is_regular_file(ec) && is_mmu_file(it->path())) out.push_back(describe(it->path()));
-    }
-  }
-  std::sort(out.begin(), out.end(), [](const SourceFile& a, const SourceFile& b) {
-    return std::tie(a.dataset, a.subset, a.healpix, a.path) < std::tie(b.dataset, b.subset, b.healpix, b.path);
-  });
-  out.erase(std::unique(out.begin(), out.end(),
-                        [](const SourceFile& a, const SourceFile& b) {
-                          return fs::weakly_canonical(a.path) == fs::weakly_canonical(b.path);
-                        }),
-            out.end());
-  return out;
-}
-
-struct RowFileReader::Rep {
+struct MmuFileReader::Rep {
   SourceFile file;
   h5::Handle h5file;
   Modality modality = Modality::kNone;
-  const char* layout = "row table";
+  FileLayout layout = FileLayout::kRowTable;
   int64_t rows = 0;
   std::vector<std::string> groups;  // groups-per-object layout: one object each
   std::optional<h5::Dataset> ids, ra, dec, healpix;
@@ -128,7 +60,7 @@ struct RowFileReader::Rep {
   std::optional<h5::Dataset> open_opt(const std::string& name) const {
     if (!h5::has_dataset(h5file.get(), name)) return std::nullopt;
     h5::Dataset d(h5file.get(), file.path, name);
-    if (std::string(layout) == "per-object scalars") d.treat_as_one_row();
+    if (layout == FileLayout::kPerObjectScalars) d.treat_as_one_row();
     return d;
   }
   std::optional<h5::Dataset> open_first(const std::vector<std::string>& names, const std::string& label,
@@ -165,15 +97,15 @@ struct RowFileReader::Rep {
   std::string group_path(int64_t i, const std::string& name) const { return groups[i] + "/" + name; }
 };
 
-void RowFileReader::Rep::open_row_table() {
+void MmuFileReader::Rep::open_row_table() {
   const std::string required = "MMU row tables need object_id, ra and dec";
   // A scalar object_id marks a per-object file (SN light curves): one row.
   if (h5::has_dataset(h5file.get(), "object_id") &&
       h5::Dataset(h5file.get(), file.path, "object_id").info().dims.empty())
-    layout = "per-object scalars";
+    layout = FileLayout::kPerObjectScalars;
   ids = open_first(kIdKeys, "object_id", required);
   rows = ids->rows();
-  if (ids->row_shape().size() > 0 && std::string(layout) == "row table") check_shape(*ids, 0, "(N,)");
+  if (ids->row_shape().size() > 0 && layout == FileLayout::kRowTable) check_shape(*ids, 0, "(N,)");
   const auto id_type = ids->info().type;
   if (id_type != h5::TypeClass::kString && id_type != h5::TypeClass::kInteger &&
       id_type != h5::TypeClass::kUnsignedInteger)
@@ -199,7 +131,7 @@ void RowFileReader::Rep::open_row_table() {
   detect_modality();
 }
 
-void RowFileReader::Rep::detect_modality() {
+void MmuFileReader::Rep::detect_modality() {
   if ((image = open_opt("image_array"))) {
     check_shape(*image, 3, "(N, bands, height, width)");
     check_float(*image);
@@ -252,7 +184,7 @@ void RowFileReader::Rep::detect_modality() {
   }
 }
 
-void RowFileReader::Rep::read_image_meta() {
+void MmuFileReader::Rep::read_image_meta() {
   const int64_t bands = image->row_shape()[0];
   if (auto b = open_opt("image_band"); b && b->info().type == h5::TypeClass::kString && b->rows() > 0 &&
                                        b->row_size() == bands) {
@@ -269,8 +201,8 @@ void RowFileReader::Rep::read_image_meta() {
 
 // MaNGA: every root group is one object with scalar object_id/ra/dec and a
 // compound `spaxels` table; the baseline takes its integrated spectrum.
-void RowFileReader::Rep::open_groups() {
-  layout = "groups per object";
+void MmuFileReader::Rep::open_groups() {
+  layout = FileLayout::kGroupsPerObject;
   for (const std::string& g : h5::list_root_groups(h5file.get()))
     if (h5::has_dataset(h5file.get(), g + "/object_id")) groups.push_back(g);
   if (groups.empty())
@@ -286,7 +218,7 @@ void RowFileReader::Rep::open_groups() {
   if (all_spaxels) modality = Modality::kSpectrum;
 }
 
-RowFileReader::RowFileReader(const SourceFile& file) : rep_(std::make_unique<Rep>()) {
+MmuFileReader::MmuFileReader(const SourceFile& file) : rep_(std::make_unique<Rep>()) {
   Rep& r = *rep_;
   r.file = file;
   r.h5file = h5::open_file(file.path);
@@ -297,20 +229,20 @@ RowFileReader::RowFileReader(const SourceFile& file) : rep_(std::make_unique<Rep
     r.open_row_table();
 }
 
-RowFileReader::~RowFileReader() = default;
-const SourceFile& RowFileReader::file() const { return rep_->file; }
-Modality RowFileReader::modality() const { return rep_->modality; }
-int64_t RowFileReader::rows() const { return rep_->rows; }
-const char* RowFileReader::layout() const { return rep_->layout; }
+MmuFileReader::~MmuFileReader() = default;
+const SourceFile& MmuFileReader::file() const { return rep_->file; }
+Modality MmuFileReader::modality() const { return rep_->modality; }
+int64_t MmuFileReader::rows() const { return rep_->rows; }
+FileLayout MmuFileReader::layout() const { return rep_->layout; }
 
-int64_t RowFileReader::spectrum_length() const {
+int64_t MmuFileReader::spectrum_length() const {
   const Rep& r = *rep_;
   if (r.modality != Modality::kSpectrum) return 0;
   if (r.flux) return r.flux->row_shape()[0];
   return h5::Dataset(r.h5file.get(), r.file.path, r.group_path(0, "spaxels")).field_width("flux");
 }
 
-RowFileReader::Columns RowFileReader::columns() const {
+MmuFileReader::Columns MmuFileReader::columns() const {
   const Rep& r = *rep_;
   auto name = [](const std::optional<h5::Dataset>& d) { return d ? d->info().name : std::string(); };
   if (!r.groups.empty())
@@ -326,7 +258,7 @@ RowFileReader::Columns RowFileReader::columns() const {
   return c;
 }
 
-FileCatalog RowFileReader::read_catalog(bool with_healpix) const {
+FileCatalog MmuFileReader::read_catalog(bool with_healpix) const {
   const Rep& r = *rep_;
   FileCatalog c;
   c.ra.resize(r.rows);
@@ -362,119 +294,15 @@ FileCatalog RowFileReader::read_catalog(bool with_healpix) const {
   return c;
 }
 
-namespace {
-
-// Longer fixed-width strings are free text (descriptions, paths), not values one filters on.
-constexpr size_t kMaxTextBytes = 64;
-
-// The column type a dataset's values take; nullopt when it is no catalog value (compound, long strings).
-std::optional<ScalarColumn::Type> scalar_type(const h5::DatasetInfo& info) {
-  using T = ScalarColumn::Type;
-  switch (info.type) {
-    case h5::TypeClass::kBool:
-    case h5::TypeClass::kInteger: return T::kInteger;
-    // uint64 does not fit int64; a double keeps its magnitude.
-    case h5::TypeClass::kUnsignedInteger: return info.type_size < 8 ? T::kInteger : T::kReal;
-    case h5::TypeClass::kFloat: return T::kReal;
-    case h5::TypeClass::kString:
-      if (info.variable_string || info.type_size <= kMaxTextBytes) return T::kText;
-      return std::nullopt;
-    default: return std::nullopt;
-  }
-}
-
-// Where some of a column's values come from: all rows of `dataset` land at file rows [row, row + rows()).
-struct ColumnPart {
-  int64_t row;
-  h5::Dataset dataset;
-};
-
-// A column found in one or more datasets (one per MaNGA group), before reading.
-struct FoundColumn {
-  std::optional<ScalarColumn::Type> type;
-  bool mixed = false;  // text in one place, numbers in another: no single comparison fits
-  std::vector<ColumnPart> parts;
-
-  void add(ColumnPart part, ScalarColumn::Type t) {
-    using T = ScalarColumn::Type;
-    if (!type) type = t;
-    else if ((*type == T::kText) != (t == T::kText)) mixed = true;
-    else if (*type != t) type = T::kReal;  // integers in one group, floats in another
-    parts.push_back(std::move(part));
-  }
-};
-
-ScalarColumn read_column(const std::string& name, const FoundColumn& found, int64_t rows) {
-  using T = ScalarColumn::Type;
-  ScalarColumn c;
-  c.name = name;
-  c.type = *found.type;
-  c.present.assign(static_cast<size_t>(rows), 0);
-  if (c.type == T::kInteger) c.integers.assign(static_cast<size_t>(rows), 0);
-  if (c.type == T::kReal) c.reals.assign(static_cast<size_t>(rows), std::nan(""));
-  if (c.type == T::kText) c.texts.assign(static_cast<size_t>(rows), std::string());
-  for (const ColumnPart& part : found.parts) {
-    const h5::Dataset& d = part.dataset;
-    const int64_t n = d.rows();
-    const size_t at = static_cast<size_t>(part.row);
-    if (c.type == T::kText) {
-      std::vector<std::string> t = d.read_text(0, n);
-      std::move(t.begin(), t.end(), c.texts.begin() + at);
-      std::fill_n(c.present.begin() + at, n, uint8_t{1});
-    } else if (c.type == T::kInteger && d.info().type == h5::TypeClass::kBool) {
-      std::vector<uint8_t> b(static_cast<size_t>(n));
-      d.read_rows_bool(0, n, b.data());
-      std::copy(b.begin(), b.end(), c.integers.begin() + at);
-      std::fill_n(c.present.begin() + at, n, uint8_t{1});
-    } else if (c.type == T::kInteger) {
-      d.read_rows(0, n, c.integers.data() + at);
-      std::fill_n(c.present.begin() + at, n, uint8_t{1});
-    } else {
-      d.read_rows(0, n, c.reals.data() + at);
-      for (int64_t i = 0; i < n; ++i) c.present[at + i] = !std::isnan(c.reals[at + i]);
-    }
-  }
-  return c;
-}
-
-}  // namespace
-
-std::vector<ScalarColumn> RowFileReader::read_scalar_columns() const {
+std::vector<ScalarColumn> MmuFileReader::read_scalar_columns() const {
   const Rep& r = *rep_;
-  const bool per_object = std::string(r.layout) == "per-object scalars";
   std::set<std::string> roles = {"object_id", "ra", "dec", "healpix"};
   for (const auto* d : {&r.ids, &r.ra, &r.dec, &r.healpix})
     if (*d) roles.insert((*d)->info().name);
-  std::map<std::string, FoundColumn> found;  // sorted by name
-  auto consider = [&](const std::string& name, const std::string& path, int64_t row, bool one_row) {
-    if (roles.count(name)) return;
-    h5::Dataset d(r.h5file.get(), r.file.path, path);
-    const auto& dims = d.info().dims;
-    const bool scalar = dims.empty() || (one_row && dims.size() == 1 && dims[0] == 1);
-    const bool column = !one_row && dims.size() == 1 && dims[0] == r.rows;
-    const auto type = scalar_type(d.info());
-    if (!type || !(scalar || column)) return;
-    if (one_row) d.treat_as_one_row();
-    found[name].add(ColumnPart{row, std::move(d)}, *type);
-  };
-  std::map<std::string, int64_t> group_row;
-  for (size_t i = 0; i < r.groups.size(); ++i) group_row[r.groups[i]] = static_cast<int64_t>(i);
-  for (const std::string& path : h5::list_datasets(r.h5file.get())) {
-    const size_t slash = path.find('/');
-    if (slash == std::string::npos) {
-      if (r.groups.empty()) consider(path, path, 0, per_object);
-    } else if (path.find('/', slash + 1) == std::string::npos) {
-      auto g = group_row.find(path.substr(0, slash));
-      if (g != group_row.end()) consider(path.substr(slash + 1), path, g->second, true);
-    }
-  }
-  std::vector<ScalarColumn> out;
-  for (const auto& [name, f] : found)
-    if (!f.mixed) out.push_back(read_column(name, f, r.rows));
-  return out;
+  return read_file_scalar_columns(r.h5file.get(), r.file.path, r.layout, r.rows, r.groups, roles);
 }
 
-void RowFileReader::read_images(int64_t start, int64_t count, ImageBatch* out) const {
+void MmuFileReader::read_images(int64_t start, int64_t count, ImageBatch* out) const {
   const Rep& r = *rep_;
   if (r.modality != Modality::kImage) throw InternalError("read_images on a non-image file " + r.file.path);
   const auto d = r.image->row_shape();
@@ -546,7 +374,7 @@ void integrate_cube(const h5::Dataset& spaxels, int64_t* length, std::vector<flo
 
 }  // namespace
 
-void RowFileReader::read_spectra(int64_t start, int64_t count, SpectrumBatch* out) const {
+void MmuFileReader::read_spectra(int64_t start, int64_t count, SpectrumBatch* out) const {
   const Rep& r = *rep_;
   if (r.modality != Modality::kSpectrum) throw InternalError("read_spectra on a non-spectrum file " + r.file.path);
   if (!r.groups.empty()) {
@@ -587,7 +415,7 @@ void RowFileReader::read_spectra(int64_t start, int64_t count, SpectrumBatch* ou
     if (!(out->ivar[i] > 0.0f) || !(out->lambda[i] > 0.0f)) out->good[i] = 0;
 }
 
-void RowFileReader::read_light_curves(int64_t start, int64_t count, LightCurveBatch* out) const {
+void MmuFileReader::read_light_curves(int64_t start, int64_t count, LightCurveBatch* out) const {
   const Rep& r = *rep_;
   if (r.modality != Modality::kLightCurve) throw InternalError("read_light_curves on " + r.file.path);
   out->count = count;
@@ -628,7 +456,7 @@ void RowFileReader::read_light_curves(int64_t start, int64_t count, LightCurveBa
     out->good[i] = !(out->time[i] == 0.0f && out->value[i] == 0.0f && out->error[i] == 0.0f);
 }
 
-void RowFileReader::read_coefficients(int64_t start, int64_t count, CoeffBatch* out) const {
+void MmuFileReader::read_coefficients(int64_t start, int64_t count, CoeffBatch* out) const {
   const Rep& r = *rep_;
   if (r.modality != Modality::kXp) throw InternalError("read_coefficients on " + r.file.path);
   out->count = count;

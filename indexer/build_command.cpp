@@ -1,0 +1,41 @@
+#include "build_command.h"
+
+#include <iostream>
+
+#include "store_flag.h"
+
+namespace mmu::cli {
+
+CLI::App* add_build_command(CLI::App& app, BuildFlags& f) {
+  BuildOptions& o = f.options;
+  auto* b = app.add_subcommand("build", "read MMU files, embed them (baseline PCA) and write a store");
+  b->add_option("roots", o.roots, "folders (or files) of MMU data: <dataset>/<subset>/healpix=N/*.hdf5")->required();
+  add_store_flag(b, o.store);
+  b->add_option("--batch-size", o.batch_size,
+                "objects per batch (default: 64 for the baseline; for models the fastest of 8/16/32/64, measured)");
+  b->add_option("--dim", o.dim, "baseline embedding dimension per space")->capture_default_str();
+  b->add_flag("--quiet", f.quiet, "no progress lines");
+  b->add_option("--model", o.models, "model package folder (repeatable): adds one embedding space each");
+  b->add_option("--threads", o.threads, "LibTorch threads for models (default: all cores)");
+  b->add_option("--device", o.device, "where models run: cpu, or cuda (needs a -DMMU_ENABLE_CUDA=ON build)")
+      ->capture_default_str();
+  b->add_flag("--refit", o.refit,
+              "read every file again and refit the baseline (default: reuse the objects and vectors of unchanged files)");
+  b->add_flag("--resume", o.resume, "continue an interrupted build, reusing its finished partitions");
+  b->add_flag("--skip-bad", o.skip_bad, "leave out files that cannot be read (each is reported) instead of stopping");
+  return b;
+}
+
+int run_build(const BuildFlags& f) {
+  BuildOptions o = f.options;
+  o.progress = !f.quiet;
+  const BuildReport report = build_store(o);
+  if (!f.quiet) print_build_report(report, o.store, std::cout);
+  else
+    for (const auto& why : report.skipped) std::cerr << "skipped (--skip-bad): " << why << "\n";
+  if (f.quiet)
+    for (const auto& why : report.model_skips) std::cerr << "not in model space " << why << "\n";
+  return 0;
+}
+
+}  // namespace mmu::cli
