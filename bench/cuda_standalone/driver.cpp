@@ -36,10 +36,10 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "bench_stats.h"
@@ -335,21 +335,21 @@ void compare(const std::vector<mmu::Hit>& got, const std::vector<double>& s, con
     ok = false;
   }
   // Rows of each exact true score, in answer order, must be that score's lowest candidates, ascending.
-  std::map<double, std::vector<int64_t>> returned;
-  for (const mmu::Hit& h : got) returned[s[h.id]].push_back(h.id);
-  for (const auto& [score, ids] : returned) {
-    int64_t lowest = 0;
-    bool ordered = true;
-    for (int64_t id : ids) {
-      while (lowest < id && !(is_candidate[lowest] && s[lowest] == score)) ++lowest;
-      ordered = ordered && lowest == id;
-      ++lowest;
-    }
-    if (!ordered) {
+  std::unordered_map<double, std::vector<int64_t>> returned, tied;  // by true score: answer's rows, all candidates
+  for (const mmu::Hit& h : got) {
+    returned[s[h.id]].push_back(h.id);
+    tied[s[h.id]];
+  }
+  for (size_t r = 0; r < s.size(); ++r) {
+    if (!is_candidate[r]) continue;
+    const auto it = tied.find(s[r]);
+    if (it != tied.end()) it->second.push_back(static_cast<int64_t>(r));
+  }
+  for (const auto& [score, ids] : returned)
+    if (!std::equal(ids.begin(), ids.end(), tied[score].begin())) {
       ++t.tie_to_higher_row;
       break;
     }
-  }
   if (ok && exact_only && !same) {
     t.fail(where + ": every row ties at 0, yet the answer is not the lowest rows in order");
     ok = false;
