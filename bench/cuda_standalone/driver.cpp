@@ -19,8 +19,10 @@
 // 2. timing, on --timing-device (cuda by default, skipped without one):
 //    --rows x --dim clustered, fp32 then fp16, k = --k: upload, one query
 //    (median of 50), batches of --batch queries; torch-cpu on all cores for
-//    scale; each figure over its floor (bytes scanned / measured device copy
-//    rate) or ceiling (flops / measured fp32 matmul rate, TF32 off).
+//    scale (up to 5 single queries within 5 s, one batch; none once the run
+//    is past --budget-s, 150 s); each figure over its floor (bytes scanned /
+//    measured device copy rate) or ceiling (flops / measured fp32 matmul
+//    rate, TF32 off).
 //
 // Exit: 0 all checks passed; 1 a check failed; 2 bad flags; 3 this is a CUDA
 // build but LibTorch sees no CUDA device (torch-cpu results still reported).
@@ -75,7 +77,7 @@ struct Args {
   bool quick = false, timing = true;
   std::string timing_device = "cuda";
   int64_t rows = 1000000, dim = 512, k = 50, batch = 1000;
-  double budget_s = 200;  // timing stops starting new torch-cpu runs past this
+  double budget_s = 150;  // seconds from the start past which no torch-cpu timing starts
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -554,34 +556,45 @@ double sgemm_rate(const torch::Device& dev, int64_t nq, int64_t d, int64_t block
 
 struct DeviceTimes {
   double upload_s = 0, one_s = 0, batch_s = 0;
-  int one_reps = 0, batch_reps = 0;
-  Answers batch;  // the last batch's answers
+  int one_reps = 0, batch_reps = 0;  // batch_reps 0: the batch was skipped
+  Answers batch;                     // the last batch's answers
+};
+
+// How much to time: warm-up calls, then up to `one_reps` single queries while
+// under `max_s` seconds (at least one), then `batch_reps` batches when
+// `batch_allowed()` says there is time.
+struct TimingPlan {
+  int warmups, one_reps, batch_reps;
+  double max_s;
+  std::function<bool()> batch_allowed;
 };
 
 DeviceTimes time_device(const Base& b, mmu::SearchDevice device, const std::vector<float>& queries, int64_t nq,
-                        int64_t k, int one_reps, int batch_reps) {
+                        int64_t k, const TimingPlan& plan) {
   DeviceTimes t;
   const auto t0 = Clock::now();
   const auto index = mmu::DeviceIndex::open(b.view(), device);
   t.upload_s = ms_since(t0) / 1e3;
-  for (int i = 0; i < 3; ++i) index->top_k(&queries[i * b.d], 1, k);  // warm-up
+  for (int i = 0; i < plan.warmups; ++i) index->top_k(&queries[(i % nq) * b.d], 1, k);
   std::vector<double> ms;
-  for (int i = 0; i < one_reps; ++i) {
-    const auto t1 = Clock::now();
+  const auto t1 = Clock::now();
+  for (int i = 0; i < plan.one_reps && (i == 0 || ms_since(t1) < plan.max_s * 1e3); ++i) {
+    const auto t2 = Clock::now();
     index->top_k(&queries[(i % nq) * b.d], 1, k);
-    ms.push_back(ms_since(t1));
+    ms.push_back(ms_since(t2));
   }
   t.one_s = mmu::bench::stats_of(ms).median / 1e3;
-  t.one_reps = one_reps;
+  t.one_reps = static_cast<int>(ms.size());
+  if (!plan.batch_allowed()) return t;
   ms.clear();
-  if (device == mmu::SearchDevice::kCuda) t.batch = index->top_k(queries.data(), nq, k);  // warm-up
-  for (int i = 0; i < batch_reps; ++i) {
-    const auto t1 = Clock::now();
+  if (plan.batch_reps > 1) t.batch = index->top_k(queries.data(), nq, k);  // warm-up
+  for (int i = 0; i < plan.batch_reps; ++i) {
+    const auto t2 = Clock::now();
     t.batch = index->top_k(queries.data(), nq, k);
-    ms.push_back(ms_since(t1));
+    ms.push_back(ms_since(t2));
   }
   t.batch_s = mmu::bench::stats_of(ms).median / 1e3;
-  t.batch_reps = batch_reps;
+  t.batch_reps = plan.batch_reps;
   return t;
 }
 
@@ -600,8 +613,10 @@ Tally check_batch(const Base& b, const std::vector<float>& queries, int64_t k, c
 }
 
 // Part 2: returns the oracle tally of the timed answers.
-Tally timing(const Args& a, mmu::SearchDevice device, std::ostringstream& json) {
+Tally timing(const Args& a, mmu::SearchDevice device, std::ostringstream& json, Clock::time_point run_start) {
   const auto start = Clock::now();
+  // torch-cpu runs only start while the whole run is within --budget-s.
+  auto within_budget = [&] { return ms_since(run_start) / 1e3 < a.budget_s; };
   const torch::Device tdev = device == mmu::SearchDevice::kCuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   const int64_t n = a.rows, d = a.dim, nq = a.batch, k = a.k;
   torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
@@ -634,7 +649,8 @@ Tally timing(const Args& a, mmu::SearchDevice device, std::ostringstream& json) 
     const Base b = make_base("clustered", type, values, n, d);
     const double floor_s = b.bytes() / rate;
     const double ceiling_s = 2.0 * static_cast<double>(nq) * static_cast<double>(n) * static_cast<double>(d) / flops;
-    const DeviceTimes g = time_device(b, device, queries, nq, k, 50, on_cuda(tdev) ? 3 : 1);
+    const DeviceTimes g = on_cuda(tdev) ? time_device(b, device, queries, nq, k, {3, 50, 3, 60, [] { return true; }})
+                                        : time_device(b, device, queries, nq, k, {1, 50, 1, 5, [] { return true; }});
     std::printf("  %s %s: upload %.3f s (%.2f GB/s)\n", mmu::search_device_name(device), b.type_name(), g.upload_s,
                 b.bytes() / g.upload_s / 1e9);
     std::printf("    one query   %.3f ms median of %d; floor %.3f ms (%.0f MB / copy rate): %.2fx the floor\n",
@@ -655,27 +671,33 @@ Tally timing(const Args& a, mmu::SearchDevice device, std::ostringstream& json) 
 
     // For scale: LibTorch's CPU device on all cores, fewer repetitions, within the budget.
     if (device == mmu::SearchDevice::kCuda) {
-      const double spent = ms_since(start) / 1e3;
-      if (spent > a.budget_s) {
-        std::printf("    torch-cpu skipped: %.0f s spent of --budget-s %.0f\n", spent, a.budget_s);
+      if (!within_budget()) {
+        std::printf("    torch-cpu skipped: %.0f s spent of --budget-s %.0f\n", ms_since(run_start) / 1e3, a.budget_s);
         json << ", \"torch_cpu\": null";
       } else {
-        const DeviceTimes c = time_device(b, mmu::SearchDevice::kTorchCpu, queries, nq, k, 5, 1);
-        std::printf("    torch-cpu   one query %.2f ms (median of %d, %.1fx cuda); batch %.0f ms = %.0f queries/s "
-                    "(%.1fx cuda)\n",
-                    c.one_s * 1e3, c.one_reps, c.one_s / g.one_s, c.batch_s * 1e3, static_cast<double>(nq) / c.batch_s,
-                    c.batch_s / g.batch_s);
-        std::fflush(stdout);
-        int64_t same = 0;
-        for (size_t j = 0; j < std::min(c.batch.size(), g.batch.size()); ++j) {
-          bool eq = c.batch[j].size() == g.batch[j].size();
-          for (size_t i = 0; eq && i < c.batch[j].size(); ++i) eq = c.batch[j][i].id == g.batch[j][i].id;
-          same += eq;
+        const DeviceTimes c =
+            time_device(b, mmu::SearchDevice::kTorchCpu, queries, nq, k, {1, 5, 1, 5, within_budget});
+        std::printf("    torch-cpu   one query %.2f ms (median of %d, %.1fx cuda)", c.one_s * 1e3, c.one_reps,
+                    c.one_s / g.one_s);
+        json << ", \"torch_cpu\": {\"one_query_ms\": " << c.one_s * 1e3;
+        if (c.batch_reps == 0) {
+          std::printf("; batch skipped: %.0f s spent of --budget-s %.0f\n", ms_since(run_start) / 1e3, a.budget_s);
+        } else {
+          int64_t same = 0;
+          for (size_t j = 0; j < std::min(c.batch.size(), g.batch.size()); ++j) {
+            bool eq = c.batch[j].size() == g.batch[j].size();
+            for (size_t i = 0; eq && i < c.batch[j].size(); ++i) eq = c.batch[j][i].id == g.batch[j][i].id;
+            same += eq;
+          }
+          std::printf("; batch %.0f ms = %.0f queries/s (%.1fx cuda)\n"
+                      "    cuda and torch-cpu give the same rows in the same order for %lld of %lld queries\n",
+                      c.batch_s * 1e3, static_cast<double>(nq) / c.batch_s, c.batch_s / g.batch_s,
+                      static_cast<long long>(same), static_cast<long long>(nq));
+          json << ", \"batch_ms\": " << c.batch_s * 1e3 << ", \"batch_qps\": " << static_cast<double>(nq) / c.batch_s
+               << ", \"same_as_cuda\": " << same;
         }
-        std::printf("    cuda and torch-cpu give the same rows in the same order for %lld of %lld queries\n",
-                    static_cast<long long>(same), static_cast<long long>(nq));
-        json << ", \"torch_cpu\": {\"one_query_ms\": " << c.one_s * 1e3 << ", \"batch_ms\": " << c.batch_s * 1e3
-             << ", \"batch_qps\": " << static_cast<double>(nq) / c.batch_s << ", \"same_as_cuda\": " << same << "}";
+        json << "}";
+        std::fflush(stdout);
       }
     }
     json << "}";
@@ -717,7 +739,7 @@ int main(int argc, char** argv) {
 
     if (a.timing && (a.timing_device == "torch-cpu" || cuda)) {
       const auto device = a.timing_device == "cuda" ? mmu::SearchDevice::kCuda : mmu::SearchDevice::kTorchCpu;
-      section([&](std::ostringstream& o) { total.add(timing(a, device, o)); });
+      section([&](std::ostringstream& o) { total.add(timing(a, device, o, start)); });
     } else if (a.timing) {
       std::printf("\n== timing skipped: no CUDA device ==\n");
     }

@@ -43,8 +43,10 @@ done
 mkdir -p "$out" "$build" || die "cannot create '$out' or '$build'"
 log=$out/cuda_check.log
 : >"$log" || die "cannot write '$log'"
-# Everything below also goes to the log.
+# Everything below also goes to the log; on exit, tee is waited for so that no last line is lost.
 exec > >(tee -a "$log") 2>&1
+tee_pid=$!
+trap 'exec >&- 2>&-; wait "$tee_pid" 2>/dev/null' EXIT
 
 echo "== mmu_cuda_check $(date -u +%FT%TZ) on $(hostname 2>/dev/null || cat /etc/hostname) =="
 echo "repository: $root ($(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout'))"
