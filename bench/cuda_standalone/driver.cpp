@@ -221,7 +221,8 @@ Base adversarial(mmu::VectorType type, int64_t n, int64_t d, int64_t prototypes,
         b.f32[i * d + j] = x;
       } else {
         uint16_t h = to_half(v);
-        if (nudge && j == at && (h & 0x7fff) != 0) h = static_cast<uint16_t>(up ? h + steps : h - steps);
+        // Only normal halves: their bits +-3 stay finite and keep their sign.
+        if (nudge && j == at && (h & 0x7fff) > 0x0400) h = static_cast<uint16_t>(up ? h + steps : h - steps);
         b.f16[i * d + j] = h;
       }
     }
