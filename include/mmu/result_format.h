@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "mmu/query.h"
+#include "mmu/text.h"
 
 namespace mmu {
 
@@ -19,7 +20,8 @@ void write_like_result(const LikeResult& r, OutputFormat f, std::ostream& out);
 // column, or a JSON array. A failed query shows its error.
 void write_like_results(const std::vector<LikeResult>& results, OutputFormat f, std::ostream& out);
 
-// JSON string literal with escapes (exposed for other writers).
-std::string json_quote(const std::string& s);
+// Kept for the writers that include this header for it (inspect, xmatch, serve);
+// new code includes mmu/text.h.
+using text::json_quote;
 
 }  // namespace mmu

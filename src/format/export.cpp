@@ -18,11 +18,14 @@
 #include "mmu/probe.h"
 #include "mmu/query.h"
 #include "mmu/store.h"
+#include "mmu/text.h"
 #include "mmu/version.h"
 
 namespace mmu {
 
 namespace fs = std::filesystem;
+using text::csv_field;
+using text::format_double;
 
 ExportFormat parse_export_format(const std::string& text) {
   if (text == "fits") return ExportFormat::kFits;
@@ -171,19 +174,6 @@ class OutFile {
   FILE* f_;
 };
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
-std::string format_number(const char* fmt, double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), fmt, v);
-  return buf;
-}
-
 void write_csv(const Exporter& ex, const std::string& path, bool with_embedding) {
   OutFile f(path);
   std::string line = "object_id,survey,ra,dec";
@@ -196,11 +186,11 @@ void write_csv(const Exporter& ex, const std::string& path, bool with_embedding)
     for (size_t i = 0; i < b.rows.size(); ++i) {
       const CatalogRow& r = b.rows[i];
       // Positions keep 1e-12 deg; float32 embeddings round-trip at 9 digits.
-      out += csv_field(r.object_id) + "," + csv_field(r.survey) + "," + format_number("%.15g", r.ra) + "," +
-             format_number("%.15g", r.dec);
-      if (!b.values.empty()) out += "," + format_number("%.9g", b.values[i]);
+      out += csv_field(r.object_id) + "," + csv_field(r.survey) + "," + format_double("%.15g", r.ra) + "," +
+             format_double("%.15g", r.dec);
+      if (!b.values.empty()) out += "," + format_double("%.9g", b.values[i]);
       if (!b.labels.empty()) out += "," + csv_field(b.labels[i]);
-      for (size_t j = 0; j < dim; ++j) out += "," + format_number("%.9g", b.vectors[i * dim + j]);
+      for (size_t j = 0; j < dim; ++j) out += "," + format_double("%.9g", b.vectors[i * dim + j]);
       out += "\n";
     }
     f.write(out);

@@ -1,10 +1,10 @@
 #include "mmu/result_format.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <vector>
 
 #include "mmu/error.h"
+#include "mmu/text.h"
 
 namespace mmu {
 
@@ -15,46 +15,13 @@ OutputFormat parse_output_format(const std::string& s) {
   throw InvalidArgument("--format must be table, csv or json, got '" + s + "'");
 }
 
-std::string json_quote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 namespace {
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-
-// CSV field: quoted only when needed (RFC 4180).
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += (c == '"') ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
+using text::csv_field;
+using text::format_double;
 
 std::string describe_object(const CatalogRow& o) {
-  return o.object_id + " (" + o.survey + ", ra " + fmt("%.6f", o.ra) + ", dec " + fmt("%.6f", o.dec) + ")";
+  return o.object_id + " (" + o.survey + ", ra " + format_double("%.6f", o.ra) + ", dec " + format_double("%.6f", o.dec) + ")";
 }
 
 std::string ids_of(const std::vector<CatalogRow>& rows) {
@@ -72,7 +39,7 @@ std::string describe_query(const LikeResult& r) {
     s = "the mean of " + ids_of(r.positives);
   } else {
     s = describe_object(r.query);
-    if (r.near_sep_arcsec >= 0) s += ", the nearest object to " + r.label + " (" + fmt("%.3f", r.near_sep_arcsec) + " arcsec)";
+    if (r.near_sep_arcsec >= 0) s += ", the nearest object to " + r.label + " (" + format_double("%.3f", r.near_sep_arcsec) + " arcsec)";
   }
   if (!r.negatives.empty()) s += ", minus " + ids_of(r.negatives);
   return s;
@@ -90,8 +57,8 @@ void write_table(const LikeResult& r, std::ostream& out) {
   const std::vector<std::string> head = {"rank", "object_id", "survey", "ra", "dec", "score"};
   std::vector<std::vector<std::string>> cells;
   for (const Neighbor& n : r.neighbors)
-    cells.push_back({std::to_string(n.rank), n.object.object_id, n.object.survey, fmt("%.6f", n.object.ra),
-                     fmt("%.6f", n.object.dec), fmt("%.6f", n.score)});
+    cells.push_back({std::to_string(n.rank), n.object.object_id, n.object.survey, format_double("%.6f", n.object.ra),
+                     format_double("%.6f", n.object.dec), format_double("%.6f", n.score)});
   std::vector<size_t> w(head.size());
   for (size_t c = 0; c < head.size(); ++c) {
     w[c] = head[c].size();
@@ -115,12 +82,12 @@ void write_table(const LikeResult& r, std::ostream& out) {
 void write_csv_rows(const LikeResult& r, const std::string& prefix, std::ostream& out) {
   for (const Neighbor& n : r.neighbors)
     out << prefix << n.rank << ',' << csv_field(n.object.object_id) << ',' << csv_field(n.object.survey) << ','
-        << fmt("%.9f", n.object.ra) << ',' << fmt("%.9f", n.object.dec) << ',' << fmt("%.8f", n.score) << "\n";
+        << format_double("%.9f", n.object.ra) << ',' << format_double("%.9f", n.object.dec) << ',' << format_double("%.8f", n.score) << "\n";
 }
 
 std::string json_object(const CatalogRow& o) {
   return "{\"object_id\": " + json_quote(o.object_id) + ", \"survey\": " + json_quote(o.survey) +
-         ", \"ra\": " + fmt("%.9f", o.ra) + ", \"dec\": " + fmt("%.9f", o.dec) + "}";
+         ", \"ra\": " + format_double("%.9f", o.ra) + ", \"dec\": " + format_double("%.9f", o.dec) + "}";
 }
 
 std::string json_objects(const std::vector<CatalogRow>& rows) {
@@ -137,7 +104,7 @@ void write_json(const LikeResult& r, std::ostream& out) {
   out << "{\"label\": " << json_quote(r.label) << ", \"query\": " << (r.query.row >= 0 ? json_object(r.query) : "null");
   if (r.positives.size() > 1) out << ", \"positives\": " << json_objects(r.positives);
   if (!r.negatives.empty()) out << ", \"negatives\": " << json_objects(r.negatives);
-  if (r.near_sep_arcsec >= 0) out << ", \"near_sep_arcsec\": " << fmt("%.6f", r.near_sep_arcsec);
+  if (r.near_sep_arcsec >= 0) out << ", \"near_sep_arcsec\": " << format_double("%.6f", r.near_sep_arcsec);
   out << ",\n \"space\": " << json_quote(r.space) << ", \"method\": " << json_quote(r.method) << ", \"k\": " << r.requested_k;
   if (r.via.row >= 0)
     out << ", \"via\": {\"object_id\": " << json_quote(r.via.object_id) << ", \"survey\": " << json_quote(r.via.survey) << "}";
@@ -146,8 +113,8 @@ void write_json(const LikeResult& r, std::ostream& out) {
   for (size_t i = 0; i < r.neighbors.size(); ++i) {
     const Neighbor& n = r.neighbors[i];
     out << (i ? ",\n  " : "\n  ") << "{\"rank\": " << n.rank << ", \"object_id\": " << json_quote(n.object.object_id)
-        << ", \"survey\": " << json_quote(n.object.survey) << ", \"ra\": " << fmt("%.9f", n.object.ra)
-        << ", \"dec\": " << fmt("%.9f", n.object.dec) << ", \"score\": " << fmt("%.8f", n.score) << "}";
+        << ", \"survey\": " << json_quote(n.object.survey) << ", \"ra\": " << format_double("%.9f", n.object.ra)
+        << ", \"dec\": " << format_double("%.9f", n.object.dec) << ", \"score\": " << format_double("%.8f", n.score) << "}";
   }
   out << (r.neighbors.empty() ? "]}" : "\n ]}");
 }
