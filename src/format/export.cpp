@@ -15,6 +15,7 @@
 
 #include "read/hdf5_util.h"
 #include "mmu/error.h"
+#include "mmu/npy.h"
 #include "mmu/probe.h"
 #include "mmu/query.h"
 #include "mmu/store.h"
@@ -198,22 +199,6 @@ void write_csv(const Exporter& ex, const std::string& path, bool with_embedding)
   f.close();
 }
 
-// A .npy header for a (rows, dim) little-endian float32 C-order array; the
-// data then streams after it.
-std::string npy_header(int64_t rows, int64_t dim) {
-  std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
-                     std::to_string(dim) + "), }";
-  const size_t total = 10 + dict.size() + 1;
-  dict.append((64 - total % 64) % 64, ' ');
-  dict += '\n';
-  std::string h = "\x93NUMPY";
-  h += '\x01';
-  h += '\x00';
-  h += static_cast<char>(dict.size() & 0xff);
-  h += static_cast<char>((dict.size() >> 8) & 0xff);
-  return h + dict;
-}
-
 // "dir/emb.npy" -> "dir/emb.ids.txt"
 std::string ids_path_of(const std::string& npy_path) {
   fs::path p(npy_path);
@@ -223,7 +208,7 @@ std::string ids_path_of(const std::string& npy_path) {
 
 void write_npy(const Exporter& ex, const std::string& npy_path, const std::string& ids_path) {
   OutFile npy(npy_path), ids(ids_path);
-  npy.write(npy_header(static_cast<int64_t>(ex.vrows().size()), ex.dim()));
+  npy.write(npy_header_f32({static_cast<int64_t>(ex.vrows().size()), ex.dim()}));
   ex.for_each_block(ex.vrows(), true, [&](const Block& b) {
     npy.write(b.vectors.data(), b.vectors.size() * sizeof(float));
     std::string lines;
