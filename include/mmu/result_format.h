@@ -15,6 +15,9 @@ enum class OutputFormat { kTable, kCsv, kJson };
 // "table", "csv" or "json"; throws InvalidArgument naming --format otherwise.
 OutputFormat parse_output_format(const std::string& s);
 
+// JSON: one object per result on one line; ra, dec and scores hold the numbers
+// the CSV prints (%.9f, %.8f), a NaN or infinite score is null, and bytes that
+// are not UTF-8 (in an id or label) become U+FFFD. `serve` replies with it.
 void write_like_result(const LikeResult& r, OutputFormat f, std::ostream& out);
 // Batch mode: one block per query (table), one CSV with a leading `query`
 // column, or a JSON array. A failed query shows its error.
