@@ -20,7 +20,6 @@
 #include "mmu/store.h"
 #include "mmu/text.h"
 #include "mmu/where_filter.h"
-#include "store/sqlite_util.h"
 
 namespace mmu {
 
@@ -116,18 +115,8 @@ std::map<int64_t, std::string> read_catalog_column(const Store& store, const std
     throw InvalidArgument("--target '" + target + "' is not a stored catalog column of '" + store.path() +
                           "' (columns: " + (list.empty() ? "none" : list) + "); give --labels table.csv for other labels");
   }
-  sql::Db db(store.generation_path() + "/catalog.sqlite", SQLITE_OPEN_READONLY);
-  auto s = db.prepare("SELECT row, num, txt FROM object_values WHERE name = ?");
-  s.bind(1, target);
-  std::map<int64_t, std::string> out;
-  while (s.step()) {
-    if (!s.is_null(2)) {
-      out[s.int64(0)] = s.text(2);
-    } else if (!s.is_null(1)) {
-      out[s.int64(0)] = format_double("%.17g", s.real(1));
-    }
-  }
-  return out;
+  const auto values = store.column_values(target);
+  return std::map<int64_t, std::string>(values.begin(), values.end());
 }
 
 }  // namespace
