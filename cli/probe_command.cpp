@@ -1,7 +1,6 @@
 #include "probe_command.h"
 
 #include <cerrno>
-#include <cstdio>
 #include <fstream>
 #include <set>
 #include <iostream>
@@ -9,17 +8,14 @@
 
 #include "mmu/error.h"
 #include "mmu/store.h"
+#include "mmu/text.h"
 #include "store_flag.h"
 
 namespace mmu::cli {
 
-namespace {
+using text::format_double;
 
-std::string num(const char* fmt, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), fmt, v);
-  return buf;
-}
+namespace {
 
 std::string pad(std::string s, size_t width) {
   if (s.size() < width) s.append(width - s.size(), ' ');
@@ -34,16 +30,16 @@ void print_table(const ProbeData& d, const ProbeReport& r, const ProbeOptions& o
   if (d.task == ProbeTask::kRegression) {
     out << "method    R2       RMSE        outliers(|d|/(1+true)>0.15)\n";
     for (const MethodScores* m : {&r.linear, &r.knn})
-      out << pad(m->method, 8) << "  " << num("%-7.4f", m->r2) << "  " << num("%-10.5g", m->rmse) << "  "
-          << num("%.4f", m->outlier_fraction) << "\n";
+      out << pad(m->method, 8) << "  " << format_double("%-7.4f", m->r2) << "  " << format_double("%-10.5g", m->rmse) << "  "
+          << format_double("%.4f", m->outlier_fraction) << "\n";
     out << "ridge alpha by inner CV per fold:";
-    for (double a : r.fold_alpha) out << " " << num("%g", a);
-    out << "; on all: " << num("%g", r.alpha) << "\n";
+    for (double a : r.fold_alpha) out << " " << format_double("%g", a);
+    out << "; on all: " << format_double("%g", r.alpha) << "\n";
   } else {
     out << "method    accuracy  recall per class\n";
     for (const MethodScores* m : {&r.linear, &r.knn}) {
-      out << pad(m->method, 8) << "  " << num("%-8.4f", m->accuracy) << " ";
-      for (size_t c = 0; c < d.class_names.size(); ++c) out << " " << d.class_names[c] << "=" << num("%.3f", m->recall[c]);
+      out << pad(m->method, 8) << "  " << format_double("%-8.4f", m->accuracy) << " ";
+      for (size_t c = 0; c < d.class_names.size(); ++c) out << " " << d.class_names[c] << "=" << format_double("%.3f", m->recall[c]);
       out << "\n";
     }
     for (const MethodScores* m : {&r.linear, &r.knn}) {

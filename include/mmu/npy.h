@@ -12,6 +12,11 @@ namespace mmu {
 // goes to *shape. Throws FormatError naming the file for anything else.
 std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>* shape);
 
+// The header of a .npy holding a little-endian float32 C-order array of
+// `shape`: the product of shape floats follow it, so a writer may stream them.
+std::string npy_header_f32(const std::vector<int64_t>& shape);
+
+// shape's product floats at `data` as a .npy file at `path`.
 void write_npy_f32(const std::string& path, const std::vector<int64_t>& shape, const float* data);
 
 }  // namespace mmu

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "mmu/query.h"
+#include "mmu/text.h"
 
 namespace mmu {
 
@@ -14,12 +15,16 @@ enum class OutputFormat { kTable, kCsv, kJson };
 // "table", "csv" or "json"; throws InvalidArgument naming --format otherwise.
 OutputFormat parse_output_format(const std::string& s);
 
+// JSON: one object per result on one line; ra, dec and scores hold the numbers
+// the CSV prints (%.9f, %.8f), a NaN or infinite score is null, and bytes that
+// are not UTF-8 (in an id or label) become U+FFFD. `serve` replies with it.
 void write_like_result(const LikeResult& r, OutputFormat f, std::ostream& out);
 // Batch mode: one block per query (table), one CSV with a leading `query`
 // column, or a JSON array. A failed query shows its error.
 void write_like_results(const std::vector<LikeResult>& results, OutputFormat f, std::ostream& out);
 
-// JSON string literal with escapes (exposed for other writers).
-std::string json_quote(const std::string& s);
+// Kept for the writers that include this header for it (inspect, xmatch, serve);
+// new code includes mmu/text.h.
+using text::json_quote;
 
 }  // namespace mmu

@@ -145,6 +145,14 @@ class Store {
   const SpaceSearcher& searcher(const std::string& name) const;
   struct Rep;
   std::unique_ptr<Rep> rep_;
+
+  // ---- Stored catalog columns ----
+ public:
+  // (row, value) of every object with a value in catalog column `name`
+  // (StoreWriter::add_values), ascending by row: a text value as stored, a
+  // number as %.17g (which reads back as the same double). Empty for a name
+  // that is not a stored column.
+  std::vector<std::pair<int64_t, std::string>> column_values(const std::string& name) const;
 };
 
 // Records cross-match links (row_a, row_b, separation in arcsec) in the live

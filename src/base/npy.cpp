@@ -73,13 +73,9 @@ std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>* s
   return out;
 }
 
-void write_npy_f32(const std::string& path, const std::vector<int64_t>& shape, const float* data) {
+std::string npy_header_f32(const std::vector<int64_t>& shape) {
   std::string dims;
-  int64_t n = 1;
-  for (int64_t v : shape) {
-    dims += std::to_string(v) + ", ";
-    n *= v;
-  }
+  for (int64_t v : shape) dims += std::to_string(v) + ", ";
   if (shape.size() > 1) dims.erase(dims.size() - 2);  // "(3,)" keeps its comma, "(3, 4)" does not
   else if (!shape.empty()) dims.erase(dims.size() - 1);
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
@@ -90,7 +86,13 @@ void write_npy_f32(const std::string& path, const std::vector<int64_t>& shape, c
   std::string out("\x93NUMPY\x01\x00", 8);
   out += static_cast<char>(header.size() & 0xff);
   out += static_cast<char>((header.size() >> 8) & 0xff);
-  out += header;
+  return out + header;
+}
+
+void write_npy_f32(const std::string& path, const std::vector<int64_t>& shape, const float* data) {
+  int64_t n = 1;
+  for (int64_t v : shape) n *= v;
+  std::string out = npy_header_f32(shape);
   out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n) * sizeof(float));
   files::write_atomic(path, out);
 }

@@ -15,14 +15,18 @@
 
 #include "read/hdf5_util.h"
 #include "mmu/error.h"
+#include "mmu/npy.h"
 #include "mmu/probe.h"
 #include "mmu/query.h"
 #include "mmu/store.h"
+#include "mmu/text.h"
 #include "mmu/version.h"
 
 namespace mmu {
 
 namespace fs = std::filesystem;
+using text::csv_field;
+using text::format_double;
 
 ExportFormat parse_export_format(const std::string& text) {
   if (text == "fits") return ExportFormat::kFits;
@@ -171,19 +175,6 @@ class OutFile {
   FILE* f_;
 };
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
-std::string format_number(const char* fmt, double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), fmt, v);
-  return buf;
-}
-
 void write_csv(const Exporter& ex, const std::string& path, bool with_embedding) {
   OutFile f(path);
   std::string line = "object_id,survey,ra,dec";
@@ -196,32 +187,16 @@ void write_csv(const Exporter& ex, const std::string& path, bool with_embedding)
     for (size_t i = 0; i < b.rows.size(); ++i) {
       const CatalogRow& r = b.rows[i];
       // Positions keep 1e-12 deg; float32 embeddings round-trip at 9 digits.
-      out += csv_field(r.object_id) + "," + csv_field(r.survey) + "," + format_number("%.15g", r.ra) + "," +
-             format_number("%.15g", r.dec);
-      if (!b.values.empty()) out += "," + format_number("%.9g", b.values[i]);
+      out += csv_field(r.object_id) + "," + csv_field(r.survey) + "," + format_double("%.15g", r.ra) + "," +
+             format_double("%.15g", r.dec);
+      if (!b.values.empty()) out += "," + format_double("%.9g", b.values[i]);
       if (!b.labels.empty()) out += "," + csv_field(b.labels[i]);
-      for (size_t j = 0; j < dim; ++j) out += "," + format_number("%.9g", b.vectors[i * dim + j]);
+      for (size_t j = 0; j < dim; ++j) out += "," + format_double("%.9g", b.vectors[i * dim + j]);
       out += "\n";
     }
     f.write(out);
   });
   f.close();
-}
-
-// A .npy header for a (rows, dim) little-endian float32 C-order array; the
-// data then streams after it.
-std::string npy_header(int64_t rows, int64_t dim) {
-  std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
-                     std::to_string(dim) + "), }";
-  const size_t total = 10 + dict.size() + 1;
-  dict.append((64 - total % 64) % 64, ' ');
-  dict += '\n';
-  std::string h = "\x93NUMPY";
-  h += '\x01';
-  h += '\x00';
-  h += static_cast<char>(dict.size() & 0xff);
-  h += static_cast<char>((dict.size() >> 8) & 0xff);
-  return h + dict;
 }
 
 // "dir/emb.npy" -> "dir/emb.ids.txt"
@@ -233,7 +208,7 @@ std::string ids_path_of(const std::string& npy_path) {
 
 void write_npy(const Exporter& ex, const std::string& npy_path, const std::string& ids_path) {
   OutFile npy(npy_path), ids(ids_path);
-  npy.write(npy_header(static_cast<int64_t>(ex.vrows().size()), ex.dim()));
+  npy.write(npy_header_f32({static_cast<int64_t>(ex.vrows().size()), ex.dim()}));
   ex.for_each_block(ex.vrows(), true, [&](const Block& b) {
     npy.write(b.vectors.data(), b.vectors.size() * sizeof(float));
     std::string lines;

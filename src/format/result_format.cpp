@@ -1,10 +1,13 @@
 #include "mmu/result_format.h"
 
 #include <algorithm>
-#include <cstdio>
+#include <cmath>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "mmu/error.h"
+#include "mmu/text.h"
 
 namespace mmu {
 
@@ -15,46 +18,14 @@ OutputFormat parse_output_format(const std::string& s) {
   throw InvalidArgument("--format must be table, csv or json, got '" + s + "'");
 }
 
-std::string json_quote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 namespace {
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-
-// CSV field: quoted only when needed (RFC 4180).
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += (c == '"') ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
+using text::csv_field;
+using text::format_double;
+using Json = nlohmann::ordered_json;  // keys in the order they are set
 
 std::string describe_object(const CatalogRow& o) {
-  return o.object_id + " (" + o.survey + ", ra " + fmt("%.6f", o.ra) + ", dec " + fmt("%.6f", o.dec) + ")";
+  return o.object_id + " (" + o.survey + ", ra " + format_double("%.6f", o.ra) + ", dec " + format_double("%.6f", o.dec) + ")";
 }
 
 std::string ids_of(const std::vector<CatalogRow>& rows) {
@@ -72,7 +43,7 @@ std::string describe_query(const LikeResult& r) {
     s = "the mean of " + ids_of(r.positives);
   } else {
     s = describe_object(r.query);
-    if (r.near_sep_arcsec >= 0) s += ", the nearest object to " + r.label + " (" + fmt("%.3f", r.near_sep_arcsec) + " arcsec)";
+    if (r.near_sep_arcsec >= 0) s += ", the nearest object to " + r.label + " (" + format_double("%.3f", r.near_sep_arcsec) + " arcsec)";
   }
   if (!r.negatives.empty()) s += ", minus " + ids_of(r.negatives);
   return s;
@@ -90,8 +61,8 @@ void write_table(const LikeResult& r, std::ostream& out) {
   const std::vector<std::string> head = {"rank", "object_id", "survey", "ra", "dec", "score"};
   std::vector<std::vector<std::string>> cells;
   for (const Neighbor& n : r.neighbors)
-    cells.push_back({std::to_string(n.rank), n.object.object_id, n.object.survey, fmt("%.6f", n.object.ra),
-                     fmt("%.6f", n.object.dec), fmt("%.6f", n.score)});
+    cells.push_back({std::to_string(n.rank), n.object.object_id, n.object.survey, format_double("%.6f", n.object.ra),
+                     format_double("%.6f", n.object.dec), format_double("%.6f", n.score)});
   std::vector<size_t> w(head.size());
   for (size_t c = 0; c < head.size(); ++c) {
     w[c] = head[c].size();
@@ -115,41 +86,70 @@ void write_table(const LikeResult& r, std::ostream& out) {
 void write_csv_rows(const LikeResult& r, const std::string& prefix, std::ostream& out) {
   for (const Neighbor& n : r.neighbors)
     out << prefix << n.rank << ',' << csv_field(n.object.object_id) << ',' << csv_field(n.object.survey) << ','
-        << fmt("%.9f", n.object.ra) << ',' << fmt("%.9f", n.object.dec) << ',' << fmt("%.8f", n.score) << "\n";
+        << format_double("%.9f", n.object.ra) << ',' << format_double("%.9f", n.object.dec) << ',' << format_double("%.8f", n.score) << "\n";
 }
 
-std::string json_object(const CatalogRow& o) {
-  return "{\"object_id\": " + json_quote(o.object_id) + ", \"survey\": " + json_quote(o.survey) +
-         ", \"ra\": " + fmt("%.9f", o.ra) + ", \"dec\": " + fmt("%.9f", o.dec) + "}";
+// Each number is rounded as the table and CSV print it (ra, dec %.9f, scores
+// %.8f) and then stored as that double: nlohmann would print all 17 digits of
+// the raw value. A NaN or inf score stays one, and dump() writes it as null.
+double rounded(const char* printf_format, double v) {
+  if (!std::isfinite(v)) return v;
+  return std::strtod(format_double(printf_format, v).c_str(), nullptr);
 }
 
-std::string json_objects(const std::vector<CatalogRow>& rows) {
-  std::string s = "[";
-  for (size_t i = 0; i < rows.size(); ++i) s += (i ? ", " : "") + json_object(rows[i]);
-  return s + "]";
+Json json_object(const CatalogRow& o) {
+  Json j;
+  j["object_id"] = o.object_id;
+  j["survey"] = o.survey;
+  j["ra"] = rounded("%.9f", o.ra);
+  j["dec"] = rounded("%.9f", o.dec);
+  return j;
 }
 
-void write_json(const LikeResult& r, std::ostream& out) {
+Json json_objects(const std::vector<CatalogRow>& rows) {
+  Json a = Json::array();
+  for (const CatalogRow& o : rows) a.push_back(json_object(o));
+  return a;
+}
+
+Json json_result(const LikeResult& r) {
+  Json j;
+  j["label"] = r.label;
   if (!r.error.empty()) {
-    out << "{\"label\": " << json_quote(r.label) << ", \"error\": " << json_quote(r.error) << "}";
-    return;
+    j["error"] = r.error;
+    return j;
   }
-  out << "{\"label\": " << json_quote(r.label) << ", \"query\": " << (r.query.row >= 0 ? json_object(r.query) : "null");
-  if (r.positives.size() > 1) out << ", \"positives\": " << json_objects(r.positives);
-  if (!r.negatives.empty()) out << ", \"negatives\": " << json_objects(r.negatives);
-  if (r.near_sep_arcsec >= 0) out << ", \"near_sep_arcsec\": " << fmt("%.6f", r.near_sep_arcsec);
-  out << ",\n \"space\": " << json_quote(r.space) << ", \"method\": " << json_quote(r.method) << ", \"k\": " << r.requested_k;
-  if (r.via.row >= 0)
-    out << ", \"via\": {\"object_id\": " << json_quote(r.via.object_id) << ", \"survey\": " << json_quote(r.via.survey) << "}";
-  if (!r.note.empty()) out << ", \"note\": " << json_quote(r.note);
-  out << ",\n \"results\": [";
-  for (size_t i = 0; i < r.neighbors.size(); ++i) {
-    const Neighbor& n = r.neighbors[i];
-    out << (i ? ",\n  " : "\n  ") << "{\"rank\": " << n.rank << ", \"object_id\": " << json_quote(n.object.object_id)
-        << ", \"survey\": " << json_quote(n.object.survey) << ", \"ra\": " << fmt("%.9f", n.object.ra)
-        << ", \"dec\": " << fmt("%.9f", n.object.dec) << ", \"score\": " << fmt("%.8f", n.score) << "}";
+  j["query"] = r.query.row >= 0 ? json_object(r.query) : Json(nullptr);
+  if (r.positives.size() > 1) j["positives"] = json_objects(r.positives);
+  if (!r.negatives.empty()) j["negatives"] = json_objects(r.negatives);
+  if (r.near_sep_arcsec >= 0) j["near_sep_arcsec"] = rounded("%.6f", r.near_sep_arcsec);
+  j["space"] = r.space;
+  j["method"] = r.method;
+  j["k"] = r.requested_k;
+  if (r.via.row >= 0) {
+    j["via"]["object_id"] = r.via.object_id;
+    j["via"]["survey"] = r.via.survey;
   }
-  out << (r.neighbors.empty() ? "]}" : "\n ]}");
+  if (!r.note.empty()) j["note"] = r.note;
+  Json results = Json::array();
+  for (const Neighbor& n : r.neighbors) {
+    Json o;
+    o["rank"] = n.rank;
+    o["object_id"] = n.object.object_id;
+    o["survey"] = n.object.survey;
+    o["ra"] = rounded("%.9f", n.object.ra);
+    o["dec"] = rounded("%.9f", n.object.dec);
+    o["score"] = rounded("%.8f", n.score);
+    results.push_back(std::move(o));
+  }
+  j["results"] = std::move(results);
+  return j;
+}
+
+// One result on one line. Ids and labels are bytes from the files or the user:
+// invalid UTF-8 becomes U+FFFD instead of throwing.
+void write_json(const LikeResult& r, std::ostream& out) {
+  out << json_result(r).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -19,13 +18,13 @@
 #include "mmu/error.h"
 #include "mmu/linear_model.h"
 #include "mmu/store.h"
+#include "mmu/text.h"
 #include "mmu/where_filter.h"
-#include "store/layout.h"
-#include "store/sqlite_util.h"
 
 namespace mmu {
 
 using nlohmann::json;
+using text::format_double;
 
 ProbeTask parse_probe_task(const std::string& text) {
   if (text == "regression") return ProbeTask::kRegression;
@@ -116,20 +115,8 @@ std::map<int64_t, std::string> read_catalog_column(const Store& store, const std
     throw InvalidArgument("--target '" + target + "' is not a stored catalog column of '" + store.path() +
                           "' (columns: " + (list.empty() ? "none" : list) + "); give --labels table.csv for other labels");
   }
-  sql::Db db(layout::catalog_file(store.generation_path()), SQLITE_OPEN_READONLY);
-  auto s = db.prepare("SELECT row, num, txt FROM object_values WHERE name = ?");
-  s.bind(1, target);
-  std::map<int64_t, std::string> out;
-  while (s.step()) {
-    if (!s.is_null(2)) {
-      out[s.int64(0)] = s.text(2);
-    } else if (!s.is_null(1)) {
-      char buf[40];
-      std::snprintf(buf, sizeof(buf), "%.17g", s.real(1));
-      out[s.int64(0)] = buf;
-    }
-  }
-  return out;
+  const auto values = store.column_values(target);
+  return std::map<int64_t, std::string>(values.begin(), values.end());
 }
 
 }  // namespace
@@ -601,12 +588,6 @@ std::string svg_escape(const std::string& s) {
   return o;
 }
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-
 }  // namespace
 
 std::string probe_plot_svg(const ProbeData& d, const MethodScores& m) {
@@ -624,18 +605,18 @@ std::string probe_plot_svg(const ProbeData& d, const MethodScores& m) {
     auto px = [&](double v) { return L + (v - lo) / (hi - lo) * pw; };
     auto py = [&](double v) { return T + ph - (v - lo) / (hi - lo) * ph; };
     s << "<text x=\"" << W / 2 << "\" y=\"24\" text-anchor=\"middle\" font-size=\"14\">" << svg_escape(d.space) << " "
-      << m.method << ": " << svg_escape(d.target) << ", R&#178; = " << fmt("%.3f", m.r2) << ", n = " << d.size() << "</text>\n";
+      << m.method << ": " << svg_escape(d.target) << ", R&#178; = " << format_double("%.3f", m.r2) << ", n = " << d.size() << "</text>\n";
     s << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << pw << "\" height=\"" << ph << "\" fill=\"none\" stroke=\"black\"/>\n";
     s << "<line x1=\"" << px(lo) << "\" y1=\"" << py(lo) << "\" x2=\"" << px(hi) << "\" y2=\"" << py(hi)
       << "\" stroke=\"#d62728\" stroke-dasharray=\"4 3\"/>\n";
     for (int k = 0; k <= 4; ++k) {
       const double v = lo + (hi - lo) * k / 4;
-      s << "<text x=\"" << px(v) << "\" y=\"" << T + ph + 16 << "\" text-anchor=\"middle\">" << fmt("%.3g", v) << "</text>\n";
-      s << "<text x=\"" << L - 6 << "\" y=\"" << py(v) + 4 << "\" text-anchor=\"end\">" << fmt("%.3g", v) << "</text>\n";
+      s << "<text x=\"" << px(v) << "\" y=\"" << T + ph + 16 << "\" text-anchor=\"middle\">" << format_double("%.3g", v) << "</text>\n";
+      s << "<text x=\"" << L - 6 << "\" y=\"" << py(v) + 4 << "\" text-anchor=\"end\">" << format_double("%.3g", v) << "</text>\n";
     }
     s << "<g fill=\"#1f77b4\" fill-opacity=\"0.5\">\n";
     for (int64_t i = 0; i < d.size(); ++i)
-      s << "<circle cx=\"" << fmt("%.1f", px(d.values[i])) << "\" cy=\"" << fmt("%.1f", py(m.predicted[i])) << "\" r=\"2\"/>\n";
+      s << "<circle cx=\"" << format_double("%.1f", px(d.values[i])) << "\" cy=\"" << format_double("%.1f", py(m.predicted[i])) << "\" r=\"2\"/>\n";
     s << "</g>\n";
     s << "<text x=\"" << L + pw / 2 << "\" y=\"" << H - 20 << "\" text-anchor=\"middle\">true " << svg_escape(d.target) << "</text>\n";
     s << "<text transform=\"translate(18," << T + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">predicted (out of fold)</text>\n";
@@ -643,7 +624,7 @@ std::string probe_plot_svg(const ProbeData& d, const MethodScores& m) {
     const size_t c = d.class_names.size();
     const double cell = std::min(pw, ph) / static_cast<double>(c);
     s << "<text x=\"" << W / 2 << "\" y=\"24\" text-anchor=\"middle\" font-size=\"14\">" << svg_escape(d.space) << " "
-      << m.method << ": " << svg_escape(d.target) << ", accuracy " << fmt("%.3f", m.accuracy) << "</text>\n";
+      << m.method << ": " << svg_escape(d.target) << ", accuracy " << format_double("%.3f", m.accuracy) << "</text>\n";
     for (size_t t = 0; t < c; ++t) {
       const int64_t total = std::accumulate(m.confusion[t].begin(), m.confusion[t].end(), int64_t{0});
       for (size_t p = 0; p < c; ++p) {

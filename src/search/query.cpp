@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -11,10 +10,13 @@
 
 #include "mmu/error.h"
 #include "mmu/sky.h"
+#include "mmu/text.h"
 #include "mmu/where_filter.h"
 #include "store/layout.h"
 
 namespace mmu {
+
+using text::format_double;
 
 namespace {
 
@@ -22,12 +24,6 @@ std::string join(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
   return out;
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
 }
 
 CatalogRow resolve_object(const Store& store, const std::string& object_id, const std::string& survey) {
@@ -65,8 +61,8 @@ CatalogRow resolve_position(const Store& store, const SkyCone& near, const std::
     return row;
   }
   throw NotFound("no catalogued object" + (survey.empty() ? "" : " of survey '" + survey + "'") + " within " +
-                 fmt("%g", near.radius_deg * 3600.0) + " arcsec of ra " + fmt("%.6f", near.ra) + ", dec " +
-                 fmt("%.6f", near.dec) + " (widen it with --radius)");
+                 format_double("%g", near.radius_deg * 3600.0) + " arcsec of ra " + format_double("%.6f", near.ra) + ", dec " +
+                 format_double("%.6f", near.dec) + " (widen it with --radius)");
 }
 
 // The space to search and the row whose vector is the query: the object's own,
@@ -265,7 +261,7 @@ Prepared prepare(const Store& store, const LikeQuery& q, const CrossModal* resol
   } else {
     if (q.near) {
       r.positives.push_back(resolve_position(store, *q.near, q.survey, &r.near_sep_arcsec));
-      r.label = "ra " + fmt("%.6f", q.near->ra) + ", dec " + fmt("%.6f", q.near->dec);
+      r.label = "ra " + format_double("%.6f", q.near->ra) + ", dec " + format_double("%.6f", q.near->dec);
     } else {
       for (const std::string& id : q.like) r.positives.push_back(resolve_object(store, id, q.survey));
       r.label = q.like.size() == 1 ? q.like.front() : join(q.like);

@@ -10,6 +10,7 @@
 #include "base/file_util.h"
 #include "mmu/error.h"
 #include "mmu/sky.h"
+#include "mmu/text.h"
 #include "vector/space_searcher.h"
 #include "store/sqlite_util.h"
 #include "store/layout.h"
@@ -373,6 +374,19 @@ std::vector<float> Store::vectors_at(const std::string& name, const std::vector<
     if (v < 0 || v >= sp.info().count)
       throw NotFound("space '" + name + "' has no vector row " + std::to_string(v));
     out.insert(out.end(), sp.vector(v), sp.vector(v) + dim);
+  }
+  return out;
+}
+
+// ---- Stored catalog columns ----
+
+std::vector<std::pair<int64_t, std::string>> Store::column_values(const std::string& name) const {
+  auto s = rep_->db->prepare("SELECT row, num, txt FROM object_values WHERE name = ?1 ORDER BY row");
+  s.bind(1, name);
+  std::vector<std::pair<int64_t, std::string>> out;
+  while (s.step()) {
+    if (!s.is_null(2)) out.emplace_back(s.int64(0), s.text(2));
+    else if (!s.is_null(1)) out.emplace_back(s.int64(0), text::format_double("%.17g", s.real(1)));
   }
   return out;
 }
