@@ -79,7 +79,8 @@ class Store {
   std::vector<std::pair<CatalogRow, double>> objects_in_cone(double ra, double dec, double radius_deg) const;
 
   // Vector rows (ascending) of space `name` whose objects pass every given
-  // restriction of `f`.
+  // restriction of `f`. Throws InvalidArgument for a bad --where expression
+  // (rows_where), a cell outside 0..kNumCells-1 or an invalid cone.
   std::vector<int64_t> filtered_vector_rows(const std::string& name, const RowFilter& f) const;
 
   // Top-k (vector row, score) of space `name` for each of nq queries (nq x dim

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -80,13 +81,23 @@ struct SearchOptions {
   SearchDevice device = SearchDevice::kCpu;
 };
 
-// Restrictions on the objects a query may return; every given one must hold.
+// A circle on the sky (parse_cone, sky.h, reads one).
+struct SkyCone {
+  double ra = 0, dec = 0;  // degrees
+  double radius_deg = 0;
+};
+
+// Which objects a query may return; every given restriction must hold.
+// Store::filtered_vector_rows turns it into the vector rows a search may
+// return (a filtered search is then exact).
 struct RowFilter {
-  std::vector<std::string> surveys;  // dataset or dataset/subset names
-  std::vector<int64_t> cells;        // nside-16 NESTED cells
-  bool has_cone = false;
-  double cone_ra = 0, cone_dec = 0, cone_radius_deg = 0;
-  const std::vector<int64_t>* rows = nullptr;  // only these catalog rows (ascending), e.g. from --where
+  std::vector<std::string> surveys;  // --in: dataset or dataset/subset names
+  std::vector<int64_t> cells;        // --cells: nside-16 NESTED cells
+  std::optional<SkyCone> cone;       // --cone
+  std::string where;                 // --where: expression over catalog columns (where_filter.h)
+  // Only these catalog rows (ascending, unique); not owned, must outlive the filter's use.
+  const std::vector<int64_t>* rows = nullptr;
+  bool active() const { return !surveys.empty() || !cells.empty() || cone || !where.empty() || rows; }
 };
 
 }  // namespace mmu
