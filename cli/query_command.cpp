@@ -3,6 +3,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "mmu/device_search.h"
 #include "mmu/sky.h"
 #include "mmu/error.h"
 #include "mmu/npy.h"

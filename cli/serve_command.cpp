@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "mmu/device_search.h"
 #include "mmu/error.h"
 #include "mmu/result_format.h"
 #include "mmu/store.h"

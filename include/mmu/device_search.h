@@ -21,14 +21,9 @@
 #include <vector>
 
 #include "mmu/exact_search.h"
+#include "mmu/types.h"  // SearchDevice
 
 namespace mmu {
-
-enum class SearchDevice {
-  kCpu,       // the own OpenMP + BLAS scan (exact_top_k): the default
-  kTorchCpu,  // LibTorch on the CPU: the GPU code path, runnable anywhere
-  kCuda,      // LibTorch on the first CUDA device (builds with MMU_ENABLE_CUDA)
-};
 
 // "cpu", "torch-cpu" or "cuda".
 const char* search_device_name(SearchDevice d);

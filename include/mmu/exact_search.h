@@ -11,12 +11,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace mmu {
+#include "mmu/types.h"  // Hit
 
-struct Hit {
-  int64_t id;   // row of the scanned matrix (or catalog row, where a caller says so)
-  float score;  // inner product = cosine similarity for L2-normalised vectors
-};
+namespace mmu {
 
 enum class VectorType { kF32, kF16 };
 

@@ -9,17 +9,9 @@
 #include <string>
 #include <vector>
 
-namespace mmu {
+#include "mmu/types.h"  // Modality, SourceFile
 
-// What an object carries that an encoder can embed; one embedding space each.
-enum class Modality {
-  kNone,        // catalog only (e.g. desi_provabgs)
-  kImage,       // multi-band cutouts (legacysurvey, hsc)
-  kSpectrum,    // 1-D spectra (desi, sdss; manga's integrated cube)
-  kLightCurve,  // multi-band time series (plasticc, SN files)
-  kXp,          // Gaia XP coefficients
-};
-const char* modality_name(Modality m);  // "none", "image", "spectrum", "lightcurve", "xp"
+namespace mmu {
 
 // How a file arranges its objects.
 enum class FileLayout {
@@ -28,16 +20,6 @@ enum class FileLayout {
   kGroupsPerObject,   // one root group per object (MaNGA)
 };
 const char* layout_name(FileLayout l);  // "row table", "per-object scalars", "groups per object"
-
-// One file found under a root.
-struct SourceFile {
-  std::string path;      // root joined with the relative path
-  std::string dataset;   // folder two levels above healpix=N ("legacysurvey"), or the root's name
-  std::string subset;    // folder directly above healpix=N ("dr10_south_21"), may be ""
-  int64_t healpix = -1;  // parsed from the healpix=N folder (leading zeros allowed), -1 if none
-  int64_t size = 0;      // bytes
-  int64_t mtime = 0;     // seconds since the epoch
-};
 
 // Every *.hdf5 / *.h5 under the roots (a root may also be a single file),
 // sorted by (dataset, subset, healpix, path) so builds are deterministic.

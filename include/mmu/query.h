@@ -9,22 +9,9 @@
 #include <vector>
 
 #include "mmu/store.h"
+#include "mmu/types.h"
 
 namespace mmu {
-
-struct SkyCone {
-  double ra = 0, dec = 0;  // degrees
-  double radius_deg = 0;
-};
-
-// Which objects may be returned; applied inside the (then exact) search.
-struct QueryFilter {
-  std::vector<std::string> surveys;  // --in: dataset or dataset/subset names
-  std::vector<int64_t> cells;        // --cells: nside-16 NESTED cells
-  std::optional<SkyCone> cone;       // --cone
-  std::string where;                 // --where: expression over catalog columns
-  bool active() const { return !surveys.empty() || !cells.empty() || cone || !where.empty(); }
-};
 
 struct LikeQuery {
   // What to look for: the mean of the `like` objects' vectors (positives),
@@ -45,7 +32,7 @@ struct LikeQuery {
   // either tower to choose among several trained models. "" = off.
   std::string from, to;
   std::string survey;  // survey of the ids given, when an id exists in several
-  QueryFilter filter;
+  RowFilter filter;         // --in, --cells, --cone, --where
   double dedup_arcsec = 0;  // > 0: drop a result closer on the sky than this to a better one
   SearchOptions search;
 };
@@ -93,10 +80,10 @@ struct ObjectVector {
 std::vector<ObjectVector> object_vectors(const Store& store, const std::vector<std::string>& ids,
                                          const std::string& survey, std::string* space);
 
-// The vector rows (ascending) of `space` that pass filter f; nullopt when f
-// restricts nothing.
+// The vector rows (ascending) of `space` that pass filter f
+// (Store::filtered_vector_rows); nullopt when f restricts nothing.
 std::optional<std::vector<int64_t>> filtered_vector_rows(const Store& store, const std::string& space,
-                                                         const QueryFilter& f);
+                                                         const RowFilter& f);
 
 // Searches `space` with an arbitrary query vector, ranked by inner product
 // (the vector is used as given, not normalised: a linear classifier's weights
@@ -105,11 +92,6 @@ std::optional<std::vector<int64_t>> filtered_vector_rows(const Store& store, con
 // fields are ignored. The result's label and query are left empty.
 LikeResult search_with_vector(const Store& store, const std::string& space, std::vector<float> v,
                               std::vector<int64_t> exclude, const LikeQuery& q);
-
-// "RA,DEC" in degrees; errors name `flag`.
-std::pair<double, double> parse_sky_position(const std::string& text, const std::string& flag);
-// "RA,DEC,RADIUS", the radius as parse_angle_deg reads it (30arcsec, 2arcmin, 0.5deg).
-SkyCone parse_cone(const std::string& text, const std::string& flag);
 
 // One query per id (each as `common` with like = {id}), searched together:
 // the vectors of one space go through one batched scan. A query that cannot be

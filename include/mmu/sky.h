@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "mmu/types.h"  // SkyCone
+
 namespace mmu {
 
 // MMU partitions by HEALPix nside 16 (order 4), NESTED, lon = ra, lat = dec.
@@ -41,5 +43,10 @@ double parse_angle_deg(const std::string& text, const std::string& flag);
 
 // True when ra is finite in [0, 360] and dec finite in [-90, 90].
 bool valid_sky_position(double ra_deg, double dec_deg);
+
+// "RA,DEC" in degrees; throws InvalidArgument naming `flag`.
+std::pair<double, double> parse_sky_position(const std::string& text, const std::string& flag);
+// "RA,DEC,RADIUS", the radius as parse_angle_deg reads it (30arcsec, 2arcmin, 0.5deg).
+SkyCone parse_cone(const std::string& text, const std::string& flag);
 
 }  // namespace mmu

@@ -18,51 +18,18 @@
 #include <string>
 #include <vector>
 
-#include "mmu/device_search.h"
-#include "mmu/exact_search.h"
-#include "mmu/mmu_files.h"
+#include "mmu/types.h"
 
 namespace mmu {
 
 class SpaceSearcher;  // src/vector/space_searcher.h
+struct ScalarColumn;  // mmu/mmu_files.h
 
 // Bumped whenever the on-disk layout changes; kept in PRAGMA user_version.
 inline constexpr int kStoreFormatVersion = 2;
 
 // $MMU_STORE when set, else ./mmu-store.
 std::string default_store_path();
-
-struct CatalogRow {
-  int64_t row = -1;        // store row: the id FAISS returns
-  std::string object_id;   // canonical text form
-  std::string survey;      // MMU dataset name, e.g. "legacysurvey"
-  std::string subset;      // e.g. "dr10_south_21"
-  double ra = 0, dec = 0;  // degrees
-  int64_t healpix = -1;    // nside-16 NESTED cell
-  int64_t hpx_fine = -1;   // order-29 NESTED key (rows of a partition are sorted by it)
-  std::string file;        // source file path
-  int64_t index_in_file = -1;
-};
-
-// Restrictions on the objects a query may return; every given one must hold.
-struct RowFilter {
-  std::vector<std::string> surveys;  // dataset or dataset/subset names
-  std::vector<int64_t> cells;        // nside-16 NESTED cells
-  bool has_cone = false;
-  double cone_ra = 0, cone_dec = 0, cone_radius_deg = 0;
-  const std::vector<int64_t>* rows = nullptr;  // only these catalog rows (ascending), e.g. from --where
-};
-
-// How a query may use a space's index (see space_index.h).
-struct SearchOptions {
-  bool exact = false;     // scan exactly even when the space has an approximate index
-  int64_t nprobe = 0;     // IVF lists to scan; 0 = the index's own setting
-  int64_t ef_search = 0;  // HNSW candidate list; 0 = the index's own setting
-  // Where exact scans run: the own scan (cpu), or LibTorch (torch-cpu, cuda;
-  // device_search.h). A LibTorch device always scans exactly: with one, an
-  // IVF/HNSW space is scanned in full as if opts.exact were given.
-  SearchDevice device = SearchDevice::kCpu;
-};
 
 // A source file as the catalog recorded it.
 struct StoredFile {
@@ -71,17 +38,6 @@ struct StoredFile {
   std::string modality;   // modality_name()
   int64_t n_objects = 0;
   int64_t first_row = 0;  // its objects are rows [first_row, first_row + n_objects)
-};
-
-struct SpaceInfo {
-  std::string name;      // "image", "spectrum", ...
-  std::string modality;  // modality_name() of the inputs
-  std::string model;     // "baseline-pca" or a model card name
-  std::string version;
-  int64_t dim = 0;
-  int64_t count = 0;     // vectors in the space
-  std::string created;   // ISO 8601 UTC
-  std::string sha256;    // of the model file (or of the baseline fit): what made these vectors
 };
 
 class Store {
@@ -123,7 +79,8 @@ class Store {
   std::vector<std::pair<CatalogRow, double>> objects_in_cone(double ra, double dec, double radius_deg) const;
 
   // Vector rows (ascending) of space `name` whose objects pass every given
-  // restriction of `f`.
+  // restriction of `f`. Throws InvalidArgument for a bad --where expression
+  // (rows_where), a cell outside 0..kNumCells-1 or an invalid cone.
   std::vector<int64_t> filtered_vector_rows(const std::string& name, const RowFilter& f) const;
 
   // Top-k (vector row, score) of space `name` for each of nq queries (nq x dim

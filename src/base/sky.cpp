@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mmu/error.h"
@@ -70,6 +72,32 @@ double parse_angle_deg(const std::string& text, const std::string& flag) {
 bool valid_sky_position(double ra_deg, double dec_deg) {
   return std::isfinite(ra_deg) && std::isfinite(dec_deg) && ra_deg >= 0.0 && ra_deg <= 360.0 &&
          dec_deg >= -90.0 && dec_deg <= 90.0;
+}
+
+std::pair<double, double> parse_sky_position(const std::string& text, const std::string& flag) {
+  const size_t comma = text.find(',');
+  double ra = NAN, dec = NAN;
+  try {
+    size_t used_ra = 0, used_dec = 0;
+    if (comma != std::string::npos) {
+      ra = std::stod(text.substr(0, comma), &used_ra);
+      dec = std::stod(text.substr(comma + 1), &used_dec);
+      if (used_ra != comma || used_dec != text.size() - comma - 1) ra = NAN;
+    }
+  } catch (const std::exception&) {
+    ra = NAN;
+  }
+  if (!valid_sky_position(ra, dec))
+    throw InvalidArgument(flag + " must be RA,DEC in degrees (ra 0..360, dec -90..90), got '" + text + "'");
+  return {ra, dec};
+}
+
+SkyCone parse_cone(const std::string& text, const std::string& flag) {
+  const size_t last = text.rfind(',');
+  if (last == std::string::npos || text.find(',') == last)
+    throw InvalidArgument(flag + " must be RA,DEC,RADIUS (e.g. 150.1,2.2,30arcmin), got '" + text + "'");
+  const auto [ra, dec] = parse_sky_position(text.substr(0, last), flag);
+  return {ra, dec, parse_angle_deg(text.substr(last + 1), flag)};
 }
 
 }  // namespace mmu

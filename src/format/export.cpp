@@ -100,7 +100,7 @@ class Exporter {
       vrows_.resize(static_cast<size_t>(prov_.space.count));
       for (int64_t i = 0; i < prov_.space.count; ++i) vrows_[static_cast<size_t>(i)] = i;
     } else {
-      QueryFilter f;
+      RowFilter f;
       f.where = o.where;
       vrows_ = filtered_vector_rows(store, prov_.space.name, f).value();
     }

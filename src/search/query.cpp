@@ -11,7 +11,6 @@
 #include "mmu/error.h"
 #include "mmu/sky.h"
 #include "mmu/text.h"
-#include "mmu/where_filter.h"
 #include "store/layout.h"
 
 namespace mmu {
@@ -307,14 +306,14 @@ struct Candidates {
   int64_t count = 0;
 };
 
-Candidates candidates_for(const Store& store, const std::string& space, const QueryFilter& f) {
+Candidates candidates_for(const Store& store, const std::string& space, const RowFilter& f) {
   Candidates c;
   c.subset = filtered_vector_rows(store, space, f);
   c.count = c.subset ? static_cast<int64_t>(c.subset->size()) : store.space(space).count;
   return c;
 }
 
-std::string no_candidates(const std::string& space, const QueryFilter& f) {
+std::string no_candidates(const std::string& space, const RowFilter& f) {
   std::string why;
   if (!f.surveys.empty()) why += " --in " + join(f.surveys);
   if (!f.cells.empty()) why += " --cells";
@@ -388,29 +387,9 @@ LikeResult run_prepared(const Store& store, const LikeQuery& q, Prepared p) {
 }  // namespace
 
 std::optional<std::vector<int64_t>> filtered_vector_rows(const Store& store, const std::string& space,
-                                                         const QueryFilter& f) {
+                                                         const RowFilter& f) {
   if (!f.active()) return std::nullopt;
-  std::vector<int64_t> where_rows;
-  RowFilter rf;
-  if (!f.where.empty()) {
-    where_rows = rows_where(store, f.where);
-    rf.rows = &where_rows;
-  }
-  rf.surveys = f.surveys;
-  rf.cells = f.cells;
-  for (int64_t cell : f.cells)
-    if (cell < 0 || cell >= kNumCells)
-      throw InvalidArgument("--cells: " + std::to_string(cell) + " is not an nside-16 NESTED cell (0.." +
-                            std::to_string(kNumCells - 1) + ")");
-  if (f.cone) {
-    if (!valid_sky_position(f.cone->ra, f.cone->dec) || !(f.cone->radius_deg > 0))
-      throw InvalidArgument("--cone needs RA,DEC,RADIUS in degrees (0..360, -90..90, radius > 0)");
-    rf.has_cone = true;
-    rf.cone_ra = f.cone->ra;
-    rf.cone_dec = f.cone->dec;
-    rf.cone_radius_deg = f.cone->radius_deg;
-  }
-  return store.filtered_vector_rows(space, rf);
+  return store.filtered_vector_rows(space, f);
 }
 
 std::vector<ObjectVector> object_vectors(const Store& store, const std::vector<std::string>& ids,
@@ -430,32 +409,6 @@ LikeResult search_with_vector(const Store& store, const std::string& space, std:
   p.exclude = std::move(exclude);
   std::sort(p.exclude.begin(), p.exclude.end());
   return run_prepared(store, q, std::move(p));
-}
-
-std::pair<double, double> parse_sky_position(const std::string& text, const std::string& flag) {
-  const size_t comma = text.find(',');
-  double ra = NAN, dec = NAN;
-  try {
-    size_t used_ra = 0, used_dec = 0;
-    if (comma != std::string::npos) {
-      ra = std::stod(text.substr(0, comma), &used_ra);
-      dec = std::stod(text.substr(comma + 1), &used_dec);
-      if (used_ra != comma || used_dec != text.size() - comma - 1) ra = NAN;
-    }
-  } catch (const std::exception&) {
-    ra = NAN;
-  }
-  if (!valid_sky_position(ra, dec))
-    throw InvalidArgument(flag + " must be RA,DEC in degrees (ra 0..360, dec -90..90), got '" + text + "'");
-  return {ra, dec};
-}
-
-SkyCone parse_cone(const std::string& text, const std::string& flag) {
-  const size_t last = text.rfind(',');
-  if (last == std::string::npos || text.find(',') == last)
-    throw InvalidArgument(flag + " must be RA,DEC,RADIUS (e.g. 150.1,2.2,30arcmin), got '" + text + "'");
-  const auto [ra, dec] = parse_sky_position(text.substr(0, last), flag);
-  return {ra, dec, parse_angle_deg(text.substr(last + 1), flag)};
 }
 
 LikeResult search_like(const Store& store, const LikeQuery& q) { return run_prepared(store, q, prepare(store, q)); }

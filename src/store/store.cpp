@@ -11,6 +11,7 @@
 #include "mmu/error.h"
 #include "mmu/sky.h"
 #include "mmu/text.h"
+#include "mmu/where_filter.h"
 #include "vector/space_searcher.h"
 #include "store/sqlite_util.h"
 #include "store/layout.h"
@@ -284,15 +285,23 @@ std::vector<int64_t> Store::filtered_vector_rows(const std::string& name, const 
     for (size_t i = 0; i < n; ++i) p += i ? ",?" : "?";
     return p;
   };
+  std::vector<int64_t> where_rows;
+  if (!f.where.empty()) where_rows = rows_where(*this, f.where);
+  for (int64_t cell : f.cells)
+    if (cell < 0 || cell >= kNumCells)
+      throw InvalidArgument("--cells: " + std::to_string(cell) + " is not an nside-16 NESTED cell (0.." +
+                            std::to_string(kNumCells - 1) + ")");
+  if (f.cone && (!valid_sky_position(f.cone->ra, f.cone->dec) || !(f.cone->radius_deg > 0)))
+    throw InvalidArgument("--cone needs RA,DEC,RADIUS in degrees (0..360, -90..90, radius > 0)");
   std::vector<std::pair<int64_t, int64_t>> ranges;
-  if (f.has_cone) ranges = fine_key_ranges_in_cone(f.cone_ra, f.cone_dec, f.cone_radius_deg);
+  if (f.cone) ranges = fine_key_ranges_in_cone(f.cone->ra, f.cone->dec, f.cone->radius_deg);
   std::string sql =
       "SELECT s.vrow, s.row, o.ra, o.dec FROM space_rows s JOIN objects o ON o.row = s.row WHERE s.space = ?";
   if (!f.surveys.empty())
     sql += " AND (o.survey IN (" + placeholders(f.surveys.size()) + ") OR o.survey || '/' || o.subset IN (" +
            placeholders(f.surveys.size()) + "))";
   if (!f.cells.empty()) sql += " AND o.healpix IN (" + placeholders(f.cells.size()) + ")";
-  if (f.has_cone) {
+  if (f.cone) {
     sql += " AND (";
     for (size_t i = 0; i < ranges.size(); ++i) sql += i ? " OR (o.hpx_fine >= ? AND o.hpx_fine < ?)" : "(o.hpx_fine >= ? AND o.hpx_fine < ?)";
     sql += ranges.empty() ? "0)" : ")";
@@ -309,8 +318,10 @@ std::vector<int64_t> Store::filtered_vector_rows(const std::string& name, const 
   }
   std::vector<int64_t> out;
   while (s.step()) {
-    if (f.rows && !std::binary_search(f.rows->begin(), f.rows->end(), s.int64(1))) continue;
-    if (f.has_cone && angular_separation_deg(f.cone_ra, f.cone_dec, s.real(2), s.real(3)) > f.cone_radius_deg) continue;
+    const int64_t row = s.int64(1);
+    if (f.rows && !std::binary_search(f.rows->begin(), f.rows->end(), row)) continue;
+    if (!f.where.empty() && !std::binary_search(where_rows.begin(), where_rows.end(), row)) continue;
+    if (f.cone && angular_separation_deg(f.cone->ra, f.cone->dec, s.real(2), s.real(3)) > f.cone->radius_deg) continue;
     out.push_back(s.int64(0));
   }
   std::sort(out.begin(), out.end());

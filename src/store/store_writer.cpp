@@ -3,6 +3,7 @@
 #include "base/file_util.h"
 #include "vector/flat_index.h"
 #include "mmu/error.h"
+#include "mmu/mmu_files.h"
 #include "mmu/store.h"
 #include "mmu/version.h"
 #include "base/sha256.h"

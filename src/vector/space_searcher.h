@@ -14,7 +14,7 @@
 #include "mmu/device_search.h"
 #include "mmu/exact_search.h"
 #include "mmu/space_index.h"
-#include "mmu/store.h"
+#include "mmu/types.h"  // SpaceInfo, SearchOptions
 
 namespace faiss {
 struct Index;
