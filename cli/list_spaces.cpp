@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "mmu/space_index.h"
+#include "mmu/index_record.h"
 #include "mmu/store.h"
 
 namespace mmu::cli {

@@ -44,9 +44,8 @@ int run_reindex(const ReindexFlags& f) {
   std::snprintf(line, sizeof(line), "  one query: %.3f ms (exact fp32 scan %.3f ms, %.1fx)\n", r.index_ms, r.exact_ms,
                 r.exact_ms / std::max(r.index_ms, 1e-9));
   std::cout << line;
-  std::snprintf(line, sizeof(line), "  built in %.2f s; recorded in %s/index.json\n", r.build_s,
-                store->space_dir(space).c_str());
-  std::cout << line;
+  std::snprintf(line, sizeof(line), "  built in %.2f s; ", r.build_s);
+  std::cout << line << "recorded in " << index_record_path(store->space_dir(space)) << "\n";
   return 0;
 }
 

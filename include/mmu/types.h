@@ -70,7 +70,7 @@ enum class SearchDevice {
   kCuda,      // LibTorch on the first CUDA device (builds with MMU_ENABLE_CUDA)
 };
 
-// How a query may use a space's index (see space_index.h).
+// How a query may use a space's index (see index_record.h).
 struct SearchOptions {
   bool exact = false;     // scan exactly even when the space has an approximate index
   int64_t nprobe = 0;     // IVF lists to scan; 0 = the index's own setting

@@ -13,7 +13,7 @@
 #include "base/file_util.h"
 #include "mmu/device_search.h"
 #include "mmu/exact_search.h"
-#include "mmu/space_index.h"
+#include "mmu/index_record.h"
 #include "mmu/types.h"  // SpaceInfo, SearchOptions
 
 namespace faiss {
