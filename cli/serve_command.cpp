@@ -1,6 +1,7 @@
 #include "serve_command.h"
 
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 #include <pthread.h>
 #include <signal.h>
 
@@ -40,7 +41,10 @@ size_t parse_size(const std::string& text) {
 
 void reply_error(httplib::Response& res, int status, const std::string& message) {
   res.status = status;
-  res.set_content("{\"error\": " + json_quote(message) + "}\n", kJson);
+  // replace: an error may quote bytes of a request that are not UTF-8.
+  res.set_content(nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                      "\n",
+                  kJson);
 }
 
 int http_status(const Error& e) {

@@ -11,6 +11,7 @@
 #include "mmu/sky.h"
 #include "mmu/sky_source.h"
 #include "mmu/store.h"
+#include "mmu/text.h"
 #include "store_flag.h"
 
 namespace mmu::cli {
@@ -94,9 +95,9 @@ int run_xmatch(const XmatchFlags& f) {
       const auto& p = pairs[i];
       if (fmt == OutputFormat::kJson) {
         std::snprintf(buf, sizeof(buf), "%.6f", p.sep_arcsec);
-        std::cout << (i ? ",\n " : "\n ") << "{\"left_id\": " << json_quote(l.ids[p.left])
-                  << ", \"left_survey\": " << json_quote(l.survey(p.left)) << ", \"right_id\": "
-                  << json_quote(r.ids[p.right]) << ", \"right_survey\": " << json_quote(r.survey(p.right))
+        std::cout << (i ? ",\n " : "\n ") << "{\"left_id\": " << text::json_quote(l.ids[p.left])
+                  << ", \"left_survey\": " << text::json_quote(l.survey(p.left)) << ", \"right_id\": "
+                  << text::json_quote(r.ids[p.right]) << ", \"right_survey\": " << text::json_quote(r.survey(p.right))
                   << ", \"sep_arcsec\": " << buf << "}";
       } else {
         std::snprintf(buf, sizeof(buf), "%-20s %-14s %-20s %-14s %10.4f\n", l.ids[p.left].c_str(),

@@ -6,12 +6,17 @@
 #include <fstream>
 #include <string>
 
+#include <unistd.h>
+
 namespace mmu::test {
 
-// A fresh, empty folder under the build tree, removed on destruction.
+// A fresh, empty folder under the build tree, removed on destruction. The
+// process id is part of its name: ctest -j runs test cases as parallel
+// processes, and cases sharing a fixture name must not share its folder.
 class TempDir {
  public:
-  explicit TempDir(const std::string& name) : path_(std::string(MMU_BINARY_DIR) + "/test-tmp/" + name) {
+  explicit TempDir(const std::string& name)
+      : path_(std::string(MMU_BINARY_DIR) + "/test-tmp/" + name + "-" + std::to_string(::getpid())) {
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }

@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "mmu/query.h"
-#include "mmu/text.h"
 
 namespace mmu {
 
@@ -22,9 +21,5 @@ void write_like_result(const LikeResult& r, OutputFormat f, std::ostream& out);
 // Batch mode: one block per query (table), one CSV with a leading `query`
 // column, or a JSON array. A failed query shows its error.
 void write_like_results(const std::vector<LikeResult>& results, OutputFormat f, std::ostream& out);
-
-// Kept for the writers that include this header for it (inspect, xmatch, serve);
-// new code includes mmu/text.h.
-using text::json_quote;
 
 }  // namespace mmu

@@ -1,11 +1,7 @@
-// The store: a directory holding a SQLite catalog, one raw float32 vector file
-// per embedding space and a FAISS index over each space.
-//
-//   <store>/CURRENT                 names the live generation ("gen-000002")
-//   <store>/gen-N/catalog.sqlite    objects, files, spaces, space_rows
-//   <store>/gen-N/spaces/<name>/vectors.f32   count x dim float32, row-major, L2-normalised
-//   <store>/gen-N/spaces/<name>/index.faiss   ids = catalog rows
-//   <store>/gen-N/spaces/<name>/fit.bin       the encoder fit (baseline PCA)
+// The store: a directory holding a SQLite catalog and, per embedding space,
+// its raw vectors and how they are searched. Every file of it is named in one
+// place, src/store/layout.h, and described in one place, docs/ARCHITECTURE.md
+// ("The store").
 //
 // A build writes a whole new generation and switches CURRENT with an atomic
 // rename, so readers and interrupted builds always see a complete store.

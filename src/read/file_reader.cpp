@@ -34,7 +34,7 @@ const char* layout_name(FileLayout l) {
 
 namespace {
 
-// Column conventions, in the order of preference of ../shared/mmu-format.md §7.
+// Column conventions, in the order of preference of docs/MMU-FORMAT.md §7.
 const std::vector<std::string> kIdKeys = {"object_id", "source_id"};
 const std::vector<std::string> kRaKeys = {"ra", "RA", "TARGET_RA", "PLUG_RA", "ifura"};
 const std::vector<std::string> kDecKeys = {"dec", "DEC", "TARGET_DEC", "PLUG_DEC", "ifudec"};

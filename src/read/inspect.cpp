@@ -10,7 +10,7 @@ namespace mmu {
 
 namespace {
 
-// Mask polarity differs by modality in MMU (../shared/mmu-format.md §2).
+// Mask polarity differs by modality in MMU (docs/MMU-FORMAT.md §2).
 std::string polarity_note(const std::string& name) {
   if (name == "image_mask") return "mask (True = good pixel)";
   if (name == "spectrum_mask") return "mask (True = bad pixel)";
