@@ -111,7 +111,7 @@ void require_equal(const std::vector<mmu::MatchPair>& got, const std::vector<mmu
 
 }  // namespace
 
-TEST_CASE("cross-match equals brute force on 1e5 x 1e5 positions, borders and poles included", "[sky][xmatch]") {
+TEST_CASE("cross-match equals brute force on 1e5 x 1e5 positions, borders and poles included", "[sky][xmatch][slow]") {
   const double radius = 1.0 / 3600.0;
   Points left, right;
   make_catalogs(100000, radius, &left, &right);
