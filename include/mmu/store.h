@@ -110,7 +110,7 @@ class Store {
 
 // Records cross-match links (row_a, row_b, separation in arcsec) in the live
 // catalog of the store at dir, in one SQLite transaction, replacing earlier
-// links between the same rows. A rebuild of the store drops links.
+// links between the same rows. A rebuild keeps the links whose two objects it keeps.
 struct RowLink {
   int64_t row_a, row_b;
   double sep_arcsec;

@@ -19,7 +19,7 @@ enum class Modality {
   kLightCurve,  // multi-band time series (plasticc, SN files)
   kXp,          // Gaia XP coefficients
 };
-// "none", "image", "spectrum", "lightcurve", "xp" (defined in src/read/mmu_files.cpp).
+// "none", "image", "spectrum", "lightcurve", "xp" (defined in src/read/file_reader.cpp).
 const char* modality_name(Modality m);
 
 // One MMU file found under a root (discover_files, mmu_files.h).
