@@ -56,7 +56,7 @@ inline int64_t generation_number(const std::string& name) {
   if (!has_generation_prefix(name) || name.size() <= prefix) return -1;
   int64_t v = 0;
   for (size_t i = prefix; i < name.size(); ++i) {
-    if (name[i] < '0' || name[i] > '9') return -1;
+    if (name[i] < '0' || name[i] > '9' || v > (INT64_MAX - 9) / 10) return -1;  // not ours, or overflowing
     v = v * 10 + (name[i] - '0');
   }
   return v;
