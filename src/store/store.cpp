@@ -170,6 +170,7 @@ std::vector<int64_t> Store::linked_rows(int64_t row) const {
 }
 
 void link_objects(const std::string& dir, const std::vector<RowLink>& links) {
+  const StoreLock lock(dir);       // no build may replace the generation meanwhile
   auto store = Store::open(dir);  // validates the store and its version
   sql::Db db(layout::catalog_file(store->generation_path()), SQLITE_OPEN_READWRITE);
   db.exec("BEGIN IMMEDIATE");
