@@ -6,7 +6,8 @@
 Generates a set large enough that a build lasts about a second, then checks:
 a second build of the same store fails at once naming the first one's pid;
 with --wait it succeeds after the first; SIGINT during a build exits 130 and
-leaves no gen-*.tmp (nor, for a first build, the store folder).
+leaves no gen-*.tmp (nor, for a first build, the store folder); `mmu-search
+--like-file` refuses /dev/zero and over a million ids, naming the file and line.
 Needs Debian's /usr/bin/python3.
 """
 
@@ -105,6 +106,18 @@ def main():
         if after != before:
             fail("SIGINT (%s): store folder %s became %s" % (name, before, after))
         print("ok   SIGINT %s: exit 130, folder as before (%s)" % (name, after))
+    # --like-file is read bounded: a line or id count no id list has fails naming the file and line.
+    search = os.path.join(a.bin, "mmu-search")
+    many = os.path.join(a.tmp, "many_ids.txt")
+    with open(many, "w") as f:
+        f.write("".join("x%d\n" % i for i in range(1000001)))
+    for path, want in (("/dev/zero", "line 1 is longer than 4096 bytes"), (many, "line 1000001")):
+        r = subprocess.run([search, "--store", store, "--like-file", path], capture_output=True, text=True,
+                           timeout=TIMEOUT_S)
+        if r.returncode != 1 or path not in r.stderr or want not in r.stderr:
+            fail("--like-file %s: exit %d, want 1 and a message naming it and %r: %r" % (path, r.returncode, want,
+                                                                                       r.stderr))
+        print("ok   --like-file %s refused: %s" % (path, r.stderr.strip()))
     print("all passed")
 
 
