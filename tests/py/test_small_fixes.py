@@ -7,7 +7,8 @@ Generates a set large enough that a build lasts about a second, then checks:
 a second build of the same store fails at once naming the first one's pid;
 with --wait it succeeds after the first; SIGINT during a build exits 130 and
 leaves no gen-*.tmp (nor, for a first build, the store folder); `mmu-search
---like-file` refuses /dev/zero and over a million ids, naming the file and line.
+--like-file` refuses /dev/zero and over a million ids, naming the file and line;
+a NaN stored vector is reported as such, naming the object and space.
 Needs Debian's /usr/bin/python3.
 """
 
@@ -118,6 +119,22 @@ def main():
             fail("--like-file %s: exit %d, want 1 and a message naming it and %r: %r" % (path, r.returncode, want,
                                                                                        r.stderr))
         print("ok   --like-file %s refused: %s" % (path, r.stderr.strip()))
+    # A store whose vectors are all NaN: the error names the object and space, not "the query vector is zero".
+    import csv
+    import numpy as np
+    nan_store = os.path.join(a.tmp, "nan_store")
+    shutil.copytree(store, nan_store)
+    gen = open(os.path.join(nan_store, "CURRENT")).read().strip()
+    vectors = os.path.join(nan_store, gen, "spaces", "spectrum", "vectors.f32")
+    np.full(os.path.getsize(vectors) // 4, np.nan, dtype=np.float32).tofile(vectors)
+    with open(os.path.join(data, "truth.csv")) as f:
+        spectrum_id = next(r["object_id"] for r in csv.DictReader(f) if r["survey"] == "desi")
+    r = subprocess.run([search, "--store", nan_store, "--like", spectrum_id, "--space", "spectrum"],
+                       capture_output=True, text=True, timeout=TIMEOUT_S)
+    if r.returncode != 1 or spectrum_id not in r.stderr or "'spectrum'" not in r.stderr or "not finite" not in r.stderr:
+        fail("NaN store: exit %d, want 1 and a message naming %s, the space and 'not finite': %r" %
+             (r.returncode, spectrum_id, r.stderr))
+    print("ok   NaN stored vector named: " + r.stderr.strip())
     print("all passed")
 
 
