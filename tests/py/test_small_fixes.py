@@ -135,6 +135,21 @@ def main():
         fail("NaN store: exit %d, want 1 and a message naming %s, the space and 'not finite': %r" %
              (r.returncode, spectrum_id, r.stderr))
     print("ok   NaN stored vector named: " + r.stderr.strip())
+    # Garbage in CURRENT comes back escaped and bounded; a NUL in an id does not cut the message.
+    bad_current = os.path.join(a.tmp, "bad_current")
+    shutil.copytree(store, bad_current)
+    with open(os.path.join(bad_current, "CURRENT"), "wb") as f:
+        f.write(b"\x00\x01garbage" * 1000)
+    r = subprocess.run([search, "--store", bad_current, "--like", "x"], capture_output=True, timeout=TIMEOUT_S)
+    err = r.stderr.decode("utf-8", "replace")
+    if r.returncode != 1 or b"\x00" in r.stderr or "\\x00\\x01garbage" not in err or len(r.stderr) > 600:
+        fail("garbage CURRENT: exit %d, want 1 and an escaped, bounded message: %r" % (r.returncode, r.stderr[:300]))
+    print("ok   garbage CURRENT escaped: " + err.strip()[:160])
+    r = subprocess.run([search, "--store", store, "--like", "abc\x01def"], capture_output=True, text=True,
+                       timeout=TIMEOUT_S)
+    if r.returncode != 1 or "abc\\x01def" not in r.stderr:
+        fail("control byte in an id: exit %d, want 1 and the id escaped: %r" % (r.returncode, r.stderr))
+    print("ok   control byte in an id escaped: " + r.stderr.strip())
     print("all passed")
 
 
