@@ -71,12 +71,30 @@ void finish_query_flags(QueryFlags& f) {
 std::vector<std::string> read_id_file(const std::string& path, const std::string& flag) {
   std::ifstream in(path);
   if (!in) throw NotFound("cannot read " + flag + " '" + path + "'");
+  // Bounded, so a wrong file (/dev/zero, a binary) fails instead of filling memory.
+  constexpr size_t kMaxLine = 4096;
+  constexpr size_t kMaxIds = 1000000;
   std::vector<std::string> ids;
   std::string line;
-  while (std::getline(in, line)) {
+  int64_t line_no = 0;
+  std::streambuf* buf = in.rdbuf();
+  for (;;) {
+    line.clear();
+    int c = 0;
+    while ((c = buf->sbumpc()) != std::char_traits<char>::eof() && c != '\n') {
+      if (line.size() == kMaxLine)
+        throw InvalidArgument(flag + " '" + path + "' line " + std::to_string(line_no + 1) + " is longer than " +
+                              std::to_string(kMaxLine) + " bytes: not a list of object ids");
+      line.push_back(static_cast<char>(c));
+    }
+    if (c == std::char_traits<char>::eof() && line.empty()) break;
+    ++line_no;
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
     const size_t start = line.find_first_not_of(" \t");
     if (start == std::string::npos || line[start] == '#') continue;
+    if (ids.size() == kMaxIds)
+      throw InvalidArgument(flag + " '" + path + "' holds more than " + std::to_string(kMaxIds) +
+                            " object ids (line " + std::to_string(line_no) + "); split it");
     ids.push_back(line.substr(start));
   }
   if (ids.empty()) throw InvalidArgument(flag + " '" + path + "' holds no object ids");

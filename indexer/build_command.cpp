@@ -1,10 +1,37 @@
 #include "build_command.h"
 
+#include <signal.h>
+
+#include <atomic>
 #include <iostream>
 
+#include "mmu/error.h"
 #include "store_flag.h"
 
 namespace mmu::cli {
+
+namespace {
+
+// SIGINT/SIGTERM ask the build to stop at its next safe point, so that it
+// unwinds and removes its unfinished generation; the default action would
+// kill it without unwinding. A second signal kills at once.
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_interrupt(int sig) {
+  g_interrupted.store(true);
+  ::signal(sig, SIG_DFL);
+}
+
+void stop_on_interrupt() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a --wait for the lock ends on Ctrl-C too
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+}  // namespace
 
 CLI::App* add_build_command(CLI::App& app, BuildFlags& f) {
   BuildOptions& o = f.options;
@@ -22,6 +49,7 @@ CLI::App* add_build_command(CLI::App& app, BuildFlags& f) {
   b->add_flag("--refit", o.refit,
               "read every file again and refit the baseline (default: reuse the objects and vectors of unchanged files)");
   b->add_flag("--resume", o.resume, "continue an interrupted build, reusing its finished partitions");
+  b->add_flag("--wait", f.wait, "wait while another process writes the store (default: fail at once, naming it)");
   b->add_flag("--skip-bad", o.skip_bad, "leave out files that cannot be read (each is reported) instead of stopping");
   return b;
 }
@@ -29,7 +57,17 @@ CLI::App* add_build_command(CLI::App& app, BuildFlags& f) {
 int run_build(const BuildFlags& f) {
   BuildOptions o = f.options;
   o.progress = !f.quiet;
-  const BuildReport report = build_store(o);
+  o.wait_for_lock = f.wait;
+  o.cancel = &g_interrupted;
+  stop_on_interrupt();
+  BuildReport report;
+  try {
+    report = build_store(o);
+  } catch (const Error&) {
+    if (!g_interrupted.load()) throw;
+    std::cerr << "interrupted: store '" << o.store << "' is as it was before the build\n";
+    return 130;  // 128 + SIGINT, as a shell reports a process that a signal stopped
+  }
   if (!f.quiet) print_build_report(report, o.store, std::cout);
   else
     for (const auto& why : report.skipped) std::cerr << "skipped (--skip-bad): " << why << "\n";

@@ -11,6 +11,7 @@ namespace mmu::cli {
 struct BuildFlags {
   BuildOptions options;
   bool quiet = false;  // no progress lines, no report; skipped files still go to stderr
+  bool wait = false;   // wait for another process writing the store
 };
 
 CLI::App* add_build_command(CLI::App& app, BuildFlags& f);

@@ -2,6 +2,7 @@
 // new store generation that replaces the old one only when complete.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <ostream>
@@ -24,6 +25,11 @@ struct BuildOptions {
   std::string device = "cpu";      // where models run: cpu, or cuda (CUDA builds only)
   bool resume = false;             // reuse the finished partitions of an interrupted build
   bool refit = false;              // read every file and refit the baseline, instead of reusing unchanged files
+  bool wait_for_lock = false;      // wait while another process writes the store, instead of failing
+  // Set (e.g. by a signal handler) to stop the build at the next safe point;
+  // it then throws and leaves the previous store as it was, its unfinished
+  // generation removed.
+  const std::atomic<bool>* cancel = nullptr;
   ImageFeatureOptions image;
   SpectrumFeatureOptions spectrum;
   LightCurveFeatureOptions light_curve;

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "mmu/text.h"
+
 namespace mmu {
 
 enum class ErrorKind {
@@ -18,7 +20,9 @@ enum class ErrorKind {
 
 class Error : public std::runtime_error {
  public:
-  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  // Control bytes of user text in `message` (a NUL in an id or path would cut
+  // what() short) are shown escaped.
+  Error(ErrorKind kind, const std::string& message) : std::runtime_error(text::for_message(message, 1 << 16)), kind_(kind) {}
   ErrorKind kind() const { return kind_; }
 
  private:

@@ -126,12 +126,30 @@ struct NewObject {
   Modality modality = Modality::kNone;
 };
 
+// The right to write a store: an exclusive lock on its LOCK file, which names
+// the holder's pid while held. Creates the store folder if missing (and removes
+// it again if nothing was committed into it). Throws InvalidArgument naming the
+// holder's pid when another process writes the store, unless `wait`, which
+// blocks until it is done.
+class StoreLock {
+ public:
+  explicit StoreLock(const std::string& dir, bool wait = false);
+  ~StoreLock();
+  StoreLock(const StoreLock&) = delete;
+  StoreLock& operator=(const StoreLock&) = delete;
+
+ private:
+  struct Rep;
+  std::unique_ptr<Rep> rep_;
+};
+
 // Writes a new generation of the store. Nothing is visible to readers until
 // commit(); destroying an uncommitted writer removes its files. One writer per
-// store at a time (a lock file refuses a second).
+// store at a time: it adopts `held`, taken earlier by the caller so that the
+// whole job is covered, or takes the lock itself.
 class StoreWriter {
  public:
-  explicit StoreWriter(const std::string& dir);
+  explicit StoreWriter(const std::string& dir, std::unique_ptr<StoreLock> held = nullptr);
   ~StoreWriter();
   StoreWriter(const StoreWriter&) = delete;
   StoreWriter& operator=(const StoreWriter&) = delete;

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <iostream>
 
 #include "mmu/error.h"
 
@@ -108,18 +109,65 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(data_, size_);
 }
 
-FileLock::FileLock(const std::string& path, const std::string& holder) {
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
-  if (fd_ < 0) throw IoError(path, "create", errno);
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+namespace {
+
+// The pid a lock holder wrote into its lock file, or "" when unreadable.
+std::string lock_holder_pid(int fd) {
+  char buf[32] = {};
+  const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+  std::string pid;
+  for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) pid += buf[i];
+  return pid;
+}
+
+}  // namespace
+
+FileLock::FileLock(const std::string& path, const std::string& holder, bool wait) {
+  // Retried when the file was replaced between open and flock: a lock on an
+  // unlinked file would exclude nobody.
+  for (;;) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw IoError(path, "create", errno);
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      const std::string pid = lock_holder_pid(fd_);
+      if (err != EWOULDBLOCK || !wait) {
+        ::close(fd_);
+        fd_ = -1;
+        if (err != EWOULDBLOCK) throw IoError(path, "lock", err);
+        throw InvalidArgument(holder + " (" + (pid.empty() ? std::string("a process") : "process " + pid) +
+                              " holds " + path + ")");
+      }
+      std::cerr << "waiting for " << (pid.empty() ? std::string("another process") : "process " + pid)
+                << " to release " << path << "\n";
+      if (::flock(fd_, LOCK_EX) != 0) {
+        const int err2 = errno;
+        ::close(fd_);
+        fd_ = -1;
+        throw IoError(path, "lock", err2);
+      }
+    }
+    struct stat held {}, named {};
+    if (::fstat(fd_, &held) == 0 && ::stat(path.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
+        held.st_dev == named.st_dev)
+      break;
+    ::close(fd_);
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    const int err = errno;
     ::close(fd_);
     fd_ = -1;
-    throw InvalidArgument(holder + " (" + path + " is locked)");
+    throw IoError(path, "write", err);
   }
 }
 
 FileLock::~FileLock() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ < 0) return;
+  // A pid left behind would name a process that no longer holds the lock.
+  const int best_effort = ::ftruncate(fd_, 0);
+  (void)best_effort;
+  ::close(fd_);
 }
 
 }  // namespace mmu::files

@@ -32,10 +32,12 @@ class MappedFile {
 };
 
 // An exclusive advisory lock (flock) on path, created if missing, held until
-// destruction. Throws InvalidArgument saying `holder` when another process has it.
+// destruction; while held the file holds the holder's process id, so a refusal
+// can name it. Throws InvalidArgument saying `holder` and that pid when another
+// process has the lock, unless `wait`, which blocks until it is free.
 class FileLock {
  public:
-  FileLock(const std::string& path, const std::string& holder);
+  FileLock(const std::string& path, const std::string& holder, bool wait = false);
   ~FileLock();
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;

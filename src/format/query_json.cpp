@@ -59,6 +59,8 @@ json parse_object(const std::string& body) {
     });
   } catch (const json::parse_error& e) {
     throw InvalidArgument("the request body is not valid JSON: " + printable(e.what()));
+  } catch (const json::out_of_range& e) {  // e.g. 1e999: no double holds it
+    throw InvalidArgument("the request body has a number out of range: " + printable(e.what()));
   }
   if (!j.is_object()) throw InvalidArgument("the request body must be a JSON object, got " + type_name(j));
   return j;

@@ -312,6 +312,7 @@ struct BuildState {
   int64_t to_encode = 0;         // their objects with a modality, for the progress line
   std::map<std::string, int64_t> spectrum_lengths;  // by path, for files a model takes
   std::map<std::string, Partition> loaded;          // by path
+  std::unique_ptr<StoreLock> lock;  // taken first, handed to the writer
   std::unique_ptr<StoreWriter> writer;
   std::string resume_dir;
   // Filled by the catalog step, read by the space steps.
@@ -322,6 +323,13 @@ struct BuildState {
   std::vector<bool> mpart_fresh;
   std::set<std::string> written;  // spaces written so far
 };
+
+// Between steps and files: an interrupted build unwinds from here, so the
+// writer's destructor removes the unfinished generation.
+void stop_if_cancelled(const BuildState& b) {
+  if (b.opt.cancel && b.opt.cancel->load())
+    throw InvalidArgument("build of store '" + b.opt.store + "' interrupted; the store is as it was before");
+}
 
 void check_options(const BuildOptions& opt) {
   if (opt.batch_size < 0) throw InvalidArgument("--batch-size must be >= 1 (or 0 for automatic), got " + std::to_string(opt.batch_size));
@@ -400,6 +408,7 @@ void read_new_files(BuildState& b) {
   {
     Progress progress("encoding", b.to_encode, b.opt.progress);
     for (const SourceFile& f : b.good) {
+      stop_if_cancelled(b);
       try {
         MmuFileReader reader(f);
         b.loaded.emplace(f.path, load_partition(reader, b.opt, &progress));
@@ -417,9 +426,12 @@ void read_new_files(BuildState& b) {
   check_duplicates(fresh, b.previous.get(), b.inc.reused);
 }
 
-// Takes the store's lock.
+// Before anything is read: a second build of the store fails at once (or
+// waits), instead of after all its work.
+void lock_store(BuildState& b) { b.lock = std::make_unique<StoreLock>(b.opt.store, b.opt.wait_for_lock); }
+
 void open_writer(BuildState& b) {
-  b.writer = std::make_unique<StoreWriter>(b.opt.store);
+  b.writer = std::make_unique<StoreWriter>(b.opt.store, std::move(b.lock));
   b.resume_dir = layout::resume_dir(b.opt.store);
   if (!b.opt.resume) {
     std::error_code ec;
@@ -477,6 +489,7 @@ void add_new_file(BuildState& b, Partition& p) {
 // The catalog, in discovery order: reused files copied, new ones added.
 void write_catalog(BuildState& b) {
   for (const Incremental::Entry& e : b.inc.entries) {
+    stop_if_cancelled(b);
     if (e.reused) {
       copy_reused_file(b, e);
       continue;
@@ -492,6 +505,7 @@ void write_catalog(BuildState& b) {
 // valid and new objects are projected with the same PCA); a new one is fitted.
 void write_baseline_spaces(BuildState& b) {
   for (auto& [modality, set] : b.sets) {
+    stop_if_cancelled(b);
     const std::string name = modality_name(modality);
     const int64_t n = static_cast<int64_t>(set.rows.size());
     SpaceInfo info;
@@ -646,18 +660,26 @@ BuildReport build_store(const BuildOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   check_options(opt);
   BuildState b(opt);
-  find_input_files(b);
-  load_models(b);
-  plan_against_previous(b);
-  validate_files(b);
-  read_new_files(b);
-  open_writer(b);
-  write_catalog(b);
-  write_baseline_spaces(b);
-  for (size_t c = 0; c < b.cards.size(); ++c) write_model_space(b, c);
-  carry_over_previous(b);
+  const auto step = [&b](void (*run)(BuildState&)) {
+    stop_if_cancelled(b);
+    run(b);
+  };
+  step(lock_store);
+  step(find_input_files);
+  step(load_models);
+  step(plan_against_previous);
+  step(validate_files);
+  step(read_new_files);
+  step(open_writer);
+  step(write_catalog);
+  step(write_baseline_spaces);
+  for (size_t c = 0; c < b.cards.size(); ++c) {
+    stop_if_cancelled(b);
+    write_model_space(b, c);
+  }
+  step(carry_over_previous);
   const auto reindex = indexes_to_rebuild(b);
-  commit_build(b);
+  step(commit_build);
   rebuild_indexes(b, reindex);
   b.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return std::move(b.report);

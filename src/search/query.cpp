@@ -186,12 +186,24 @@ void accumulate(const std::vector<ObjectVector>& objects, const Store& store, st
   }
 }
 
+// A NaN or infinite stored vector (a damaged store, a model that produced
+// NaN) is named here; summed into the query it would read as "the query vector is zero".
+std::vector<float> finite_vector_of(const Store& store, const std::string& space, const CatalogRow& obj, int64_t owner) {
+  std::vector<float> v = store.vector_of(space, owner);
+  for (float x : v)
+    if (!std::isfinite(x))
+      throw FormatError("the stored vector of object '" + obj.object_id + "' (" + obj.survey + ")" +
+                        (owner != obj.row ? " (its linked partner's, row " + std::to_string(owner) + ")" : "") +
+                        " in space '" + space + "' of store '" + store.path() + "' is not finite: rebuild the store");
+  return v;
+}
+
 std::vector<ObjectVector> vectors_of_rows(const Store& store, const std::vector<CatalogRow>& objects, std::string* space) {
   std::vector<ObjectVector> out;
   for (const CatalogRow& obj : objects) {
     const auto [sp, owner] = resolve_space(store, obj, *space);
     *space = sp;  // resolved: "name" may have become "name@version"
-    out.push_back({obj, owner, store.vector_of(sp, owner)});
+    out.push_back({obj, owner, finite_vector_of(store, sp, obj, owner)});
   }
   return out;
 }
@@ -228,7 +240,7 @@ std::vector<ObjectVector> cross_modal_vectors(const Store& store, const std::vec
     ObjectVector sum{obj, obj.row, {}};
     for (const std::string& from_space : from_spaces) {
       const auto [sp, owner] = resolve_space(store, obj, from_space);
-      const std::vector<float> v = store.vector_of(sp, owner);
+      const std::vector<float> v = finite_vector_of(store, sp, obj, owner);
       if (sum.vector.empty()) sum.vector.assign(v.size(), 0.f);
       for (size_t i = 0; i < v.size(); ++i) sum.vector[i] += v[i] / static_cast<float>(from_spaces.size());
       if (owner != obj.row) sum.owner = owner;

@@ -114,8 +114,7 @@ IndexRecord reindex_space(const Store& store, const std::string& space, const In
     throw InvalidArgument("index parameters must be positive (--nprobe, --M, --ef-construction, --ef-search)");
   if (opt.recall_k <= 0 || opt.recall_queries <= 0)
     throw InvalidArgument("--recall-k and --recall-queries must be at least 1");
-  files::FileLock lock(layout::lock_file(store.path()),
-                       "store '" + store.path() + "' is being written by another process");
+  const StoreLock lock(store.path());
   const SpaceInfo info = store.space(space);
   const std::string dir = store.space_dir(space);
   const SpaceSearcher exact(dir, info);

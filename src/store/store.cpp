@@ -84,7 +84,7 @@ std::unique_ptr<Store> Store::open(const std::string& dir) {
   std::string gen = files::read_all(current);
   while (!gen.empty() && (gen.back() == '\n' || gen.back() == ' ')) gen.pop_back();
   if (!layout::has_generation_prefix(gen) || gen.find('/') != std::string::npos)
-    throw FormatError("store '" + dir + "' is damaged: CURRENT names '" + gen + "'");
+    throw FormatError("store '" + dir + "' is damaged: CURRENT names '" + text::for_message(gen, 80) + "'");
   std::unique_ptr<Store> s(new Store());
   s->rep_->path = dir;
   s->rep_->gen_path = (fs::path(dir) / gen).string();
@@ -170,6 +170,7 @@ std::vector<int64_t> Store::linked_rows(int64_t row) const {
 }
 
 void link_objects(const std::string& dir, const std::vector<RowLink>& links) {
+  const StoreLock lock(dir);       // no build may replace the generation meanwhile
   auto store = Store::open(dir);  // validates the store and its version
   sql::Db db(layout::catalog_file(store->generation_path()), SQLITE_OPEN_READWRITE);
   db.exec("BEGIN IMMEDIATE");

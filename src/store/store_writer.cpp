@@ -46,26 +46,57 @@ int64_t insert_file(sql::Db& db, const SourceFile& f, const std::string& path, c
 
 }  // namespace
 
-struct StoreWriter::Rep {
-  std::string dir, gen_name, tmp_path;
+struct StoreLock::Rep {
+  std::string dir;
+  bool created_dir = false;
   std::unique_ptr<files::FileLock> lock;
-  std::unique_ptr<sql::Db> db;
-  int64_t next_row = 0;
-  bool committed = false;
 };
 
-StoreWriter::StoreWriter(const std::string& dir) : rep_(std::make_unique<Rep>()) {
-  Rep& r = *rep_;
-  r.dir = dir;
+StoreLock::StoreLock(const std::string& dir, bool wait) : rep_(std::make_unique<Rep>()) {
+  rep_->dir = dir;
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
     throw InvalidArgument("store path '" + dir + "' exists and is not a directory");
   if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec) && !fs::exists(layout::current_file(dir)) &&
       !fs::exists(layout::lock_file(dir)))
     throw InvalidArgument("'" + dir + "' is a non-empty folder that is not an mmu-search store; refusing to write into it");
+  rep_->created_dir = !fs::exists(dir, ec);
   files::make_dirs(dir);
-  r.lock = std::make_unique<files::FileLock>(layout::lock_file(dir),
-                                             "store '" + dir + "' is being written by another process");
+  rep_->lock = std::make_unique<files::FileLock>(
+      layout::lock_file(dir), "store '" + dir + "' is being written by another process",
+      wait);
+}
+
+StoreLock::~StoreLock() {
+  // A folder this lock created and nothing was committed into goes again,
+  // so a failed first build leaves no empty store behind. The lock file is
+  // unlinked while still held; a waiter then finds it replaced and retries.
+  std::error_code ec;
+  if (rep_->created_dir) {
+    bool only_lock = true;  // e.g. resume/ checkpoints of a model build stay, with the lock file
+    for (const auto& e : fs::directory_iterator(rep_->dir, ec))
+      only_lock = only_lock && e.path().filename() == layout::kLockFile;
+    if (only_lock && !ec) {
+      fs::remove(layout::lock_file(rep_->dir), ec);
+      fs::remove(rep_->dir, ec);
+    }
+  }
+  rep_->lock.reset();
+}
+
+struct StoreWriter::Rep {
+  std::string dir, gen_name, tmp_path;
+  std::unique_ptr<StoreLock> lock;
+  std::unique_ptr<sql::Db> db;
+  int64_t next_row = 0;
+  bool committed = false;
+};
+
+StoreWriter::StoreWriter(const std::string& dir, std::unique_ptr<StoreLock> held) : rep_(std::make_unique<Rep>()) {
+  Rep& r = *rep_;
+  r.dir = dir;
+  std::error_code ec;
+  r.lock = held ? std::move(held) : std::make_unique<StoreLock>(dir);
   // Leftovers of interrupted builds are never live: remove them.
   int64_t max_gen = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
