@@ -36,6 +36,13 @@ struct StoredFile {
   int64_t first_row = 0;  // its objects are rows [first_row, first_row + n_objects)
 };
 
+// A space file's size and SHA-256 as the build that wrote it recorded them.
+struct SpaceFileHash {
+  std::string file;  // name in the space folder (layout::kVectorsFile, kFitFile)
+  size_t bytes = 0;
+  std::string sha256;
+};
+
 class Store {
  public:
   // Throws NotFound (with how to build one) when there is no store at dir, and
@@ -92,6 +99,17 @@ class Store {
   std::vector<float> vector_of(const std::string& name, int64_t row) const;
   // The vectors at `vrows` of space `name`, stacked (vrows.size() x dim).
   std::vector<float> vectors_at(const std::string& name, const std::vector<int64_t>& vrows) const;
+
+  // ---- Integrity (checksums recorded at build; a store older than them has none) ----
+  // fit.bin of space `name`, checked against its recorded SHA-256 on every
+  // read (it is small); throws FormatError naming the file when it differs.
+  std::string read_fit(const std::string& name) const;
+  // Checks every file of space `name` with a recorded checksum (vectors.f32 and
+  // fit.bin), once per Store; throws FormatError naming a damaged one. Hashing
+  // the vectors costs ~1 s per GB, so searches do not call it: builds do
+  // before they carry a space over.
+  void verify_space_files(const std::string& name) const;
+  std::vector<SpaceFileHash> space_file_hashes(const std::string& name) const;
 
  private:
   Store();

@@ -9,6 +9,7 @@
 #include "mmu/error.h"
 
 #include "base/blas.h"
+#include "base/finite.h"
 
 // Fortran LAPACK (OpenBLAS through Debian's alternatives).
 extern "C" {
@@ -79,13 +80,19 @@ void eigen_symmetric(int n, std::vector<float>* a, std::vector<float>* w, std::v
   std::vector<int> iwork(liwork);
   ssyevr_("V", "A", "U", &n, a->data(), &n, &vl, &vu, &il, &iu, &abstol, &found, w->data(), z->data(), &n,
           isuppz.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
-  if (info != 0 || found != n) throw InternalError("eigen-decomposition failed (ssyevr info " + std::to_string(info) + ")");
+  if (info != 0 || found != n)
+    throw InternalError("eigen-decomposition of the " + std::to_string(n) + " x " + std::to_string(n) +
+                        " Gram matrix failed (ssyevr info " + std::to_string(info) + ", " + std::to_string(found) +
+                        " of " + std::to_string(n) + " eigenpairs found)");
 }
 
 }  // namespace
 
 PcaModel fit_pca(const float* x, int64_t n, int64_t d, int64_t k, int64_t max_rows) {
   if (n < 2) throw InvalidArgument("a PCA needs at least 2 objects, got " + std::to_string(n));
+  // One NaN would turn every component into NaN (LAPACK then fails or returns garbage).
+  const int64_t bad = first_non_finite_row(x, n, d);
+  if (bad >= 0) throw InvalidArgument("PCA input row " + std::to_string(bad) + " has a NaN or Inf feature");
   const int64_t stride = (n + max_rows - 1) / max_rows;
   const int64_t m = (n + stride - 1) / stride;
   k = std::min({k, d, m - 1});
@@ -216,6 +223,10 @@ PcaModel parse_pca(const std::string& bytes, const std::string& origin) {
   m.components.assign(p, p + m.output_dim * m.input_dim);
   p += m.output_dim * m.input_dim;
   m.variances.assign(p, p + m.output_dim);
+  if (first_non_finite_row(m.mean.data(), 1, m.input_dim) >= 0 ||
+      first_non_finite_row(m.components.data(), m.output_dim, m.input_dim) >= 0 ||
+      first_non_finite_row(m.variances.data(), 1, m.output_dim) >= 0)
+    throw FormatError("'" + origin + "' holds NaN or Inf values: it is damaged; rebuild with --refit");
   return m;
 }
 

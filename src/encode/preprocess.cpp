@@ -17,8 +17,9 @@ void normalize_row(float* x, int64_t d) {
   double s = 0.0;
   for (int64_t j = 0; j < d; ++j) s += static_cast<double>(x[j]) * x[j];
   if (s <= 0.0) return;
-  const float inv = static_cast<float>(1.0 / std::sqrt(s));
-  for (int64_t j = 0; j < d; ++j) x[j] *= inv;
+  // In double: a float 1/norm of a row of huge values would be subnormal or 0.
+  const double inv = 1.0 / std::sqrt(s);
+  for (int64_t j = 0; j < d; ++j) x[j] = static_cast<float>(x[j] * inv);
 }
 
 // Records the smallest failing object index across threads.
@@ -49,7 +50,8 @@ int64_t image_features(const ImageBatch& b, const ImageFeatureOptions& opt, floa
   const int64_t y0 = (b.height - crop) / 2, x0 = (b.width - crop) / 2;
   const int64_t dim = image_feature_dim(opt);
   const int64_t plane = b.height * b.width;
-  const float inv_soft = 1.0f / opt.softening;
+  // In double: a float pixel near FLT_MAX over the softening overflows to Inf.
+  const double inv_soft = 1.0 / opt.softening;
   const std::vector<int64_t> bands = select_bands(b);
   // Pixel -> grid cell along one axis of the crop (any crop size, any scale).
   std::vector<int64_t> cell(crop);
@@ -79,7 +81,7 @@ int64_t image_features(const ImageBatch& b, const ImageFeatureOptions& opt, floa
             continue;
           }
           const int64_t c = cell[y] * side + cell[x];
-          sum[c] += std::asinh(v * inv_soft);
+          sum[c] += std::asinh(static_cast<double>(v) * inv_soft);
           ++n[c];
         }
       }
@@ -109,7 +111,8 @@ int64_t spectrum_features(const SpectrumBatch& b, const SpectrumFeatureOptions& 
     bool bad = false;
     for (int64_t p = 0; p < b.length; ++p) {
       if (!ok[p]) continue;
-      if (!std::isfinite(flux[p]) || !std::isfinite(ivar[p])) {
+      // A wavelength <= 0 or non-finite has no bin (and its log would not convert to one).
+      if (!std::isfinite(flux[p]) || !std::isfinite(ivar[p]) || !(lam[p] > 0.0f) || !std::isfinite(lam[p])) {
         bad = true;
         continue;
       }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <memory>
 #include <optional>
 
+#include "base/finite.h"
 #include "read/hdf5_util.h"
 #include "mmu/error.h"
 #include "mmu/npy.h"
@@ -129,7 +131,14 @@ class Exporter {
       b.vectors.clear();
       b.values.clear();
       b.labels.clear();
-      if (with_vectors || probe_) b.vectors = store_.vectors_at(prov_.space.name, part);
+      if (with_vectors || probe_) {
+        b.vectors = store_.vectors_at(prov_.space.name, part);
+        // No format may carry a NaN/Inf out (binary ones would do it silently): only a damaged store has one.
+        const int64_t bad = first_non_finite_row(b.vectors.data(), static_cast<int64_t>(part.size()), static_cast<int64_t>(dim));
+        if (bad >= 0)
+          throw FormatError("store '" + store_.path() + "' is damaged: the " + prov_.space.name + " vector of object '" +
+                            b.rows[static_cast<size_t>(bad)].object_id + "' has NaN or Inf values; rebuild it (mmu-index build --refit)");
+      }
       if (probe_) {
         for (size_t i = 0; i < part.size(); ++i) {
           const float* x = &b.vectors[i * dim];
@@ -189,7 +198,7 @@ void write_csv(const Exporter& ex, const std::string& path, bool with_embedding)
       // Positions keep 1e-12 deg; float32 embeddings round-trip at 9 digits.
       out += csv_field(r.object_id) + "," + csv_field(r.survey) + "," + format_double("%.15g", r.ra) + "," +
              format_double("%.15g", r.dec);
-      if (!b.values.empty()) out += "," + format_double("%.9g", b.values[i]);
+      if (!b.values.empty()) out += "," + (std::isfinite(b.values[i]) ? format_double("%.9g", b.values[i]) : std::string());
       if (!b.labels.empty()) out += "," + csv_field(b.labels[i]);
       for (size_t j = 0; j < dim; ++j) out += "," + format_double("%.9g", b.vectors[i * dim + j]);
       out += "\n";

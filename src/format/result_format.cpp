@@ -49,6 +49,12 @@ std::string describe_query(const LikeResult& r) {
   return s;
 }
 
+// A number as the table and CSV print it; a NaN or Inf (which a store never
+// holds, but a damaged one might) is an empty cell, never "nan" or "inf".
+std::string number_cell(const char* printf_format, double v) {
+  return std::isfinite(v) ? format_double(printf_format, v) : std::string();
+}
+
 void write_table(const LikeResult& r, std::ostream& out) {
   if (!r.error.empty()) {
     out << "query " << r.label << ": error: " << r.error << "\n";
@@ -61,8 +67,8 @@ void write_table(const LikeResult& r, std::ostream& out) {
   const std::vector<std::string> head = {"rank", "object_id", "survey", "ra", "dec", "score"};
   std::vector<std::vector<std::string>> cells;
   for (const Neighbor& n : r.neighbors)
-    cells.push_back({std::to_string(n.rank), n.object.object_id, n.object.survey, format_double("%.6f", n.object.ra),
-                     format_double("%.6f", n.object.dec), format_double("%.6f", n.score)});
+    cells.push_back({std::to_string(n.rank), n.object.object_id, n.object.survey, number_cell("%.6f", n.object.ra),
+                     number_cell("%.6f", n.object.dec), number_cell("%.6f", n.score)});
   std::vector<size_t> w(head.size());
   for (size_t c = 0; c < head.size(); ++c) {
     w[c] = head[c].size();
@@ -86,7 +92,7 @@ void write_table(const LikeResult& r, std::ostream& out) {
 void write_csv_rows(const LikeResult& r, const std::string& prefix, std::ostream& out) {
   for (const Neighbor& n : r.neighbors)
     out << prefix << n.rank << ',' << csv_field(n.object.object_id) << ',' << csv_field(n.object.survey) << ','
-        << format_double("%.9f", n.object.ra) << ',' << format_double("%.9f", n.object.dec) << ',' << format_double("%.8f", n.score) << "\n";
+        << number_cell("%.9f", n.object.ra) << ',' << number_cell("%.9f", n.object.dec) << ',' << number_cell("%.8f", n.score) << "\n";
 }
 
 // Each number is rounded as the table and CSV print it (ra, dec %.9f, scores

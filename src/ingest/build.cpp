@@ -9,6 +9,7 @@
 #include <set>
 
 #include "base/file_util.h"
+#include "base/finite.h"
 #include "mmu/error.h"
 #include "mmu/model_package.h"
 #include "ingest/model_stage.h"
@@ -118,6 +119,12 @@ Partition load_partition(const MmuFileReader& reader, const BuildOptions& opt, P
       throw FormatError("object '" + p.catalog.ids[start + bad] + "' (row " + std::to_string(start + bad) +
                         ") in '" + p.file.path + "': dataset '" + data_dataset(p.modality) +
                         "' has NaN/Inf values where its mask says usable, or no usable value at all");
+    // Finite input can still overflow a feature (values near FLT_MAX): no such vector enters the store.
+    const int64_t overflow = first_non_finite_row(batch.data(), count, dim);
+    if (overflow >= 0)
+      throw FormatError("object '" + p.catalog.ids[start + overflow] + "' (row " + std::to_string(start + overflow) +
+                        ") in '" + p.file.path + "': dataset '" + data_dataset(p.modality) +
+                        "' has values too large for a finite feature vector");
     p.feature_dim = dim;
     by_file_row.insert(by_file_row.end(), batch.begin(), batch.end());
     progress->add(count);
@@ -207,6 +214,7 @@ bool has_space(const Store& store, const std::string& name) {
 
 // The previous vectors of space `name` whose objects are kept, at their new rows.
 SpaceVectors carried_vectors(const Store& old, const std::string& name, const RowMap& map) {
+  old.verify_space_files(name);  // a damaged file must not be carried into the new generation
   SpaceVectors out;
   out.dim = old.space(name).dim;
   std::vector<int64_t> vrows;
@@ -219,6 +227,17 @@ SpaceVectors carried_vectors(const Store& old, const std::string& name, const Ro
   out.vectors = old.vectors_at(name, vrows);
   out.carried = static_cast<int64_t>(out.rows.size());
   return out;
+}
+
+// The PCA of one baseline space; a failure names the space and its size.
+PcaModel fit_space_pca(const std::string& name, const FeatureSet& set, int64_t dim) {
+  const int64_t n = static_cast<int64_t>(set.rows.size());
+  try {
+    return fit_pca(set.features.data(), n, set.dim, dim);
+  } catch (const Error& e) {
+    throw Error(e.kind(), "fitting the baseline PCA of space '" + name + "' (" + std::to_string(n) + " objects x " +
+                              std::to_string(set.dim) + " features, first file '" + set.first_file + "'): " + e.what());
+  }
 }
 
 void append_projection(const PcaModel& pca, const FeatureSet& set, SpaceVectors* out) {
@@ -518,7 +537,7 @@ void write_baseline_spaces(BuildState& b) {
     if (b.previous && has_space(*b.previous, name)) out = carried_vectors(*b.previous, name, b.row_map);
     if (!out.rows.empty()) {
       const std::string fit_path = layout::fit_file(b.previous->space_dir(name));
-      fit_blob = files::read_all(fit_path);
+      fit_blob = b.previous->read_fit(name);
       const PcaModel pca = parse_pca(fit_blob, fit_path);
       if (pca.input_dim != set.dim)
         throw FormatError("space '" + name + "' of the store was fitted on " + std::to_string(pca.input_dim) +
@@ -529,7 +548,7 @@ void write_baseline_spaces(BuildState& b) {
       if (n < 2)
         throw InvalidArgument("space '" + name + "' has " + std::to_string(n) +
                               " object(s); the baseline encoder needs at least 2 to fit its PCA");
-      const PcaModel pca = fit_pca(set.features.data(), n, set.dim, b.opt.dim);
+      const PcaModel pca = fit_space_pca(name, set, b.opt.dim);
       fit_blob = serialize_pca(pca);
       out.dim = pca.output_dim;
       append_projection(pca, set, &out);
@@ -610,7 +629,7 @@ void carry_over_previous(BuildState& b) {
     if (b.written.count(s.name)) continue;
     SpaceVectors out = carried_vectors(*b.previous, s.name, b.row_map);
     if (out.rows.empty()) continue;  // none of its objects is left
-    const std::string fit_blob = files::read_all(layout::fit_file(b.previous->space_dir(s.name)));
+    const std::string fit_blob = b.previous->read_fit(s.name);
     write_space(*b.writer, b.previous.get(), s, out, fit_blob, b.row_map, &b.report);
   }
   b.writer->copy_links(*b.previous, [&](int64_t old_row) { return b.row_map.map(old_row); });

@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include "base/file_util.h"
+#include "base/finite.h"
 #include "mmu/bounded_queue.h"
 #include "mmu/error.h"
 #include "base/sha256.h"
@@ -152,6 +153,14 @@ void finish_job(const ModelCard& card, Job* job) {
   for (int64_t pos = 0; pos < n; ++pos)
     std::copy_n(job->by_file_row.data() + job->part->order[pos] * d, d, job->vectors.data() + pos * d);
   std::vector<float>().swap(job->by_file_row);
+  // A model can emit NaN (e.g. on an extreme pixel): it is refused here, before the checkpoint.
+  const int64_t bad = first_non_finite_row(job->vectors.data(), n, d);
+  if (bad >= 0) {
+    const int64_t row = job->part->order[bad];
+    throw FormatError("model '" + card.space_name() + "' gave NaN or Inf for object '" +
+                      job->part->ids.at(static_cast<size_t>(row)) + "' (row " + std::to_string(row) + ") in '" +
+                      job->part->file.path + "'");
+  }
   files::make_dirs(fs::path(job->checkpoint).parent_path().string());
   files::write_atomic(job->checkpoint, job->vectors.data(), job->vectors.size() * sizeof(float));
 }
@@ -233,6 +242,10 @@ std::vector<float> run_model_stage(const ModelCard& card, ModelEncoder& encoder,
       const std::string data = files::read_all(job.checkpoint);
       const float* f = reinterpret_cast<const float*>(data.data());
       job.vectors.assign(f, f + count);
+    }
+    if (!job.vectors.empty() && first_non_finite_row(job.vectors.data(), 1, static_cast<int64_t>(count)) >= 0) {
+      job.vectors.clear();  // a damaged checkpoint is encoded again, not trusted
+    } else if (!job.vectors.empty()) {
       *resumed += static_cast<int64_t>(p.order.size());
       progress.add(static_cast<int64_t>(p.order.size()));
     } else {

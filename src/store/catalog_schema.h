@@ -26,6 +26,12 @@ CREATE TABLE links(
   row_a INTEGER NOT NULL, row_b INTEGER NOT NULL, sep_arcsec REAL NOT NULL,
   PRIMARY KEY(row_a, row_b)) WITHOUT ROWID;
 CREATE INDEX links_by_b ON links(row_b);
+-- SHA-256 of each space file as written at build (vectors.f32, fit.bin);
+-- checked before a file is trusted (see Store::read_fit, verify_space_files).
+-- Stores written before this table existed are not verified.
+CREATE TABLE space_files(
+  space TEXT NOT NULL, file TEXT NOT NULL, bytes INTEGER NOT NULL, sha256 TEXT NOT NULL,
+  PRIMARY KEY(space, file)) WITHOUT ROWID;
 -- Per-object scalar catalog columns of the source files (format version 2).
 -- Keyed by (name, row) so one column's values are one contiguous range: a
 -- --where predicate reads one range, or a slice of the num index. num has no

@@ -5,9 +5,11 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 
 #include "base/file_util.h"
+#include "base/sha256.h"
 #include "mmu/error.h"
 #include "mmu/sky.h"
 #include "mmu/text.h"
@@ -32,6 +34,9 @@ struct Store::Rep {
   // Opened on first use and kept: mapping and index loading are per store, not per query.
   std::mutex searchers_mu;
   std::map<std::string, std::unique_ptr<SpaceSearcher>> searchers;
+  bool has_file_hashes = false;  // the catalog has a space_files table
+  std::mutex verified_mu;
+  std::set<std::string> verified;  // spaces whose files verify_space_files checked
 };
 
 Store::Store() : rep_(std::make_unique<Rep>()) {}
@@ -106,6 +111,9 @@ std::unique_ptr<Store> Store::open(const std::string& dir) {
     SpaceInfo info{sp.text(0), sp.text(1), sp.text(2), sp.text(3), sp.int64(4), sp.int64(5), sp.text(6), sp.text(7)};
     s->rep_->spaces[info.name] = info;
   }
+  auto t = s->rep_->db->prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'space_files'");
+  t.step();
+  s->rep_->has_file_hashes = t.int64(0) > 0;
   return s;
 }
 
@@ -388,6 +396,53 @@ std::vector<float> Store::vectors_at(const std::string& name, const std::vector<
     out.insert(out.end(), sp.vector(v), sp.vector(v) + dim);
   }
   return out;
+}
+
+// ---- Integrity ----
+
+std::vector<SpaceFileHash> Store::space_file_hashes(const std::string& name) const {
+  std::vector<SpaceFileHash> out;
+  if (!rep_->has_file_hashes) return out;
+  auto s = rep_->db->prepare("SELECT file, bytes, sha256 FROM space_files WHERE space = ?1 ORDER BY file");
+  s.bind(1, name);
+  while (s.step()) out.push_back({s.text(0), static_cast<size_t>(s.int64(1)), s.text(2)});
+  return out;
+}
+
+namespace {
+
+void check_hash(const std::string& path, const SpaceFileHash& h, size_t bytes, const std::string& sha256) {
+  if (bytes == h.bytes && sha256 == h.sha256) return;
+  throw FormatError("'" + path + "' is damaged: " +
+                    (bytes != h.bytes ? std::to_string(bytes) + " bytes where the build wrote " + std::to_string(h.bytes)
+                                      : std::string("its SHA-256 differs from the one the build recorded")) +
+                    "; rebuild the store (mmu-index build --refit)");
+}
+
+}  // namespace
+
+std::string Store::read_fit(const std::string& name) const {
+  const std::string path = layout::fit_file(space_dir(name));
+  std::string blob = files::read_all(path);
+  for (const SpaceFileHash& h : space_file_hashes(name))
+    if (h.file == layout::kFitFile) check_hash(path, h, blob.size(), sha256_hex(blob));
+  return blob;
+}
+
+void Store::verify_space_files(const std::string& name) const {
+  {
+    std::lock_guard<std::mutex> lock(rep_->verified_mu);
+    if (rep_->verified.count(name)) return;
+  }
+  for (const SpaceFileHash& h : space_file_hashes(name)) {
+    const std::string path = layout::space_file(space_dir(name), h.file);
+    std::error_code ec;
+    const auto bytes = fs::file_size(path, ec);
+    if (ec) throw FormatError("store '" + rep_->path + "' is damaged: '" + path + "' is missing");
+    check_hash(path, h, static_cast<size_t>(bytes), bytes == h.bytes ? sha256_file(path) : std::string());
+  }
+  std::lock_guard<std::mutex> lock(rep_->verified_mu);
+  rep_->verified.insert(name);
 }
 
 // ---- Stored catalog columns ----

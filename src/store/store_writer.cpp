@@ -1,6 +1,7 @@
 #include <filesystem>
 
 #include "base/file_util.h"
+#include "base/finite.h"
 #include "vector/flat_index.h"
 #include "mmu/error.h"
 #include "mmu/mmu_files.h"
@@ -31,6 +32,13 @@ void insert_space(sql::Db& db, const SpaceInfo& info, const std::vector<std::pai
     m.bind(1, info.name).bind(2, vrow).bind(3, row);
     m.run();
   }
+}
+
+void record_file_hash(sql::Db& db, const std::string& space, const std::string& file, size_t bytes,
+                      const std::string& sha256) {
+  auto s = db.prepare("INSERT INTO space_files(space, file, bytes, sha256) VALUES (?1, ?2, ?3, ?4)");
+  s.bind(1, space).bind(2, file).bind(3, static_cast<int64_t>(bytes)).bind(4, sha256);
+  s.run();
 }
 
 int64_t insert_file(sql::Db& db, const SourceFile& f, const std::string& path, const std::string& modality,
@@ -228,8 +236,16 @@ void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& r
   const std::string dir = layout::space_dir(r.tmp_path, info.name);
   files::make_dirs(dir);
   const int64_t n = static_cast<int64_t>(rows.size());
-  files::write_atomic(layout::vectors_file(dir), vectors, static_cast<size_t>(n * info.dim) * sizeof(float));
+  // The last gate: whatever encoder made them, no NaN/Inf vector is written.
+  const int64_t bad = first_non_finite_row(vectors, n, info.dim);
+  if (bad >= 0)
+    throw FormatError("space '" + info.name + "': the vector of catalog row " + std::to_string(rows[bad]) +
+                      " has NaN or Inf values; nothing was written");
+  const size_t bytes = static_cast<size_t>(n * info.dim) * sizeof(float);
+  files::write_atomic(layout::vectors_file(dir), vectors, bytes);
   files::write_atomic(layout::fit_file(dir), fit_blob);
+  record_file_hash(*r.db, info.name, layout::kVectorsFile, bytes, sha256_file(layout::vectors_file(dir)));
+  record_file_hash(*r.db, info.name, layout::kFitFile, fit_blob.size(), sha256_hex(fit_blob));
   write_flat_index(layout::flat_index_file(dir), info.dim, n, vectors, rows.data());
   SpaceInfo row = info;
   row.count = n;
@@ -243,6 +259,7 @@ void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& r
 void StoreWriter::copy_space(const Store& old, const std::string& name) {
   Rep& r = *rep_;
   const SpaceInfo info = old.space(name);
+  old.verify_space_files(name);  // hard links would carry a damaged file on
   const fs::path src = old.space_dir(name), dst = layout::space_dir(r.tmp_path, name);
   files::make_dirs(dst.string());
   // Every file of the space: vectors, fit, FAISS files and the index record.
@@ -255,6 +272,7 @@ void StoreWriter::copy_space(const Store& old, const std::string& name) {
     if (ec) throw IoError(to.string(), "copy", ec.value());
   }
   insert_space(*r.db, info, old.space_rows(name));
+  for (const SpaceFileHash& h : old.space_file_hashes(name)) record_file_hash(*r.db, name, h.file, h.bytes, h.sha256);
 }
 
 void StoreWriter::commit() {
