@@ -30,6 +30,7 @@ int run_build(const BuildFlags& f) {
   BuildOptions o = f.options;
   o.progress = !f.quiet;
   const BuildReport report = build_store(o);
+  for (const auto& what : report.warnings) std::cerr << "warning: " << what << "\n";
   if (!f.quiet) print_build_report(report, o.store, std::cout);
   else
     for (const auto& why : report.skipped) std::cerr << "skipped (--skip-bad): " << why << "\n";
