@@ -49,7 +49,7 @@ const char* data_dataset(Modality m) {
   switch (m) {
     case Modality::kImage: return "image_array";
     case Modality::kSpectrum: return "spectrum_flux";
-    case Modality::kLightCurve: return "lightcurve / mag";
+    case Modality::kLightCurve: return "lightcurve / time, mag|flux";
     case Modality::kXp: return "coeff";
     default: return "";
   }
