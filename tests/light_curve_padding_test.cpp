@@ -181,3 +181,28 @@ TEST_CASE("light-curve points that only look like padding are counted and warned
     CHECK(w[0].find("both time -99 padding") != std::string::npos);
   }
 }
+
+TEST_CASE("the real cfa and csp files are zero padded and need no assumption", "[lightcurve][real]") {
+  // tests/data/mmu-real: SN2007bc (CfA, 7 x 19) and SN2004dt (CSP, 12 x 46), padding 0 in all three arrays.
+  const auto files = mmu::discover_files({std::string(MMU_TEST_DATA_DIR) + "/mmu-real"});
+  REQUIRE(files.size() == 2);
+  for (const auto& file : files) {
+    INFO(file.path);
+    mmu::MmuFileReader reader(file);
+    mmu::LightCurveBatch lc;
+    reader.read_light_curves(0, 1, &lc);
+    // Independent count: per band row, the points after its last non-zero time.
+    int64_t trailing = 0;
+    for (int64_t band = 0; band < lc.bands; ++band) {
+      int64_t last = -1;
+      for (int64_t k = 0; k < lc.length; ++k)
+        if (lc.time[band * lc.length + k] != 0.0f) last = k;
+      trailing += lc.length - 1 - last;
+    }
+    CHECK(trailing > 0);
+    CHECK(lc.padding.trailing_zero == trailing);
+    CHECK(usable(lc) == lc.bands * lc.length - trailing);
+    CHECK(lc.padding.trailing_minus99 + lc.padding.inner_padding + lc.padding.sentinel_kept + lc.padding.non_finite == 0);
+    CHECK(mmu::padding_warnings(file.path, lc.padding).empty());
+  }
+}
