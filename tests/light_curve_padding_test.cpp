@@ -202,7 +202,8 @@ TEST_CASE("the real cfa and csp files are zero padded and need no assumption", "
     CHECK(trailing > 0);
     CHECK(lc.padding.trailing_zero == trailing);
     CHECK(usable(lc) == lc.bands * lc.length - trailing);
-    CHECK(lc.padding.trailing_minus99 + lc.padding.inner_padding + lc.padding.sentinel_kept + lc.padding.non_finite == 0);
+    const auto& pad = lc.padding;
+    CHECK(pad.trailing_minus99 + pad.inner_padding + pad.sentinel_kept + pad.non_finite == 0);
     CHECK(mmu::padding_warnings(file.path, lc.padding).empty());
   }
 }
