@@ -68,6 +68,7 @@ int run_build(const BuildFlags& f) {
     std::cerr << "interrupted: store '" << o.store << "' is as it was before the build\n";
     return 130;  // 128 + SIGINT, as a shell reports a process that a signal stopped
   }
+  for (const auto& what : report.warnings) std::cerr << "warning: " << what << "\n";
   if (!f.quiet) print_build_report(report, o.store, std::cout);
   else
     for (const auto& why : report.skipped) std::cerr << "skipped (--skip-bad): " << why << "\n";

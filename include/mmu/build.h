@@ -48,6 +48,7 @@ struct BuildReport {
   std::vector<std::string> kept_spaces;      // spaces carried over unchanged (hard-linked) from the previous store
   int64_t resumed_objects = 0;               // model embeddings taken from checkpoints
   std::vector<std::string> model_skips;      // files a model's fixed input cannot take (e.g. SDSS lengths)
+  std::vector<std::string> warnings;         // assumptions about a file's data, each naming the file (light-curve padding)
   std::map<std::string, int64_t> space_counts;
   std::map<std::string, int64_t> space_dims;
   std::map<std::string, double> model_seconds;    // encoding time per model space (reading overlapped, load excluded)
@@ -59,7 +60,8 @@ struct BuildReport {
 // in which case the previous store is left untouched.
 BuildReport build_store(const BuildOptions& opt);
 
-// Human-readable summary of a report, one line per item.
+// Human-readable summary of a report, one line per item. Leaves out
+// r.warnings, which the caller prints to stderr whatever the verbosity.
 void print_build_report(const BuildReport& r, const std::string& store, std::ostream& out);
 
 }  // namespace mmu

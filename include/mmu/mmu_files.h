@@ -61,14 +61,37 @@ struct SpectrumBatch {
   std::vector<uint8_t> good;  // 1 = usable: mask says good, ivar > 0, lambda > 0 (SDSS pads with -1)
 };
 
-// A batch of light curves, row-major count x bands x length. Padding (MMU
-// pads with zeros at the end of each band) is marked unusable.
+// What read_light_curves took for padding, in points. MMU's builders pad each
+// band row at its end, up to the longest band (per object) or the longest
+// object (per file): time -99 with value and error 0 (the SNANA template:
+// swift_sne_ia, foundation, ps1_sne_ia, snls, des_y3_sne_ia), or all three 0
+// (cfa, csp, plasticc, tess). Only the counts other than the two trailing
+// runs are assumptions; padding_warnings turns them into messages.
+struct LightCurvePadding {
+  int64_t trailing_minus99 = 0;  // trailing (time -99, 0, 0) points: padding
+  int64_t trailing_zero = 0;     // trailing (0, 0, 0) points: padding
+  int64_t inner_padding = 0;     // (-99 or 0, 0, 0) points with real points after them: taken as missing
+  int64_t sentinel_kept = 0;     // time -99 or 0 with a non-zero value or error: kept as observations
+  int64_t non_finite = 0;        // real time, NaN/Inf value or error (tess keeps such cadences): taken as missing
+  LightCurvePadding& operator+=(const LightCurvePadding& o);
+};
+
+// A batch of light curves, row-major count x bands x length. Padding and
+// points without a finite value are marked unusable (see LightCurvePadding).
 struct LightCurveBatch {
   int64_t count = 0, bands = 0, length = 0;
   std::vector<float> time, value, error;
   std::vector<uint8_t> good;
-  bool magnitudes = false;  // value is a magnitude (SN files) rather than a flux (plasticc)
+  bool magnitudes = false;  // value is a magnitude (cfa, csp) rather than a flux (SNANA template, plasticc, tess)
+  LightCurvePadding padding;
 };
+
+// Sets good and padding from time/value/error (read_light_curves calls it).
+void mark_light_curve_padding(LightCurveBatch* batch);
+
+// One warning per assumption in a file's padding counts, naming the file;
+// empty when the file follows one builder convention exactly.
+std::vector<std::string> padding_warnings(const std::string& path, const LightCurvePadding& padding);
 
 // A batch of fixed-length coefficient vectors (Gaia XP), count x dim.
 struct CoeffBatch {

@@ -36,6 +36,7 @@ struct Partition {
   std::vector<int64_t> fine;    // by file row
   int64_t feature_dim = 0;
   std::vector<float> features;  // order.size() x feature_dim
+  LightCurvePadding padding;    // summed over the file's batches, for its warnings
 };
 
 struct FeatureSet {
@@ -49,7 +50,7 @@ const char* data_dataset(Modality m) {
   switch (m) {
     case Modality::kImage: return "image_array";
     case Modality::kSpectrum: return "spectrum_flux";
-    case Modality::kLightCurve: return "lightcurve / mag";
+    case Modality::kLightCurve: return "lightcurve / time, mag|flux";
     case Modality::kXp: return "coeff";
     default: return "";
   }
@@ -57,7 +58,7 @@ const char* data_dataset(Modality m) {
 
 // Features of rows [start, start+count) into out; returns -1 or the first bad row's offset.
 int64_t batch_features(const MmuFileReader& reader, const BuildOptions& opt, int64_t start, int64_t count,
-                       std::vector<float>* out, int64_t* dim) {
+                       std::vector<float>* out, int64_t* dim, LightCurvePadding* padding) {
   switch (reader.modality()) {
     case Modality::kImage: {
       ImageBatch b;
@@ -76,6 +77,7 @@ int64_t batch_features(const MmuFileReader& reader, const BuildOptions& opt, int
     case Modality::kLightCurve: {
       LightCurveBatch b;
       reader.read_light_curves(start, count, &b);
+      *padding += b.padding;
       *dim = light_curve_feature_dim(opt.light_curve);
       out->resize(static_cast<size_t>(count * *dim));
       return light_curve_features(b, opt.light_curve, out->data());
@@ -114,7 +116,7 @@ Partition load_partition(const MmuFileReader& reader, const BuildOptions& opt, P
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t count = std::min(batch_size, n - start);
     int64_t dim = 0;
-    const int64_t bad = batch_features(reader, opt, start, count, &batch, &dim);
+    const int64_t bad = batch_features(reader, opt, start, count, &batch, &dim, &p.padding);
     if (bad >= 0)
       throw FormatError("object '" + p.catalog.ids[start + bad] + "' (row " + std::to_string(start + bad) +
                         ") in '" + p.file.path + "': dataset '" + data_dataset(p.modality) +
@@ -430,7 +432,9 @@ void read_new_files(BuildState& b) {
       stop_if_cancelled(b);
       try {
         MmuFileReader reader(f);
-        b.loaded.emplace(f.path, load_partition(reader, b.opt, &progress));
+        Partition p = load_partition(reader, b.opt, &progress);
+        for (auto& w : padding_warnings(f.path, p.padding)) b.report.warnings.push_back(std::move(w));
+        b.loaded.emplace(f.path, std::move(p));
       } catch (const Error& e) {
         if (!b.opt.skip_bad) throw;
         b.report.skipped.push_back(e.what());

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <optional>
 #include <set>
+#include <utility>
 
 #include "read/hdf5_util.h"
 #include "read/scalar_columns.h"
@@ -54,7 +55,8 @@ struct MmuFileReader::Rep {
   double pixel_scale = 0;
   std::optional<h5::Dataset> flux, ivar, lambda, spec_mask;
   std::optional<h5::Dataset> lightcurve;           // plasticc (N,bands,3,L)
-  std::optional<h5::Dataset> lc_time, lc_mag, lc_err;  // SN files (bands,L) or (N,bands,L)
+  std::optional<h5::Dataset> lc_time, lc_value, lc_err;  // SN files (bands,L) or (N,bands,L); tess (N,L)
+  bool lc_magnitudes = false;                             // lc_value is 'mag' rather than 'flux'
   std::optional<h5::Dataset> coeff;                // gaia (N,110)
 
   std::optional<h5::Dataset> open_opt(const std::string& name) const {
@@ -90,6 +92,14 @@ struct MmuFileReader::Rep {
       throw FormatError(d.where() + " has type " + d.info().type_text + ", expected floating point");
   }
 
+  // cfa/csp write time/mag/mag_err; the SNANA template and tess time/flux/flux_err.
+  std::optional<std::pair<std::string, std::string>> light_curve_names() const {
+    if (!h5::has_dataset(h5file.get(), "time")) return std::nullopt;
+    for (const char* v : {"mag", "flux"})
+      if (h5::has_dataset(h5file.get(), v) && h5::has_dataset(h5file.get(), std::string(v) + "_err"))
+        return std::make_pair(std::string(v), std::string(v) + "_err");
+    return std::nullopt;
+  }
   void open_row_table();
   void open_groups();
   void detect_modality();
@@ -166,13 +176,15 @@ void MmuFileReader::Rep::detect_modality() {
     if (lightcurve->row_shape()[1] != 3)
       throw FormatError(lightcurve->where() + " must have shape (N, bands, 3, length): axis 2 is [time, flux, flux_err]");
     modality = Modality::kLightCurve;
-  } else if (h5::has_dataset(h5file.get(), "time") && h5::has_dataset(h5file.get(), "mag") &&
-             h5::has_dataset(h5file.get(), "mag_err")) {
+  } else if (auto lc_names = light_curve_names(); lc_names && !open_req("time", "").row_shape().empty()) {
     lc_time = open_req("time", "");
-    lc_mag = open_req("mag", "");
-    lc_err = open_req("mag_err", "");
-    check_shape(*lc_time, 2, "(bands, length) per object");
-    for (auto* d : {&*lc_time, &*lc_mag, &*lc_err}) {
+    lc_value = open_req(lc_names->first, "");
+    lc_err = open_req(lc_names->second, "");
+    lc_magnitudes = lc_names->first == "mag";
+    if (lc_time->row_shape().size() > 2)
+      throw FormatError(lc_time->where() + " must have shape (bands, length) or (length) per object");
+    check_rows(*lc_time);
+    for (auto* d : {&*lc_time, &*lc_value, &*lc_err}) {
       check_float(*d);
       if (d->row_shape() != lc_time->row_shape()) throw FormatError(d->where() + " must have the same shape as 'time'");
     }
@@ -251,7 +263,7 @@ MmuFileReader::Columns MmuFileReader::columns() const {
   switch (r.modality) {
     case Modality::kImage: c.data = name(r.image); c.mask = name(r.image_mask); break;
     case Modality::kSpectrum: c.data = name(r.flux); c.mask = name(r.spec_mask); break;
-    case Modality::kLightCurve: c.data = r.lightcurve ? name(r.lightcurve) : name(r.lc_mag); break;
+    case Modality::kLightCurve: c.data = r.lightcurve ? name(r.lightcurve) : name(r.lc_value); break;
     case Modality::kXp: c.data = name(r.coeff); break;
     default: break;
   }
@@ -437,23 +449,20 @@ void MmuFileReader::read_light_curves(int64_t start, int64_t count, LightCurveBa
         out->value[dst] = raw[(ob * 3 + 1) * s[2] + k];
         out->error[dst] = raw[(ob * 3 + 2) * s[2] + k];
       }
-  } else {  // SN files: time, mag, mag_err of shape (bands, L) per object
+  } else {  // SN files: time, mag|flux, *_err of shape (bands, L) per object; tess: (L) per row
     const auto s = r.lc_time->row_shape();
-    out->bands = s[0];
-    out->length = s[1];
-    out->magnitudes = true;
-    const size_t n = static_cast<size_t>(count * s[0] * s[1]);
+    out->bands = s.size() == 2 ? s[0] : 1;
+    out->length = s.back();
+    out->magnitudes = r.lc_magnitudes;
+    const size_t n = static_cast<size_t>(count * out->bands * out->length);
     out->time.resize(n);
     out->value.resize(n);
     out->error.resize(n);
     r.lc_time->read_rows(start, count, out->time.data());
-    r.lc_mag->read_rows(start, count, out->value.data());
+    r.lc_value->read_rows(start, count, out->value.data());
     r.lc_err->read_rows(start, count, out->error.data());
   }
-  // MMU pads with exact zeros in all three arrays.
-  out->good.resize(out->time.size());
-  for (size_t i = 0; i < out->good.size(); ++i)
-    out->good[i] = !(out->time[i] == 0.0f && out->value[i] == 0.0f && out->error[i] == 0.0f);
+  mark_light_curve_padding(out);
 }
 
 void MmuFileReader::read_coefficients(int64_t start, int64_t count, CoeffBatch* out) const {
