@@ -6,7 +6,12 @@
           and --task still overrides;
   xmatch: a catalog matched with itself never pairs an object with itself;
           --all and nearest mode against a numpy haversine brute force over a
-          fixture with planted duplicates, from files and from store surveys.
+          fixture with planted duplicates, from files and from store surveys;
+  default space: with a baseline and a model space of one modality, --like
+          without --space searches the recorded default (the new model space),
+          says so, and equals a numpy brute force over that space's vectors;
+          `mmu-index default-space` changes it, rebuilds keep the choice,
+          --space overrides, a store without the record falls back to the rule.
 
 Usage: test_defaults.py --bin BUILD --tmp DIR
 """
@@ -14,13 +19,17 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mmu_fixtures as mf  # noqa: E402
+import model_fixtures as mfx  # noqa: E402
+import package_model  # noqa: E402  (tools/, on the path through mmu_fixtures)
 from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
+from space_reading import brute, load_space  # noqa: E402
 
 cases, case = case_list()
 N_PER_CELL = 12  # two cells: enough for a 2-fold probe grouped by cell
@@ -120,6 +129,89 @@ def _(env):
     # --task still overrides, and says so.
     j = json.loads(probe(env, "flag", "--task", "regression", "--format", "json").stdout)
     need(j["task"] == "regression" and "--task" in j["task_reason"], "override: %s" % j["task_reason"])
+
+
+def like(env, store, *extra):
+    p = run(env.search, "--store", store, "--like", "LS-000001", "--k", "3", *extra)
+    table = run(env.search, "--store", store, "--like", "LS-000001", "--k", "3", "--format", "table", *extra).stdout
+    j = json.loads(run(env.search, "--store", store, "--like", "LS-000001", "--k", "3", "--format", "json", *extra).stdout)
+    return (j[0] if isinstance(j, list) else j), table.splitlines()[0], p
+
+
+def defaults_listed(env, store):
+    """{space: default column} of --list-spaces."""
+    lines = run(env.search, "--store", store, "--list-spaces").stdout.splitlines()
+    col = lines[0].index("default")
+    return {l.split()[0]: l[col:].strip() for l in lines[1:]}
+
+
+def catalog(store):
+    gen = open(os.path.join(store, "CURRENT")).read().strip()
+    return os.path.join(store, gen, "catalog.sqlite")
+
+
+@case("default space: --like without --space uses the modality's recorded default, says so; default-space, rebuilds, --space")
+def _(env):
+    root = os.path.join(env.tmp, "images")
+    mf.write_mmu_file(mf.mmu_path(root, mf.IMAGE_SURVEY), mf.image_datasets(8))
+    pkg = os.path.join(env.tmp, "aion")
+    package_model.package(mfx.tiny_aion_model(os.path.join(env.tmp, "aion_tmp", "model.pt")), pkg, "tiny-aion-test",
+                          "1", "image", "aion-image", [4, 96, 96], 16, license="test model", citation="none")
+    store = os.path.join(env.tmp, "image_store")
+    run(env.index, "build", root, "--store", store, "--quiet")
+    j, head, _ = like(env, store)
+    need(j["space"] == "image" and not j["space_is_default"] and "default" not in head,
+         "one space: no default needed (%s, %r)" % (j["space"], head))
+    run(env.index, "build", root, "--store", store, "--quiet", "--model", pkg)
+    model = "tiny-aion-test@1"
+
+    # The new model space is the default: used, named, and the search is right.
+    j, head, _ = like(env, store)
+    need(j["space"] == model and j["space_is_default"], "default: %s %s" % (j["space"], j["space_is_default"]))
+    need(("in space " + model) in head and "default space" in head and "--space" in head, "header: %r" % head)
+    vecs, meta = load_space(store, model)
+    q = vecs[[m[0] for m in meta].index("LS-000001")]
+    want = brute(vecs, meta, q / np.linalg.norm(q), 3, exclude=("LS-000001",))
+    got = [(n["object_id"], n["score"]) for n in j["results"]]
+    need([g[0] for g in got] == [w[0] for w in want] and all(abs(g[1] - w[1]) < 1e-5 for g, w in zip(got, want)),
+         "neighbours %s, brute force %s" % (got, want))
+    need(defaults_listed(env, store) == {"image": "-", model: "yes"}, "list: %s" % defaults_listed(env, store))
+    p = run(env.index, "default-space", "--store", store)
+    need(p.stdout.strip() == "image: %s (newest model space, else the baseline)" % model, "shown: %r" % p.stdout)
+
+    # --space overrides without touching the default.
+    j, head, _ = like(env, store, "--space", "image")
+    need(j["space"] == "image" and not j["space_is_default"] and "default" not in head, "--space image: %s" % j["space"])
+
+    # The user's choice, recorded, and kept by rebuilds with and without the model.
+    run(env.index, "default-space", "--store", store, "--modality", "image", "--space", "image")
+    j, head, _ = like(env, store)
+    need(j["space"] == "image" and j["space_is_default"] and "in space image (" in head, "chosen: %s %r" % (j["space"], head))
+    need(defaults_listed(env, store) == {"image": "yes (chosen)", model: "-"}, "list: %s" % defaults_listed(env, store))
+    for extra in (["--model", pkg], []):
+        run(env.index, "build", root, "--store", store, "--quiet", *extra)
+        j, _, _ = like(env, store)
+        need(j["space"] == "image", "rebuild %s lost the choice: %s" % (extra, j["space"]))
+    j, _, _ = like(env, store, "--space", model)
+    need(j["space"] == model and not j["space_is_default"], "--space model: %s" % j["space"])
+
+    # A store written before defaults were recorded: the same rule, newest model space.
+    db = sqlite3.connect(catalog(store))
+    db.execute("DELETE FROM meta WHERE key LIKE 'default_space%'")
+    db.commit()
+    db.close()
+    j, _, _ = like(env, store)
+    need(j["space"] == model and j["space_is_default"], "no record: %s" % j["space"])
+
+    # Refused, naming what is wrong, with the store unchanged.
+    for args, words in ((["--space", "nosuch"], ["nosuch"]), (["--modality", "spectrum", "--space", "image"], ["spectrum", "image"])):
+        p = run(env.index, "default-space", "--store", store, *args, ok=False)
+        need(p.returncode == 1 and all(w in p.stderr for w in words), "%s: rc %d %r" % (args, p.returncode, p.stderr))
+    p = run(env.index, "default-space", "--store", os.path.join(env.tmp, "nostore"), "--space", "image", ok=False)
+    need(p.returncode == 1 and "nostore" in p.stderr and not os.path.exists(os.path.join(env.tmp, "nostore")),
+         "no store: %r" % p.stderr)
+    j, _, _ = like(env, store)
+    need(j["space"] == model, "after refusals: %s" % j["space"])
 
 
 if __name__ == "__main__":
