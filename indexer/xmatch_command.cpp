@@ -74,6 +74,11 @@ void write_csv(const SkySource& l, const SkySource& r, const std::vector<MatchPa
 // same store row, or else the same survey and object id. Ids repeated within
 // one survey of the right side name no object, so they are not skipped.
 std::vector<int64_t> same_objects(const SkySource& l, const SkySource& r) {
+  // Different surveys share no object: the usual match costs nothing more.
+  bool shared_survey = false;
+  for (const std::string& name : l.survey_names)
+    shared_survey = shared_survey || std::count(r.survey_names.begin(), r.survey_names.end(), name) > 0;
+  if (!shared_survey) return {};
   const bool by_row = !l.store.empty() && l.store == r.store;
   std::unordered_map<std::string, int64_t> right_of;
   right_of.reserve(r.ids.size());

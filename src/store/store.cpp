@@ -198,9 +198,10 @@ std::string Store::default_space(const std::string& modality) const {
 }
 
 bool Store::default_space_chosen(const std::string& modality) const {
-  const auto it = rep_->meta.find(schema::default_space_chosen_key(modality));
-  return it != rep_->meta.end() && it->second == "1" &&
-         default_space(modality) == rep_->meta.at(schema::default_space_key(modality));
+  const auto chosen = rep_->meta.find(schema::default_space_chosen_key(modality));
+  const auto name = rep_->meta.find(schema::default_space_key(modality));
+  return chosen != rep_->meta.end() && chosen->second == "1" && name != rep_->meta.end() &&
+         default_space(modality) == name->second;
 }
 
 void set_default_space(const std::string& dir, const std::string& modality, const std::string& space) {
