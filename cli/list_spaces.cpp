@@ -38,16 +38,21 @@ void list_spaces(const Store& store, std::ostream& out) {
   }
   char line[512];
   // New columns go last: scripts read the first ones by position.
-  std::snprintf(line, sizeof(line), "%-*s  %-10s  %-*s  %-*s  %5s  %8s  %-12s  %-20s  %s\n", static_cast<int>(w_name),
+  std::snprintf(line, sizeof(line), "%-*s  %-10s  %-*s  %-*s  %5s  %8s  %-12s  %-20s  %-18s  %s\n", static_cast<int>(w_name),
                 "space", "modality", static_cast<int>(w_model), "model", static_cast<int>(w_version), "version", "dim",
-                "count", "sha256", "created", "index");
+                "count", "sha256", "created", "index", "default");
   out << line;
   for (size_t i = 0; i < spaces.size(); ++i) {
     const auto& s = spaces[i];
-    std::snprintf(line, sizeof(line), "%-*s  %-10s  %-*s  %-*s  %5lld  %8lld  %-12s  %-20s  %s\n",
+    // Which space a search without --space uses for this modality.
+    const char* mark = store.default_space(s.modality) != s.name ? "-"
+                       : store.default_space_chosen(s.modality) ? "yes (chosen)"
+                                                                 : "yes";
+    std::snprintf(line, sizeof(line), "%-*s  %-10s  %-*s  %-*s  %5lld  %8lld  %-12s  %-20s  %-18s  %s\n",
                   static_cast<int>(w_name), s.name.c_str(), s.modality.c_str(), static_cast<int>(w_model),
                   s.model.c_str(), static_cast<int>(w_version), s.version.c_str(), static_cast<long long>(s.dim),
-                  static_cast<long long>(s.count), s.sha256.substr(0, 12).c_str(), s.created.c_str(), indexes[i].c_str());
+                  static_cast<long long>(s.count), s.sha256.substr(0, 12).c_str(), s.created.c_str(), indexes[i].c_str(),
+                  mark);
     out << line;
   }
 }

@@ -27,6 +27,7 @@ void print_table(const ProbeData& d, const ProbeReport& r, const ProbeOptions& o
   out << "space " << d.space << ", target " << d.target << " (" << probe_task_name(d.task) << "): " << d.size()
       << " labelled objects in " << cells.size() << " HEALPix cells, " << o.folds << " folds grouped by cell (seed "
       << o.seed << ")\n";
+  out << "task " << probe_task_name(d.task) << ": " << d.task_reason << "\n";
   if (d.task == ProbeTask::kRegression) {
     out << "method    R2       RMSE        outliers(|d|/(1+true)>0.15)\n";
     for (const MethodScores* m : {&r.linear, &r.knn})
@@ -77,6 +78,7 @@ nlohmann::json report_json(const ProbeData& d, const ProbeReport& r, const Probe
   j["space"] = d.space;
   j["target"] = d.target;
   j["task"] = probe_task_name(d.task);
+  j["task_reason"] = d.task_reason;
   j["folds"] = o.folds;
   j["seed"] = o.seed;
   j["knn_k"] = o.knn_k;
@@ -113,7 +115,7 @@ CLI::App* add_probe_command(CLI::App& app, ProbeFlags& f) {
   p->add_option("--space", f.space, "space whose embeddings are probed")->required();
   p->add_option("--target", f.target, "label column: of --labels, else a stored catalog column")->required();
   p->add_option("--labels", f.labels, "CSV with object_id (optionally survey) and the --target column");
-  p->add_option("--task", f.task, "regression or classification (default: regression when every label is a number)");
+  p->add_option("--task", f.task, "regression or classification (default: classification for text labels and for integers with at most 20 distinct values, else regression)");
   p->add_option("--folds", f.options.folds, "cross-validation folds, grouped by HEALPix cell")->capture_default_str();
   p->add_option("--seed", f.options.seed, "which cells go to which fold")->capture_default_str();
   p->add_option("--save", f.save, "write the probe fitted on all labelled objects (JSON) for mmu-search predict");

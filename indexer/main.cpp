@@ -5,6 +5,7 @@
 
 #include "build_command.h"
 #include "cli_common.h"
+#include "default_space_command.h"
 #include "inspect_command.h"
 #include "preprocess_command.h"
 #include "process_defaults.h"
@@ -24,12 +25,14 @@ int main(int argc, char** argv) {
   mmu::cli::XmatchFlags xmatch;
   mmu::cli::ReindexFlags reindex;
   mmu::cli::TrainFlags train;
+  mmu::cli::DefaultSpaceFlags default_space;
   auto* build_cmd = mmu::cli::add_build_command(app, build);
   auto* inspect_cmd = mmu::cli::add_inspect_command(app, inspect);
   auto* preprocess_cmd = mmu::cli::add_preprocess_command(app, preprocess);
   auto* xmatch_cmd = mmu::cli::add_xmatch_command(app, xmatch);
   auto* reindex_cmd = mmu::cli::add_reindex_command(app, reindex);
   auto* train_cmd = mmu::cli::add_train_command(app, train);
+  auto* default_space_cmd = mmu::cli::add_default_space_command(app, default_space);
 
   // CLI11 reports a misspelt subcommand as "a subcommand is required": name it.
   if (argc > 1 && argv[1][0] != '-') {
@@ -52,6 +55,7 @@ int main(int argc, char** argv) {
     if (xmatch_cmd->parsed()) return mmu::cli::run_xmatch(xmatch);
     if (reindex_cmd->parsed()) return mmu::cli::run_reindex(reindex);
     if (train_cmd->parsed()) return mmu::cli::run_train(train);
+    if (default_space_cmd->parsed()) return mmu::cli::run_default_space(default_space);
     return 0;
   });
 }

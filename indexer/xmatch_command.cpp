@@ -1,9 +1,11 @@
 #include "xmatch_command.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <future>
 #include <iostream>
+#include <unordered_map>
 
 #include "mmu/crossmatch.h"
 #include "mmu/error.h"
@@ -68,6 +70,38 @@ void write_csv(const SkySource& l, const SkySource& r, const std::vector<MatchPa
   }
 }
 
+// For each left object, the right index of the same object (-1: none): the
+// same store row, or else the same survey and object id. Ids repeated within
+// one survey of the right side name no object, so they are not skipped.
+std::vector<int64_t> same_objects(const SkySource& l, const SkySource& r) {
+  // Different surveys share no object: the usual match costs nothing more.
+  bool shared_survey = false;
+  for (const std::string& name : l.survey_names)
+    shared_survey = shared_survey || std::count(r.survey_names.begin(), r.survey_names.end(), name) > 0;
+  if (!shared_survey) return {};
+  const bool by_row = !l.store.empty() && l.store == r.store;
+  std::unordered_map<std::string, int64_t> right_of;
+  right_of.reserve(r.ids.size());
+  auto key = [by_row](const SkySource& s, size_t i) {
+    return by_row ? std::to_string(s.rows[i]) : s.survey(i) + '\n' + s.ids[i];
+  };
+  for (size_t j = 0; j < r.ids.size(); ++j) {
+    const auto [it, added] = right_of.emplace(key(r, j), static_cast<int64_t>(j));
+    if (!added) it->second = -1;
+  }
+  std::vector<int64_t> same(l.ids.size(), -1);
+  int64_t shared = 0;
+  for (size_t i = 0; i < l.ids.size(); ++i) {
+    const auto it = right_of.find(key(l, i));
+    if (it != right_of.end() && it->second >= 0) {
+      same[i] = it->second;
+      ++shared;
+    }
+  }
+  if (shared == 0) same.clear();
+  return same;
+}
+
 }  // namespace
 
 int run_xmatch(const XmatchFlags& f) {
@@ -78,7 +112,14 @@ int run_xmatch(const XmatchFlags& f) {
   // side (HDF5 stays on this thread).
   auto index = std::async(std::launch::async, [&] { return CrossMatchIndex(r.ra, r.dec, radius); });
   const SkySource l = load_sky_source(f.left, f.store);
-  const auto pairs = index.get().match(l.ra, l.dec, f.all);
+  // An object is never its own match: matching a survey with itself is how
+  // duplicates and repeat observations are found.
+  const std::vector<int64_t> same = same_objects(l, r);
+  if (!same.empty())
+    std::cerr << (same.size() - static_cast<size_t>(std::count(same.begin(), same.end(), -1)))
+              << " objects are on both sides: an object is not paired with itself"
+              << (f.all ? "" : ", each gets its nearest other object") << "\n";
+  const auto pairs = index.get().match(l.ra, l.dec, f.all, same);
 
   std::ios::sync_with_stdio(false);
   if (fmt == OutputFormat::kCsv) {

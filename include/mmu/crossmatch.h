@@ -39,8 +39,12 @@ class CrossMatchIndex {
   // With all_pairs=false, each left point gets at most one pair: its nearest
   // right point with separation <= radius (ties: lowest right index). With
   // all_pairs=true, every pair within the radius. Sorted by (left, sep, right).
+  // same_object, when not empty, has one entry per left point: the right
+  // index of the same object (-1: none), never paired with it; so a catalog
+  // matched against itself finds each object's *other* neighbours. Throws
+  // InvalidArgument when its length is not the left side's.
   std::vector<MatchPair> match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
-                               bool all_pairs) const;
+                               bool all_pairs, const std::vector<int64_t>& same_object = {}) const;
 
  private:
   struct Impl;

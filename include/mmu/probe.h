@@ -25,6 +25,7 @@ const char* probe_task_name(ProbeTask t);
 struct ProbeData {
   std::string space, target;
   ProbeTask task = ProbeTask::kRegression;
+  std::string task_reason;  // why this task, for the output: given, or inferred from the labels
   int64_t dim = 0;
   std::vector<std::string> ids;
   std::vector<int64_t> cells;              // nside-16 HEALPix cell of each object
@@ -39,9 +40,12 @@ struct ProbeData {
 // Labels of `target` for the objects of `space`: from a CSV keyed by
 // object_id (a `survey` column, when present, disambiguates ids) when
 // labels_csv is given, else from the stored catalog column `target`. Without
-// `task`, numbers mean regression and anything else classification. Throws
+// `task`: classification for labels that are not all numbers (strings,
+// booleans as text) and for integers with at most kMaxInferredClasses distinct
+// values (a 0/1 flag is a class, not a quantity); regression otherwise. Throws
 // InvalidArgument naming the file/column for a missing column, non-numeric
 // regression targets, or no labelled object of the space.
+constexpr size_t kMaxInferredClasses = 20;
 ProbeData load_probe_data(const Store& store, const std::string& space, const std::string& target,
                           const std::string& labels_csv, std::optional<ProbeTask> task);
 

@@ -25,7 +25,9 @@ struct LikeQuery {
   double unlike_weight = 0.5;
 
   int64_t k = 50;
-  std::string space;   // "" = the only space the query objects have (ambiguity is an error)
+  // "" = the query objects' only space, or, when they have several, the
+  // default space of their modality (Store::default_space).
+  std::string space;
   // Cross-modal search between towers trained into one space (mmu-index
   // train): the objects' vectors in the `from` tower ("image", "spectrum", or
   // "both" averaged) are searched among the `to` tower's. `space` may name
@@ -50,6 +52,7 @@ struct LikeResult {
   std::vector<CatalogRow> positives, negatives;
   double near_sep_arcsec = -1;  // for --near: how far the object found is from the position
   std::string space;
+  bool default_space = false;  // `space` is the store's default, chosen among several without --space
   std::string method;  // how the search ran, e.g. "exact fp32 scan"
   // The object whose vector was the query when it is not `query` itself: a
   // cross-matched partner carrying the wanted modality (row -1 otherwise).

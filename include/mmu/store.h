@@ -76,6 +76,13 @@ class Store {
   // `name` itself, or the one space "name@version" when only the model name is given.
   std::string resolve_space_name(const std::string& name) const;
   std::vector<std::string> spaces_of_row(int64_t row) const;
+  // The space searched when none is named, for inputs of `modality`: the one
+  // the catalog records (see set_default_space; a build records one per
+  // modality) while that space exists, else default_space_by_rule. "" when
+  // the store has no space of that modality.
+  std::string default_space(const std::string& modality) const;
+  // Whether default_space(modality) was chosen with set_default_space, not by the rule.
+  bool default_space_chosen(const std::string& modality) const;
   std::string space_dir(const std::string& name) const;
   // Catalog rows within radius_deg of (ra, dec), nearest first, with their
   // separations in degrees (exact haversine; a HEALPix covering finds candidates).
@@ -135,6 +142,19 @@ struct RowLink {
 };
 void link_objects(const std::string& dir, const std::vector<RowLink>& links);
 
+// The default space of `modality` among `spaces` when none is recorded: its
+// newest model space (latest `created`, then the greatest name), else its
+// baseline space; "" when none has that modality. A newly built model space
+// thus becomes its modality's default.
+std::string default_space_by_rule(const std::vector<SpaceInfo>& spaces, const std::string& modality);
+
+// Records `space` as the default space of its modality in the live catalog of
+// the store at dir, in one SQLite transaction under the store's lock (a build
+// in progress refuses it); later builds keep it while the space exists.
+// modality "" means the space's own; another than the space's is refused.
+// Throws NotFound for an unknown space.
+void set_default_space(const std::string& dir, const std::string& modality, const std::string& space);
+
 // Catalog entry for one new object, before it has a row.
 struct NewObject {
   std::string object_id, survey, subset;
@@ -190,6 +210,12 @@ class StoreWriter {
   // Copies the cross-match links of `old` whose two rows both map to new rows
   // (map_row returns -1 for a row that is gone).
   void copy_links(const Store& old, const std::function<int64_t(int64_t)>& map_row);
+  // Records the default space of a modality (Store::default_space); chosen:
+  // the user's choice, which later builds keep, rather than the rule's.
+  void set_default_space(const std::string& modality, const std::string& space, bool chosen);
+  // Whether space `name` has been added or copied. Modalities without a
+  // default when commit() runs get default_space_by_rule's.
+  bool has_space(const std::string& name) const;
   void commit();
 
  private:

@@ -322,7 +322,8 @@ std::string spaces_json(const Store& store) {
                    {"count", s.count},
                    {"created", s.created},
                    {"sha256", s.sha256},
-                   {"search", store.search_method(s.name, false, SearchOptions{})}});
+                   {"search", store.search_method(s.name, false, SearchOptions{})},
+                   {"default", store.default_space(s.modality) == s.name}});
   return nlohmann::ordered_json{{"spaces", out}}.dump(1) + "\n";
 }
 

@@ -62,6 +62,7 @@ void write_table(const LikeResult& r, std::ostream& out) {
   }
   out << (r.ranked_list ? r.label : "neighbours of " + describe_query(r)) << " in space " << r.space;
   if (r.via.row >= 0) out << " (using the " << r.space << " of linked " << r.via.survey << " object " << r.via.object_id << ")";
+  if (r.default_space) out << " (the store's default space; --space NAME to choose another)";
   out << "\n";
   if (!r.method.empty()) out << "search: " << r.method << "\n";
   const std::vector<std::string> head = {"rank", "object_id", "survey", "ra", "dec", "score"};
@@ -130,6 +131,7 @@ Json json_result(const LikeResult& r) {
   if (!r.negatives.empty()) j["negatives"] = json_objects(r.negatives);
   if (r.near_sep_arcsec >= 0) j["near_sep_arcsec"] = rounded("%.6f", r.near_sep_arcsec);
   j["space"] = r.space;
+  j["space_is_default"] = r.default_space;
   j["method"] = r.method;
   j["k"] = r.requested_k;
   if (r.via.row >= 0) {

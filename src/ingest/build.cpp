@@ -639,6 +639,19 @@ void carry_over_previous(BuildState& b) {
   b.writer->copy_links(*b.previous, [&](int64_t old_row) { return b.row_map.map(old_row); });
 }
 
+// A default space the user chose (mmu-index default-space) stays the default
+// while the space exists; the other modalities get the rule's at commit, so a
+// newly added model space becomes its modality's default.
+void keep_chosen_default_spaces(BuildState& b) {
+  if (!b.previous) return;
+  std::set<std::string> modalities;
+  for (const SpaceInfo& s : b.previous->spaces()) modalities.insert(s.modality);
+  for (const std::string& m : modalities) {
+    const std::string name = b.previous->default_space(m);
+    if (b.previous->default_space_chosen(m) && b.writer->has_space(name)) b.writer->set_default_space(m, name, true);
+  }
+}
+
 // Spaces whose vectors changed get the index they had rebuilt (kept
 // spaces carry theirs, hard-linked).
 std::vector<std::pair<std::string, IndexSpec>> indexes_to_rebuild(const BuildState& b) {
@@ -701,6 +714,7 @@ BuildReport build_store(const BuildOptions& opt) {
     write_model_space(b, c);
   }
   step(carry_over_previous);
+  step(keep_chosen_default_spaces);
   const auto reindex = indexes_to_rebuild(b);
   step(commit_build);
   rebuild_indexes(b, reindex);

@@ -119,6 +119,32 @@ std::map<int64_t, std::string> read_catalog_column(const Store& store, const std
   return std::map<int64_t, std::string>(values.begin(), values.end());
 }
 
+// The task the labels call for, and why (see load_probe_data).
+void infer_task(const std::vector<std::string>& texts, ProbeData* d) {
+  const std::string change = "; --task regression|classification overrides";
+  std::set<double> distinct;
+  bool integral = true;
+  for (const auto& t : texts) {
+    const auto v = parse_number(t);
+    if (!v) {
+      d->task = ProbeTask::kClassification;
+      d->task_reason = "labels are not all numbers (e.g. '" + t + "')" + change;
+      return;
+    }
+    integral = integral && *v == std::floor(*v) && std::fabs(*v) < 9007199254740992.0;
+    distinct.insert(*v);
+  }
+  const std::string count = std::to_string(distinct.size()) + " distinct values";
+  if (integral && distinct.size() <= kMaxInferredClasses) {
+    d->task = ProbeTask::kClassification;
+    d->task_reason = "labels are integers with " + count + " (<= " + std::to_string(kMaxInferredClasses) + ")" + change;
+  } else {
+    d->task = ProbeTask::kRegression;
+    d->task_reason = "labels are numbers with " + count + (integral ? " (integers, more than " +
+                     std::to_string(kMaxInferredClasses) + ")" : ", not all integers") + change;
+  }
+}
+
 }  // namespace
 
 ProbeData load_probe_data(const Store& store, const std::string& space, const std::string& target,
@@ -166,9 +192,12 @@ ProbeData load_probe_data(const Store& store, const std::string& space, const st
                           std::to_string(table ? table->values.size() : by_row.size()) + " labels" +
                           (table && table->by_survey ? ", matched on survey and object_id" : "") + ")");
 
-  bool numeric = true;
-  for (const auto& t : texts) numeric = numeric && parse_number(t).has_value();
-  d.task = task.value_or(numeric ? ProbeTask::kRegression : ProbeTask::kClassification);
+  if (task) {
+    d.task = *task;
+    d.task_reason = "given by --task";
+  } else {
+    infer_task(texts, &d);
+  }
   if (d.task == ProbeTask::kRegression) {
     for (size_t i = 0; i < texts.size(); ++i) {
       const auto v = parse_number(texts[i]);

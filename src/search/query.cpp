@@ -7,6 +7,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 
 #include "mmu/error.h"
 #include "mmu/sky.h"
@@ -66,8 +67,13 @@ CatalogRow resolve_position(const Store& store, const SkyCone& near, const std::
 
 // The space to search and the row whose vector is the query: the object's own,
 // or, when it has none in the wanted space, that of a cross-matched object
-// (an image for a spectrum's id, say).
-std::pair<std::string, int64_t> resolve_space(const Store& store, const CatalogRow& obj, const std::string& asked) {
+// (an image for a spectrum's id, say). Without `asked`, an object with vectors
+// in several spaces is searched in its modality's default space
+// (Store::default_space), and *by_default is set. A catalog row comes from one
+// file, which holds one modality, so its own spaces share that modality; should
+// they not, the choice is left to --space.
+std::pair<std::string, int64_t> resolve_space(const Store& store, const CatalogRow& obj, const std::string& asked,
+                                              bool* by_default = nullptr) {
   const std::string wanted = asked.empty() ? asked : store.resolve_space_name(asked);
   std::vector<std::string> spaces = store.spaces_of_row(obj.row);
   if (!wanted.empty() && std::find(spaces.begin(), spaces.end(), wanted) == spaces.end()) {
@@ -87,9 +93,16 @@ std::pair<std::string, int64_t> resolve_space(const Store& store, const CatalogR
     }
     return {wanted, obj.row};
   }
-  if (spaces.size() > 1)
-    throw InvalidArgument("object '" + obj.object_id + "' has vectors in " + join(spaces) +
-                          ": choose one with --space");
+  if (spaces.size() > 1) {
+    std::set<std::string> modalities;
+    for (const std::string& sp : spaces) modalities.insert(store.space(sp).modality);
+    const std::string chosen = modalities.size() == 1 ? store.default_space(*modalities.begin()) : "";
+    if (chosen.empty() || std::find(spaces.begin(), spaces.end(), chosen) == spaces.end())
+      throw InvalidArgument("object '" + obj.object_id + "' has vectors in " + join(spaces) +
+                            ": choose one with --space");
+    if (by_default) *by_default = true;
+    return {chosen, obj.row};
+  }
   return {spaces.front(), obj.row};
 }
 
@@ -198,10 +211,11 @@ std::vector<float> finite_vector_of(const Store& store, const std::string& space
   return v;
 }
 
-std::vector<ObjectVector> vectors_of_rows(const Store& store, const std::vector<CatalogRow>& objects, std::string* space) {
+std::vector<ObjectVector> vectors_of_rows(const Store& store, const std::vector<CatalogRow>& objects, std::string* space,
+                                          bool* by_default = nullptr) {
   std::vector<ObjectVector> out;
   for (const CatalogRow& obj : objects) {
-    const auto [sp, owner] = resolve_space(store, obj, *space);
+    const auto [sp, owner] = resolve_space(store, obj, *space, by_default);
     *space = sp;  // resolved: "name" may have become "name@version"
     out.push_back({obj, owner, finite_vector_of(store, sp, obj, owner)});
   }
@@ -294,7 +308,7 @@ Prepared prepare(const Store& store, const LikeQuery& q, const CrossModal* resol
     accumulate(cross_modal_vectors(store, r.positives, cm), store, &pos, &p);
     if (!r.negatives.empty()) accumulate(cross_modal_vectors(store, r.negatives, cm), store, &neg, &p);
   } else {
-    accumulate(vectors_of_rows(store, r.positives, &space), store, &pos, &p);
+    accumulate(vectors_of_rows(store, r.positives, &space, &r.default_space), store, &pos, &p);
     if (!r.negatives.empty()) accumulate(vectors_of_rows(store, r.negatives, &space), store, &neg, &p);
   }
   r.space = space;

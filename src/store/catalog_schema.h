@@ -1,6 +1,8 @@
 // The catalog's SQL schema (catalog.sqlite of each generation).
 #pragma once
 
+#include <string>
+
 namespace mmu::schema {
 
 inline constexpr const char* kCreateTables = R"sql(
@@ -44,5 +46,13 @@ CREATE INDEX object_values_by_num ON object_values(name, num) WHERE num IS NOT N
 CREATE TABLE value_columns(
   name TEXT PRIMARY KEY, numbers INTEGER NOT NULL, texts INTEGER NOT NULL) WITHOUT ROWID;
 )sql";
+
+// meta keys of the default space of each modality (Store::default_space):
+// "default_space.<modality>" = space name, and "default_space_chosen.<modality>"
+// = "1" when the user chose it. New in 0.x without a format version bump: readers
+// ignore meta keys they do not know, and a store without them falls back to
+// default_space_by_rule, which is what a build would have recorded.
+inline std::string default_space_key(const std::string& modality) { return "default_space." + modality; }
+inline std::string default_space_chosen_key(const std::string& modality) { return "default_space_chosen." + modality; }
 
 }  // namespace mmu::schema

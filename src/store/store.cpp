@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "base/file_util.h"
@@ -16,6 +17,7 @@
 #include "mmu/where_filter.h"
 #include "vector/space_searcher.h"
 #include "store/sqlite_util.h"
+#include "store/catalog_schema.h"
 #include "store/layout.h"
 
 namespace fs = std::filesystem;
@@ -31,6 +33,7 @@ struct Store::Rep {
   std::string path, gen_path;
   std::unique_ptr<sql::Db> db;
   std::map<std::string, SpaceInfo> spaces;
+  std::map<std::string, std::string> meta;
   // Opened on first use and kept: mapping and index loading are per store, not per query.
   std::mutex searchers_mu;
   std::map<std::string, std::unique_ptr<SpaceSearcher>> searchers;
@@ -114,6 +117,8 @@ std::unique_ptr<Store> Store::open(const std::string& dir) {
   auto t = s->rep_->db->prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'space_files'");
   t.step();
   s->rep_->has_file_hashes = t.int64(0) > 0;
+  auto meta = s->rep_->db->prepare("SELECT key, value FROM meta");
+  while (meta.step()) s->rep_->meta[meta.text(0)] = meta.text(1);
   return s;
 }
 
@@ -175,6 +180,55 @@ std::vector<int64_t> Store::linked_rows(int64_t row) const {
   std::vector<int64_t> out;
   while (s.step()) out.push_back(s.int64(0));
   return out;
+}
+
+std::string default_space_by_rule(const std::vector<SpaceInfo>& spaces, const std::string& modality) {
+  const SpaceInfo* model = nullptr;
+  const SpaceInfo* baseline = nullptr;
+  for (const SpaceInfo& s : spaces) {
+    if (s.modality != modality) continue;
+    if (s.model == "baseline-pca") {  // build.cpp's baseline spaces
+      if (!baseline) baseline = &s;
+    } else if (!model || std::tie(s.created, s.name) > std::tie(model->created, model->name)) {
+      model = &s;
+    }
+  }
+  return model ? model->name : baseline ? baseline->name : "";
+}
+
+std::string Store::default_space(const std::string& modality) const {
+  const auto it = rep_->meta.find(schema::default_space_key(modality));
+  if (it != rep_->meta.end()) {
+    const auto sp = rep_->spaces.find(it->second);
+    if (sp != rep_->spaces.end() && sp->second.modality == modality) return it->second;
+  }
+  return default_space_by_rule(spaces(), modality);
+}
+
+bool Store::default_space_chosen(const std::string& modality) const {
+  const auto chosen = rep_->meta.find(schema::default_space_chosen_key(modality));
+  const auto name = rep_->meta.find(schema::default_space_key(modality));
+  return chosen != rep_->meta.end() && chosen->second == "1" && name != rep_->meta.end() &&
+         default_space(modality) == name->second;
+}
+
+void set_default_space(const std::string& dir, const std::string& modality, const std::string& space) {
+  // The build's lock: a build that started earlier would otherwise commit a
+  // generation without this choice.
+  std::error_code ec;
+  if (!fs::is_regular_file(layout::current_file(dir), ec)) Store::open(dir);  // throws naming what is missing
+  const StoreLock lock(dir);
+  auto store = Store::open(dir);
+  const SpaceInfo info = store->space(store->resolve_space_name(space));
+  if (!modality.empty() && modality != info.modality)
+    throw InvalidArgument("space '" + info.name + "' holds " + info.modality + " vectors, not " + modality +
+                          " (--modality)");
+  sql::Db db(layout::catalog_file(store->generation_path()), SQLITE_OPEN_READWRITE);
+  db.exec("BEGIN IMMEDIATE");
+  auto put = db.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
+  put.bind(1, schema::default_space_key(info.modality)).bind(2, info.name).run();
+  put.bind(1, schema::default_space_chosen_key(info.modality)).bind(2, std::string("1")).run();
+  db.exec("COMMIT");
 }
 
 void link_objects(const std::string& dir, const std::vector<RowLink>& links) {

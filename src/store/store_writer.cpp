@@ -1,4 +1,5 @@
 #include <filesystem>
+#include <set>
 
 #include "base/file_util.h"
 #include "base/finite.h"
@@ -98,6 +99,8 @@ struct StoreWriter::Rep {
   std::unique_ptr<sql::Db> db;
   int64_t next_row = 0;
   bool committed = false;
+  std::vector<SpaceInfo> spaces;                  // written so far
+  std::set<std::string> modalities_with_default;  // set_default_space called
 };
 
 StoreWriter::StoreWriter(const std::string& dir, std::unique_ptr<StoreLock> held) : rep_(std::make_unique<Rep>()) {
@@ -191,6 +194,19 @@ void StoreWriter::copy_links(const Store& old, const std::function<int64_t(int64
   }
 }
 
+bool StoreWriter::has_space(const std::string& name) const {
+  for (const SpaceInfo& s : rep_->spaces)
+    if (s.name == name) return true;
+  return false;
+}
+
+void StoreWriter::set_default_space(const std::string& modality, const std::string& space, bool chosen) {
+  rep_->modalities_with_default.insert(modality);
+  auto put = rep_->db->prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
+  put.bind(1, schema::default_space_key(modality)).bind(2, space).run();
+  if (chosen) put.bind(1, schema::default_space_chosen_key(modality)).bind(2, std::string("1")).run();
+}
+
 int64_t StoreWriter::add_objects(const std::vector<NewObject>& objects) {
   auto s = rep_->db->prepare(
       "INSERT INTO objects(row, object_id, survey, subset, ra, dec, healpix, hpx_fine, file_id, index_in_file, "
@@ -254,6 +270,7 @@ void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& r
   std::vector<std::pair<int64_t, int64_t>> vrows;
   for (int64_t i = 0; i < n; ++i) vrows.emplace_back(i, rows[i]);
   insert_space(*r.db, row, vrows);
+  r.spaces.push_back(row);
 }
 
 void StoreWriter::copy_space(const Store& old, const std::string& name) {
@@ -273,10 +290,16 @@ void StoreWriter::copy_space(const Store& old, const std::string& name) {
   }
   insert_space(*r.db, info, old.space_rows(name));
   for (const SpaceFileHash& h : old.space_file_hashes(name)) record_file_hash(*r.db, name, h.file, h.bytes, h.sha256);
+  r.spaces.push_back(info);
 }
 
 void StoreWriter::commit() {
   Rep& r = *rep_;
+  // Recorded, not left to readers: the default stays what it was at the build
+  // even if a later version changes the rule.
+  for (const SpaceInfo& s : r.spaces)
+    if (!r.modalities_with_default.count(s.modality))
+      set_default_space(s.modality, default_space_by_rule(r.spaces, s.modality), false);
   r.db->exec(
       "INSERT INTO value_columns(name, numbers, texts) "
       "SELECT name, count(num), count(txt) FROM object_values GROUP BY name;");

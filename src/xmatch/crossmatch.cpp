@@ -217,7 +217,9 @@ class PointMatcher {
 
   double reach() const { return reach_; }
 
-  void start(const IndexedPoint& q) {
+  // q's own object on the right side (-1: none) is skipped.
+  void start(const IndexedPoint& q, int64_t same_object) {
+    same_ = same_object;
     ra_ = q.ra;
     dec_ = q.dec;
     cos_dec_ = -1.0;  // computed at the first point in reach
@@ -243,6 +245,7 @@ class PointMatcher {
     if (stop - it < kBatch) {
       for (; it != stop; ++it) {
         if (std::fabs(it->dec - dec_) > reach_) continue;  // the cheapest test first
+        if (same_ >= 0 && right_index(it) == same_) continue;
         consider(it, haversine_bounds(ra_, dec_, cos_dec(), *it));
       }
       return;
@@ -253,6 +256,11 @@ class PointMatcher {
     bounds_.resize(m);
     const double c = cos_dec();
     for (int64_t j = 0; j < m; ++j) bounds_[j] = haversine_bounds(ra_, dec_, c, it[j]);
+    if (same_ >= 0) {  // out of reach, or its zero upper bound would hide every other candidate
+      constexpr double kInf = std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < m; ++j)
+        if (right_index(it + j) == same_) bounds_[j] = {kInf, kInf};
+    }
     if (!all_pairs_) {
       double least = keep_;
       for (int64_t j = 0; j < m; ++j) least = std::min(least, bounds_[j].upper * (1.0 + 1e-9));
@@ -337,6 +345,7 @@ class PointMatcher {
   const double radius_, reach_, h_radius_;
   const bool all_pairs_;
   // The point being matched.
+  int64_t same_ = -1;
   double ra_ = 0.0, dec_ = 0.0, cos_dec_ = -1.0, keep_ = 0.0;
   std::vector<Hit> hits_;  // all-pairs mode: its pairs, unsorted
   // Scratch, kept between points.
@@ -405,7 +414,7 @@ std::vector<WorkItem> plan_work(const Buffer<Index>& left_start, const ZoneIndex
 }  // namespace
 
 std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
-                                              bool all_pairs) const {
+                                              bool all_pairs, const std::vector<int64_t>& same_object) const {
   const Zones& zones = impl_->zones;
   const ZoneIndex& right = impl_->right;
   // The left points are taken zone by zone, each zone in ra order. A left
@@ -413,6 +422,9 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
   // each window's start only moves forward, and every read is sequential.
   check_size(left_ra, left_dec, "left");
   const int64_t nl = static_cast<int64_t>(left_ra.size());
+  if (!same_object.empty() && same_object.size() != left_ra.size())
+    throw InvalidArgument("cross-match: " + std::to_string(same_object.size()) + " same-object entries for " +
+                          std::to_string(nl) + " left positions");
   Buffer<IndexedPoint> left_points;
   const Buffer<Index> left_start = group_by_zone(left_ra, left_dec, zones, &left_points);
 
@@ -469,7 +481,7 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
                           : std::partition_point(begin, end, [lo](const SkyPoint& p) { return p.ra < lo; });
         }
         for (const IndexedPoint* q = zone_begin; q != zone_end; ++q) {
-          matcher.start(*q);
+          matcher.start(*q, same_object.empty() ? -1 : same_object[q->index]);
           // Zones are taller than reach, so these are z - 1 .. z + 1 at most;
           // the point's own zone first, which may make the others too_far.
           const int64_t z0 = std::max(z - 1, zones.of(q->dec - matcher.reach()));
