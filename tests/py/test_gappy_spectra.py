@@ -1,8 +1,8 @@
 """Issue 15 point 3: the spectrum baseline fills masked bins by gappy PCA.
 Masked twins (tests/py/masked_twins.py: a contiguous 30-60 % of pixels flagged
 bad, noise added at ivar) retrieve their unmasked original as top-1 by brute
-force over the stored vectors; fully covered spectra keep exactly the features
-of interpolation + standardisation (checked against numpy from fit.bin).
+force over the stored vectors (an independent numpy computation); the space is
+version 2 and extending a version-1 space asks for --refit.
 Run: test_gappy_spectra.py --bin BUILD --generator tools/make_samples.py --tmp DIR
 """
 import os
