@@ -24,6 +24,26 @@ PcaModel fit_pca(const float* x, int64_t n, int64_t d, int64_t k, int64_t max_ro
 // out (n x output_dim) = L2-normalised (x - mean) * components^T.
 void project_pca(const PcaModel& m, const float* x, int64_t n, float* out);
 
+// Gappy PCA for rebinned spectra (Connolly & Szalay 1999, AJ 117, 2052): a
+// spectrum with masked bins is not judged by a guessed fill. values and
+// weights are spectrum_bins' output (n x d raw bin means, summed ivar; weight
+// 0 = empty bin); the model is a PCA of standardised spectra.
+
+// Fits the spectrum model on the well-covered spectra only (at least 80 % of
+// the median object's filled bins; always at least half the objects), each
+// standardised with its few empty bins interpolated, so fills do not shape the
+// components. Deterministic. Throws InvalidArgument when n < 2.
+PcaModel fit_spectrum_pca(const float* values, const float* weights, int64_t n, int64_t d, int64_t k);
+
+// Standardised features (n x d, for project_pca) with every empty bin filled
+// by the model's reconstruction: per object, weighted least squares over the
+// filled bins only (weights = ivar) of bin = offset + scale * mean +
+// sum_j b_j component_j, with a Gaussian prior on the b_j from the fit's
+// variances so that sparse coverage cannot make the system singular. A fully covered spectrum gives exactly
+// standardise_spectra's features. Returns -1, or the index of the first
+// object whose fit failed (no filled bin, or a non-finite solution).
+int64_t gappy_spectrum_features(const PcaModel& m, const float* values, const float* weights, int64_t n, float* out);
+
 // Versioned binary form ("MMUPCA01" magic); parse_pca throws FormatError
 // naming `origin` on anything malformed.
 std::string serialize_pca(const PcaModel& m);

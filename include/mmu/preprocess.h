@@ -38,11 +38,20 @@ struct SpectrumFeatureOptions {
 
 int64_t spectrum_feature_dim(const SpectrumFeatureOptions& opt);
 
-// Rebins each spectrum onto the common log-lambda grid (inverse-variance
-// weighted means of usable pixels; empty bins interpolated), standardises it
-// (zero mean, unit std) and writes batch.count rows to out. Returns -1, or the
-// index of the first object with a NaN/Inf flux in a usable pixel, or with no
-// usable pixel at all.
+// Rebins each spectrum onto the common log-lambda grid: values (batch.count x
+// bins) are the inverse-variance weighted means of usable pixels, weights the
+// summed ivar of each bin (0, with value 0, for a bin no usable pixel reaches).
+// Returns -1, or the index of the first object with a NaN/Inf flux in a usable
+// pixel, or with no usable pixel at all (its row is all 0).
+int64_t spectrum_bins(const SpectrumBatch& batch, const SpectrumFeatureOptions& opt, float* values, float* weights);
+
+// out (n x bins) = each row of values with its empty bins (weight 0) filled by
+// linear interpolation (edge value beyond the ends), then standardised (zero
+// mean, unit std). weights == nullptr: no bin is empty. out may be values.
+void standardise_spectra(const float* values, const float* weights, int64_t n, int64_t bins, float* out);
+
+// spectrum_bins then standardise_spectra: features with gaps interpolated.
+// The spectrum baseline itself fills gaps by gappy PCA (mmu/pca.h) instead.
 int64_t spectrum_features(const SpectrumBatch& batch, const SpectrumFeatureOptions& opt, float* out);
 
 struct LightCurveFeatureOptions {

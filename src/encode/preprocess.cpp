@@ -95,7 +95,7 @@ int64_t image_features(const ImageBatch& b, const ImageFeatureOptions& opt, floa
 
 int64_t spectrum_feature_dim(const SpectrumFeatureOptions& opt) { return opt.bins; }
 
-int64_t spectrum_features(const SpectrumBatch& b, const SpectrumFeatureOptions& opt, float* out) {
+int64_t spectrum_bins(const SpectrumBatch& b, const SpectrumFeatureOptions& opt, float* values, float* weights) {
   const int64_t nb = opt.bins;
   const double lmin = std::log(opt.lambda_min), lmax = std::log(opt.lambda_max);
   const double scale = nb / (lmax - lmin);
@@ -121,36 +121,62 @@ int64_t spectrum_features(const SpectrumBatch& b, const SpectrumFeatureOptions& 
       wsum[k] += ivar[p];
       fsum[k] += static_cast<double>(ivar[p]) * flux[p];
     }
-    // Bin means; empty bins take the linear interpolation of their neighbours.
-    std::vector<double> v(nb, 0.0);
-    std::vector<int64_t> filled;
-    for (int64_t k = 0; k < nb; ++k)
-      if (wsum[k] > 0.0) {
-        v[k] = fsum[k] / wsum[k];
-        filled.push_back(k);
-      }
-    float* f = out + i * nb;
-    if (filled.empty() || bad) {
+    float* v = values + i * nb;
+    float* w = weights + i * nb;
+    bool any = false;
+    for (int64_t k = 0; k < nb; ++k) {
+      // A bin whose summed weight is not positive (ivar 0 or negative) carries no information.
+      const bool filled = wsum[k] > 0.0;
+      v[k] = filled ? static_cast<float>(fsum[k] / wsum[k]) : 0.0f;
+      w[k] = filled ? static_cast<float>(wsum[k]) : 0.0f;
+      any = any || filled;
+    }
+    if (!any || bad) {
       note_bad(first_bad, i);
-      std::fill(f, f + nb, 0.0f);
+      std::fill(v, v + nb, 0.0f);
+      std::fill(w, w + nb, 0.0f);
+    }
+  }
+  return first_bad.load();
+}
+
+void standardise_spectra(const float* values, const float* weights, int64_t n, int64_t bins, float* out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float* src = values + i * bins;
+    const float* w = weights ? weights + i * bins : nullptr;
+    std::vector<double> v(src, src + bins);
+    std::vector<int64_t> filled;
+    for (int64_t k = 0; k < bins; ++k)
+      if (!w || w[k] > 0.0f) filled.push_back(k);
+    float* f = out + i * bins;
+    if (filled.empty()) {
+      std::fill(f, f + bins, 0.0f);
       continue;
     }
+    // Empty bins: linear interpolation of their neighbours, the edge value beyond the ends.
     for (int64_t k = 0; k < filled.front(); ++k) v[k] = v[filled.front()];
-    for (int64_t k = filled.back() + 1; k < nb; ++k) v[k] = v[filled.back()];
+    for (int64_t k = filled.back() + 1; k < bins; ++k) v[k] = v[filled.back()];
     for (size_t j = 0; j + 1 < filled.size(); ++j) {
       const int64_t a = filled[j], c = filled[j + 1];
       for (int64_t k = a + 1; k < c; ++k) v[k] = v[a] + (v[c] - v[a]) * double(k - a) / double(c - a);
     }
     double mean = 0.0;
     for (double x : v) mean += x;
-    mean /= nb;
+    mean /= bins;
     double var = 0.0;
     for (double x : v) var += (x - mean) * (x - mean);
-    const double sd = std::sqrt(var / std::max<int64_t>(1, nb - 1));
+    const double sd = std::sqrt(var / std::max<int64_t>(1, bins - 1));
     const double inv = sd > 0.0 ? 1.0 / sd : 0.0;
-    for (int64_t k = 0; k < nb; ++k) f[k] = static_cast<float>((v[k] - mean) * inv);
+    for (int64_t k = 0; k < bins; ++k) f[k] = static_cast<float>((v[k] - mean) * inv);
   }
-  return first_bad.load();
+}
+
+int64_t spectrum_features(const SpectrumBatch& b, const SpectrumFeatureOptions& opt, float* out) {
+  std::vector<float> weights(static_cast<size_t>(b.count * opt.bins));
+  const int64_t bad = spectrum_bins(b, opt, out, weights.data());
+  standardise_spectra(out, weights.data(), b.count, opt.bins, out);
+  return bad;
 }
 
 }  // namespace mmu

@@ -35,13 +35,16 @@ struct Partition {
   std::vector<int64_t> order;   // store position -> file row
   std::vector<int64_t> fine;    // by file row
   int64_t feature_dim = 0;
-  std::vector<float> features;  // order.size() x feature_dim
+  std::vector<float> features;  // order.size() x feature_dim; spectra: raw bin means (spectrum_bins)
+  std::vector<float> weights;   // spectra only: bin weights, like features
   LightCurvePadding padding;    // summed over the file's batches, for its warnings
 };
 
 struct FeatureSet {
   int64_t dim = 0;
   std::vector<float> features;  // rows x dim
+  std::vector<float> weights;   // spectra only: bin weights, rows x dim
+  std::vector<std::string> where;  // spectra only: "object 'ID' (row R) in 'PATH'" per row, for errors
   std::vector<int64_t> rows;    // catalog row of each feature row
   std::string first_file;       // for dimension-mismatch messages
 };
@@ -56,9 +59,10 @@ const char* data_dataset(Modality m) {
   }
 }
 
-// Features of rows [start, start+count) into out; returns -1 or the first bad row's offset.
+// Features of rows [start, start+count) into out (spectra: raw bin means, their
+// weights into weights); returns -1 or the first bad row's offset.
 int64_t batch_features(const MmuFileReader& reader, const BuildOptions& opt, int64_t start, int64_t count,
-                       std::vector<float>* out, int64_t* dim, LightCurvePadding* padding) {
+                       std::vector<float>* out, std::vector<float>* weights, int64_t* dim, LightCurvePadding* padding) {
   switch (reader.modality()) {
     case Modality::kImage: {
       ImageBatch b;
@@ -72,7 +76,8 @@ int64_t batch_features(const MmuFileReader& reader, const BuildOptions& opt, int
       reader.read_spectra(start, count, &b);
       *dim = spectrum_feature_dim(opt.spectrum);
       out->resize(static_cast<size_t>(count * *dim));
-      return spectrum_features(b, opt.spectrum, out->data());
+      weights->resize(out->size());
+      return spectrum_bins(b, opt.spectrum, out->data(), weights->data());
     }
     case Modality::kLightCurve: {
       LightCurveBatch b;
@@ -111,12 +116,12 @@ Partition load_partition(const MmuFileReader& reader, const BuildOptions& opt, P
   std::stable_sort(p.order.begin(), p.order.end(), [&](int64_t a, int64_t b) { return p.fine[a] < p.fine[b]; });
   if (p.modality == Modality::kNone) return p;
 
-  std::vector<float> by_file_row, batch;
+  std::vector<float> by_file_row, batch, weights_by_file_row, batch_weights;
   const int64_t batch_size = opt.batch_size > 0 ? opt.batch_size : 64;
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t count = std::min(batch_size, n - start);
     int64_t dim = 0;
-    const int64_t bad = batch_features(reader, opt, start, count, &batch, &dim, &p.padding);
+    const int64_t bad = batch_features(reader, opt, start, count, &batch, &batch_weights, &dim, &p.padding);
     if (bad >= 0)
       throw FormatError("object '" + p.catalog.ids[start + bad] + "' (row " + std::to_string(start + bad) +
                         ") in '" + p.file.path + "': dataset '" + data_dataset(p.modality) +
@@ -129,12 +134,19 @@ Partition load_partition(const MmuFileReader& reader, const BuildOptions& opt, P
                         "' has values too large for a finite feature vector");
     p.feature_dim = dim;
     by_file_row.insert(by_file_row.end(), batch.begin(), batch.end());
+    if (p.modality == Modality::kSpectrum)
+      weights_by_file_row.insert(weights_by_file_row.end(), batch_weights.begin(), batch_weights.end());
     progress->add(count);
   }
   p.features.resize(by_file_row.size());
-  for (int64_t pos = 0; pos < n; ++pos)
+  p.weights.resize(weights_by_file_row.size());
+  for (int64_t pos = 0; pos < n; ++pos) {
     std::copy_n(by_file_row.data() + p.order[pos] * p.feature_dim, p.feature_dim,
                 p.features.data() + pos * p.feature_dim);
+    if (!p.weights.empty())
+      std::copy_n(weights_by_file_row.data() + p.order[pos] * p.feature_dim, p.feature_dim,
+                  p.weights.data() + pos * p.feature_dim);
+  }
   return p;
 }
 
@@ -231,23 +243,36 @@ SpaceVectors carried_vectors(const Store& old, const std::string& name, const Ro
   return out;
 }
 
-// The PCA of one baseline space; a failure names the space and its size.
+// The PCA of one baseline space (spectra: fitted on well-covered spectra, see
+// fit_spectrum_pca); a failure names the space and its size.
 PcaModel fit_space_pca(const std::string& name, const FeatureSet& set, int64_t dim) {
   const int64_t n = static_cast<int64_t>(set.rows.size());
   try {
-    return fit_pca(set.features.data(), n, set.dim, dim);
+    return set.weights.empty() ? fit_pca(set.features.data(), n, set.dim, dim)
+                               : fit_spectrum_pca(set.features.data(), set.weights.data(), n, set.dim, dim);
   } catch (const Error& e) {
     throw Error(e.kind(), "fitting the baseline PCA of space '" + name + "' (" + std::to_string(n) + " objects x " +
                               std::to_string(set.dim) + " features, first file '" + set.first_file + "'): " + e.what());
   }
 }
 
+// Spectra's empty bins are filled by gappy PCA before the projection; a fit
+// that fails names the object and its file.
 void append_projection(const PcaModel& pca, const FeatureSet& set, SpaceVectors* out) {
   const int64_t n = static_cast<int64_t>(set.rows.size());
   out->dim = pca.output_dim;
   const size_t at = out->vectors.size();
   out->vectors.resize(at + static_cast<size_t>(n * pca.output_dim));
-  project_pca(pca, set.features.data(), n, out->vectors.data() + at);
+  if (set.weights.empty()) {
+    project_pca(pca, set.features.data(), n, out->vectors.data() + at);
+  } else {
+    std::vector<float> features(set.features.size());
+    const int64_t bad = gappy_spectrum_features(pca, set.features.data(), set.weights.data(), n, features.data());
+    if (bad >= 0)
+      throw FormatError(set.where.at(static_cast<size_t>(bad)) + ": its spectrum's gappy PCA fit over its usable bins failed "
+                        "(too few usable bins, or extreme flux/ivar values)");
+    project_pca(pca, features.data(), n, out->vectors.data() + at);
+  }
   out->rows.insert(out->rows.end(), set.rows.begin(), set.rows.end());
 }
 
@@ -505,8 +530,13 @@ void add_new_file(BuildState& b, Partition& p) {
                       set.first_file + "' gives " + std::to_string(set.dim) + ": one space needs one input shape");
   }
   set.features.insert(set.features.end(), p.features.begin(), p.features.end());
+  set.weights.insert(set.weights.end(), p.weights.begin(), p.weights.end());
+  if (p.modality == Modality::kSpectrum)
+    for (int64_t i : p.order)
+      set.where.push_back("object '" + p.catalog.ids[i] + "' (row " + std::to_string(i) + ") in '" + p.file.path + "'");
   for (size_t k = 0; k < objs.size(); ++k) set.rows.push_back(first_row + static_cast<int64_t>(k));
   p.features = {};  // free as we go
+  p.weights = {};
 }
 
 // The catalog, in discovery order: reused files copied, new ones added.
@@ -535,11 +565,17 @@ void write_baseline_spaces(BuildState& b) {
     info.name = name;
     info.modality = name;
     info.model = "baseline-pca";
-    info.version = "1";
+    // Spectrum version 2: empty bins filled by gappy PCA (version 1 interpolated them).
+    info.version = modality == Modality::kSpectrum ? "2" : "1";
     SpaceVectors out;
     std::string fit_blob;
     if (b.previous && has_space(*b.previous, name)) out = carried_vectors(*b.previous, name, b.row_map);
     if (!out.rows.empty()) {
+      const std::string old_version = b.previous->space(name).version;
+      if (old_version != info.version)
+        throw FormatError("space '" + name + "' of store '" + b.previous->path() + "' was made by baseline-pca version " +
+                          old_version + " and this mmu-index makes version " + info.version +
+                          " (spectra's masked bins filled by gappy PCA): rebuild it with --refit");
       const std::string fit_path = layout::fit_file(b.previous->space_dir(name));
       fit_blob = b.previous->read_fit(name);
       const PcaModel pca = parse_pca(fit_blob, fit_path);
