@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 namespace mmu::cli {
@@ -70,7 +71,8 @@ struct ConnectionGuard::State {
   std::string refusal(const std::string& client) {
     if (static_cast<int>(open.size()) >= limits.max_connections)
       return "the server has " + std::to_string(open.size()) + " connections open, its limit (--max-connections)";
-    if (per_client[client] >= limits.max_per_client)
+    const auto from_client = per_client.find(client);
+    if (from_client != per_client.end() && from_client->second >= limits.max_per_client)
       return "too many connections from " + client + " (--max-per-client " + std::to_string(limits.max_per_client) + ")";
     return "";
   }
@@ -96,7 +98,20 @@ struct ConnectionGuard::State {
     open.emplace(conn, std::move(c));
     ++per_client[client];
     lock.unlock();
-    std::thread([this, fd, conn] { serve_one(fd, conn); }).detach();
+    try {
+      std::thread([this, fd, conn] { serve_one(fd, conn); }).detach();
+    } catch (const std::system_error&) {  // out of threads: this client is refused, the server goes on
+      forget(conn);
+      refuse(fd, "the server cannot start another thread");
+    }
+  }
+
+  void forget(Connection* conn) {
+    std::lock_guard<std::mutex> lock(mutex);
+    close(conn->watch_fd);
+    if (--per_client[conn->client] == 0) per_client.erase(conn->client);
+    open.erase(conn);
+    changed.notify_all();
   }
 
   void serve_one(int fd, Connection* conn) {
@@ -108,11 +123,7 @@ struct ConnectionGuard::State {
       // serve() reports its own errors to the client; a connection never ends the server.
     }
     current_connection = nullptr;
-    std::lock_guard<std::mutex> lock(mutex);
-    close(conn->watch_fd);
-    if (--per_client[conn->client] == 0) per_client.erase(conn->client);
-    open.erase(conn);
-    changed.notify_all();
+    forget(conn);
   }
 
   // Shuts down, every 50 ms, the connections past their deadline.
@@ -124,6 +135,9 @@ struct ConnectionGuard::State {
       for (auto& [conn, owned] : open) {
         const int64_t deadline = conn->deadline_ns;
         if (deadline != 0 && now > deadline && !conn->cut) {
+          // A reset, not a close: a close would still deliver the reply queued in the send buffer.
+          const linger reset{1, 0};
+          setsockopt(conn->watch_fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
           shutdown(conn->watch_fd, SHUT_RDWR);
           conn->cut = true;
         }

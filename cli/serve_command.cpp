@@ -127,6 +127,7 @@ void respond(httplib::Response& res, Slots* slots, Answer answer) {
   } catch (const std::exception& e) {
     reply_error(res, 500, std::string("internal error: ") + e.what());
   }
+  ConnectionGuard::restart_deadline();  // the client's time again: to read the reply
 }
 
 std::string result_json(const LikeResult& r) {
@@ -275,9 +276,7 @@ int run_serve(const ServeFlags& f) {
   server.set_read_timeout(f.timeout_s, 0);
   server.set_write_timeout(f.timeout_s, 0);
   server.set_keep_alive_timeout(f.idle_timeout_s);
-  // Once a reply is written, and before it is: the client has the deadline
-  // again, to read the reply and then to send the next request.
-  server.set_post_routing_handler([](const httplib::Request&, httplib::Response&) { ConnectionGuard::restart_deadline(); });
+  // Once a reply is written, the next request on the connection has the deadline from then.
   server.set_logger([](const httplib::Request&, const httplib::Response&) { ConnectionGuard::restart_deadline(); });
   Slots slots(f.threads);
   add_routes(server, *store, f, max_body, &slots);

@@ -10,6 +10,7 @@ Run: test_serve_abuse.py --bin BUILD --samples DIR --tmp DIR
 """
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -118,7 +119,8 @@ def setup(env):
     run(index, "build", a.samples, "--store", store, "--quiet")
     with open(os.path.join(store, "CURRENT")) as f:
         db = sqlite3.connect(os.path.join(store, f.read().strip(), "catalog.sqlite"))
-    env["oid"] = db.execute("SELECT object_id FROM objects ORDER BY row LIMIT 1").fetchone()[0]
+    env["ids"] = [r[0] for r in db.execute("SELECT object_id FROM objects ORDER BY row")]
+    env["oid"] = env["ids"][0]
     env["expected"] = json.loads(run(search, "--store", store, "--like", env["oid"], "--k", "5",
                                      "--format", "json").stdout)
     env["server"] = Server(search, store)
@@ -218,6 +220,45 @@ def case_total_bound(env):
     check_answers(env, "after the connections were closed")
 
 
+def case_slow_reader(env):
+    """A client reading its (large) reply at 4 KB/s, which keeps every single write going, is cut at
+    --timeout, and delays no one meanwhile."""
+    ids = (env["ids"] * 1000)[:1000]
+    body = json.dumps({"ids": ids, "k": 100}).encode()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the reply waits in the server's send buffer
+    s.connect(("127.0.0.1", env["server"].port))
+    try:
+        s.sendall(b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        t0, reply, ended = time.monotonic(), b"", False
+        s.settimeout(0.25)
+        while not ended and time.monotonic() - t0 < TIMEOUT_S + 2:
+            try:
+                chunk = s.recv(1000)
+                reply += chunk
+                ended = not chunk
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                ended = True
+            if 0.5 < time.monotonic() - t0 < 0.8:
+                check_answers(env, "with a client reading its reply slowly")
+            time.sleep(0.25)
+        head, _, got = reply.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            send_buffer = int(f.read().split()[2])
+        need(length > send_buffer, f"the reply ({length} bytes) must exceed the largest send buffer ({send_buffer})")
+        need(ended, f"a client reading {len(got)} of {length} bytes in {TIMEOUT_S + 2} s was not cut "
+             f"(--timeout {TIMEOUT_S})")
+        need(len(got) < length, "the whole reply was sent")
+        took = time.monotonic() - t0
+        need(took >= TIMEOUT_S - 0.5, f"the slow reader was cut after {took:.1f} s, before --timeout {TIMEOUT_S}")
+    finally:
+        s.close()
+
+
 def case_stops_cleanly(env):
     socks = [connect(env, "127.0.0.7") for _ in range(4)]  # mid-request and idle: not waited for
     try:
@@ -237,6 +278,7 @@ CASES = [
     ("32 slow or idle clients delay nothing; cut at --timeout / --idle-timeout", case_slow_and_idle_clients),
     ("--max-per-client refuses the next connection at once", case_per_client_bound),
     ("--max-connections refuses the next connection at once", case_total_bound),
+    ("a client reading its reply slowly is cut at --timeout", case_slow_reader),
     ("SIGTERM stops it at once with clients open", case_stops_cleanly),
 ]
 
