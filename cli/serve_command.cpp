@@ -5,13 +5,18 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <iostream>
 #include <sstream>
 #include <thread>
 
+#include "connection_guard.h"
 #include "mmu/device_search.h"
 #include "mmu/error.h"
 #include "mmu/result_format.h"
@@ -23,6 +28,60 @@ namespace mmu::cli {
 namespace {
 
 constexpr const char* kJson = "application/json";
+
+// httplib serves connections only from its own accept loop, which hands each
+// one to a fixed pool of workers (a slow client holds a worker) and exposes no
+// socket before a request is read. ConnectionGuard runs the accept loop
+// instead and hands each admitted socket to httplib's own (private)
+// per-connection code, reached as the standard allows: an explicit
+// instantiation may name a private member, and a friend it defines returns it.
+template <typename Tag, typename Tag::type kMember>
+struct ExposeMember {
+  friend typename Tag::type exposed(Tag) { return kMember; }
+};
+struct ProcessSocket {
+  using type = bool (httplib::Server::*)(socket_t);
+  friend type exposed(ProcessSocket);
+};
+struct ListenSocket {
+  using type = std::atomic<socket_t> httplib::Server::*;
+  friend type exposed(ListenSocket);
+};
+template struct ExposeMember<ProcessSocket, &httplib::Server::process_and_close_socket>;
+template struct ExposeMember<ListenSocket, &httplib::Server::svr_sock_>;
+
+// At most `n` holders at once: the queries computed together (--threads).
+class Slots {
+ public:
+  explicit Slots(int n) : free_(n) {}
+  void acquire() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    freed_.wait(lock, [this] { return free_ > 0; });
+    --free_;
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++free_;
+    freed_.notify_one();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable freed_;
+  int free_;
+};
+
+struct SlotHold {
+  explicit SlotHold(Slots* s) : slots(s) {
+    if (slots != nullptr) slots->acquire();
+  }
+  ~SlotHold() {
+    if (slots != nullptr) slots->release();
+  }
+  SlotHold(const SlotHold&) = delete;
+  SlotHold& operator=(const SlotHold&) = delete;
+  Slots* slots;
+};
 
 // "1MB", "512KB", "4096" (bytes; K and M are 1024-based); errors name --max-body.
 size_t parse_size(const std::string& text) {
@@ -55,17 +114,20 @@ int http_status(const Error& e) {
   }
 }
 
-// Runs `answer` (returning the JSON body) and turns what it throws into an
-// error reply: a request can fail, the server never does.
+// Runs `answer` (returning the JSON body), in one of `slots` unless null, and
+// turns what it throws into an error reply: a request can fail, the server never does.
 template <typename Answer>
-void respond(httplib::Response& res, Answer answer) {
+void respond(httplib::Response& res, Slots* slots, Answer answer) {
+  ConnectionGuard::hold_deadline();  // the request is read; computing its answer is the server's time
   try {
+    const SlotHold hold(slots);
     res.set_content(answer(), kJson);
   } catch (const Error& e) {
     reply_error(res, http_status(e), e.what());
   } catch (const std::exception& e) {
     reply_error(res, 500, std::string("internal error: ") + e.what());
   }
+  ConnectionGuard::restart_deadline();  // the client's time again: to read the reply
 }
 
 std::string result_json(const LikeResult& r) {
@@ -111,32 +173,32 @@ LikeQuery on_device(LikeQuery q, SearchDevice device) {
   return q;
 }
 
-void add_routes(httplib::Server& server, const Store& store, const ServeFlags& f, size_t max_body) {
+void add_routes(httplib::Server& server, const Store& store, const ServeFlags& f, size_t max_body, Slots* slots) {
   const SearchDevice device = parse_search_device(f.device);
   server.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
-    respond(res, [&] { return "{\"status\": \"ok\", \"objects\": " + std::to_string(store.num_objects()) + "}\n"; });
+    respond(res, nullptr, [&] { return "{\"status\": \"ok\", \"objects\": " + std::to_string(store.num_objects()) + "}\n"; });
   });
   server.Get("/spaces", [&](const httplib::Request&, httplib::Response& res) {
-    respond(res, [&] { return spaces_json(store); });
+    respond(res, nullptr, [&] { return spaces_json(store); });
   });
-  server.Get("/like", [&, device](const httplib::Request& req, httplib::Response& res) {
-    respond(res, [&] {
+  server.Get("/like", [&, device, slots](const httplib::Request& req, httplib::Response& res) {
+    respond(res, slots, [&] {
       const std::vector<std::pair<std::string, std::string>> params(req.params.begin(), req.params.end());
       return result_json(search_like(store, on_device(parse_query_params(params, f.limits), device)));
     });
   });
-  server.Post("/query", [&, max_body, device](const httplib::Request& req, httplib::Response& res,
+  server.Post("/query", [&, max_body, device, slots](const httplib::Request& req, httplib::Response& res,
                                               const httplib::ContentReader& reader) {
     std::string body;
     if (!read_body(req, res, reader, max_body, &body)) return;
-    respond(res, [&] { return result_json(search_like(store, on_device(parse_query_json(body, f.limits), device))); });
+    respond(res, slots, [&] { return result_json(search_like(store, on_device(parse_query_json(body, f.limits), device))); });
   });
   // A batch answers 200 with each failed id's error in its block, as --like-file prints it.
-  server.Post("/batch", [&, max_body, device](const httplib::Request& req, httplib::Response& res,
+  server.Post("/batch", [&, max_body, device, slots](const httplib::Request& req, httplib::Response& res,
                                               const httplib::ContentReader& reader) {
     std::string body;
     if (!read_body(req, res, reader, max_body, &body)) return;
-    respond(res, [&] {
+    respond(res, slots, [&] {
       const BatchQuery b = parse_batch_json(body, f.limits);
       return results_json(search_like_batch(store, on_device(b.common, device), b.ids));
     });
@@ -169,13 +231,19 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
   add_store_flag(cmd, f.store);
   cmd->add_option("--host", f.host, "address to listen on (0.0.0.0 exposes the store to the network)")->capture_default_str();
   cmd->add_option("--port", f.port, "TCP port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
-  cmd->add_option("--threads", f.threads, "requests served at once")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("--threads", f.threads, "queries computed at once (connections each have their own thread)")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--max-k", f.limits.max_k, "largest k a request may ask")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--max-ids", f.limits.max_ids, "most object ids in one request (a batch's ids, or like + unlike)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--max-body", f.max_body, "largest request body (e.g. 1MB, 64KB)")->capture_default_str();
-  cmd->add_option("--timeout", f.timeout_s, "seconds a client may take to send a request or read a reply")
+  cmd->add_option("--timeout", f.timeout_s, "seconds a client may take to send a whole request, or to read a whole reply")
       ->capture_default_str()->check(CLI::Range(1, 3600));
+  cmd->add_option("--idle-timeout", f.idle_timeout_s, "seconds a kept-alive connection may wait for its next request")
+      ->capture_default_str()->check(CLI::Range(1, 3600));
+  cmd->add_option("--max-connections", f.max_connections, "connections open at once, all clients together")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-per-client", f.max_per_client, "connections open at once from one client address")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--device", f.device, "where exact scans run: cpu, cuda or torch-cpu (as for queries)")
       ->capture_default_str();
   return cmd;
@@ -198,8 +266,6 @@ int run_serve(const ServeFlags& f) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   httplib::Server server;
-  const size_t threads = static_cast<size_t>(f.threads);
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // httplib's default options add SO_REUSEPORT, with which a second server on
   // the same port would start and take half the connections instead of failing.
   server.set_socket_options([](socket_t sock) {
@@ -209,13 +275,29 @@ int run_serve(const ServeFlags& f) {
   server.set_payload_max_length(max_body);
   server.set_read_timeout(f.timeout_s, 0);
   server.set_write_timeout(f.timeout_s, 0);
-  add_routes(server, *store, f, max_body);
+  server.set_keep_alive_timeout(f.idle_timeout_s);
+  // Once a reply is written, the next request on the connection has the deadline from then.
+  server.set_logger([](const httplib::Request&, const httplib::Response&) { ConnectionGuard::restart_deadline(); });
+  Slots slots(f.threads);
+  add_routes(server, *store, f, max_body, &slots);
   add_error_replies(server, max_body);
 
   const int port = f.port == 0 ? server.bind_to_any_port(f.host) : (server.bind_to_port(f.host, f.port) ? f.port : -1);
   if (port <= 0)
     throw Error(ErrorKind::kIo, "cannot listen on " + f.host + ":" + std::to_string(f.port) +
                                     " (--host/--port: the port is in use or the address is not this machine's)");
+  // httplib's per-connection code keeps a connection alive only while this holds the listening socket.
+  std::atomic<socket_t>& listening = server.*exposed(ListenSocket());
+  const socket_t listener = listening;
+  // httplib listens with a backlog of 5: a burst of connections would wait in
+  // the kernel's SYN retries (a second or more) before the guard even sees it.
+  ::listen(listener, SOMAXCONN);
+  const auto serve_connection = exposed(ProcessSocket());
+  ConnectionLimits limits;
+  limits.max_connections = f.max_connections;
+  limits.max_per_client = f.max_per_client;
+  limits.deadline = std::chrono::seconds(f.timeout_s);
+  ConnectionGuard guard(limits, [&server, serve_connection](int fd) { (server.*serve_connection)(fd); });
   std::cerr << "serving store " << f.store << " on http://" << f.host << ":" << port << std::endl;
 
   std::atomic<bool> listening_done{false}, signalled{false};
@@ -223,16 +305,15 @@ int run_serve(const ServeFlags& f) {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     signalled = !listening_done;
-    // stop() only acts on a running server: repeat until listen() has returned.
-    while (!listening_done) {
-      server.stop();
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    listening = INVALID_SOCKET;  // kept-alive connections end after their request in progress
+    guard.stop();
   });
-  const bool ok = server.listen_after_bind();
+  const bool ok = guard.run(listener);
   listening_done = true;
   if (!signalled) pthread_kill(stopper.native_handle(), SIGTERM);  // wake the waiting thread
   stopper.join();
+  listening = INVALID_SOCKET;
+  close(listener);
   if (!signalled && !ok) throw Error(ErrorKind::kIo, "the server stopped: accepting connections failed");
   std::cerr << "stopped\n";
   return 0;

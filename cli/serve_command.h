@@ -6,7 +6,9 @@
 //   POST /query   {"like": ..}      one query, exactly as --format json prints it
 //   POST /batch   {"ids": [..]}     one query per id, as --like-file --format json prints it
 // Errors: 400 bad request, 404 unknown object/space/endpoint, 413 body too
-// large, 500 a bug; the body is {"error": "..."}.
+// large, 500 a bug, 503 too many connections (refused before any reading);
+// the body is {"error": "..."}. No client can stall the others: see
+// connection_guard.h for the connection limits and the request deadline.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -21,9 +23,12 @@ struct ServeFlags {
   std::string store;
   std::string host = "127.0.0.1";  // loopback unless asked: the server has no authentication
   int port = 8765;                 // 0: any free port (printed at start)
-  int threads = 4;                 // connections served at once
+  int threads = 4;                 // queries computed at once
   std::string max_body = "1MB";
-  int timeout_s = 30;              // socket read/write timeout
+  int timeout_s = 30;              // to send a whole request, or read a whole reply (not per read)
+  int idle_timeout_s = 5;          // a kept-alive connection's wait for its next request
+  int max_connections = 128;       // open at once; more are refused with a 503
+  int max_per_client = 16;         // open at once from one client address
   std::string device = "cpu";      // where every request's exact scans run (--device)
   QueryLimits limits;
 };
