@@ -19,6 +19,7 @@
 #include "connection_guard.h"
 #include "mmu/device_search.h"
 #include "mmu/error.h"
+#include "mmu/live_store.h"
 #include "mmu/result_format.h"
 #include "mmu/store.h"
 #include "store_flag.h"
@@ -173,34 +174,40 @@ LikeQuery on_device(LikeQuery q, SearchDevice device) {
   return q;
 }
 
-void add_routes(httplib::Server& server, const Store& store, const ServeFlags& f, size_t max_body, Slots* slots) {
+// Each request takes the live store once and answers wholly from it (see LiveStore).
+void add_routes(httplib::Server& server, LiveStore& live, const ServeFlags& f, size_t max_body, Slots* slots) {
   const SearchDevice device = parse_search_device(f.device);
   server.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
-    respond(res, nullptr, [&] { return "{\"status\": \"ok\", \"objects\": " + std::to_string(store.num_objects()) + "}\n"; });
+    const auto store = live.current();
+    respond(res, nullptr, [&] { return "{\"status\": \"ok\", \"objects\": " + std::to_string(store->num_objects()) + "}\n"; });
   });
   server.Get("/spaces", [&](const httplib::Request&, httplib::Response& res) {
-    respond(res, nullptr, [&] { return spaces_json(store); });
+    const auto store = live.current();
+    respond(res, nullptr, [&] { return spaces_json(*store); });
   });
   server.Get("/like", [&, device, slots](const httplib::Request& req, httplib::Response& res) {
+    const auto store = live.current();
     respond(res, slots, [&] {
       const std::vector<std::pair<std::string, std::string>> params(req.params.begin(), req.params.end());
-      return result_json(search_like(store, on_device(parse_query_params(params, f.limits), device)));
+      return result_json(search_like(*store, on_device(parse_query_params(params, f.limits), device)));
     });
   });
   server.Post("/query", [&, max_body, device, slots](const httplib::Request& req, httplib::Response& res,
                                               const httplib::ContentReader& reader) {
     std::string body;
     if (!read_body(req, res, reader, max_body, &body)) return;
-    respond(res, slots, [&] { return result_json(search_like(store, on_device(parse_query_json(body, f.limits), device))); });
+    const auto store = live.current();
+    respond(res, slots, [&] { return result_json(search_like(*store, on_device(parse_query_json(body, f.limits), device))); });
   });
   // A batch answers 200 with each failed id's error in its block, as --like-file prints it.
   server.Post("/batch", [&, max_body, device, slots](const httplib::Request& req, httplib::Response& res,
                                               const httplib::ContentReader& reader) {
     std::string body;
     if (!read_body(req, res, reader, max_body, &body)) return;
+    const auto store = live.current();
     respond(res, slots, [&] {
       const BatchQuery b = parse_batch_json(body, f.limits);
-      return results_json(search_like_batch(store, on_device(b.common, device), b.ids));
+      return results_json(search_like_batch(*store, on_device(b.common, device), b.ids));
     });
   });
 }
@@ -252,9 +259,10 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
 int run_serve(const ServeFlags& f) {
   const size_t max_body = parse_size(f.max_body);
   parse_search_device(f.device);  // a bad --device fails before the server starts
-  // Opened once and shared by the worker threads: a Store is safe for
-  // concurrent reads (its SQLite connection is serialized; statements are per call).
-  const auto store = Store::open(f.store);
+  // Shared by the worker threads: a Store is safe for concurrent reads (its
+  // SQLite connection is serialized; statements are per call), and LiveStore
+  // moves them to each new generation a build commits.
+  LiveStore live(f.store);
 
   // SIGINT/SIGTERM are blocked before any thread starts (so every thread
   // inherits the mask) and taken by one thread with sigwait, which may then
@@ -279,7 +287,7 @@ int run_serve(const ServeFlags& f) {
   // Once a reply is written, the next request on the connection has the deadline from then.
   server.set_logger([](const httplib::Request&, const httplib::Response&) { ConnectionGuard::restart_deadline(); });
   Slots slots(f.threads);
-  add_routes(server, *store, f, max_body, &slots);
+  add_routes(server, live, f, max_body, &slots);
   add_error_replies(server, max_body);
 
   const int port = f.port == 0 ? server.bind_to_any_port(f.host) : (server.bind_to_port(f.host, f.port) ? f.port : -1);

@@ -27,6 +27,10 @@ inline constexpr int kStoreFormatVersion = 2;
 // $MMU_STORE when set, else ./mmu-store.
 std::string default_store_path();
 
+// The generation CURRENT names ("gen-000042"). Throws NotFound when there is
+// no store at dir, FormatError when CURRENT is damaged.
+std::string live_generation(const std::string& dir);
+
 // A source file as the catalog recorded it.
 struct StoredFile {
   int64_t id = -1;
@@ -45,7 +49,9 @@ struct SpaceFileHash {
 
 class Store {
  public:
-  // Throws NotFound (with how to build one) when there is no store at dir, and
+  // Opens the live generation and pins it: no build deletes it while this
+  // Store lives, so every answer comes from that one generation. Throws
+  // NotFound (with how to build one) when there is no store at dir, and
   // FormatError when its format version is newer than this program reads.
   static std::unique_ptr<Store> open(const std::string& dir);
   ~Store();

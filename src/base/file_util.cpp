@@ -170,4 +170,35 @@ FileLock::~FileLock() {
   ::close(fd_);
 }
 
+TryLock::Outcome TryLock::take(const std::string& path, bool exclusive, bool create,
+                               std::unique_ptr<TryLock>* held) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT && create) {
+    fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) return Outcome::kReadOnly;
+  }
+  if (fd < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return Outcome::kMissing;
+    throw IoError(path, "open", errno);
+  }
+  if (::flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) return Outcome::kBusy;
+    throw IoError(path, "lock", err);
+  }
+  held->reset(new TryLock(fd));
+  return Outcome::kHeld;
+}
+
+TryLock::~TryLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool TryLock::still_at(const std::string& path) const {
+  struct stat held {}, named {};
+  return ::fstat(fd_, &held) == 0 && ::stat(path.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
+         held.st_dev == named.st_dev;
+}
+
 }  // namespace mmu::files

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 namespace mmu::files {
@@ -43,6 +44,34 @@ class FileLock {
   FileLock& operator=(const FileLock&) = delete;
 
  private:
+  int fd_ = -1;
+};
+
+// A non-blocking advisory lock (flock) on one file, shared or exclusive, held
+// until destruction. Readers pin a store generation with a shared one; the
+// builder deletes a generation only under an exclusive one.
+class TryLock {
+ public:
+  enum class Outcome {
+    kHeld,      // the lock is ours
+    kBusy,      // another holder's lock conflicts
+    kMissing,   // path (or, with create, its folder) does not exist
+    kReadOnly,  // with create: the file is missing and may not be created here
+  };
+  // Takes the lock on path without waiting; with `create`, makes the file
+  // when missing. Sets *held only for kHeld. Throws IoError naming path for
+  // any other failure.
+  static Outcome take(const std::string& path, bool exclusive, bool create, std::unique_ptr<TryLock>* held);
+  ~TryLock();
+  TryLock(const TryLock&) = delete;
+  TryLock& operator=(const TryLock&) = delete;
+
+  // Whether path still names the locked file: false once it was renamed,
+  // unlinked or replaced, when the lock no longer stands for what lies there.
+  bool still_at(const std::string& path) const;
+
+ private:
+  explicit TryLock(int fd) : fd_(fd) {}
   int fd_ = -1;
 };
 

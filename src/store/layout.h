@@ -1,7 +1,8 @@
 // The store's file layout: every file and folder name of a store, and the
 // paths built from them. The one place that knows where things lie:
-//   <store>/CURRENT, LOCK, resume/, gen-N/ (gen-N.tmp/ while being written)
-//   <store>/gen-N/catalog.sqlite, spaces/<name>/
+//   <store>/CURRENT, LOCK, resume/, gen-N/ (gen-N.tmp/ while being written,
+//                                            gen-N.old/ while being deleted)
+//   <store>/gen-N/catalog.sqlite, READERS, spaces/<name>/
 //   <store>/gen-N/spaces/<name>/vectors.f32, index.faiss, fit.bin, index.json,
 //                               vectors.f16, ann-<kind>-<stamp>.faiss
 // Names only, no store code: vector/ (below store/) includes it too.
@@ -20,9 +21,11 @@ inline constexpr const char* kLockFile = "LOCK";        // held by whoever write
 inline constexpr const char* kResumeDir = "resume";     // model embeddings of an interrupted build
 inline constexpr const char* kGenerationPrefix = "gen-";
 inline constexpr const char* kUnfinishedSuffix = ".tmp";  // a generation not yet committed
+inline constexpr const char* kRemovedSuffix = ".old";     // a generation being deleted, no reader on it
 
 // In a generation folder.
 inline constexpr const char* kCatalogFile = "catalog.sqlite";
+inline constexpr const char* kReadersFile = "READERS";  // shared-locked by every reader of the generation
 inline constexpr const char* kSpacesDir = "spaces";
 
 // In a space folder.
@@ -69,6 +72,13 @@ inline bool is_unfinished_generation(const std::string& name) {
          has_generation_prefix(name);
 }
 
+// A generation folder renamed aside for deletion (never read again).
+inline bool is_removed_generation(const std::string& name) {
+  const std::string suffix = kRemovedSuffix;
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+         has_generation_prefix(name);
+}
+
 inline std::string generation_dir(const std::string& store_dir, const std::string& gen_name) {
   return join(store_dir, gen_name);
 }
@@ -77,6 +87,7 @@ inline std::string unfinished_generation_dir(const std::string& store_dir, const
 }
 
 inline std::string catalog_file(const std::string& gen_dir) { return join(gen_dir, kCatalogFile); }
+inline std::string readers_file(const std::string& gen_dir) { return join(gen_dir, kReadersFile); }
 inline std::string space_dir(const std::string& gen_dir, const std::string& space) {
   return (std::filesystem::path(gen_dir) / kSpacesDir / space).string();
 }

@@ -1,11 +1,15 @@
 #include "mmu/store.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 
@@ -31,6 +35,9 @@ std::string default_store_path() {
 
 struct Store::Rep {
   std::string path, gen_path;
+  // Shared lock on the generation's READERS file while this Store lives: no
+  // build deletes a generation a reader holds (see pin_generation).
+  std::unique_ptr<files::TryLock> pin;
   std::unique_ptr<sql::Db> db;
   std::map<std::string, SpaceInfo> spaces;
   std::map<std::string, std::string> meta;
@@ -81,7 +88,7 @@ std::vector<CatalogRow> select_rows(sql::Db& db, const std::string& where, const
 
 }  // namespace
 
-std::unique_ptr<Store> Store::open(const std::string& dir) {
+std::string live_generation(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
     throw NotFound("no store at '" + dir + "' (the folder does not exist); " + how_to_build(dir));
@@ -93,9 +100,54 @@ std::unique_ptr<Store> Store::open(const std::string& dir) {
   while (!gen.empty() && (gen.back() == '\n' || gen.back() == ' ')) gen.pop_back();
   if (!layout::has_generation_prefix(gen) || gen.find('/') != std::string::npos)
     throw FormatError("store '" + dir + "' is damaged: CURRENT names '" + text::for_message(gen, 80) + "'");
+  return gen;
+}
+
+namespace {
+
+// Pins the live generation of the store at dir: a shared lock on its READERS
+// file, taken after reading CURRENT and then checked to still lie in that
+// generation (a build renames a generation aside under an exclusive lock
+// before deleting it). Retried while builds move CURRENT meanwhile; a pinned
+// generation CURRENT no longer names is still whole, and kept after the last try.
+std::pair<std::string, std::unique_ptr<files::TryLock>> pin_generation(const std::string& dir) {
+  constexpr int kTries = 50;
+  for (int attempt = 1;; ++attempt) {
+    const std::string gen = live_generation(dir);
+    const std::string gen_dir = layout::generation_dir(dir, gen);
+    const std::string readers = layout::readers_file(gen_dir);
+    std::unique_ptr<files::TryLock> pin;
+    // create: generations written before READERS existed get one on first read.
+    const auto got = files::TryLock::take(readers, false, true, &pin);
+    if (got == files::TryLock::Outcome::kReadOnly) {
+      std::cerr << "warning: cannot create '" << readers << "' (no write permission): reading store '" << dir
+                << "' without pinning " << gen << "; a rebuild by its owner may remove it while this runs\n";
+      return {gen, nullptr};
+    }
+    const bool still_live = live_generation(dir) == gen;
+    if (got == files::TryLock::Outcome::kHeld && pin->still_at(readers) && (still_live || attempt >= kTries))
+      return {gen, std::move(pin)};
+    // A build removes only generations CURRENT no longer names.
+    if (got == files::TryLock::Outcome::kMissing && still_live)
+      throw FormatError("store '" + dir + "' is damaged: CURRENT names " + gen + " but '" + gen_dir +
+                        "' is missing");
+    // Else CURRENT had moved on and a build is removing gen: read it again.
+    if (attempt >= kTries)
+      throw IoError(readers, "pin the live generation (it was replaced " + std::to_string(kTries) +
+                    " times while opening: are builds running back to back?)", EAGAIN);
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(attempt, 10)));
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const std::string& dir) {
+  std::error_code ec;
+  auto [gen, pin] = pin_generation(dir);
   std::unique_ptr<Store> s(new Store());
   s->rep_->path = dir;
-  s->rep_->gen_path = (fs::path(dir) / gen).string();
+  s->rep_->pin = std::move(pin);
+  s->rep_->gen_path = layout::generation_dir(dir, gen);
   const std::string catalog = layout::catalog_file(s->rep_->gen_path);
   if (!fs::exists(catalog, ec))
     throw FormatError("store '" + dir + "' is damaged: '" + catalog + "' is missing");

@@ -53,6 +53,35 @@ int64_t insert_file(sql::Db& db, const SourceFile& f, const std::string& path, c
   return sqlite3_last_insert_rowid(db.raw());
 }
 
+// Deletes every generation but `live` that no reader pins; a pinned one stays
+// for a later build. Each goes under an exclusive lock on its READERS file,
+// renamed aside first so that no reader can pin it between the lock and its
+// last file. Best effort: what fails to go is tried again next build.
+void remove_old_generations(const std::string& dir, const std::string& live) {
+  std::error_code ec;
+  std::vector<fs::path> entries;  // listed first: renaming while iterating may skip or repeat entries
+  for (const auto& e : fs::directory_iterator(dir, ec)) entries.push_back(e.path());
+  for (const fs::path& path : entries) {
+    const std::string name = path.filename().string();
+    if (layout::is_removed_generation(name)) {  // a deletion cut short: unpinnable, as it was renamed under the lock
+      fs::remove_all(path, ec);
+      continue;
+    }
+    if (layout::generation_number(name) < 0 || name == live) continue;
+    std::unique_ptr<files::TryLock> sole;
+    try {
+      if (files::TryLock::take(layout::readers_file(path.string()), true, true, &sole) !=
+          files::TryLock::Outcome::kHeld)
+        continue;  // a reader holds it (or it is gone, or not ours to change)
+    } catch (const Error&) {
+      continue;
+    }
+    const fs::path aside = path.string() + layout::kRemovedSuffix;
+    fs::rename(path, aside, ec);
+    if (!ec) fs::remove_all(aside, ec);
+  }
+}
+
 }  // namespace
 
 struct StoreLock::Rep {
@@ -118,6 +147,7 @@ StoreWriter::StoreWriter(const std::string& dir, std::unique_ptr<StoreLock> held
   r.gen_name = layout::generation_name(max_gen + 1);
   r.tmp_path = layout::unfinished_generation_dir(dir, r.gen_name);
   files::make_dirs(r.tmp_path);
+  files::write_atomic(layout::readers_file(r.tmp_path), std::string());  // what readers lock (Store::open)
   r.db = std::make_unique<sql::Db>(layout::catalog_file(r.tmp_path), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   // The generation is invisible until commit, so no journal is needed: a
   // crash discards the whole directory.
@@ -316,10 +346,7 @@ void StoreWriter::commit() {
   // The switch: one atomic rename of CURRENT.
   files::write_atomic(layout::current_file(r.dir), r.gen_name + "\n");
   r.committed = true;
-  for (const auto& e : fs::directory_iterator(r.dir)) {
-    const std::string name = e.path().filename().string();
-    if (layout::generation_number(name) >= 0 && name != r.gen_name) fs::remove_all(e.path(), ec);
-  }
+  remove_old_generations(r.dir, r.gen_name);
 }
 
 }  // namespace mmu
