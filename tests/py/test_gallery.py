@@ -319,6 +319,21 @@ def linked(env):
     need(masked, "the linked spectrum's masked stretch is not shaded")
 
 
+@case("a light curve is drawn as its points with error bars")
+def light_curve_card(env):
+    with h5py.File(env.paths["lightcurves"], "r") as f:
+        oid = str(f["object_id"][0])
+        points = int(((f["lightcurve"][0, :, 0] != 0) | (f["lightcurve"][0, :, 1] != 0) |
+                      (f["lightcurve"][0, :, 2] != 0)).sum())
+    open_page(env, "like=" + oid + "&survey=plasticc&k=2", 3)
+    q = grid(env)[0]
+    need(q["id"] == oid and q["curves"] == 1, f"light curve {oid}: {q['curves']} drawings")
+    dots, bars = env.driver.execute_script(
+        "const s = document.querySelector('#grid .card svg.lightcurve');"
+        "return [s.querySelectorAll('circle').length, s.querySelectorAll('line').length]")
+    need(dots == points and bars == points, f"light curve {oid}: {dots} points, {bars} error bars; h5py has {points}")
+
+
 @case("two positives and 'more like these' give `mmu-search hunt`'s ranking")
 def hunt_from_page(env):
     oid = fx.image_ids(8)[5].decode()
