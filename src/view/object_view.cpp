@@ -104,6 +104,25 @@ CatalogRow find_object(const Store& store, const std::string& survey, const std:
 }
 
 struct ObjectViewer::Rep {
+  // Open readers of the files last drawn from (opening and validating a file
+  // costs more than reading one cutout). Guarded by hdf5_mutex(); keyed by
+  // path, size and mtime, so a file that changed is opened afresh.
+  static constexpr size_t kOpenReaders = 8;
+  std::list<std::pair<std::string, std::unique_ptr<MmuFileReader>>> readers;  // most recent first
+
+  // REQUIRES: hdf5_mutex() held.
+  const MmuFileReader& reader(const StoredFile& f) {
+    const std::string key = f.file.path + '\n' + std::to_string(f.file.size) + '\n' + std::to_string(f.file.mtime);
+    for (auto it = readers.begin(); it != readers.end(); ++it)
+      if (it->first == key) {
+        readers.splice(readers.begin(), readers, it);
+        return *readers.front().second;
+      }
+    readers.emplace_front(key, std::make_unique<MmuFileReader>(f.file));
+    if (readers.size() > kOpenReaders) readers.pop_back();
+    return *readers.front().second;
+  }
+
   size_t cache_limit;
   mutable std::mutex mutex;  // guards the cache
   std::list<std::pair<std::string, CutoutPng>> lru;  // most recently used first
@@ -159,8 +178,7 @@ CutoutPng ObjectViewer::cutout(const Store& store, const CatalogRow& row, int64_
     ImageBatch batch;
     {
       std::lock_guard<std::mutex> lock(hdf5_mutex());
-      MmuFileReader reader(f.file);
-      reader.read_images(row.index_in_file, 1, &batch);
+      rep_->reader(f).read_images(row.index_in_file, 1, &batch);
     }
     const ColourBands bands = choose_colour_bands(batch.band_names, batch.bands);
     RgbImage rgb = lupton_rgb(batch, 0, bands);
@@ -186,7 +204,7 @@ std::string ObjectViewer::spectrum_json(const Store& store, const CatalogRow& ro
   json z;
   try {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
-    MmuFileReader reader(f.file);
+    const MmuFileReader& reader = rep_->reader(f);
     reader.read_spectra(row.index_in_file, 1, &s);
     z = redshift(reader, row.index_in_file);
   } catch (const Error& e) {
@@ -211,8 +229,7 @@ std::string ObjectViewer::light_curve_json(const Store& store, const CatalogRow&
   LightCurveBatch lc;
   try {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
-    MmuFileReader reader(f.file);
-    reader.read_light_curves(row.index_in_file, 1, &lc);
+    rep_->reader(f).read_light_curves(row.index_in_file, 1, &lc);
   } catch (const Error& e) {
     j["note"] = e.what();
     return dump(j);
