@@ -206,14 +206,14 @@ OutlierQuery parse_outliers(nlohmann::json j, const QueryLimits& limits) {
 // Maps are a PCA over a whole space: computed once per store generation and space.
 class MapCache {
  public:
-  std::string get(const Store& store, const std::string& space) {
-    const std::string key = store.generation_path() + '\n' + space;
+  std::string get(const Store& store, const std::string& space, const std::string& column) {
+    const std::string key = store.generation_path() + '\n' + space + '\n' + column;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       const auto it = maps_.find(key);
       if (it != maps_.end()) return it->second;
     }
-    std::string map = space_map_json(store, space);
+    std::string map = space_map_json(store, space, column);
     std::lock_guard<std::mutex> lock(mutex_);
     if (maps_.size() >= 16) maps_.clear();  // stale generations: bounded, recomputed on demand
     maps_[key] = map;
@@ -236,7 +236,8 @@ void add_gallery_routes(httplib::Server& server, WithStore with_store, const Que
              [](const httplib::Request& req, httplib::Response& res) { serve_asset(res, req.matches[1]); });
   auto maps = std::make_shared<MapCache>();
   server.Get(R"(/map/(.+)\.json)", [with_store, maps](const httplib::Request& req, httplib::Response& res) {
-    answer_json(with_store, res, [&](const Store& store) { return maps->get(store, req.matches[1]); });
+    answer_json(with_store, res,
+                [&](const Store& store) { return maps->get(store, req.matches[1], req.get_param_value("colour")); });
   });
   server.Post("/hunt", [with_store, limits, max_body](const httplib::Request&, httplib::Response& res,
                                                       const httplib::ContentReader& reader) {

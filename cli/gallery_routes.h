@@ -7,7 +7,8 @@
 //                                           the reason in header X-MMU-Note (percent-encoded)
 //   GET /spectrum/<survey>/<id>.json        wavelength, flux, mask, catalogue redshift
 //   GET /lightcurve/<survey>/<id>.json      usable points per band with errors
-//   GET /map/<space>.json                   the space's vectors on their first two principal components
+//   GET /map/<space>.json?colour=COLUMN     the space's vectors on their first two principal components
+//                                           (with each object's value of a catalog column)
 //   POST /hunt {"positives": [..], "negatives": [..], "method", k, space, ...}
 //                                           `mmu-search hunt`'s ranking, as --format json prints it
 //   POST /outliers {"neighbours", k, space, ...}  `mmu-search hunt --outliers`'s list

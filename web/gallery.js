@@ -335,7 +335,9 @@ function currentSpace() {
 async function loadMap() {
   const space = currentSpace();
   if (!space) throw new Error("the store has no space to map");
-  if (!state.map || state.map.space !== space) state.map = await getJson("/map/" + encodeURIComponent(space) + ".json");
+  const column = document.getElementById("map-colour").value.trim();
+  if (!state.map || state.map.space !== space || state.map.column !== column)
+    state.map = await getJson("/map/" + encodeURIComponent(space) + ".json" + (column ? "?colour=" + encodeURIComponent(column) : ""));
   return state.map;
 }
 
@@ -356,13 +358,26 @@ function drawMap(m) {
   const [x0, x1] = finiteRange(m.points.map((q) => q.x));
   const [y0, y1] = finiteRange(m.points.map((q) => q.y));
   const x = scale(x0, x1, 10, W - 10), y = scale(y0, y1, H - 10, 10);
-  const surveys = [...new Set(m.points.map((q) => q.survey))];
+  // Colour: by survey, or by the column's value (numbers on a blue-to-yellow ramp, text by category, none grey).
+  const byColumn = Boolean(m.column);
+  const numbers = byColumn && m.points.every((q) => q.value === null || typeof q.value === "number");
+  const [v0, v1] = numbers ? finiteRange(m.points.map((q) => q.value)) : [0, 0];
+  const categories = [...new Set(m.points.map((q) => (byColumn ? q.value : q.survey)).filter((v) => v !== null))];
+  const colourOf = (q) => {
+    const v = byColumn ? q.value : q.survey;
+    if (v === null || v === undefined) return "#555";
+    if (numbers) {
+      const t = v1 > v0 ? (v - v0) / (v1 - v0) : 0.5;
+      return "rgb(" + Math.round(40 + 215 * t) + "," + Math.round(60 + 160 * t) + "," + Math.round(220 - 190 * t) + ")";
+    }
+    return BAND_COLOURS[categories.indexOf(v) % BAND_COLOURS.length];
+  };
   const hover = el("img", { id: "map-hover", alt: "" });
   hover.hidden = true;
   for (const q of m.points) {
-    const dot = svgEl("circle", { cx: x(q.x), cy: y(q.y), r: 4, fill: BAND_COLOURS[surveys.indexOf(q.survey) % BAND_COLOURS.length] });
+    const dot = svgEl("circle", { cx: x(q.x), cy: y(q.y), r: 4, fill: colourOf(q) });
     const tip = svgEl("title");
-    tip.textContent = q.object_id + " (" + q.survey + ")";
+    tip.textContent = q.object_id + " (" + q.survey + ")" + (byColumn ? " " + m.column + " = " + q.value : "");
     dot.append(tip);
     dot.addEventListener("click", () => likeThis(q));
     if (m.modality === "image") {
@@ -377,9 +392,11 @@ function drawMap(m) {
     svg.append(dot);
   }
   document.getElementById("map").replaceChildren(svg, hover);
+  const names = ["blue", "green", "yellow", "orange", "pink", "violet", "cyan", "white"];
+  const legend = numbers ? m.column + " from " + v0 + " (blue) to " + v1 + " (yellow), none grey"
+    : categories.slice(0, 8).map((c, i) => c + " " + names[i % 8]).join(", ") + (categories.length > 8 ? ", …" : "");
   document.getElementById("map-status").textContent =
-    "space " + m.space + ": " + m.points.length + " objects, first two principal components (" +
-    surveys.map((s, i) => s + " " + ["blue", "green", "yellow", "orange", "pink", "violet", "cyan", "white"][i % 8]).join(", ") + ")";
+    "space " + m.space + ": " + m.points.length + " of " + m.count + " objects on the first two principal components; " + legend;
 }
 
 async function randomObject() {
@@ -405,6 +422,9 @@ async function init() {
   document.getElementById("hunt").addEventListener("click", huntMarked);
   document.getElementById("csv").addEventListener("click", downloadCsv);
   document.getElementById("map-toggle").addEventListener("click", toggleMap);
+  document.getElementById("map-redraw").addEventListener("click", async () => {
+    try { drawMap(await loadMap()); } catch (e) { document.getElementById("map-status").textContent = e.message; }
+  });
   document.getElementById("random").addEventListener("click", randomObject);
   document.getElementById("outliers").addEventListener("click", outliers);
   window.addEventListener("popstate", run);

@@ -374,6 +374,31 @@ def space_map(env):
              f"map {name}: correlation {corr} with sklearn's component {axis}")
     status, _, _ = env.server.get("/map/no-such-space.json")
     need(status == 404, f"map of an unknown space: HTTP {status}")
+    # Coloured by a catalogue column: each spectrum's Z as h5py reads it.
+    status, _, body = env.server.get("/map/spectrum.json?colour=Z")
+    need(status == 200, f"map coloured by Z: HTTP {status} {body[:200]}")
+    with h5py.File(env.paths["spectra"], "r") as f:
+        z = {str(i): float(v) for i, v in zip(f["object_id"][:], f["Z"][:])}
+    got = {p["object_id"]: p["value"] for p in json.loads(body)["points"]}
+    need(got == z, f"map values {got} vs h5py Z {z}")
+    status, _, _ = env.server.get("/map/spectrum.json?colour=NO_SUCH_COLUMN")
+    need(status == 404, f"map coloured by an unknown column: HTTP {status}")
+    # In the page: the panel draws one point per object, coloured by Z on request.
+    open_page(env, "like=" + str(next(iter(z))) + "&k=2", 3)
+    env.driver.execute_script("document.getElementById('map-toggle').click()")
+    circles = lambda: env.driver.execute_script(  # noqa: E731
+        "return [...document.querySelectorAll('#map circle')].map((c) => c.getAttribute('fill'))")
+    deadline = time.time() + 10
+    while time.time() < deadline and len(circles()) != len(z):
+        time.sleep(0.1)
+    need(len(circles()) == len(z), f"map panel: {len(circles())} points, the space has {len(z)}")
+    env.driver.execute_script("document.getElementById('map-colour').value = 'Z';"
+                              "document.getElementById('map-redraw').click()")
+    deadline = time.time() + 10
+    while time.time() < deadline and "Z from" not in env.driver.find_element("id", "map-status").text:
+        time.sleep(0.1)
+    need(len(set(circles())) == len(z), f"coloured by Z: {len(set(circles()))} colours for {len(z)} distinct values")
+    need(not console_errors(env), f"console errors: {console_errors(env)}")
 
 
 def main():
