@@ -401,6 +401,34 @@ def space_map(env):
     need(not console_errors(env), f"console errors: {console_errors(env)}")
 
 
+@case("the outliers view equals `mmu-search hunt --outliers`")
+def outliers_view(env):
+    want = json.loads(run(env.search, "hunt", "--store", env.store, "--outliers", "--space", "image", "--k", "5",
+                          "--format", "json").stdout)
+    open_page(env, "outliers=1&space=image&k=5", len(want["results"]))
+    got = grid(env)
+    need([(g["id"], g["rank"]) for g in got] == [(r["object_id"], str(r["rank"])) for r in want["results"]],
+         f"page outliers {[g['id'] for g in got]} vs CLI {[r['object_id'] for r in want['results']]}")
+
+
+@case("a source file changed since the build gives a note naming it (last: it touches a file)")
+def changed_file(env):
+    path = env.paths["lightcurves"]
+    st = os.stat(path)
+    with h5py.File(path, "r") as f:
+        oid = str(f["object_id"][1])
+    try:
+        os.utime(path, (st.st_atime, st.st_mtime + 100))
+        status, _, body = env.server.get(object_path("lightcurve", "plasticc", oid, ".json"))
+        lc = json.loads(body)
+        need(status == 200 and path in lc["note"] and "changed since" in lc["note"] and "bands" not in lc,
+             f"changed file: HTTP {status} {lc}")
+    finally:
+        os.utime(path, (st.st_atime, st.st_mtime))
+    status, _, body = env.server.get(object_path("lightcurve", "plasticc", oid, ".json"))
+    need(status == 200 and json.loads(body)["note"] == "", "the file restored: the light curve is drawn again")
+
+
 def main():
     env = Env()
     env.server = env.driver = env.browser = None
