@@ -401,6 +401,29 @@ def space_map(env):
     need(not console_errors(env), f"console errors: {console_errors(env)}")
 
 
+@case("a query by position from the form equals --near; the filters reach the query")
+def near_form(env):
+    with h5py.File(env.paths["images"], "r") as f:
+        ra, dec = float(f["ra"][6]) + 1e-4, float(f["dec"][6])
+    cone = "%r,%r,0.3" % (ra, dec)
+    want = cli_json(env, "--near", "%r,%r" % (ra, dec), "--radius", "5arcsec", "--k", "4", "--cone", cone + "deg")
+    env.driver.get(env.server.base + "/")
+    env.driver.execute_script(
+        "document.getElementById('q').value = arguments[0]; document.getElementById('k').value = '4';"
+        "document.getElementById('cone').value = arguments[1];"
+        "document.getElementById('query-form').requestSubmit()", "%r,%r,5" % (ra, dec), cone)
+    deadline = time.time() + 10
+    while time.time() < deadline and "near=" not in env.driver.current_url:
+        time.sleep(0.05)
+    need("cone=" in env.driver.current_url, f"the view's URL {env.driver.current_url} lacks the cone")
+    open_page(env, env.driver.current_url.split("?", 1)[1], 1 + len(want["results"]))
+    got = grid(env)
+    need(got[0]["id"] == want["query"]["object_id"] == fx.image_ids(8)[6].decode(),
+         f"nearest object {got[0]['id']} vs CLI {want['query']['object_id']}")
+    need([g["id"] for g in got[1:]] == [r["object_id"] for r in want["results"]],
+         f"grid {[g['id'] for g in got[1:]]} vs CLI {[r['object_id'] for r in want['results']]}")
+
+
 @case("the outliers view equals `mmu-search hunt --outliers`")
 def outliers_view(env):
     want = json.loads(run(env.search, "hunt", "--store", env.store, "--outliers", "--space", "image", "--k", "5",
