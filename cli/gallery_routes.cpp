@@ -86,13 +86,13 @@ int http_status(const Error& e) {
   }
 }
 
-// Runs `answer(store, object)` for the object named by the route's
-// <survey>/<id>, turning what it throws into an error reply.
-template <typename Answer>
-void for_object(const WithStore& with_store, const httplib::Request& req, httplib::Response& res, Answer answer) {
-  ConnectionGuard::hold_deadline();  // the request is read; rendering is the server's time
+// Runs `body`, turning what it throws into an error reply: a request can
+// fail, the server never does.
+template <typename Body>
+void guarded(httplib::Response& res, Body body) {
+  ConnectionGuard::hold_deadline();  // the request is read; answering it is the server's time
   try {
-    with_store([&](const Store& store) { answer(store, find_object(store, req.matches[1], req.matches[2])); });
+    body();
   } catch (const Error& e) {
     res.status = http_status(e);
     res.set_content(error_body(e.what()), kJson);
@@ -103,20 +103,18 @@ void for_object(const WithStore& with_store, const httplib::Request& req, httpli
   ConnectionGuard::restart_deadline();
 }
 
-// Like for_object, for answers that need no object.
+// Runs `answer(store, object)` for the object named by the route's <survey>/<id>.
+template <typename Answer>
+void for_object(const WithStore& with_store, const httplib::Request& req, httplib::Response& res, Answer answer) {
+  guarded(res, [&] {
+    with_store([&](const Store& store) { answer(store, find_object(store, req.matches[1], req.matches[2])); });
+  });
+}
+
+// Replies with the JSON `answer(store)` returns.
 template <typename Answer>
 void answer_json(const WithStore& with_store, httplib::Response& res, Answer answer) {
-  ConnectionGuard::hold_deadline();
-  try {
-    with_store([&](const Store& store) { res.set_content(answer(store), kJson); });
-  } catch (const Error& e) {
-    res.status = http_status(e);
-    res.set_content(error_body(e.what()), kJson);
-  } catch (const std::exception& e) {
-    res.status = 500;
-    res.set_content(error_body(std::string("internal error: ") + e.what()), kJson);
-  }
-  ConnectionGuard::restart_deadline();
+  guarded(res, [&] { with_store([&](const Store& store) { res.set_content(answer(store), kJson); }); });
 }
 
 // The JSON body, at most max_body bytes (as serve's own POST routes read it:
