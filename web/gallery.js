@@ -431,7 +431,12 @@ async function init() {
   try {
     state.spaces = (await getJson("/spaces")).spaces;
     const select = document.getElementById("space");
-    for (const s of state.spaces) select.append(el("option", { value: s.name }, s.name + " (" + s.modality + ", " + s.count + ")"));
+    for (const s of state.spaces) {
+      const what = s.modality + ", " + s.count + (s.default ? ", the default for " + s.modality : "");
+      select.append(el("option", { value: s.name }, s.name + " (" + what + ")"));
+    }
+    const p = new URLSearchParams(location.search);
+    if (p.get("space")) select.value = p.get("space");
   } catch (e) {
     status(e.message, true);
   }

@@ -214,6 +214,11 @@ def grid_by_id(env):
             continue
         need(g["imgs"] and all(w == fx.IMAGE_SIZE and h == fx.IMAGE_SIZE for w, h in g["imgs"]),
              f"card {g['id']}: images {g['imgs']}, expected one {fx.IMAGE_SIZE}x{fx.IMAGE_SIZE} cutout")
+    spaces = json.loads(env.server.get("/spaces")[2])["spaces"]
+    options = env.driver.execute_script("return [...document.querySelectorAll('#space option')].map((o) => [o.value, o.text])")
+    need([o[0] for o in options] == [""] + [sp["name"] for sp in spaces], f"space choices {options} vs /spaces")
+    need(all(("the default for" in o[1]) == sp["default"] for o, sp in zip(options[1:], spaces)),
+         f"space choices {options}: the default per modality is not marked as /spaces says")
     errors = console_errors(env)
     need(not errors, f"console errors: {errors}")
     if env.screenshot:
