@@ -39,6 +39,7 @@ demo: build $(DEMO_DATA)/truth.csv
 	$(BUILD)/mmu-search --store $(DEMO_STORE) --like $(DEMO_ID) --space mmu-clip-image --k 5
 	@echo "== across modalities: spectra that match the image of $(DEMO_ID)"
 	$(BUILD)/mmu-search --store $(DEMO_STORE) --like $(DEMO_ID) --from image --to spectrum --k 5
+	@echo "== see them: $(BUILD)/mmu-search serve --store $(DEMO_STORE), then open http://127.0.0.1:8765/?like=$(DEMO_ID)&k=50"
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "connection_guard.h"
+#include "gallery_routes.h"
 #include "mmu/device_search.h"
 #include "mmu/error.h"
 #include "mmu/live_store.h"
@@ -219,7 +220,7 @@ void add_error_replies(httplib::Server& server, size_t max_body) {
     if (!res.body.empty()) return;  // a route's own error reply
     std::string why = "HTTP status " + std::to_string(res.status);
     if (res.status == 404)
-      why = "no endpoint " + req.method + " " + req.path + " (GET /health, /spaces, /like; POST /query, /batch)";
+      why = "no endpoint " + req.method + " " + req.path + " (GET /, /health, /spaces, /like, /object, /cutout, /spectrum, /lightcurve, /map; POST /query, /batch, /hunt, /outliers)";
     else if (res.status == 413)
       why = "the request body is larger than the server's limit of " + std::to_string(max_body) + " bytes (--max-body)";
     else if (res.status == 400)
@@ -288,6 +289,8 @@ int run_serve(const ServeFlags& f) {
   server.set_logger([](const httplib::Request&, const httplib::Response&) { ConnectionGuard::restart_deadline(); });
   Slots slots(f.threads);
   add_routes(server, live, f, max_body, &slots);
+  add_gallery_routes(
+      server, [&live](const std::function<void(const Store&)>& use) { use(*live.current()); }, f.limits, max_body);
   add_error_replies(server, max_body);
 
   const int port = f.port == 0 ? server.bind_to_any_port(f.host) : (server.bind_to_port(f.host, f.port) ? f.port : -1);

@@ -8,7 +8,9 @@ PACKAGES=(
   libfaiss-dev libtorch-dev libhdf5-dev libhealpix-cxx-dev libsqlite3-dev
   libcli11-dev catch2 hdf5-plugin-lzf liblzf-dev libopenblas0-openmp libopenblas-openmp-dev
   nlohmann-json3-dev libcpp-httplib-dev libcfitsio-dev
+  zlib1g-dev
   python3-numpy python3-h5py python3-torch python3-astropy python3-faiss python3-hnswlib python3-sklearn
+  chromium chromium-driver python3-selenium
 )
 
 missing=()

@@ -1,0 +1,285 @@
+#include "gallery_routes.h"
+
+#include <cctype>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "connection_guard.h"
+#include "mmu/error.h"
+#include "mmu/hunt.h"
+#include "mmu/object_view.h"
+#include "mmu/result_format.h"
+#include "mmu/space_map.h"
+#include "web_assets.h"
+
+namespace mmu::cli {
+
+namespace {
+
+// With the charset, Debian's httplib (built with zlib and brotli) sends JSON
+// uncompressed: it compresses exactly "application/json", and with brotli at
+// quality 11 when the client accepts it (every browser), which costs 2 s of
+// CPU for one 250 KB spectrum; loopback needs no compression.
+constexpr const char* kJson = "application/json; charset=utf-8";
+
+// The page's files: the page may load only its own script, style and images.
+void page_headers(httplib::Response& res) {
+  res.set_header("Content-Security-Policy",
+                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'");
+  res.set_header("X-Content-Type-Options", "nosniff");
+}
+
+const char* mime_of(const std::string& name) {
+  const auto ends = [&](const char* ext) {
+    const size_t n = std::strlen(ext);
+    return name.size() >= n && name.compare(name.size() - n, n, ext) == 0;
+  };
+  if (ends(".html")) return "text/html; charset=utf-8";
+  if (ends(".js")) return "text/javascript; charset=utf-8";
+  if (ends(".css")) return "text/css; charset=utf-8";
+  return "application/octet-stream";
+}
+
+void serve_asset(httplib::Response& res, const std::string& name) {
+  for (size_t i = 0; i < kNumWebAssets; ++i) {
+    if (name != kWebAssets[i].name) continue;
+    res.set_content(reinterpret_cast<const char*>(kWebAssets[i].data), kWebAssets[i].size, mime_of(name));
+    page_headers(res);
+    return;
+  }
+  res.status = 404;
+  res.set_content("{\"error\": \"no such page file\"}\n", kJson);
+}
+
+// A header value carries any note: every byte but unreserved ASCII as %XX.
+std::string percent_encode(const std::string& text) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || std::strchr("-_.~ /:,()'", c) != nullptr) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::string error_body(const std::string& message) {
+  // replace: an error may quote bytes of a request that are not UTF-8.
+  return nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+int http_status(const Error& e) {
+  switch (e.kind()) {
+    case ErrorKind::kInvalidArgument: return 400;
+    case ErrorKind::kNotFound: return 404;
+    default: return 500;
+  }
+}
+
+// Runs `body`, turning what it throws into an error reply: a request can
+// fail, the server never does.
+template <typename Body>
+void guarded(httplib::Response& res, Body body) {
+  ConnectionGuard::hold_deadline();  // the request is read; answering it is the server's time
+  try {
+    body();
+  } catch (const Error& e) {
+    res.status = http_status(e);
+    res.set_content(error_body(e.what()), kJson);
+  } catch (const std::exception& e) {
+    res.status = 500;
+    res.set_content(error_body(std::string("internal error: ") + e.what()), kJson);
+  }
+  ConnectionGuard::restart_deadline();
+}
+
+// Runs `answer(store, object)` for the object named by the route's <survey>/<id>.
+template <typename Answer>
+void for_object(const WithStore& with_store, const httplib::Request& req, httplib::Response& res, Answer answer) {
+  guarded(res, [&] {
+    with_store([&](const Store& store) { answer(store, find_object(store, req.matches[1], req.matches[2])); });
+  });
+}
+
+// Replies with the JSON `answer(store)` returns.
+template <typename Answer>
+void answer_json(const WithStore& with_store, httplib::Response& res, Answer answer) {
+  guarded(res, [&] { with_store([&](const Store& store) { res.set_content(answer(store), kJson); }); });
+}
+
+// The JSON body, at most max_body bytes (as serve's own POST routes read it:
+// bounded however it is sent); false after replying with the error.
+bool read_json_body(httplib::Response& res, const httplib::ContentReader& reader, size_t max_body, nlohmann::json* out) {
+  std::string body;
+  bool too_large = false;
+  const bool read = reader([&](const char* data, size_t n) {
+    too_large = body.size() + n > max_body;
+    if (!too_large) body.append(data, n);
+    return !too_large;
+  });
+  if (too_large || res.status == 413 || !read) {
+    res.status = too_large || res.status == 413 ? 413 : 400;
+    res.set_content(error_body(res.status == 413 ? "the request body is larger than the server's limit of " +
+                                                       std::to_string(max_body) + " bytes (--max-body)"
+                                                 : std::string("the request body could not be read")),
+                    kJson);
+    return false;
+  }
+  *out = nlohmann::json::parse(body, nullptr, false);
+  if (!out->is_object()) {
+    res.status = 400;
+    res.set_content(error_body("the request body must be a JSON object"), kJson);
+    return false;
+  }
+  return true;
+}
+
+std::string strings_field(nlohmann::json* j, const char* name, std::vector<std::string>* out) {
+  if (!j->contains(name)) return "";
+  const nlohmann::json v = (*j)[name];
+  j->erase(name);
+  if (!v.is_array()) return std::string("field '") + name + "' must be a list of object ids";
+  for (const auto& s : v) {
+    if (!s.is_string()) return std::string("field '") + name + "' must be a list of object ids";
+    out->push_back(s.get<std::string>());
+  }
+  return "";
+}
+
+std::string result_json(const LikeResult& r) {
+  std::ostringstream out;
+  write_like_result(r, OutputFormat::kJson, out);
+  return out.str();
+}
+
+// POST /hunt: {"positives": [ids], "negatives": [ids], "method":
+// "classifier"|"mean"} plus the query fields of POST /batch (k, space,
+// survey, in, cone, where, ...), ranked as `mmu-search hunt` ranks them.
+HuntQuery parse_hunt(nlohmann::json j, const QueryLimits& limits) {
+  HuntQuery h;
+  std::string why = strings_field(&j, "positives", &h.positives);
+  if (why.empty()) why = strings_field(&j, "negatives", &h.negatives);
+  if (!why.empty()) throw InvalidArgument(why);
+  if (j.contains("method")) {
+    const nlohmann::json m = j["method"];
+    j.erase("method");
+    if (m == "classifier") h.method = HuntMethod::kClassifier;
+    else if (m == "mean") h.method = HuntMethod::kMean;
+    else throw InvalidArgument("field 'method' must be \"classifier\" or \"mean\"");
+  }
+  if (h.positives.empty()) throw InvalidArgument("field 'positives' must list at least one object_id");
+  if (static_cast<int64_t>(h.positives.size() + h.negatives.size()) > limits.max_ids)
+    throw InvalidArgument("fields 'positives' and 'negatives' name more than the limit of " +
+                          std::to_string(limits.max_ids) + " objects");
+  // The other fields are a batch's common fields: the same checks and errors as POST /batch.
+  j["ids"] = h.positives;
+  h.search = parse_batch_json(j.dump(), limits).common;
+  return h;
+}
+
+// POST /outliers: {"neighbours": n} plus the query fields of POST /batch.
+OutlierQuery parse_outliers(nlohmann::json j, const QueryLimits& limits) {
+  OutlierQuery q;
+  if (j.contains("neighbours")) {
+    if (!j["neighbours"].is_number_integer() || j["neighbours"].get<int64_t>() < 1 || j["neighbours"].get<int64_t>() > 1000)
+      throw InvalidArgument("field 'neighbours' must be an integer from 1 to 1000");
+    q.neighbours = j["neighbours"].get<int64_t>();
+    j.erase("neighbours");
+  }
+  j["ids"] = {"outliers"};  // parse_batch_json wants ids; an outlier list has none
+  q.search = parse_batch_json(j.dump(), limits).common;
+  return q;
+}
+
+// Maps are a PCA over a whole space: computed once per store generation and space.
+class MapCache {
+ public:
+  std::string get(const Store& store, const std::string& space, const std::string& column) {
+    const std::string key = store.generation_path() + '\n' + space + '\n' + column;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const auto it = maps_.find(key);
+      if (it != maps_.end()) return it->second;
+    }
+    std::string map = space_map_json(store, space, column);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (maps_.size() >= 16) maps_.clear();  // stale generations: bounded, recomputed on demand
+    maps_[key] = map;
+    return map;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::string> maps_;
+};
+
+}  // namespace
+
+void add_gallery_routes(httplib::Server& server, WithStore with_store, const QueryLimits& limits, size_t max_body) {
+  auto viewer = std::make_shared<ObjectViewer>();
+  server.Get("/", [](const httplib::Request&, httplib::Response& res) { serve_asset(res, "index.html"); });
+  // Browsers ask for it unbidden: "no icon" rather than a 404 in the page's console.
+  server.Get("/favicon.ico", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  server.Get(R"(/assets/([A-Za-z0-9_.-]+))",
+             [](const httplib::Request& req, httplib::Response& res) { serve_asset(res, req.matches[1]); });
+  auto maps = std::make_shared<MapCache>();
+  server.Get(R"(/map/(.+)\.json)", [with_store, maps](const httplib::Request& req, httplib::Response& res) {
+    answer_json(with_store, res,
+                [&](const Store& store) { return maps->get(store, req.matches[1], req.get_param_value("colour")); });
+  });
+  server.Post("/hunt", [with_store, limits, max_body](const httplib::Request&, httplib::Response& res,
+                                                      const httplib::ContentReader& reader) {
+    nlohmann::json body;
+    if (!read_json_body(res, reader, max_body, &body)) return;
+    answer_json(with_store, res, [&](const Store& store) { return result_json(hunt(store, parse_hunt(body, limits))); });
+  });
+  server.Post("/outliers", [with_store, limits, max_body](const httplib::Request&, httplib::Response& res,
+                                                          const httplib::ContentReader& reader) {
+    nlohmann::json body;
+    if (!read_json_body(res, reader, max_body, &body)) return;
+    answer_json(with_store, res,
+                [&](const Store& store) { return result_json(find_outliers(store, parse_outliers(body, limits))); });
+  });
+  server.Get(R"(/object/([^/]+)/(.+)\.json)", [with_store, viewer](const httplib::Request& req, httplib::Response& res) {
+    for_object(with_store, req, res, [&](const Store& store, const CatalogRow& row) {
+      res.set_content(viewer->object_json(store, row), kJson);
+    });
+  });
+  server.Get(R"(/cutout/([^/]+)/(.+)\.png)", [with_store, viewer](const httplib::Request& req, httplib::Response& res) {
+    for_object(with_store, req, res, [&](const Store& store, const CatalogRow& row) {
+      int64_t size = 0;
+      if (req.has_param("size")) {
+        const std::string text = req.get_param_value("size");
+        if (text.empty() || text.size() > 5 || text.find_first_not_of("0123456789") != std::string::npos)
+          throw InvalidArgument("size must be a whole number of pixels from 16 to 1024, got '" + text + "'");
+        size = std::stoll(text);
+      }
+      const CutoutPng c = viewer->cutout(store, row, size);
+      res.set_content(c.png, "image/png");
+      if (!c.note.empty()) res.set_header("X-MMU-Note", percent_encode(c.note));
+      if (!c.bands.empty()) res.set_header("X-MMU-Bands", percent_encode(c.bands));
+    });
+  });
+  server.Get(R"(/spectrum/([^/]+)/(.+)\.json)", [with_store, viewer](const httplib::Request& req, httplib::Response& res) {
+    for_object(with_store, req, res, [&](const Store& store, const CatalogRow& row) {
+      res.set_content(viewer->spectrum_json(store, row), kJson);
+    });
+  });
+  server.Get(R"(/lightcurve/([^/]+)/(.+)\.json)", [with_store, viewer](const httplib::Request& req, httplib::Response& res) {
+    for_object(with_store, req, res, [&](const Store& store, const CatalogRow& row) {
+      res.set_content(viewer->light_curve_json(store, row), kJson);
+    });
+  });
+}
+
+}  // namespace mmu::cli

@@ -1,0 +1,271 @@
+// Objects of a store rendered for display, read from their own MMU files.
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "mmu/error.h"
+#include "mmu/object_view.h"
+
+namespace mmu {
+
+namespace {
+
+using nlohmann::json;
+
+// The HDF5 library is serial and process-wide: one read at a time, whatever the viewer.
+std::mutex& hdf5_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+constexpr int64_t kPlaceholderSize = 96;
+
+// A dark grey square crossed in red: what a cutout that cannot be drawn shows.
+RgbImage placeholder(int64_t size) {
+  RgbImage img;
+  img.width = img.height = size;
+  img.rgb.assign(static_cast<size_t>(size * size) * 3, 48);
+  for (int64_t i = 0; i < size; ++i)
+    for (const int64_t x : {i, size - 1 - i}) {
+      uint8_t* px = &img.rgb[static_cast<size_t>(i * size + x) * 3];
+      px[0] = 200;
+      px[1] = px[2] = 40;
+    }
+  return img;
+}
+
+// The file of `row` as the catalog recorded it.
+StoredFile stored_file(const Store& store, const CatalogRow& row) {
+  for (const StoredFile& f : store.files())
+    if (f.file.path == row.file) return f;
+  throw InternalError("object " + row.object_id + " names file " + row.file + ", which the catalog does not list");
+}
+
+// "" when the file is as the build saw it, else why it cannot be read.
+std::string file_problem(const StoredFile& f, const CatalogRow& row) {
+  struct stat st {};
+  const std::string whose = " (the source file of object " + row.object_id + " of " + row.survey + ")";
+  if (::stat(f.file.path.c_str(), &st) != 0)
+    return "cannot read " + f.file.path + whose + ": " + std::strerror(errno) +
+           "; it moved or was deleted since the store was built: put it back or rebuild the store (mmu-index build)";
+  if (static_cast<int64_t>(st.st_size) != f.file.size || static_cast<int64_t>(st.st_mtime) != f.file.mtime)
+    return "file " + f.file.path + whose + " changed since the store was built (size " + std::to_string(st.st_size) +
+           " bytes, catalog " + std::to_string(f.file.size) + "; mtime " + std::to_string(st.st_mtime) + ", catalog " +
+           std::to_string(f.file.mtime) + "): rebuild the store (mmu-index build) to see it";
+  return "";
+}
+
+json identity(const CatalogRow& row) {
+  return json{{"object_id", row.object_id}, {"survey", row.survey}, {"file", row.file}};
+}
+
+std::string dump(const json& j) {
+  // replace: ids and paths are user bytes that need not be UTF-8.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+void need_modality(const StoredFile& f, const CatalogRow& row, Modality m) {
+  if (f.modality != modality_name(m))
+    throw NotFound("object " + row.object_id + " of " + row.survey + " has no " + modality_name(m) + ": its file " +
+                   row.file + " holds " + f.modality);
+}
+
+// The catalogue redshift of file row `index`, when the file has a Z / REDSHIFT column.
+json redshift(const MmuFileReader& reader, int64_t index) {
+  for (const ScalarColumn& c : reader.read_scalar_columns()) {
+    std::string lower = c.name;
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (lower != "z" && lower != "redshift") continue;
+    if (!c.present[static_cast<size_t>(index)]) return nullptr;
+    if (c.type == ScalarColumn::Type::kReal) return c.reals[static_cast<size_t>(index)];
+    if (c.type == ScalarColumn::Type::kInteger) return c.integers[static_cast<size_t>(index)];
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+CatalogRow find_object(const Store& store, const std::string& survey, const std::string& object_id) {
+  std::vector<CatalogRow> found;
+  for (CatalogRow& r : store.find_by_id(object_id))
+    if (survey.empty() || r.survey == survey) found.push_back(std::move(r));
+  if (found.empty())
+    throw NotFound("no object '" + object_id + "'" + (survey.empty() ? "" : " of survey '" + survey + "'") +
+                   " in the store");
+  if (found.size() > 1)
+    throw InvalidArgument("object id '" + object_id + "' exists in " + std::to_string(found.size()) +
+                          " places" + (survey.empty() ? ": name its survey" : " of one survey"));
+  return found.front();
+}
+
+struct ObjectViewer::Rep {
+  // Open readers of the files last drawn from (opening and validating a file
+  // costs more than reading one cutout). Guarded by hdf5_mutex(); keyed by
+  // path, size and mtime, so a file that changed is opened afresh.
+  static constexpr size_t kOpenReaders = 8;
+  std::list<std::pair<std::string, std::unique_ptr<MmuFileReader>>> readers;  // most recent first
+
+  // REQUIRES: hdf5_mutex() held.
+  const MmuFileReader& reader(const StoredFile& f) {
+    const std::string key = f.file.path + '\n' + std::to_string(f.file.size) + '\n' + std::to_string(f.file.mtime);
+    for (auto it = readers.begin(); it != readers.end(); ++it)
+      if (it->first == key) {
+        readers.splice(readers.begin(), readers, it);
+        return *readers.front().second;
+      }
+    readers.emplace_front(key, std::make_unique<MmuFileReader>(f.file));
+    if (readers.size() > kOpenReaders) readers.pop_back();
+    return *readers.front().second;
+  }
+
+  size_t cache_limit;
+  mutable std::mutex mutex;  // guards the cache
+  std::list<std::pair<std::string, CutoutPng>> lru;  // most recently used first
+  std::unordered_map<std::string, std::list<std::pair<std::string, CutoutPng>>::iterator> index;
+  size_t bytes = 0;
+
+  void remember(const std::string& key, const CutoutPng& c) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (index.count(key) || c.png.size() > cache_limit) return;
+    lru.emplace_front(key, c);
+    index[key] = lru.begin();
+    bytes += c.png.size();
+    while (bytes > cache_limit) {
+      bytes -= lru.back().second.png.size();
+      index.erase(lru.back().first);
+      lru.pop_back();
+    }
+  }
+  bool recall(const std::string& key, CutoutPng* out) {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto it = index.find(key);
+    if (it == index.end()) return false;
+    lru.splice(lru.begin(), lru, it->second);
+    *out = it->second->second;
+    return true;
+  }
+};
+
+ObjectViewer::ObjectViewer(size_t cache_bytes) : rep_(new Rep) { rep_->cache_limit = cache_bytes; }
+ObjectViewer::~ObjectViewer() = default;
+
+size_t ObjectViewer::cached_bytes() const {
+  std::lock_guard<std::mutex> lock(rep_->mutex);
+  return rep_->bytes;
+}
+
+CutoutPng ObjectViewer::cutout(const Store& store, const CatalogRow& row, int64_t size) {
+  if (size != 0 && (size < 16 || size > 1024))
+    throw InvalidArgument("size must be from 16 to 1024 pixels, got " + std::to_string(size));
+  const StoredFile f = stored_file(store, row);
+  CutoutPng out;
+  out.note = file_problem(f, row);
+  if (out.note.empty() && f.modality != modality_name(Modality::kImage))
+    out.note = "object " + row.object_id + " of " + row.survey + " has no image: its file " + row.file + " holds " +
+               f.modality;
+  if (!out.note.empty()) {  // not cached: the file may come back
+    out.png = encode_png(placeholder(size == 0 ? kPlaceholderSize : size));
+    return out;
+  }
+  const std::string key = store.generation_path() + '\n' + std::to_string(row.row) + '\n' + std::to_string(size);
+  if (rep_->recall(key, &out)) return out;
+  try {
+    ImageBatch batch;
+    {
+      std::lock_guard<std::mutex> lock(hdf5_mutex());
+      rep_->reader(f).read_images(row.index_in_file, 1, &batch);
+    }
+    const ColourBands bands = choose_colour_bands(batch.band_names, batch.bands);
+    RgbImage rgb = lupton_rgb(batch, 0, bands);
+    if (size != 0 && (size != rgb.width || size != rgb.height)) rgb = resample_square(rgb, size);
+    out.png = encode_png(rgb);
+    out.bands = bands.description;
+  } catch (const Error& e) {  // a file that changed in place without its size or mtime: still a placeholder
+    out.note = e.what();
+    out.png = encode_png(placeholder(size == 0 ? kPlaceholderSize : size));
+    return out;
+  }
+  rep_->remember(key, out);
+  return out;
+}
+
+std::string ObjectViewer::spectrum_json(const Store& store, const CatalogRow& row) {
+  const StoredFile f = stored_file(store, row);
+  need_modality(f, row, Modality::kSpectrum);
+  json j = identity(row);
+  j["note"] = file_problem(f, row);
+  if (!j["note"].get<std::string>().empty()) return dump(j);
+  SpectrumBatch s;
+  json z;
+  try {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    const MmuFileReader& reader = rep_->reader(f);
+    reader.read_spectra(row.index_in_file, 1, &s);
+    z = redshift(reader, row.index_in_file);
+  } catch (const Error& e) {
+    j["note"] = e.what();
+    return dump(j);
+  }
+  std::vector<int> mask(s.good.size());
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = s.good[i] ? 0 : 1;
+  j["wavelength"] = s.lambda;
+  j["flux"] = s.flux;
+  j["mask"] = mask;
+  j["redshift"] = z;
+  return dump(j);
+}
+
+std::string ObjectViewer::light_curve_json(const Store& store, const CatalogRow& row) {
+  const StoredFile f = stored_file(store, row);
+  need_modality(f, row, Modality::kLightCurve);
+  json j = identity(row);
+  j["note"] = file_problem(f, row);
+  if (!j["note"].get<std::string>().empty()) return dump(j);
+  LightCurveBatch lc;
+  try {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    rep_->reader(f).read_light_curves(row.index_in_file, 1, &lc);
+  } catch (const Error& e) {
+    j["note"] = e.what();
+    return dump(j);
+  }
+  json bands = json::array();
+  for (int64_t b = 0; b < lc.bands; ++b) {
+    json t = json::array(), v = json::array(), e = json::array();
+    for (int64_t i = 0; i < lc.length; ++i) {
+      const size_t at = static_cast<size_t>(b * lc.length + i);
+      if (!lc.good[at]) continue;
+      t.push_back(lc.time[at]);
+      v.push_back(lc.value[at]);
+      e.push_back(lc.error[at]);
+    }
+    bands.push_back(json{{"band", b}, {"time", t}, {"value", v}, {"error", e}});
+  }
+  j["magnitudes"] = lc.magnitudes;
+  j["bands"] = bands;
+  return dump(j);
+}
+
+std::string ObjectViewer::object_json(const Store& store, const CatalogRow& row) {
+  const std::vector<StoredFile> files = store.files();
+  auto modality_of = [&](const CatalogRow& r) {
+    for (const StoredFile& f : files)
+      if (f.file.path == r.file) return f.modality;
+    return std::string("none");
+  };
+  json j{{"object_id", row.object_id}, {"survey", row.survey}, {"subset", row.subset}, {"ra", row.ra},
+         {"dec", row.dec}, {"modality", modality_of(row)}, {"note", file_problem(stored_file(store, row), row)}};
+  json linked = json::array();
+  const std::vector<int64_t> rows = store.linked_rows(row.row);
+  for (const CatalogRow& r : store.rows(rows))
+    linked.push_back(json{{"object_id", r.object_id}, {"survey", r.survey}, {"modality", modality_of(r)}});
+  j["linked"] = linked;
+  return dump(j);
+}
+
+}  // namespace mmu
