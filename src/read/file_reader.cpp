@@ -53,6 +53,7 @@ struct MmuFileReader::Rep {
   std::vector<std::string> groups;  // groups-per-object layout: one object each
   std::optional<h5::Dataset> ids, ra, dec, healpix;
   std::optional<h5::Dataset> image, image_mask;
+  bool channels_last = false;  // gz10's `images`: (N, H, W, 3)
   ImageBands img;
   std::vector<std::string> warnings;  // assumptions made while opening, each naming the file
   std::optional<h5::Dataset> flux, ivar, lambda, spec_mask;
@@ -105,6 +106,21 @@ struct MmuFileReader::Rep {
   void open_row_table();
   void open_groups();
   void detect_modality();
+  // image_array, or gz10's Galaxy10 `images` (N, H, W, 3) RGB as its builder copies them.
+  bool open_image() {
+    if ((image = open_opt("image_array"))) return true;
+    auto im = open_opt("images");
+    if (!im || im->row_shape().size() != 3 || im->row_shape()[2] != 3 || h5::has_dataset(h5file.get(), "image_band"))
+      return false;
+    image = std::move(im);
+    channels_last = true;
+    return true;
+  }
+  // bands, height, width of one image, whatever the axis order on disk.
+  std::vector<int64_t> image_dims() const {
+    const auto s = image->row_shape();
+    return channels_last ? std::vector<int64_t>{s[2], s[0], s[1]} : s;
+  }
   void read_image_meta();
   void read_pixel_scale();
   std::string group_path(int64_t i, const std::string& name) const { return groups[i] + "/" + name; }
@@ -145,12 +161,12 @@ void MmuFileReader::Rep::open_row_table() {
 }
 
 void MmuFileReader::Rep::detect_modality() {
-  if ((image = open_opt("image_array"))) {
+  if (open_image()) {
     check_shape(*image, 3, "(N, bands, height, width)");
-    check_float(*image);
+    if (!(channels_last && image->info().type == h5::TypeClass::kUnsignedInteger)) check_float(*image);  // gz10: uint8 RGB
     image_mask = open_opt("image_mask");
     if (image_mask) {
-      const auto md = image_mask->row_shape(), id = image->row_shape();
+      const auto md = image_mask->row_shape(), id = image_dims();
       const bool shared = md.size() == 2 && md[0] == id[1] && md[1] == id[2];
       const bool per_band = md == id;
       if (!shared && !per_band)
@@ -200,8 +216,11 @@ void MmuFileReader::Rep::detect_modality() {
 }
 
 void MmuFileReader::Rep::read_image_meta() {
-  const int64_t bands = image->row_shape()[0];
-  if (auto b = open_opt("image_band")) {
+  const int64_t bands = image_dims()[0];
+  if (channels_last) {
+    img.names = survey_band_names("gz10", bands);  // RGB by the builder: certain, not assumed
+    img.names_from_survey = true;
+  } else if (auto b = open_opt("image_band")) {
     // (N, bands) as the builders write it, or one (bands,) list for the file.
     const bool one_list = b->info().dims.size() == 1 && b->info().dims[0] == bands;
     if (b->info().type != h5::TypeClass::kString || (!one_list && (b->row_size() != bands || b->rows() < 1)))
@@ -243,7 +262,7 @@ void MmuFileReader::Rep::read_pixel_scale() {
     auto d = open_opt(name);
     if (!d || (d->info().type != h5::TypeClass::kFloat && d->info().type != h5::TypeClass::kInteger)) continue;
     const int64_t per_row = d->row_size();
-    const bool per_band = per_row == image->row_shape()[0];
+    const bool per_band = per_row == image_dims()[0];
     if (d->rows() != rows || (per_row != 1 && !per_band)) {
       warnings.push_back("'" + file.path + "': " + d->where() + " is not one scale per object or per band; ignored");
       continue;
@@ -424,7 +443,7 @@ std::vector<ScalarColumn> MmuFileReader::read_scalar_columns() const {
 void MmuFileReader::read_images(int64_t start, int64_t count, ImageBatch* out) const {
   const Rep& r = *rep_;
   if (r.modality != Modality::kImage) throw InternalError("read_images on a non-image file " + r.file.path);
-  const auto d = r.image->row_shape();
+  const auto d = r.image_dims();
   out->count = count;
   out->bands = d[0];
   out->height = d[1];
@@ -436,7 +455,15 @@ void MmuFileReader::read_images(int64_t start, int64_t count, ImageBatch* out) c
   const int64_t per_obj = d[0] * plane;
   out->pixels.resize(static_cast<size_t>(count * per_obj));
   out->good.resize(out->pixels.size());
-  r.image->read_rows(start, count, out->pixels.data());
+  if (r.channels_last) {  // (H, W, bands) on disk -> (bands, H, W)
+    std::vector<float> raw(out->pixels.size());
+    r.image->read_rows(start, count, raw.data());
+    for (int64_t i = 0; i < count; ++i)
+      for (int64_t p = 0; p < plane; ++p)
+        for (int64_t b = 0; b < d[0]; ++b) out->pixels[i * per_obj + b * plane + p] = raw[(i * plane + p) * d[0] + b];
+  } else {
+    r.image->read_rows(start, count, out->pixels.data());
+  }
   if (!r.image_mask) {
     std::fill(out->good.begin(), out->good.end(), uint8_t{1});
     return;

@@ -8,6 +8,7 @@ One small tree, written by h5py in each builder's convention:
   colours           an R,G,B set with a per-object pxscale (own space image-rgb)
   colours_shuffled  the same pixels with the bands stored B,R,G (the same vectors)
   jwst              one band f150w, no scale (own space image-f150w, 0.262 assumed with a warning)
+  gz10              Galaxy10's uint8 RGB `images` (N, H, W, 3) and pxscale, as the gz10 builder copies them (image-rgb)
 and, apart, an image whose bands cannot be named (refused naming the file and dataset).
 Checks: the build's per-survey band/scale lines and warnings; spaces and their members; image-rgb
 and image vectors equal a numpy recomputation of the baseline (crop, asinh, block means, unit
@@ -115,6 +116,13 @@ def setup(env):
     env.files["rgb_shuffled"] = image_file(root, ("colours_shuffled", "set"), 1113, "RGB",
                                            env.img["rgb"][:, [2, 0, 1]], ["B", "R", "G"],
                                            {"pxscale": np.full(5, env.rgb_scale, np.float32)})
+    n = 4
+    env.img["gz10"] = np.clip(blobs(n, 3, 7) * 40, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)  # channels last
+    ra, dec = mf.positions(n, 8, mf.CELL_BOX)
+    env.files["gz10"] = mf.write_mmu_file(
+        mf.mmu_path(root, ("gz10", "datafiles"), mf.CELL, "001-of-001.h5"),
+        {"ans": np.arange(n) % 3, "dec": dec, "images": env.img["gz10"], "pxscale": np.full(n, 0.262, np.float32),
+         "ra": ra, "redshift": np.full(n, 0.05), "object_id": np.arange(n), "healpix": np.full(n, mf.CELL)})
     env.files["jwst"] = image_file(root, ("jwst", "primer-cosmos"), 1113, "JW", blobs(3, 1, 5), ["f150w"])
     env.store = os.path.join(env.tmp, "store")
     env.build = run(env.index, "build", root, "--store", env.store)
@@ -128,7 +136,9 @@ def _(env):
                  'images of hsc: bands hsc-g, hsc-r, hsc-i, hsc-z -> space image (not used: hsc-y); '
                  'pixel scale 0.168"/px (file: image_scale)',
                  'images of colours: bands r, g, b -> space image-rgb; pixel scale 0.5"/px (file: pxscale)',
-                 'images of jwst: bands f150w -> space image-f150w; pixel scale 0.262"/px (assumed)'):
+                 'images of jwst: bands f150w -> space image-f150w; pixel scale 0.262"/px (assumed)',
+                 'images of gz10: bands r, g, b -> space image-rgb (no image_band: the builder\'s order); '
+                 'pixel scale 0.262"/px (file: pxscale)'):
         need(line in out, "build output lacks %r:\n%s" % (line, out))
 
 
@@ -151,18 +161,20 @@ def _(env):
         _, meta = load_space(env.store, space)
         members[space] = sorted({m[1] for m in meta}), len(meta)
     need(members["image"] == (["hsc", "legacysurvey"], 6 + 3 + 4), "image: %r" % (members["image"],))
-    need(members["image-rgb"] == (["colours", "colours_shuffled"], 10), "image-rgb: %r" % (members["image-rgb"],))
+    need(members["image-rgb"] == (["colours", "colours_shuffled", "gz10"], 14), "image-rgb: %r" % (members["image-rgb"],))
     need(members["image-f150w"] == (["jwst"], 3), "image-f150w: %r" % (members["image-f150w"],))
 
 
-@case("vectors: image-rgb (pxscale, R,G,B order) and image (hsc with its per-band mask) equal numpy")
+@case("vectors: image-rgb (pxscale, R,G,B order, gz10 channels last) and image (hsc with its per-band mask) equal numpy")
 def _(env):
     vecs, meta = load_space(env.store, "image-rgb")
     fit = fit_path(env.store, "image-rgb")
     ones = np.ones(env.img["rgb"].shape[1:], bool)
     for i, (oid, survey) in enumerate((m[0], m[1]) for m in meta):
-        k = int(oid.split("-")[1])
-        want = baseline_vector(env.img["rgb"][k], ones, [0, 1, 2], env.rgb_scale, fit)
+        if survey == "gz10":
+            want = baseline_vector(env.img["gz10"][int(oid)].transpose(2, 0, 1), ones, [0, 1, 2], 0.262, fit)
+        else:
+            want = baseline_vector(env.img["rgb"][int(oid.split("-")[1])], ones, [0, 1, 2], env.rgb_scale, fit)
         need(np.abs(vecs[i] - want).max() < 1e-4, "%s %s differs from numpy by %g" % (survey, oid, np.abs(vecs[i] - want).max()))
     by = {(m[1], m[0]): vecs[i] for i, m in enumerate(meta)}
     for k in range(5):
@@ -189,6 +201,7 @@ def _(env):
     scores = vecs.astype(np.float64) @ vecs[qi].astype(np.float64)
     scores[qi] = -np.inf  # the query itself is never returned
     want = sorted((meta[i][1], meta[i][0]) for i in np.argsort(-scores, kind="stable")[:4])
+    need(scores[np.argsort(-scores)[3]] - scores[np.argsort(-scores)[4]] > 1e-5, "a tie at rank 4: pick other data")
     got = sorted((n["survey"], n["object_id"]) for n in js["results"])
     need(got == want, "neighbours %r, brute force %r" % (got, want))
     need(("colours_shuffled", "RGB-002") in got, "the B,R,G copy is not a neighbour: %r" % got)
@@ -220,7 +233,7 @@ def _(env):
         f["time"] = np.tile(np.arange(10.0), (2, 1))
         f["mag"] = np.full((2, 10), 18.0)
         f["mag_err"] = np.full((2, 10), 0.1)
-    r = run(env.index, "inspect", env.files["hsc"], env.files["rgb"], spec, lc, "--format", "json")
+    r = run(env.index, "inspect", env.files["hsc"], env.files["rgb"], env.files["gz10"], spec, lc, "--format", "json")
     roles = {}
     for e in json.loads(r.stdout):
         need(e["error"] is None, "%s: %s" % (e["path"], e["error"]))
@@ -230,6 +243,8 @@ def _(env):
             ("hsc", "image_scale"): "pixel scale",
             ("hsc", "image_array"): "image data",
             ("colours", "pxscale"): "pixel scale",
+            ("gz10", "images"): "image data",
+            ("gz10", "pxscale"): "pixel scale",
             ("colours", "image_band"): "image bands (r, g, b -> space image-rgb)",
             ("desi", "spectrum_lambda"): "spectrum wavelength",
             ("desi", "spectrum_ivar"): "spectrum inverse variance",
