@@ -49,6 +49,9 @@ struct BuildReport {
   int64_t resumed_objects = 0;               // model embeddings taken from checkpoints
   std::vector<std::string> model_skips;      // files a model's fixed input cannot take (e.g. SDSS lengths)
   std::vector<std::string> warnings;         // assumptions about a file's data, each naming the file (light-curve padding)
+  // Per survey and band set of the image files read: "hsc: bands hsc-g, ... -> space image
+  // (not used: hsc-y); pixel scale 0.168"/px (file: image_scale)".
+  std::vector<std::string> image_bands;
   std::map<std::string, int64_t> space_counts;
   std::map<std::string, int64_t> space_dims;
   std::map<std::string, double> model_seconds;    // encoding time per model space (reading overlapped, load excluded)

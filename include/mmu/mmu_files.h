@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mmu/types.h"  // Modality, SourceFile
@@ -50,8 +51,21 @@ struct ImageBatch {
   int64_t count = 0, bands = 0, height = 0, width = 0;
   std::vector<float> pixels;
   std::vector<uint8_t> good;  // same shape as pixels; 1 = usable (mask polarity applied)
-  std::vector<std::string> band_names;  // per band ("des-g", "hsc-y"); empty when the file has none
-  double pixel_scale = 0;               // arcsec per pixel; 0 when the file does not say
+  std::vector<std::string> band_names;  // per band, lower-cased ("des-g", "hsc-y"); see ImageBands
+  double pixel_scale = 0;               // arcsec per pixel (ImageBands::pixel_scale); 0 = not known
+  // Bands the baseline space takes, in its order (ImageBands::used); empty = all, in file order.
+  std::vector<int64_t> space_bands;
+};
+
+// How an image file's bands and pixel scale were settled (mmu/image_bands.h
+// holds the table and the space rule).
+struct ImageBands {
+  std::vector<std::string> names;  // per band, lower-cased: image_band, or the survey builder's order
+  bool names_from_survey = false;  // the file has no image_band (a warning says so)
+  std::string space;               // the baseline space ("image", "image-rgb", ...)
+  std::vector<int64_t> used;       // bands that space takes, in its order
+  double pixel_scale = 0;          // arcsec per pixel
+  std::string scale_source;        // "file: image_scale", "file: attribute pxscale", "table", "assumed"
 };
 
 // A batch of spectra, row-major count x length.
@@ -134,6 +148,14 @@ class MmuFileReader {
   void read_coefficients(int64_t start, int64_t count, CoeffBatch* out) const;
 
   FileLayout layout() const;
+  // Image files: their bands, space and pixel scale (settled when opened).
+  const ImageBands& image_bands() const;
+  // The datasets the reader uses besides Columns', with their role
+  // (image_band, spectrum_lambda, light-curve time, ...), for inspect.
+  std::vector<std::pair<std::string, std::string>> other_roles() const;
+  // Assumptions about the file made when it was opened (bands named from
+  // the survey, an assumed pixel scale), each naming the file.
+  const std::vector<std::string>& warnings() const;
   // Pixels per spectrum (the MaNGA cube's wavelength count for groups); 0 when not spectra.
   int64_t spectrum_length() const;
 

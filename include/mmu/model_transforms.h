@@ -49,8 +49,9 @@ struct AionImageParams {
 // out: count x 4 x crop x crop.
 void aion_image(const ImageBatch& b, const AionImageParams& p, float* out);
 
-// Index of band "g", "r", "i" or "z" in the batch (by image_band names, else
-// the g,r,i,z position), or -1.
+// Index of band "g", "r", "i" or "z" in the batch (the image_band name whose
+// MMU table filter it is, mmu/image_bands.h; the g,r,i,z position when the
+// batch has no names), or -1.
 int64_t find_band(const ImageBatch& b, char band);
 
 }  // namespace mmu

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "mmu/mmu_files.h"
 
@@ -16,11 +17,13 @@ struct ImageFeatureOptions {
   float softening = 0.01f;      // asinh softening in image units (~ sky noise in nanomaggies)
 };
 
-// Every survey's images map to the same four bands, g, r, i, z (matched by the
-// last letter of image_band, e.g. "des-g", "hsc-g"; by position when the file
-// has no names), so legacysurvey and hsc share one space.
-inline constexpr int64_t kImageBands = 4;
-int64_t image_feature_dim(const ImageFeatureOptions& opt);
+// The features take the bands of the batch's space in its order
+// (ImageBatch::space_bands: g, r, i, z through the MMU band table for the
+// shared `image` space of legacysurvey and hsc; see mmu/image_bands.h), or
+// every band in file order when the batch names none.
+inline constexpr int64_t kImageBands = 4;  // the `image` space's g, r, i, z
+int64_t image_feature_dim(const ImageFeatureOptions& opt, int64_t bands = kImageBands);
+std::vector<int64_t> image_feature_bands(const ImageBatch& batch);
 
 // Writes batch.count rows of image_feature_dim floats to out: the centre
 // crop_arcsec field (pixel scale from the file), asinh stretch, block means on

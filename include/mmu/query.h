@@ -53,6 +53,9 @@ struct LikeResult {
   double near_sep_arcsec = -1;  // for --near: how far the object found is from the position
   std::string space;
   bool default_space = false;  // `space` is the store's default, chosen among several without --space
+  // Why `space` was searched although it is not its modality's default: the
+  // query object has a vector only there ("" otherwise).
+  std::string space_note;
   std::string method;  // how the search ran, e.g. "exact fp32 scan"
   // The object whose vector was the query when it is not `query` itself: a
   // cross-matched partner carrying the wanted modality (row -1 otherwise).

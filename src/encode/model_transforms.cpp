@@ -6,12 +6,15 @@
 #include <cstring>
 
 #include "mmu/error.h"
+#include "mmu/image_bands.h"
 
 namespace mmu {
 
 int64_t find_band(const ImageBatch& b, char band) {
+  // Through the MMU band table: a name's last letter says nothing of its filter.
   for (size_t k = 0; k < b.band_names.size(); ++k)
-    if (!b.band_names[k].empty() && b.band_names[k].back() == band) return static_cast<int64_t>(k);
+    if (const KnownBand* kb = find_known_band(b.band_names[k]); kb && kb->filter == std::string(1, band))
+      return static_cast<int64_t>(k);
   if (!b.band_names.empty()) return -1;
   const std::string order = "griz";
   const auto pos = order.find(band);

@@ -9,7 +9,14 @@
 
 namespace mmu {
 
-int64_t image_feature_dim(const ImageFeatureOptions& opt) { return kImageBands * opt.grid * opt.grid; }
+int64_t image_feature_dim(const ImageFeatureOptions& opt, int64_t bands) { return bands * opt.grid * opt.grid; }
+
+std::vector<int64_t> image_feature_bands(const ImageBatch& b) {
+  if (!b.space_bands.empty()) return b.space_bands;
+  std::vector<int64_t> all(static_cast<size_t>(b.bands));
+  for (int64_t k = 0; k < b.bands; ++k) all[k] = k;
+  return all;
+}
 
 namespace {
 
@@ -31,28 +38,18 @@ void note_bad(std::atomic<int64_t>& first_bad, int64_t i) {
 
 }  // namespace
 
-namespace {
-
-// Index in the batch of band "g", "r", "i", "z" (target 0..3), or -1.
-std::vector<int64_t> select_bands(const ImageBatch& b) {
-  std::vector<int64_t> idx;
-  for (char band : {'g', 'r', 'i', 'z'}) idx.push_back(find_band(b, band));
-  return idx;
-}
-
-}  // namespace
-
 int64_t image_features(const ImageBatch& b, const ImageFeatureOptions& opt, float* out) {
   const double scale = b.pixel_scale > 0 ? b.pixel_scale : opt.default_scale;
   const int64_t side = opt.grid;
   const int64_t crop = std::clamp<int64_t>(static_cast<int64_t>(std::lround(opt.crop_arcsec / scale)), side,
                                            std::min(b.height, b.width));
   const int64_t y0 = (b.height - crop) / 2, x0 = (b.width - crop) / 2;
-  const int64_t dim = image_feature_dim(opt);
+  const std::vector<int64_t> bands = image_feature_bands(b);
+  const int64_t n_bands = static_cast<int64_t>(bands.size());
+  const int64_t dim = image_feature_dim(opt, n_bands);
   const int64_t plane = b.height * b.width;
   // In double: a float pixel near FLT_MAX over the softening overflows to Inf.
   const double inv_soft = 1.0 / opt.softening;
-  const std::vector<int64_t> bands = select_bands(b);
   // Pixel -> grid cell along one axis of the crop (any crop size, any scale).
   std::vector<int64_t> cell(crop);
   for (int64_t p = 0; p < crop; ++p) cell[p] = p * side / crop;
@@ -65,8 +62,7 @@ int64_t image_features(const ImageBatch& b, const ImageFeatureOptions& opt, floa
     std::vector<double> sum(side * side);
     std::vector<int64_t> n(side * side);
     bool bad = false;
-    for (int64_t t = 0; t < kImageBands; ++t) {
-      if (bands[t] < 0) continue;  // a band this survey lacks stays 0
+    for (int64_t t = 0; t < n_bands; ++t) {
       const float* px = b.pixels.data() + (i * b.bands + bands[t]) * plane;
       const uint8_t* ok = b.good.data() + (i * b.bands + bands[t]) * plane;
       std::fill(sum.begin(), sum.end(), 0.0);

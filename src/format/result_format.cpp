@@ -63,6 +63,7 @@ void write_table(const LikeResult& r, std::ostream& out) {
   out << (r.ranked_list ? r.label : "neighbours of " + describe_query(r)) << " in space " << r.space;
   if (r.via.row >= 0) out << " (using the " << r.space << " of linked " << r.via.survey << " object " << r.via.object_id << ")";
   if (r.default_space) out << " (the store's default space; --space NAME to choose another)";
+  if (!r.space_note.empty()) out << " (" << r.space_note << ")";
   out << "\n";
   if (!r.method.empty()) out << "search: " << r.method << "\n";
   const std::vector<std::string> head = {"rank", "object_id", "survey", "ra", "dec", "score"};
@@ -132,6 +133,7 @@ Json json_result(const LikeResult& r) {
   if (r.near_sep_arcsec >= 0) j["near_sep_arcsec"] = rounded("%.6f", r.near_sep_arcsec);
   j["space"] = r.space;
   j["space_is_default"] = r.default_space;
+  if (!r.space_note.empty()) j["space_note"] = r.space_note;
   j["method"] = r.method;
   j["k"] = r.requested_k;
   if (r.via.row >= 0) {

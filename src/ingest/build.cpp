@@ -19,6 +19,7 @@
 #include "mmu/sky.h"
 #include "mmu/space_index.h"
 #include "mmu/store.h"
+#include "mmu/text.h"
 #include "store/layout.h"
 
 namespace mmu {
@@ -30,6 +31,7 @@ namespace {
 struct Partition {
   SourceFile file;
   Modality modality = Modality::kNone;
+  std::string space;            // the baseline space its features go to ("image", "image-rgb", "spectrum", ...)
   FileCatalog catalog;
   std::vector<ScalarColumn> values;  // catalog columns for --where, by file row
   std::vector<int64_t> order;   // store position -> file row
@@ -41,6 +43,7 @@ struct Partition {
 };
 
 struct FeatureSet {
+  Modality modality = Modality::kNone;
   int64_t dim = 0;
   std::vector<float> features;  // rows x dim
   std::vector<float> weights;   // spectra only: bin weights, rows x dim
@@ -67,7 +70,7 @@ int64_t batch_features(const MmuFileReader& reader, const BuildOptions& opt, int
     case Modality::kImage: {
       ImageBatch b;
       reader.read_images(start, count, &b);
-      *dim = image_feature_dim(opt.image);
+      *dim = image_feature_dim(opt.image, static_cast<int64_t>(image_feature_bands(b).size()));
       out->resize(static_cast<size_t>(count * *dim));
       return image_features(b, opt.image, out->data());
     }
@@ -106,6 +109,7 @@ Partition load_partition(const MmuFileReader& reader, const BuildOptions& opt, P
   Partition p;
   p.file = reader.file();
   p.modality = reader.modality();
+  p.space = p.modality == Modality::kImage ? reader.image_bands().space : modality_name(p.modality);
   p.catalog = reader.read_catalog();
   p.values = reader.read_scalar_columns();
   const int64_t n = reader.rows();
@@ -362,7 +366,7 @@ struct BuildState {
   std::unique_ptr<StoreWriter> writer;
   std::string resume_dir;
   // Filled by the catalog step, read by the space steps.
-  std::map<Modality, FeatureSet> sets;
+  std::map<std::string, FeatureSet> sets;  // by baseline space
   RowMap row_map;
   std::vector<ModelPartition> mparts;  // every file with its first row, for the model stage
   std::vector<int64_t> mpart_first_row;
@@ -449,6 +453,22 @@ void validate_files(BuildState& b) {
                             (model_misfit[c].empty() ? std::string("has any") : "fits it: " + model_misfit[c]));
 }
 
+// One line per survey and band set: the bands used, those left out, the pixel scale and its source.
+void note_image_bands(const MmuFileReader& reader, BuildReport* report) {
+  const ImageBands& ib = reader.image_bands();
+  std::string used, unused;
+  for (int64_t k : ib.used) used += (used.empty() ? "" : ", ") + ib.names[k];
+  for (size_t k = 0; k < ib.names.size(); ++k)
+    if (std::find(ib.used.begin(), ib.used.end(), static_cast<int64_t>(k)) == ib.used.end())
+      unused += (unused.empty() ? "" : ", ") + ib.names[k];
+  std::string line = reader.file().dataset + ": bands " + used + " -> space " + ib.space;
+  if (!unused.empty()) line += " (not used: " + unused + ")";
+  if (ib.names_from_survey) line += " (no image_band: the builder's order)";
+  line += "; pixel scale " + text::format_double("%.4g", ib.pixel_scale) + "\"/px (" + ib.scale_source + ")";
+  if (std::find(report->image_bands.begin(), report->image_bands.end(), line) == report->image_bands.end())
+    report->image_bands.push_back(line);
+}
+
 // Read catalogs and features of the new or changed files (one open file at a time).
 void read_new_files(BuildState& b) {
   {
@@ -459,6 +479,8 @@ void read_new_files(BuildState& b) {
         MmuFileReader reader(f);
         Partition p = load_partition(reader, b.opt, &progress);
         for (auto& w : padding_warnings(f.path, p.padding)) b.report.warnings.push_back(std::move(w));
+        for (const auto& w : reader.warnings()) b.report.warnings.push_back(w);
+        if (p.modality == Modality::kImage) note_image_bands(reader, &b.report);
         b.loaded.emplace(f.path, std::move(p));
       } catch (const Error& e) {
         if (!b.opt.skip_bad) throw;
@@ -521,7 +543,8 @@ void add_new_file(BuildState& b, Partition& p) {
     b.report.without_modality += static_cast<int64_t>(objs.size());
     return;
   }
-  FeatureSet& set = b.sets[p.modality];
+  FeatureSet& set = b.sets[p.space];
+  set.modality = p.modality;
   if (set.dim == 0) {
     set.dim = p.feature_dim;
     set.first_file = p.file.path;
@@ -557,13 +580,13 @@ void write_catalog(BuildState& b) {
 // Baseline spaces: a space that existed keeps its fit (its old vectors stay
 // valid and new objects are projected with the same PCA); a new one is fitted.
 void write_baseline_spaces(BuildState& b) {
-  for (auto& [modality, set] : b.sets) {
+  for (auto& [name, set] : b.sets) {
     stop_if_cancelled(b);
-    const std::string name = modality_name(modality);
+    const Modality modality = set.modality;
     const int64_t n = static_cast<int64_t>(set.rows.size());
     SpaceInfo info;
     info.name = name;
-    info.modality = name;
+    info.modality = modality_name(modality);
     info.model = "baseline-pca";
     // Spectrum version 2: empty bins filled by gappy PCA (version 1 interpolated them).
     info.version = modality == Modality::kSpectrum ? "2" : "1";
@@ -765,6 +788,7 @@ void print_build_report(const BuildReport& r, const std::string& store, std::ost
     out << "  " << r.files_read << " new or changed files read; " << r.reused_files << " unchanged files ("
         << r.reused_objects << " objects) carried over from the previous build (--refit reads everything)\n";
   for (const auto& path : r.removed_files) out << "  removed: '" << path << "' is gone, its objects were dropped\n";
+  for (const auto& line : r.image_bands) out << "  images of " << line << "\n";
   for (const auto& [name, count] : r.space_counts) {
     out << "  space " << name << ": " << count << " vectors, dim " << r.space_dims.at(name);
     if (r.model_seconds.count(name))

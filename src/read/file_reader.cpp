@@ -7,6 +7,8 @@
 #include <set>
 #include <utility>
 
+#include "mmu/image_bands.h"
+#include "mmu/text.h"
 #include "read/hdf5_util.h"
 #include "read/scalar_columns.h"
 #include "mmu/error.h"
@@ -51,8 +53,9 @@ struct MmuFileReader::Rep {
   std::vector<std::string> groups;  // groups-per-object layout: one object each
   std::optional<h5::Dataset> ids, ra, dec, healpix;
   std::optional<h5::Dataset> image, image_mask;
-  std::vector<std::string> band_names;
-  double pixel_scale = 0;
+  bool channels_last = false;  // gz10's `images`: (N, H, W, 3)
+  ImageBands img;
+  std::vector<std::string> warnings;  // assumptions made while opening, each naming the file
   std::optional<h5::Dataset> flux, ivar, lambda, spec_mask;
   std::optional<h5::Dataset> lightcurve;           // plasticc (N,bands,3,L)
   std::optional<h5::Dataset> lc_time, lc_value, lc_err;  // SN files (bands,L) or (N,bands,L); tess (N,L)
@@ -103,7 +106,23 @@ struct MmuFileReader::Rep {
   void open_row_table();
   void open_groups();
   void detect_modality();
+  // image_array, or gz10's Galaxy10 `images` (N, H, W, 3) RGB as its builder copies them.
+  bool open_image() {
+    if ((image = open_opt("image_array"))) return true;
+    auto im = open_opt("images");
+    if (!im || im->row_shape().size() != 3 || im->row_shape()[2] != 3 || h5::has_dataset(h5file.get(), "image_band"))
+      return false;
+    image = std::move(im);
+    channels_last = true;
+    return true;
+  }
+  // bands, height, width of one image, whatever the axis order on disk.
+  std::vector<int64_t> image_dims() const {
+    const auto s = image->row_shape();
+    return channels_last ? std::vector<int64_t>{s[2], s[0], s[1]} : s;
+  }
   void read_image_meta();
+  void read_pixel_scale();
   std::string group_path(int64_t i, const std::string& name) const { return groups[i] + "/" + name; }
 };
 
@@ -142,12 +161,12 @@ void MmuFileReader::Rep::open_row_table() {
 }
 
 void MmuFileReader::Rep::detect_modality() {
-  if ((image = open_opt("image_array"))) {
+  if (open_image()) {
     check_shape(*image, 3, "(N, bands, height, width)");
-    check_float(*image);
+    if (!(channels_last && image->info().type == h5::TypeClass::kUnsignedInteger)) check_float(*image);  // gz10: uint8 RGB
     image_mask = open_opt("image_mask");
     if (image_mask) {
-      const auto md = image_mask->row_shape(), id = image->row_shape();
+      const auto md = image_mask->row_shape(), id = image_dims();
       const bool shared = md.size() == 2 && md[0] == id[1] && md[1] == id[2];
       const bool per_band = md == id;
       if (!shared && !per_band)
@@ -197,18 +216,97 @@ void MmuFileReader::Rep::detect_modality() {
 }
 
 void MmuFileReader::Rep::read_image_meta() {
-  const int64_t bands = image->row_shape()[0];
-  if (auto b = open_opt("image_band"); b && b->info().type == h5::TypeClass::kString && b->rows() > 0 &&
-                                       b->row_size() == bands) {
-    band_names = b->read_text(0, 1);
-    for (auto& n : band_names)
+  const int64_t bands = image_dims()[0];
+  if (channels_last) {
+    img.names = survey_band_names("gz10", bands);  // RGB by the builder: certain, not assumed
+    img.names_from_survey = true;
+  } else if (auto b = open_opt("image_band")) {
+    // (N, bands) as the builders write it, or one (bands,) list for the file.
+    const bool one_list = b->info().dims.size() == 1 && b->info().dims[0] == bands;
+    if (b->info().type != h5::TypeClass::kString || (!one_list && (b->row_size() != bands || b->rows() < 1)))
+      throw FormatError(b->where() + " must hold " + std::to_string(bands) +
+                        " band names per object, one per band of 'image_array'");
+    // Every row must name the same bands: one file, one space.
+    const std::vector<std::string> all = one_list ? b->read_text(0, bands) : b->read_text(0, b->rows());
+    img.names.assign(all.begin(), all.begin() + bands);
+    for (size_t k = 0; k < all.size(); ++k)
+      if (all[k] != img.names[k % bands])
+        throw FormatError(b->where() + ": object " + std::to_string(k / bands) + " has band '" + all[k] + "' where object 0 has '" +
+                          img.names[k % bands] + "'; the image baseline needs one band order per file");
+    for (auto& n : img.names)
       for (auto& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  } else {
+    img.names = survey_band_names(file.dataset, bands);
+    if (img.names.empty())
+      throw FormatError("'" + file.path + "': the " + std::to_string(bands) + " bands of dataset 'image_array' cannot be " +
+                        "named: the file has no 'image_band' dataset and survey '" + file.dataset +
+                        "' is not one whose band order the MMU builders fix (legacysurvey 4, hsc 5, ssl_legacysurvey 3, gz10 3)");
+    img.names_from_survey = true;
+    std::string list;
+    for (const auto& n : img.names) list += (list.empty() ? "" : ", ") + n;
+    warnings.push_back("'" + file.path + "' has no 'image_band' dataset: took its " + std::to_string(bands) +
+                       " bands to be " + list + ", the order the MMU " + file.dataset + " builder writes");
   }
-  if (auto sc = open_opt("image_scale"); sc && sc->rows() > 0 && sc->info().type == h5::TypeClass::kFloat) {
-    std::vector<double> v(static_cast<size_t>(sc->row_size()));
-    sc->read_rows(0, 1, v.data());
-    if (!v.empty() && v[0] > 0 && std::isfinite(v[0])) pixel_scale = v[0];
+  const BandPlan plan = plan_bands(img.names);
+  if (!plan.error.empty())
+    throw FormatError("'" + file.path + "': the bands of dataset 'image_array' cannot be named: " + plan.error);
+  img.space = plan.space;
+  img.used = plan.used;
+  read_pixel_scale();
+}
+
+// From the file (image_scale per band, gz10's pxscale per object, or such an
+// attribute), else the table's, else assumed with a warning.
+void MmuFileReader::Rep::read_pixel_scale() {
+  for (const char* name : {"image_scale", "pxscale"}) {
+    auto d = open_opt(name);
+    if (!d || (d->info().type != h5::TypeClass::kFloat && d->info().type != h5::TypeClass::kInteger)) continue;
+    const int64_t per_row = d->row_size();
+    const bool per_band = per_row == image_dims()[0];
+    if (d->rows() != rows || (per_row != 1 && !per_band)) {
+      warnings.push_back("'" + file.path + "': " + d->where() + " is not one scale per object or per band; ignored");
+      continue;
+    }
+    std::vector<double> v(static_cast<size_t>(rows * per_row));
+    d->read_rows(0, rows, v.data());
+    double lo = 0, hi = 0;
+    bool valid = true;
+    for (int64_t i = 0; i < rows && valid; ++i)
+      for (int64_t k : img.used) {
+        const double x = v[i * per_row + (per_band ? k : 0)];
+        valid = std::isfinite(x) && x > 0;
+        lo = (lo == 0 || x < lo) ? x : lo;
+        hi = std::max(hi, x);
+      }
+    if (!valid) {
+      warnings.push_back(d->where() + " holds a pixel scale that is not a positive number; ignored");
+      continue;
+    }
+    // The crop is one field for the whole file: a scale that varies is a loss to say.
+    if (hi > lo * 1.001)
+      warnings.push_back(d->where() + " varies from " + text::format_double("%.4g", lo) + " to " + text::format_double("%.4g", hi) +
+                         " arcsec/pixel; the image baseline crops every object at the first object's scale");
+    img.pixel_scale = v[per_band ? img.used[0] : 0];
+    img.scale_source = std::string("file: ") + name;
+    return;
   }
+  for (const std::string& object : std::vector<std::string>{".", image->info().name})
+    for (const char* attr : {"image_scale", "pxscale", "pixel_scale"})
+      if (auto x = h5::read_number_attr(h5file.get(), object, attr); x && std::isfinite(*x) && *x > 0) {
+        img.pixel_scale = *x;
+        img.scale_source = std::string("file: attribute ") + attr + (object == "." ? "" : " of " + object);
+        return;
+      }
+  std::vector<std::string> used;
+  for (int64_t k : img.used) used.push_back(img.names[k]);
+  if ((img.pixel_scale = table_pixel_scale(used)) > 0) {
+    img.scale_source = "table";
+    return;
+  }
+  img.pixel_scale = kAssumedPixelScale;
+  img.scale_source = "assumed";
+  warnings.push_back("'" + file.path + "' gives no pixel scale (no image_scale or pxscale) and its bands have none in " +
+                     "the MMU table: assumed " + text::format_double("%.3f", kAssumedPixelScale) + " arcsec/pixel");
 }
 
 // MaNGA: every root group is one object with scalar object_id/ra/dec and a
@@ -246,6 +344,34 @@ const SourceFile& MmuFileReader::file() const { return rep_->file; }
 Modality MmuFileReader::modality() const { return rep_->modality; }
 int64_t MmuFileReader::rows() const { return rep_->rows; }
 FileLayout MmuFileReader::layout() const { return rep_->layout; }
+const std::vector<std::string>& MmuFileReader::warnings() const { return rep_->warnings; }
+
+const ImageBands& MmuFileReader::image_bands() const {
+  if (rep_->modality != Modality::kImage) throw InternalError("image_bands on a non-image file " + rep_->file.path);
+  return rep_->img;
+}
+
+std::vector<std::pair<std::string, std::string>> MmuFileReader::other_roles() const {
+  const Rep& r = *rep_;
+  std::vector<std::pair<std::string, std::string>> out;
+  auto add = [&](const std::optional<h5::Dataset>& d, const std::string& role) {
+    if (d) out.emplace_back(d->info().name, role);
+  };
+  if (r.modality == Modality::kImage) {
+    std::string names;
+    for (int64_t k : r.img.used) names += (names.empty() ? "" : ", ") + r.img.names[k];
+    if (h5::has_dataset(r.h5file.get(), "image_band")) out.emplace_back("image_band", "image bands (" + names + " -> space " + r.img.space + ")");
+    if (r.img.scale_source.rfind("file: ", 0) == 0 && r.img.scale_source.find("attribute") == std::string::npos)
+      out.emplace_back(r.img.scale_source.substr(6), "pixel scale");
+  }
+  add(r.lambda, "spectrum wavelength");
+  add(r.ivar, "spectrum inverse variance");
+  if (r.lc_time) {
+    add(r.lc_time, "light-curve time");
+    add(r.lc_err, std::string("light-curve ") + (r.lc_magnitudes ? "magnitude" : "flux") + " error");
+  }
+  return out;
+}
 
 int64_t MmuFileReader::spectrum_length() const {
   const Rep& r = *rep_;
@@ -317,18 +443,27 @@ std::vector<ScalarColumn> MmuFileReader::read_scalar_columns() const {
 void MmuFileReader::read_images(int64_t start, int64_t count, ImageBatch* out) const {
   const Rep& r = *rep_;
   if (r.modality != Modality::kImage) throw InternalError("read_images on a non-image file " + r.file.path);
-  const auto d = r.image->row_shape();
+  const auto d = r.image_dims();
   out->count = count;
   out->bands = d[0];
   out->height = d[1];
   out->width = d[2];
-  out->band_names = r.band_names;
-  out->pixel_scale = r.pixel_scale;
+  out->band_names = r.img.names;
+  out->pixel_scale = r.img.pixel_scale;
+  out->space_bands = r.img.used;
   const int64_t plane = d[1] * d[2];
   const int64_t per_obj = d[0] * plane;
   out->pixels.resize(static_cast<size_t>(count * per_obj));
   out->good.resize(out->pixels.size());
-  r.image->read_rows(start, count, out->pixels.data());
+  if (r.channels_last) {  // (H, W, bands) on disk -> (bands, H, W)
+    std::vector<float> raw(out->pixels.size());
+    r.image->read_rows(start, count, raw.data());
+    for (int64_t i = 0; i < count; ++i)
+      for (int64_t p = 0; p < plane; ++p)
+        for (int64_t b = 0; b < d[0]; ++b) out->pixels[i * per_obj + b * plane + p] = raw[(i * plane + p) * d[0] + b];
+  } else {
+    r.image->read_rows(start, count, out->pixels.data());
+  }
   if (!r.image_mask) {
     std::fill(out->good.begin(), out->good.end(), uint8_t{1});
     return;

@@ -328,4 +328,18 @@ std::vector<std::string> Dataset::read_text(int64_t start, int64_t count) const 
   return out;
 }
 
+std::optional<double> read_number_attr(hid_t file, const std::string& object, const std::string& attr) {
+  if (H5Aexists_by_name(file, object.c_str(), attr.c_str(), H5P_DEFAULT) <= 0) return std::nullopt;
+  Handle a(H5Aopen_by_name(file, object.c_str(), attr.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!a.valid()) return std::nullopt;
+  Handle type(H5Aget_type(a.get()), H5Tclose);
+  const H5T_class_t cls = H5Tget_class(type.get());
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER) return std::nullopt;
+  Handle space(H5Aget_space(a.get()), H5Sclose);
+  if (H5Sget_simple_extent_npoints(space.get()) != 1) return std::nullopt;
+  double v = 0;
+  if (H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0) return std::nullopt;
+  return v;
+}
+
 }  // namespace mmu::h5

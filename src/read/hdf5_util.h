@@ -5,6 +5,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,10 @@ bool has_dataset(hid_t file, const std::string& name);
 std::vector<std::string> list_datasets(hid_t file);
 // Names of the groups directly under the root, in name order.
 std::vector<std::string> list_root_groups(hid_t file);
+
+// A numeric attribute `attr` of object `object` ("." for the root) holding
+// one value, as double; nullopt when absent, not numeric or not one value.
+std::optional<double> read_number_attr(hid_t file, const std::string& object, const std::string& attr);
 
 enum class TypeClass { kInteger, kUnsignedInteger, kFloat, kString, kBool, kOther };
 

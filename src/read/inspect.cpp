@@ -5,6 +5,7 @@
 
 #include "read/hdf5_util.h"
 #include "mmu/error.h"
+#include "mmu/text.h"
 
 namespace mmu {
 
@@ -53,12 +54,18 @@ FileInspection inspect_file(const SourceFile& f) {
     const FileCatalog cat = reader.read_catalog();
     std::set<int64_t> cells(cat.healpix.begin(), cat.healpix.end());
     fi.cells.assign(cells.begin(), cells.end());
-    const std::map<std::string, std::string> roles = {
+    std::map<std::string, std::string> roles = {
         {cols.id, "object_id"}, {cols.ra, "ra"}, {cols.dec, "dec"},
         {cols.healpix, "healpix"}, {cols.data, std::string(modality_name(reader.modality())) + " data"}};
+    for (const auto& [name, role] : reader.other_roles()) roles.emplace(name, role);
     for (auto& d : fi.datasets) {
       auto it = roles.find(d.name);
       if (it != roles.end() && !d.name.empty()) d.role = it->second;
+    }
+    if (reader.modality() == Modality::kImage) {
+      const ImageBands& ib = reader.image_bands();
+      fi.datasets.push_back({"(image)", "", {}, "", "space " + ib.space + "; pixel scale " +
+                             text::format_double("%.4g", ib.pixel_scale) + "\"/px (" + ib.scale_source + ")"});
     }
     if (cols.healpix.empty())
       fi.datasets.push_back({"(computed)", "int64", {}, "", "healpix: no dataset, recomputed from ra/dec"});

@@ -73,7 +73,7 @@ CatalogRow resolve_position(const Store& store, const SkyCone& near, const std::
 // file, which holds one modality, so its own spaces share that modality; should
 // they not, the choice is left to --space.
 std::pair<std::string, int64_t> resolve_space(const Store& store, const CatalogRow& obj, const std::string& asked,
-                                              bool* by_default = nullptr) {
+                                              bool* by_default = nullptr, std::string* note = nullptr) {
   const std::string wanted = asked.empty() ? asked : store.resolve_space_name(asked);
   std::vector<std::string> spaces = store.spaces_of_row(obj.row);
   if (!wanted.empty() && std::find(spaces.begin(), spaces.end(), wanted) == spaces.end()) {
@@ -103,6 +103,13 @@ std::pair<std::string, int64_t> resolve_space(const Store& store, const CatalogR
     if (by_default) *by_default = true;
     return {chosen, obj.row};
   }
+  // Its only space, which need not be its modality's default (an R,G,B image
+  // has image-rgb, not image): the output says so.
+  const std::string modality = store.space(spaces.front()).modality;
+  const std::string fallback = store.default_space(modality);
+  if (note && fallback != spaces.front())
+    *note = "object '" + obj.object_id + "' has no vector in the default " + modality + " space " + fallback +
+            ", only in " + spaces.front();
   return {spaces.front(), obj.row};
 }
 
@@ -212,10 +219,10 @@ std::vector<float> finite_vector_of(const Store& store, const std::string& space
 }
 
 std::vector<ObjectVector> vectors_of_rows(const Store& store, const std::vector<CatalogRow>& objects, std::string* space,
-                                          bool* by_default = nullptr) {
+                                          bool* by_default = nullptr, std::string* note = nullptr) {
   std::vector<ObjectVector> out;
   for (const CatalogRow& obj : objects) {
-    const auto [sp, owner] = resolve_space(store, obj, *space, by_default);
+    const auto [sp, owner] = resolve_space(store, obj, *space, by_default, note);
     *space = sp;  // resolved: "name" may have become "name@version"
     out.push_back({obj, owner, finite_vector_of(store, sp, obj, owner)});
   }
@@ -308,7 +315,7 @@ Prepared prepare(const Store& store, const LikeQuery& q, const CrossModal* resol
     accumulate(cross_modal_vectors(store, r.positives, cm), store, &pos, &p);
     if (!r.negatives.empty()) accumulate(cross_modal_vectors(store, r.negatives, cm), store, &neg, &p);
   } else {
-    accumulate(vectors_of_rows(store, r.positives, &space, &r.default_space), store, &pos, &p);
+    accumulate(vectors_of_rows(store, r.positives, &space, &r.default_space, &r.space_note), store, &pos, &p);
     if (!r.negatives.empty()) accumulate(vectors_of_rows(store, r.negatives, &space), store, &neg, &p);
   }
   r.space = space;
