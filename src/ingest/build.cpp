@@ -554,6 +554,15 @@ void write_catalog(BuildState& b) {
   b.report.files = b.report.files_read + b.report.reused_files;
 }
 
+// What the current baseline version changed, for the --refit message.
+const char* version_change(Modality m) {
+  switch (m) {
+    case Modality::kSpectrum: return "spectra's masked bins filled by gappy PCA";
+    case Modality::kImage: return "image features invariant to rotations and flips";
+    default: return "another feature definition";
+  }
+}
+
 // Baseline spaces: a space that existed keeps its fit (its old vectors stay
 // valid and new objects are projected with the same PCA); a new one is fitted.
 void write_baseline_spaces(BuildState& b) {
@@ -565,8 +574,10 @@ void write_baseline_spaces(BuildState& b) {
     info.name = name;
     info.modality = name;
     info.model = "baseline-pca";
-    // Spectrum version 2: empty bins filled by gappy PCA (version 1 interpolated them).
-    info.version = modality == Modality::kSpectrum ? "2" : "1";
+    // Version 2 of spectra: empty bins filled by gappy PCA (version 1 interpolated them).
+    // Version 2 of images: rotation-invariant ring features (version 1: block means on a grid).
+    const bool changed = modality == Modality::kSpectrum || modality == Modality::kImage;
+    info.version = changed ? "2" : "1";
     SpaceVectors out;
     std::string fit_blob;
     if (b.previous && has_space(*b.previous, name)) out = carried_vectors(*b.previous, name, b.row_map);
@@ -574,8 +585,8 @@ void write_baseline_spaces(BuildState& b) {
       const std::string old_version = b.previous->space(name).version;
       if (old_version != info.version)
         throw FormatError("space '" + name + "' of store '" + b.previous->path() + "' was made by baseline-pca version " +
-                          old_version + " and this mmu-index makes version " + info.version +
-                          " (spectra's masked bins filled by gappy PCA): rebuild it with --refit");
+                          old_version + " and this mmu-index makes version " + info.version + " (" +
+                          version_change(modality) + "): rebuild it with --refit");
       const std::string fit_path = layout::fit_file(b.previous->space_dir(name));
       fit_blob = b.previous->read_fit(name);
       const PcaModel pca = parse_pca(fit_blob, fit_path);
