@@ -554,12 +554,18 @@ void write_catalog(BuildState& b) {
   b.report.files = b.report.files_read + b.report.reused_files;
 }
 
-// What the current baseline version changed, for the --refit message.
-const char* version_change(Modality m) {
+// The baseline's feature definition per modality, and what its latest version
+// changed: vectors of another version are not comparable, so such a space is
+// refitted, never extended.
+struct BaselineVersion {
+  const char* version;
+  const char* change;
+};
+BaselineVersion baseline_version(Modality m) {
   switch (m) {
-    case Modality::kSpectrum: return "spectra's masked bins filled by gappy PCA";
-    case Modality::kImage: return "image features invariant to rotations and flips";
-    default: return "another feature definition";
+    case Modality::kSpectrum: return {"2", "spectra's masked bins filled by gappy PCA, not interpolated"};
+    case Modality::kImage: return {"2", "image features invariant to rotations and flips, not block means"};
+    default: return {"1", "the first version"};
   }
 }
 
@@ -574,10 +580,8 @@ void write_baseline_spaces(BuildState& b) {
     info.name = name;
     info.modality = name;
     info.model = "baseline-pca";
-    // Version 2 of spectra: empty bins filled by gappy PCA (version 1 interpolated them).
-    // Version 2 of images: rotation-invariant ring features (version 1: block means on a grid).
-    const bool changed = modality == Modality::kSpectrum || modality == Modality::kImage;
-    info.version = changed ? "2" : "1";
+    const BaselineVersion current = baseline_version(modality);
+    info.version = current.version;
     SpaceVectors out;
     std::string fit_blob;
     if (b.previous && has_space(*b.previous, name)) out = carried_vectors(*b.previous, name, b.row_map);
@@ -586,7 +590,7 @@ void write_baseline_spaces(BuildState& b) {
       if (old_version != info.version)
         throw FormatError("space '" + name + "' of store '" + b.previous->path() + "' was made by baseline-pca version " +
                           old_version + " and this mmu-index makes version " + info.version + " (" +
-                          version_change(modality) + "): rebuild it with --refit");
+                          current.change + "): rebuild it with --refit");
       const std::string fit_path = layout::fit_file(b.previous->space_dir(name));
       fit_blob = b.previous->read_fit(name);
       const PcaModel pca = parse_pca(fit_blob, fit_path);
