@@ -13,7 +13,8 @@ namespace mmu {
 struct ImageFeatureOptions {
   double crop_arcsec = 25.152;  // centre field kept: 96 legacysurvey pixels of 0.262"
   double default_scale = 0.262; // arcsec/pixel when the file has no image_scale
-  int64_t grid = 24;            // block means on a grid x grid raster per band
+  int64_t rings = 24;           // concentric rings out to the crop's edge (2 px wide at 96 px)
+  int64_t modes = 4;            // angular Fourier modes m = 1..modes kept per ring
   float softening = 0.01f;      // asinh softening in image units (~ sky noise in nanomaggies)
 };
 
@@ -26,9 +27,13 @@ int64_t image_feature_dim(const ImageFeatureOptions& opt, int64_t bands = kImage
 std::vector<int64_t> image_feature_bands(const ImageBatch& batch);
 
 // Writes batch.count rows of image_feature_dim floats to out: the centre
-// crop_arcsec field (pixel scale from the file), asinh stretch, block means on
-// the grid with masked pixels ignored (a fully masked block is 0), then each
-// row scaled to unit L2 norm so brightness does not dominate shape.
+// crop_arcsec field (pixel scale from the file), asinh stretch, then per band
+// and ring of the disc inscribed in the crop the mean and the moduli of the
+// angular Fourier modes (encode/image_rings.h), masked pixels ignored (a ring
+// with none usable is 0), each row scaled to unit L2 norm so brightness does
+// not dominate shape. A galaxy rotated or flipped about the centre gives the
+// same row (issue 15); morphology (concentration, ellipticity, arms, colour
+// gradients) stays in the profiles and modes.
 // Returns -1, or the index of the first object with a NaN/Inf unmasked pixel
 // (masked non-finite pixels are expected in real data and ignored).
 int64_t image_features(const ImageBatch& batch, const ImageFeatureOptions& opt, float* out);

@@ -1,5 +1,6 @@
 #include "mmu/preprocess.h"
 
+#include "encode/image_rings.h"
 #include "mmu/model_transforms.h"
 
 #include <algorithm>
@@ -9,7 +10,7 @@
 
 namespace mmu {
 
-int64_t image_feature_dim(const ImageFeatureOptions& opt, int64_t bands) { return bands * opt.grid * opt.grid; }
+int64_t image_feature_dim(const ImageFeatureOptions& opt, int64_t bands) { return bands * opt.rings * (opt.modes + 1); }
 
 std::vector<int64_t> image_feature_bands(const ImageBatch& b) {
   if (!b.space_bands.empty()) return b.space_bands;
@@ -40,48 +41,27 @@ void note_bad(std::atomic<int64_t>& first_bad, int64_t i) {
 
 int64_t image_features(const ImageBatch& b, const ImageFeatureOptions& opt, float* out) {
   const double scale = b.pixel_scale > 0 ? b.pixel_scale : opt.default_scale;
-  const int64_t side = opt.grid;
-  const int64_t crop = std::clamp<int64_t>(static_cast<int64_t>(std::lround(opt.crop_arcsec / scale)), side,
-                                           std::min(b.height, b.width));
+  const int64_t side = std::min(b.height, b.width);
+  const int64_t crop = std::clamp<int64_t>(std::lround(opt.crop_arcsec / scale), std::min<int64_t>(side, 1), side);
   const int64_t y0 = (b.height - crop) / 2, x0 = (b.width - crop) / 2;
   const std::vector<int64_t> bands = image_feature_bands(b);
   const int64_t n_bands = static_cast<int64_t>(bands.size());
   const int64_t dim = image_feature_dim(opt, n_bands);
   const int64_t plane = b.height * b.width;
-  // In double: a float pixel near FLT_MAX over the softening overflows to Inf.
   const double inv_soft = 1.0 / opt.softening;
-  // Pixel -> grid cell along one axis of the crop (any crop size, any scale).
-  std::vector<int64_t> cell(crop);
-  for (int64_t p = 0; p < crop; ++p) cell[p] = p * side / crop;
+  const RingGeometry rings(crop, opt.rings, opt.modes);
+  const int64_t per_band = rings.features();
   std::atomic<int64_t> first_bad{-1};
 
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < b.count; ++i) {
     float* f = out + i * dim;
     std::fill(f, f + dim, 0.0f);
-    std::vector<double> sum(side * side);
-    std::vector<int64_t> n(side * side);
     bool bad = false;
     for (int64_t t = 0; t < n_bands; ++t) {
-      const float* px = b.pixels.data() + (i * b.bands + bands[t]) * plane;
-      const uint8_t* ok = b.good.data() + (i * b.bands + bands[t]) * plane;
-      std::fill(sum.begin(), sum.end(), 0.0);
-      std::fill(n.begin(), n.end(), 0);
-      for (int64_t y = 0; y < crop; ++y) {
-        const int64_t row = (y0 + y) * b.width + x0;
-        for (int64_t x = 0; x < crop; ++x) {
-          if (!ok[row + x]) continue;
-          const float v = px[row + x];
-          if (!std::isfinite(v)) {
-            bad = true;
-            continue;
-          }
-          const int64_t c = cell[y] * side + cell[x];
-          sum[c] += std::asinh(static_cast<double>(v) * inv_soft);
-          ++n[c];
-        }
-      }
-      for (int64_t c = 0; c < side * side; ++c) f[t * side * side + c] = n[c] ? static_cast<float>(sum[c] / n[c]) : 0.0f;
+      const int64_t corner = (i * b.bands + bands[t]) * plane + y0 * b.width + x0;
+      if (!rings.describe(b.pixels.data() + corner, b.good.data() + corner, b.width, inv_soft, f + t * per_band))
+        bad = true;
     }
     if (bad) note_bad(first_bad, i);
     normalize_row(f, dim);

@@ -577,6 +577,21 @@ void write_catalog(BuildState& b) {
   b.report.files = b.report.files_read + b.report.reused_files;
 }
 
+// The baseline's feature definition per modality, and what its latest version
+// changed: vectors of another version are not comparable, so such a space is
+// refitted, never extended.
+struct BaselineVersion {
+  const char* version;
+  const char* change;
+};
+BaselineVersion baseline_version(Modality m) {
+  switch (m) {
+    case Modality::kSpectrum: return {"2", "spectra's masked bins filled by gappy PCA, not interpolated"};
+    case Modality::kImage: return {"2", "image features invariant to rotations and flips, not block means"};
+    default: return {"1", "the first version"};
+  }
+}
+
 // Baseline spaces: a space that existed keeps its fit (its old vectors stay
 // valid and new objects are projected with the same PCA); a new one is fitted.
 void write_baseline_spaces(BuildState& b) {
@@ -588,8 +603,8 @@ void write_baseline_spaces(BuildState& b) {
     info.name = name;
     info.modality = modality_name(modality);
     info.model = "baseline-pca";
-    // Spectrum version 2: empty bins filled by gappy PCA (version 1 interpolated them).
-    info.version = modality == Modality::kSpectrum ? "2" : "1";
+    const BaselineVersion current = baseline_version(modality);
+    info.version = current.version;
     SpaceVectors out;
     std::string fit_blob;
     if (b.previous && has_space(*b.previous, name)) out = carried_vectors(*b.previous, name, b.row_map);
@@ -597,8 +612,8 @@ void write_baseline_spaces(BuildState& b) {
       const std::string old_version = b.previous->space(name).version;
       if (old_version != info.version)
         throw FormatError("space '" + name + "' of store '" + b.previous->path() + "' was made by baseline-pca version " +
-                          old_version + " and this mmu-index makes version " + info.version +
-                          " (spectra's masked bins filled by gappy PCA): rebuild it with --refit");
+                          old_version + " and this mmu-index makes version " + info.version + " (" +
+                          current.change + "): rebuild it with --refit");
       const std::string fit_path = layout::fit_file(b.previous->space_dir(name));
       fit_blob = b.previous->read_fit(name);
       const PcaModel pca = parse_pca(fit_blob, fit_path);
