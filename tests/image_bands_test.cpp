@@ -61,7 +61,12 @@ TEST_CASE("image features take the batch's space bands in their order", "[bands]
   b.space_bands = {2, 0};
   std::vector<float> f(mmu::image_feature_dim(opt, 2));
   REQUIRE(mmu::image_features(b, opt, f.data()) == -1);
-  const double a = std::asinh(3.0), c = std::asinh(1.0), norm = std::sqrt(576 * (a * a + c * c));
-  CHECK(f[0] == Approx(a / norm).epsilon(1e-5));
-  CHECK(f[576] == Approx(c / norm).epsilon(1e-5));
+  // Band 2 (0.03 -> asinh 3) first, band 0 (0.01 -> asinh 1) second: every ring's
+  // mean (mode 0) of the first band over the second's is asinh(3) / asinh(1).
+  const int64_t per_band = opt.rings * (opt.modes + 1);
+  const double ratio = std::asinh(3.0) / std::asinh(1.0);
+  for (int64_t ring : {int64_t{0}, opt.rings - 1}) {
+    REQUIRE(f[per_band + ring] > 0);
+    CHECK(f[ring] / f[per_band + ring] == Approx(ratio).epsilon(1e-5));
+  }
 }

@@ -61,23 +61,28 @@ def image_file(root, survey, cell, prefix, img, bands=None, extra=None):
     return mf.write_mmu_file(mf.mmu_path(root, survey, cell), d)
 
 
-def baseline_vector(img, good, order, scale, fit_path, grid=24, crop_arcsec=25.152, soft=0.01):
+def baseline_vector(img, good, order, scale, fit_path, rings=24, modes=4, crop_arcsec=25.152, soft=0.01):
     """The baseline embedding in float64: bands `order` (indices), centre crop of crop_arcsec,
-    asinh, block means of usable pixels, unit norm, then the stored PCA and unit norm."""
+    asinh, per band and ring of the inscribed disc the mean of the usable pixels and the
+    moduli of their angular Fourier modes 1..modes, unit norm, then the stored PCA and unit norm."""
     img = img.astype(np.float64)
     h, w = img.shape[1:]
-    crop = min(max(int(round(crop_arcsec / scale)), grid), min(h, w))
+    crop = min(max(int(round(crop_arcsec / scale)), 1), min(h, w))
     y0, x0 = (h - crop) // 2, (w - crop) // 2
-    cell = np.arange(crop) * grid // crop
-    rows, cols = np.meshgrid(cell, cell, indexing="ij")
-    feats = np.zeros((len(order), grid, grid))
+    dy, dx = np.mgrid[0:crop, 0:crop] - (crop - 1) / 2.0
+    ring = np.floor(np.hypot(dy, dx) / (crop / 2.0) * rings).astype(int)
+    theta = np.arctan2(dy, dx)
+    feats = np.zeros((len(order), modes + 1, rings))
     for t, b in enumerate(order):
         px = np.arcsinh(img[b, y0:y0 + crop, x0:x0 + crop] / soft)
-        ok = good[b, y0:y0 + crop, x0:x0 + crop]
-        s, n = np.zeros((grid, grid)), np.zeros((grid, grid))
-        np.add.at(s, (rows[ok], cols[ok]), px[ok])
-        np.add.at(n, (rows[ok], cols[ok]), 1)
-        feats[t] = np.where(n > 0, s / np.maximum(n, 1), 0)
+        ok = good[b, y0:y0 + crop, x0:x0 + crop] & (ring < rings)
+        n = np.bincount(ring[ok], minlength=rings)
+        for m in range(modes + 1):
+            wave = px[ok] * np.exp(-1j * m * theta[ok])
+            c = np.bincount(ring[ok], weights=wave.real, minlength=rings) + \
+                1j * np.bincount(ring[ok], weights=wave.imag, minlength=rings)
+            c = np.where(n > 0, c / np.maximum(n, 1), 0)
+            feats[t, m] = c.real if m == 0 else np.abs(c)
     x = feats.ravel()
     x /= np.linalg.norm(x)
     blob = open(fit_path, "rb").read()
