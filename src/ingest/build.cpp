@@ -565,8 +565,10 @@ void write_baseline_spaces(BuildState& b) {
     info.name = name;
     info.modality = name;
     info.model = "baseline-pca";
-    // Spectrum version 2: empty bins filled by gappy PCA (version 1 interpolated them).
-    info.version = modality == Modality::kSpectrum ? "2" : "1";
+    // Spectrum version 3: empty bins filled by gappy PCA's posterior mean with
+    // more fill components (2: a fixed prior over the projection's components;
+    // 1: interpolation).
+    info.version = modality == Modality::kSpectrum ? "3" : "1";
     SpaceVectors out;
     std::string fit_blob;
     if (b.previous && has_space(*b.previous, name)) out = carried_vectors(*b.previous, name, b.row_map);
