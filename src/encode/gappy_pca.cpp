@@ -13,15 +13,18 @@ namespace mmu {
 
 namespace {
 
-// Prior weight of the component amplitudes: amplitude j (in the units of the
-// filled bins' standardisation) is penalised by kPrior / variance_j, a
-// Gaussian prior from the fit's own variances, against a data term whose
-// weights are scaled to mean 1. Components the filled bins barely constrain
-// shrink toward 0 instead of amplifying noise into the gap, and the system
-// stays positive definite with fewer filled bins than unknowns. 0.1 was the
-// best of 0.01, 0.03, 0.1, 0.3, 1, 10 for masked-twin retrieval
-// (bench/fidelity_spectra.py); a uniform ridge did worse.
-constexpr double kPrior = 0.1;
+// The fill is the posterior mean of the missing bins under the Gaussian model
+// the fit describes (Connolly & Szalay 1999 with their prior): amplitudes
+// b_j ~ N(0, variance_j), and each filled bin's deviation from the model has
+// variance noise (1 / ivar, in standardised units) + the residual variance the
+// fill components leave. No tuned constants: the old fixed prior strength
+// (0.1 with weights scaled to mean 1) over the 64 projection components left
+// the fill too smooth, and same-class neighbours (ellipticals a few 0.01 apart
+// in redshift) then beat the masked twin (bench/fidelity_spectra.py). More
+// fill components than the projection keeps describe a gap's features (line
+// and break positions shift with redshift) that 64 cannot; the prior keeps the
+// noise-level ones from amplifying noise into the gap.
+constexpr int64_t kFillPerOutput = 4;
 
 // Solves a x = b in place (a: p x p symmetric positive definite, row-major,
 // lower triangle used and overwritten by its Cholesky factor). False when a is
@@ -68,18 +71,35 @@ PcaModel fit_spectrum_pca(const float* values, const float* weights, int64_t n, 
   const double threshold = 0.8 * static_cast<double>(sorted[n / 2]);
   std::vector<float> x;
   int64_t m = 0;
+  double total = 0.0;  // summed variance of the standardised spectra, for the residual
   for (int64_t i = 0; i < n; ++i) {
     if (static_cast<double>(filled[i]) < threshold) continue;
     x.resize(static_cast<size_t>((m + 1) * d));
     standardise_spectra(values + i * d, weights + i * d, 1, d, x.data() + m * d);
     ++m;
   }
-  return fit_pca(x.data(), m, d, k);
+  if (m < 2) throw InvalidArgument("a PCA needs at least 2 well-covered spectra, got " + std::to_string(m));
+  for (int64_t j = 0; j < d; ++j) {
+    double s = 0.0, s2 = 0.0;
+    for (int64_t i = 0; i < m; ++i) {
+      s += x[i * d + j];
+      s2 += static_cast<double>(x[i * d + j]) * x[i * d + j];
+    }
+    total += (s2 - s * s / static_cast<double>(m)) / static_cast<double>(m - 1);
+  }
+  PcaModel model = fit_pca(x.data(), m, d, std::max(k, std::min(kFillPerOutput * k, d / 2)));
+  double kept = 0.0;
+  for (float v : model.variances) kept += v;
+  model.fill_dim = model.output_dim;
+  model.output_dim = std::min(k, model.output_dim);
+  model.residual_variance = static_cast<float>(std::max(0.0, total - kept) / static_cast<double>(d));
+  return model;
 }
 
 int64_t gappy_spectrum_features(const PcaModel& model, const float* values, const float* weights, int64_t n,
                                 float* out) {
-  const int64_t d = model.input_dim, k = model.output_dim, p = k + 2;
+  const int64_t d = model.input_dim, k = std::max(model.output_dim, model.fill_dim), p = k + 2;
+  const double residual = model.residual_variance;
   std::atomic<int64_t> first_bad{-1};
 
 #pragma omp parallel for schedule(dynamic, 16)
@@ -88,13 +108,9 @@ int64_t gappy_spectrum_features(const PcaModel& model, const float* values, cons
     const float* w = weights + i * d;
     std::vector<float> row(v, v + d);
     int64_t filled = 0;
-    double wsum = 0.0;
     for (int64_t j = 0; j < d; ++j)
-      if (w[j] > 0.0f) {
-        ++filled;
-        wsum += w[j];
-      }
-    bool ok = filled > 0 && std::isfinite(wsum);
+      if (w[j] > 0.0f) ++filled;
+    bool ok = filled > 0;
     if (ok && filled < d) {
       // bin ~ offset + scale * mean + sum_j b_j e_j: the per-object offset and
       // scale of the standardisation are unknowns too, because a spectrum's
@@ -110,10 +126,9 @@ int64_t gappy_spectrum_features(const PcaModel& model, const float* values, cons
         if (w[j] > 0.0f) s0 += (v[j] - m0) * (v[j] - m0);
       s0 = std::sqrt(s0 / static_cast<double>(filled));
       if (!(s0 > 0.0)) s0 = 1.0;
-      const double inv_mean_w = static_cast<double>(filled) / wsum;
       for (int64_t j = 0; j < d; ++j) {
         if (!(w[j] > 0.0f)) continue;
-        const double wj = w[j] * inv_mean_w;
+        const double wj = 1.0 / (1.0 / (static_cast<double>(w[j]) * s0 * s0) + residual);
         const double u = (v[j] - m0) / s0;
         basis[0] = 1.0;
         basis[1] = model.mean[j];
@@ -126,7 +141,7 @@ int64_t gappy_spectrum_features(const PcaModel& model, const float* values, cons
       }
       a[0] += 1e-6;  // offset and scale: unpenalised but for conditioning
       a[p + 1] += 1e-6;
-      for (int64_t c = 0; c < k; ++c) a[(2 + c) * p + 2 + c] += kPrior / std::max(1e-6, static_cast<double>(model.variances[c]));
+      for (int64_t c = 0; c < k; ++c) a[(2 + c) * p + 2 + c] += 1.0 / std::max(1e-6, static_cast<double>(model.variances[c]));
       ok = cholesky_solve(p, &a, &rhs);
       for (int64_t j = 0; ok && j < d; ++j) {
         if (w[j] > 0.0f) continue;

@@ -185,6 +185,7 @@ void project_pca(const PcaModel& m, const float* x, int64_t n, float* out) {
 
 namespace {
 constexpr char kMagic[8] = {'M', 'M', 'U', 'P', 'C', 'A', '0', '1'};
+constexpr char kFillMagic[8] = {'M', 'M', 'U', 'G', 'A', 'P', '0', '1'};
 
 template <typename T>
 void put(std::string& s, const T& v) {
@@ -200,8 +201,20 @@ std::string serialize_pca(const PcaModel& m) {
   put(s, m.input_dim);
   put(s, m.output_dim);
   put_floats(s, m.mean);
-  put_floats(s, m.components);
-  put_floats(s, m.variances);
+  const size_t out_rows = static_cast<size_t>(m.output_dim);
+  const size_t d = static_cast<size_t>(m.input_dim);
+  s.append(reinterpret_cast<const char*>(m.components.data()), out_rows * d * sizeof(float));
+  s.append(reinterpret_cast<const char*>(m.variances.data()), out_rows * sizeof(float));
+  if (m.fill_dim > 0) {
+    // The extra rows come after the projection's own, so a reader of the
+    // projection alone sees the "MMUPCA01" layout unchanged.
+    s.append(kFillMagic, sizeof(kFillMagic));
+    put(s, m.fill_dim);
+    const size_t extra = static_cast<size_t>(m.fill_dim - m.output_dim);
+    s.append(reinterpret_cast<const char*>(m.components.data() + out_rows * d), extra * d * sizeof(float));
+    s.append(reinterpret_cast<const char*>(m.variances.data() + out_rows), extra * sizeof(float));
+    put(s, m.residual_variance);
+  }
   return s;
 }
 
@@ -215,17 +228,36 @@ PcaModel parse_pca(const std::string& bytes, const std::string& origin) {
   if (m.input_dim <= 0 || m.output_dim <= 0 || m.output_dim > m.input_dim || m.input_dim > (1 << 24))
     throw FormatError("'" + origin + "' has invalid PCA dimensions");
   const size_t floats = static_cast<size_t>(m.input_dim + m.output_dim * m.input_dim + m.output_dim);
-  if (bytes.size() != head + floats * sizeof(float))
-    throw FormatError("'" + origin + "' is truncated or has trailing bytes");
+  const size_t base = head + floats * sizeof(float);
+  const size_t fill_head = base + sizeof(kFillMagic) + sizeof(int64_t);
+  const bool has_fill = bytes.size() >= fill_head && std::memcmp(bytes.data() + base, kFillMagic, 8) == 0;
+  if (has_fill) {
+    std::memcpy(&m.fill_dim, bytes.data() + base + 8, 8);
+    if (m.fill_dim < m.output_dim || m.fill_dim > m.input_dim)
+      throw FormatError("'" + origin + "' has an invalid gappy fill dimension");
+  }
+  const size_t extra = has_fill ? static_cast<size_t>(m.fill_dim - m.output_dim) : 0;
+  const size_t want = has_fill ? fill_head + (extra * static_cast<size_t>(m.input_dim + 1) + 1) * sizeof(float) : base;
+  if (bytes.size() != want) throw FormatError("'" + origin + "' is truncated or has trailing bytes");
   const float* p = reinterpret_cast<const float*>(bytes.data() + head);
   m.mean.assign(p, p + m.input_dim);
   p += m.input_dim;
   m.components.assign(p, p + m.output_dim * m.input_dim);
   p += m.output_dim * m.input_dim;
   m.variances.assign(p, p + m.output_dim);
+  if (has_fill) {
+    p = reinterpret_cast<const float*>(bytes.data() + fill_head);
+    m.components.insert(m.components.end(), p, p + extra * m.input_dim);
+    p += extra * m.input_dim;
+    m.variances.insert(m.variances.end(), p, p + extra);
+    p += extra;
+    m.residual_variance = *p;
+  }
+  const int64_t rows = std::max(m.output_dim, m.fill_dim);
   if (first_non_finite_row(m.mean.data(), 1, m.input_dim) >= 0 ||
-      first_non_finite_row(m.components.data(), m.output_dim, m.input_dim) >= 0 ||
-      first_non_finite_row(m.variances.data(), 1, m.output_dim) >= 0)
+      first_non_finite_row(m.components.data(), rows, m.input_dim) >= 0 ||
+      first_non_finite_row(m.variances.data(), 1, rows) >= 0 || !std::isfinite(m.residual_variance) ||
+      m.residual_variance < 0.0f)
     throw FormatError("'" + origin + "' holds NaN or Inf values: it is damaged; rebuild with --refit");
   return m;
 }

@@ -586,7 +586,9 @@ struct BaselineVersion {
 };
 BaselineVersion baseline_version(Modality m) {
   switch (m) {
-    case Modality::kSpectrum: return {"2", "spectra's masked bins filled by gappy PCA, not interpolated"};
+    // 3: the masked bins get gappy PCA's posterior mean over more fill components
+    // (2: a fixed prior over the projection's components; 1: interpolation).
+    case Modality::kSpectrum: return {"3", "spectra's masked bins filled by gappy PCA's posterior mean"};
     case Modality::kImage: return {"2", "image features invariant to rotations and flips, not block means"};
     default: return {"1", "the first version"};
   }
