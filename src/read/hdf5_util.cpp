@@ -180,6 +180,38 @@ Dataset::Dataset(hid_t file, const std::string& file_path, const std::string& na
   info_.type = classify(type.get(), &info_.type_size, &info_.variable_string);
   info_.type_text = type_text(info_.type, info_.type_size, info_.variable_string);
   info_.filters = filter_text(d);
+  check_extent(file);
+}
+
+// A damaged or hostile header can declare 10^12 rows in a 59 KB file: every
+// reader sizes its buffers from the shape, so the shape is checked against
+// what the file can hold before anything is allocated.
+void Dataset::check_extent(hid_t file) const {
+  std::string shape;
+  for (int64_t v : info_.dims) shape += (shape.empty() ? "(" : ", ") + std::to_string(v);
+  shape = info_.dims.empty() ? "()" : shape + ")";
+  // Products in long double: 32 dims of 2^63 must not wrap around to a small number.
+  long double elements = 1;
+  for (int64_t v : info_.dims) elements *= static_cast<long double>(v);
+  if (elements > static_cast<long double>(kMaxElements))
+    throw FormatError(where() + " declares shape " + shape + ", more than " + std::to_string(kMaxElements) +
+                      " values: a damaged header or not an MMU file");
+  hsize_t file_size = 0;
+  {
+    Handle fid(H5Iget_file_id(file), H5Fclose);
+    if (!fid.valid() || H5Fget_filesize(fid.get(), &file_size) < 0)
+      throw FormatError("cannot read the size of '" + file_path_ + "': " + last_error());
+  }
+  // Compression shrinks data at most ~1000-fold (deflate's limit is 1032:1);
+  // uncompressed data must fit in the file itself.
+  const long double declared = elements * static_cast<long double>(info_.type_size);
+  const long double ratio = info_.filters.empty() ? 1.0L : 1100.0L;
+  const long double room = static_cast<long double>(file_size) * ratio + 4096.0L;
+  if (declared > room)
+    throw FormatError(where() + " declares shape " + shape + " of " + info_.type_text + " (" +
+                      std::to_string(static_cast<double>(declared) / 1e6) + " MB), more than a file of " +
+                      std::to_string(file_size) + " bytes can hold" + (info_.filters.empty() ? "" : " compressed") +
+                      ": a damaged header or a truncated file");
 }
 
 std::string Dataset::where() const { return "dataset '" + info_.name + "' in '" + file_path_ + "'"; }

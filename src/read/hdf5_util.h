@@ -87,6 +87,10 @@ class Dataset {
   void read_field(const std::string& field, int64_t width, int64_t start, int64_t count, float* out) const;
 
  private:
+  // At most this many values in one dataset (4 TiB of float32: far beyond
+  // any MMU partition; the file-size check is the tighter one).
+  static constexpr int64_t kMaxElements = int64_t{1} << 40;
+  void check_extent(hid_t file) const;
   void read_raw(int64_t start, int64_t count, hid_t mem_type, void* out) const;
   std::string file_path_;
   bool one_row_ = false;
