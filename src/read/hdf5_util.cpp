@@ -119,6 +119,12 @@ Handle open_file(const std::string& path) {
   return Handle(f, H5Fclose);
 }
 
+std::string file_name(hid_t object) {
+  char path[4096] = "?";
+  if (H5Fget_name(object, path, sizeof(path)) < 0) H5Eclear2(H5E_DEFAULT);
+  return path;
+}
+
 bool has_dataset(hid_t file, const std::string& name) {
   if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -127,9 +133,8 @@ bool has_dataset(hid_t file, const std::string& name) {
   H5O_info_t oinfo;
   if (H5Oget_info_by_name(file, name.c_str(), &oinfo, H5P_DEFAULT) < 0) {
     // The name exists but its object cannot be read: damage, not absence.
-    char path[4096] = "?";
-    H5Fget_name(file, path, sizeof(path));
-    throw FormatError("cannot read the header of dataset '" + name + "' in '" + path + "': " + last_error());
+    const std::string why = last_error();
+    throw FormatError("cannot read the header of dataset '" + name + "' in '" + file_name(file) + "': " + why);
   }
   return oinfo.type == H5O_TYPE_DATASET;
 }
@@ -143,8 +148,10 @@ herr_t visit_cb(hid_t, const char* name, const H5O_info_t* info, void* data) {
 
 std::vector<std::string> list_datasets(hid_t file) {
   std::vector<std::string> out;
-  if (H5Ovisit(file, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &out) < 0)
-    throw FormatError("cannot list the datasets of an HDF5 file: " + last_error());
+  if (H5Ovisit(file, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &out) < 0) {
+    const std::string why = last_error();
+    throw FormatError("cannot list the datasets of '" + file_name(file) + "': " + why);
+  }
   return out;
 }
 
@@ -160,8 +167,10 @@ herr_t group_cb(hid_t loc, const char* name, const H5L_info_t*, void* data) {
 std::vector<std::string> list_root_groups(hid_t file) {
   std::vector<std::string> out;
   hsize_t idx = 0;
-  if (H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, &idx, group_cb, &out) < 0)
-    throw FormatError("cannot list the groups of an HDF5 file: " + last_error());
+  if (H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, &idx, group_cb, &out) < 0) {
+    const std::string why = last_error();
+    throw FormatError("cannot list the groups of '" + file_name(file) + "': " + why);
+  }
   return out;
 }
 

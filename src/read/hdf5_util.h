@@ -36,6 +36,8 @@ void init_library();
 std::string last_error();
 
 Handle open_file(const std::string& path);
+// The path of the file holding an open object, for messages ("?" if unknown).
+std::string file_name(hid_t object);
 bool has_dataset(hid_t file, const std::string& name);
 // Every dataset in the file, as paths without the leading '/' ("image_array",
 // "8485-1901/flux"), in HDF5's name order.
