@@ -407,7 +407,12 @@ void check_options(const BuildOptions& opt) {
 }
 
 void find_input_files(BuildState& b) {
-  b.found = discover_files(b.opt.roots);
+  std::vector<UnusableInput> unusable;
+  b.found = discover_files(b.opt.roots, &unusable);
+  for (const UnusableInput& u : unusable) {
+    if (!b.opt.skip_bad) throw FormatError(u.why + " (--skip-bad leaves it out)");
+    b.report.skipped.push_back(u.why);
+  }
   if (b.found.empty()) {
     std::string roots;
     for (const auto& r : b.opt.roots) roots += (roots.empty() ? "'" : ", '") + r + "'";
@@ -489,6 +494,7 @@ void read_new_files(BuildState& b) {
         MmuFileReader reader(f);
         Partition p = load_partition(reader, b.opt, &progress);
         for (auto& w : padding_warnings(f.path, p.padding)) b.report.warnings.push_back(std::move(w));
+        for (auto& w : p.catalog.warnings) b.report.warnings.push_back(std::move(w));
         b.loaded.emplace(f.path, std::move(p));
       } catch (const Error& e) {
         if (!b.opt.skip_bad) throw;

@@ -22,6 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
 import mmu_fixtures as fx  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from mmu_healpix import mmu_cell  # noqa: E402  (an independent nside-16 NESTED implementation)
+
 CASES, case = case_list()
 SMALL = 24  # image side for these fixtures: enough for the baseline, fast to write
 
@@ -160,6 +163,120 @@ def single_light_curve(env):
     need(stored_ids(store) == ["SN2001a"], "the object is catalogued")
     spaces = [r[0] for r in catalog(store).execute("SELECT name FROM spaces")]
     need("lightcurve" not in spaces, "no light-curve space: %s" % spaces)
+
+
+def stored_cells(store):
+    return {r[0]: (r[1], r[2], r[3]) for r in catalog(store).execute("SELECT object_id, ra, dec, healpix FROM objects")}
+
+
+@case("a stored healpix that disagrees with ra/dec is recomputed, with a warning naming the file")
+def healpix_disagrees(env):
+    root = fresh(env, "hpx_wrong")
+    d = fx.image_datasets(4, seed=10)
+    d["healpix"][:] = fx.OTHER_CELL  # positions lie in fx.CELL
+    path = fx.write_mmu_file(fx.mmu_path(root, fx.IMAGE_SURVEY), d)
+    p, store = build(env, root, ok=True)
+    need(path in p.stderr and "disagree with ra/dec" in p.stderr, "warned, naming the file:\n" + p.stderr)
+    cells = stored_cells(store)
+    need(len(cells) == 4, "every object stored")
+    for oid, (ra, dec, cell) in cells.items():
+        need(cell == mmu_cell(ra, dec) == fx.CELL, "%s stored in cell %d, its position is in %d" % (oid, cell, mmu_cell(ra, dec)))
+    q = run(env.search, "--store", store, "--like", "LS-000001", "--cells", str(fx.CELL), "--format", "csv")
+    need("LS-000002" in q.stdout, "--cells of the position's cell finds the objects:\n" + q.stdout)
+    q = run(env.search, "--store", store, "--like", "LS-000001", "--cells", str(fx.OTHER_CELL), ok=False)
+    need(q.returncode == 1 and "passes the filters" in q.stderr,
+         "--cells of the stored (wrong) cell finds nothing:\n" + q.stdout + q.stderr)
+
+
+@case("a file whose objects lie outside its healpix=N folder is warned about")
+def healpix_folder_elsewhere(env):
+    root = fresh(env, "hpx_folder")
+    d = fx.image_datasets(4, seed=11)  # positions and healpix dataset in fx.CELL
+    path = fx.write_mmu_file(fx.mmu_path(root, fx.IMAGE_SURVEY, cell=fx.OTHER_CELL), d)
+    p, store = build(env, root, ok=True)
+    need(("'%s' is in folder healpix=%d but 4 of its 4 objects lie in other cells" % (path, fx.OTHER_CELL)) in p.stderr,
+         "warned, naming the file and the count:\n" + p.stderr)
+    need(all(c == fx.CELL for _, _, c in stored_cells(store).values()), "objects stored under their own cell")
+    good = fresh(env, "hpx_folder_ok")
+    fx.write_mmu_file(fx.mmu_path(good, fx.IMAGE_SURVEY), d)
+    p, _ = build(env, good, ok=True)
+    need("warning" not in p.stderr, "no warning for a consistent file:\n" + p.stderr)
+
+
+@case("object ids that are not UTF-8 are refused naming the file and row; --skip-bad skips the file")
+def ids_not_utf8(env):
+    root = fresh(env, "utf8")
+    good = fx.write_mmu_file(fx.mmu_path(root, fx.IMAGE_SURVEY), fx.image_datasets(4, seed=12))
+    ids = np.array([b"OK-1", b"BAD-\xff\xfe", b"OK-3"], dtype="S24")
+    bad = fx.write_mmu_file(fx.mmu_path(root, fx.IMAGE_SURVEY, fx.OTHER_CELL),
+                            fx.image_datasets(3, seed=13, ids=ids, box=fx.OTHER_CELL_BOX, cell=fx.OTHER_CELL))
+    p, _ = build(env, root, ok=False)
+    need(bad in p.stderr and "row 1" in p.stderr and "not valid UTF-8" in p.stderr and "\\xff\\xfe" in p.stderr,
+         "names the file, the row and the bytes:\n" + p.stderr)
+    p, store = build(env, root, "--skip-bad", ok=True)
+    need(bad in p.stdout + p.stderr, "the skipped file is named")
+    need(stored_ids(store) == file_ids(good), "only the good file is stored")
+
+
+def bad_folder_case(env, name, folder):
+    root = fresh(env, name)
+    good = fx.write_mmu_file(fx.mmu_path(root, fx.IMAGE_SURVEY), fx.image_datasets(4, seed=14))
+    bad = os.path.join(root, fx.IMAGE_SURVEY[0], fx.IMAGE_SURVEY[1], folder, "001-of-001.hdf5")
+    fx.write_mmu_file(bad, fx.image_datasets(3, seed=15, ids=fx.image_ids(3, prefix="X"), box=fx.OTHER_CELL_BOX,
+                                             cell=fx.OTHER_CELL))
+    p, _ = build(env, root, ok=False)
+    need(bad in p.stderr and folder in p.stderr, "names the file and its folder:\n" + p.stderr)
+    p, store = build(env, root, "--skip-bad", ok=True)
+    need(bad in p.stdout + p.stderr, "the skipped file is named:\n" + p.stdout + p.stderr)
+    need(stored_ids(store) == file_ids(good), "only the good file is stored")
+    surveys = {r[0] for r in catalog(store).execute("SELECT survey FROM objects")}
+    need(surveys == {fx.IMAGE_SURVEY[0]}, "no survey named after the folder: %s" % surveys)
+
+
+@case("a folder healpix=abc is refused naming it, not taken as a survey")
+def healpix_abc(env):
+    bad_folder_case(env, "hpx_abc", "healpix=abc")
+
+
+@case("a folder healpix=5000 (past nside 16's 3072 cells) is refused naming it")
+def healpix_out_of_range(env):
+    bad_folder_case(env, "hpx_5000", "healpix=5000")
+
+
+@case("a dangling link and a folder named *.hdf5 are reported, not passed over")
+def dangling_and_folder(env):
+    for kind in ("link", "folder"):
+        root = fresh(env, "odd_" + kind)
+        good = fx.write_mmu_file(fx.mmu_path(root, fx.IMAGE_SURVEY), fx.image_datasets(4, seed=16))
+        odd = fx.mmu_path(root, fx.IMAGE_SURVEY, name="002-of-002.hdf5")
+        if kind == "link":
+            os.symlink(os.path.join(root, "gone.hdf5"), odd)
+        else:
+            os.makedirs(odd)
+        p, _ = build(env, root, ok=False)
+        need(odd in p.stderr, "the %s is named:\n%s" % (kind, p.stderr))
+        p, store = build(env, root, "--skip-bad", ok=True)
+        need(odd in p.stdout + p.stderr, "the %s is named in the report" % kind)
+        need(stored_ids(store) == file_ids(good), "the good file is stored")
+
+
+@case("MaNGA-style groups without object_id: the group name is the id")
+def groups_without_object_id(env):
+    root = fresh(env, "groups")
+    path = os.path.join(root, "manga", "dr17", "healpix=%d" % fx.CELL, "001-of-001.hdf5")
+    os.makedirs(os.path.dirname(path))
+    ra, dec = fx.positions(3, seed=17)
+    with h5py.File(path, "w") as f:
+        for k, name in enumerate(("8485-1901", "8485-1902", "8485-1903")):
+            g = f.create_group(name)
+            if k != 1:
+                g["object_id"] = name.encode()
+            g["ra"] = ra[k]
+            g["dec"] = dec[k]
+        f.create_group("metadata")["version"] = b"v1"
+    p, store = build(env, root, ok=True)
+    need(stored_ids(store) == ["8485-1901", "8485-1902", "8485-1903"], "every group is an object: %s" % stored_ids(store))
+    need("group 'metadata'" in p.stderr and path in p.stderr, "the group that is not an object is named:\n" + p.stderr)
 
 
 def main():
