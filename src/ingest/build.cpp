@@ -260,13 +260,22 @@ SpaceVectors carried_vectors(const Store& old, const std::string& name, const Ro
 // fit_spectrum_pca); a failure names the space and its size.
 PcaModel fit_space_pca(const std::string& name, const FeatureSet& set, int64_t dim) {
   const int64_t n = static_cast<int64_t>(set.rows.size());
+  const std::string what = "the baseline PCA of space '" + name + "' (" + std::to_string(n) + " objects x " +
+                           std::to_string(set.dim) + " features, first file '" + set.first_file + "')";
+  PcaModel pca;
   try {
-    return set.weights.empty() ? fit_pca(set.features.data(), n, set.dim, dim)
-                               : fit_spectrum_pca(set.features.data(), set.weights.data(), n, set.dim, dim);
+    pca = set.weights.empty() ? fit_pca(set.features.data(), n, set.dim, dim)
+                              : fit_spectrum_pca(set.features.data(), set.weights.data(), n, set.dim, dim);
   } catch (const Error& e) {
-    throw Error(e.kind(), "fitting the baseline PCA of space '" + name + "' (" + std::to_string(n) + " objects x " +
-                              std::to_string(set.dim) + " features, first file '" + set.first_file + "'): " + e.what());
+    throw Error(e.kind(), "fitting " + what + ": " + e.what());
   }
+  // Objects whose features do not vary at all (identical images) leave the
+  // fit without a direction: no vector projected with it could be finite.
+  if (first_non_finite_row(pca.mean.data(), 1, pca.input_dim) >= 0 ||
+      first_non_finite_row(pca.components.data(), pca.output_dim, pca.input_dim) >= 0)
+    throw FormatError("fitting " + what + ": the fit is not finite; the objects' features do not vary "
+                      "(identical data in every object?)");
+  return pca;
 }
 
 // Spectra's empty bins are filled by gappy PCA before the projection; a fit

@@ -279,6 +279,16 @@ def groups_without_object_id(env):
     need("group 'metadata'" in p.stderr and path in p.stderr, "the group that is not an object is named:\n" + p.stderr)
 
 
+@case("objects whose data are all the same (found by the fuzz) are refused naming the file, never a NaN vector")
+def identical_objects(env):
+    root = fresh(env, "same")
+    d = fx.image_datasets(2, seed=18)
+    d["image_array"][:] = 3.4e38  # fuzz mutant 381 of seed 16: every pixel of the file set to one value
+    path = fx.write_mmu_file(fx.mmu_path(root, fx.IMAGE_SURVEY), d)
+    p, _ = build(env, root, ok=False)
+    need(path in p.stderr and "do not vary" in p.stderr, "refused naming the file:\n" + p.stderr)
+
+
 def main():
     a, index, search = binaries_samples_tmp(inputs=())
     env = Env()
