@@ -95,6 +95,24 @@ std::string filter_text(hid_t dset) {
   }
   return out;
 }
+// HDF5 says only "required filter (name unavailable)": the filter's id is
+// what tells a user which plug-in the file needs ("" when none is missing).
+std::string missing_filters(hid_t dset) {
+  Handle plist(H5Dget_create_plist(dset), H5Pclose);
+  std::string out;
+  const int n = H5Pget_nfilters(plist.get());
+  for (int i = 0; i < n; ++i) {
+    unsigned flags = 0, config = 0;
+    size_t nelem = 0;
+    char name[64] = {0};
+    const H5Z_filter_t id = H5Pget_filter2(plist.get(), static_cast<unsigned>(i), &flags, &nelem, nullptr,
+                                           sizeof(name), name, &config);
+    if (id < 0 || H5Zfilter_avail(id) > 0) continue;
+    out += (out.empty() ? "" : ", ") + std::string("id ") + std::to_string(id) + (*name ? " ('" + std::string(name) + "')" : "");
+  }
+  H5Eclear2(H5E_DEFAULT);
+  return out.empty() ? "" : "; the dataset needs HDF5 filter " + out + ", which this build cannot decode";
+}
 }  // namespace
 
 std::string last_error() {
@@ -277,8 +295,10 @@ void Dataset::read_raw(int64_t start, int64_t count, hid_t mem_type, void* out) 
   Handle fspace(H5Dget_space(dset_.get()), H5Sclose);
   if (info_.dims.empty() || one_row_) {
     if (start != 0 || count != 1) throw InternalError("single-object " + where() + " read as rows");
-    if (H5Dread(dset_.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
-      throw FormatError("cannot read " + where() + ": " + last_error());
+    if (H5Dread(dset_.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+      const std::string why = last_error();
+      throw FormatError("cannot read " + where() + ": " + why + missing_filters(dset_.get()));
+    }
     return;
   }
   const size_t rank = info_.dims.size();
@@ -291,7 +311,8 @@ void Dataset::read_raw(int64_t start, int64_t count, hid_t mem_type, void* out) 
   if (H5Dread(dset_.get(), mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, out) < 0) {
     std::string why = last_error();
     throw FormatError("cannot read rows " + std::to_string(start) + ".." + std::to_string(start + count) +
-                      " of " + where() + ": " + (why.empty() ? "read failed (truncated or corrupt file?)" : why));
+                      " of " + where() + ": " + (why.empty() ? "read failed (truncated or corrupt file?)" : why) +
+                      missing_filters(dset_.get()));
   }
 }
 

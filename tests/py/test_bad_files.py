@@ -289,6 +289,36 @@ def identical_objects(env):
     need(path in p.stderr and "do not vary" in p.stderr, "refused naming the file:\n" + p.stderr)
 
 
+@case("a dataset needing an unknown HDF5 filter: the refusal gives the filter's id and names the file")
+def unknown_filter(env):
+    root = fresh(env, "filter")
+    path = fx.write_mmu_file(fx.mmu_path(root, fx.IMAGE_SURVEY), fx.image_datasets(3, seed=19))  # LZF, id 32000
+    data = bytearray(open(path, "rb").read())
+    # The filter pipeline message (version 1): id (2 bytes LE), name length, flags, values, then the name.
+    at = [i for i in range(len(data)) if data[i:i + 4] == b"lzf\0"]
+    need(at, "the fixture's pipeline names lzf")
+    for i in at:
+        need(data[i - 8:i - 6] == (32000).to_bytes(2, "little"), "the filter id sits 8 bytes before its name")
+        data[i - 8:i - 6] = (32013).to_bytes(2, "little")
+    open(path, "wb").write(data)
+    p, _ = build(env, root, ok=False)
+    need(path in p.stderr and "filter id 32013" in p.stderr, "names the file and the filter id:\n" + p.stderr)
+
+
+@case("--dedup nan and --nprobe -1: the command line refuses what the server refuses")
+def shared_query_checks(env):
+    root = fresh(env, "knobs")
+    fx.write_mmu_file(fx.mmu_path(root, fx.IMAGE_SURVEY), fx.image_datasets(3, seed=20))
+    _, store = build(env, root, ok=True)
+    run(env.search, "--store", store, "--like", "LS-000001", "--dedup", "1", "--nprobe", "0")
+    for flag, value, field in (("--dedup", "nan", "dedup_arcsec"), ("--dedup", "inf", "dedup_arcsec"),
+                               ("--nprobe", "-1", "nprobe"), ("--ef-search", "-5", "ef_search"),
+                               ("--nprobe", str(1 << 21), "nprobe")):
+        q = run(env.search, "--store", store, "--like", "LS-000001", flag, value, ok=False)
+        need(q.returncode != 0 and flag in q.stderr and field in q.stderr and "internal" not in q.stderr,
+             "%s %s must be refused naming the flag and the field (exit %d):\n%s" % (flag, value, q.returncode, q.stderr))
+
+
 def main():
     a, index, search = binaries_samples_tmp(inputs=())
     env = Env()
