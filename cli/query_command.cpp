@@ -65,7 +65,7 @@ void finish_query_flags(QueryFlags& f) {
       throw InvalidArgument("--vector '" + f.vector_file + "' must hold one vector, shape (d,) or (1, d)");
     f.q.vector_label = "vector " + f.vector_file;
   }
-  if (f.q.dedup_arcsec < 0) throw InvalidArgument("--dedup must be >= 0 arcsec");
+  check_search_settings(f.q);  // the server's check too: what one accepts the other does
 }
 
 std::vector<std::string> read_id_file(const std::string& path, const std::string& flag) {

@@ -22,16 +22,31 @@ enum class FileLayout {
 };
 const char* layout_name(FileLayout l);  // "row table", "per-object scalars", "groups per object"
 
+// An input that looks like an MMU file but cannot be one.
+struct UnusableInput {
+  std::string path;
+  std::string why;  // a sentence naming the path
+};
+
 // Every *.hdf5 / *.h5 under the roots (a root may also be a single file),
 // sorted by (dataset, subset, healpix, path) so builds are deterministic.
+// Names that cannot be used are never passed over in silence: a dangling
+// link or a folder named *.hdf5, a file under a healpix=N folder whose N is
+// not an nside-16 cell (healpix=abc, healpix=5000) go to `unusable`, or, when
+// it is null, the first one throws FormatError.
 // Throws NotFound when a root does not exist.
-std::vector<SourceFile> discover_files(const std::vector<std::string>& roots);
+std::vector<SourceFile> discover_files(const std::vector<std::string>& roots,
+                                       std::vector<UnusableInput>* unusable = nullptr);
 
 // Per-object identity and position of one file, in file row order.
 struct FileCatalog {
   std::vector<std::string> ids;  // canonical text: trimmed strings, decimal integers
   std::vector<double> ra, dec;   // degrees
-  std::vector<int64_t> healpix;  // nside-16 NESTED cell (stored, or recomputed); empty if not asked for
+  std::vector<int64_t> healpix;  // nside-16 NESTED cell (computed from ra/dec); empty if not asked for
+  // What the reader assumed about the file, each naming it: stored healpix
+  // values that disagree with ra/dec (recomputed), objects outside the file's
+  // healpix=N folder, root groups that are not objects.
+  std::vector<std::string> warnings;
 };
 
 // One per-object scalar catalog column of a file ("Z", "SPECTYPE", "FLUX_G"),

@@ -66,6 +66,12 @@ struct LikeResult {
   std::string error;                // batch mode only: why this query failed
 };
 
+// The ranges of a query's search settings, one check for the command line and
+// the server alike: dedup a finite number >= 0 arcsec, nprobe and ef_search
+// 0..2^20 (0 = the index's own), unlike_weight a finite number >= 0. Throws
+// InvalidArgument naming the flag and the JSON field. search_like calls it.
+void check_search_settings(const LikeQuery& q);
+
 // Throws InvalidArgument for a bad k or an ambiguous id/space/query, NotFound
 // for an unknown id (saying how many objects the store has) or an object
 // without vectors.

@@ -241,6 +241,7 @@ LikeQuery query_from(const json& j, const QueryLimits& limits) {
   if (static_cast<int64_t>(q.like.size() + q.unlike.size()) > limits.max_ids)
     throw InvalidArgument("fields 'like' and 'unlike' name " + std::to_string(q.like.size() + q.unlike.size()) +
                           " objects, more than the limit of " + std::to_string(limits.max_ids));
+  check_search_settings(q);  // the command line's check too
   return q;
 }
 
@@ -283,6 +284,7 @@ BatchQuery parse_batch_json(const std::string& body, const QueryLimits& limits) 
   if (static_cast<int64_t>(b.ids.size()) > limits.max_ids)
     throw InvalidArgument("field 'ids' lists " + std::to_string(b.ids.size()) + " ids, more than the limit of " +
                           std::to_string(limits.max_ids));
+  check_search_settings(b.common);
   return b;
 }
 

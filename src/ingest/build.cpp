@@ -103,6 +103,18 @@ int64_t batch_features(const MmuFileReader& reader, const BuildOptions& opt, int
   }
 }
 
+// A query by id must name one object: a file repeating an id is bad as a whole.
+void check_unique_ids(const Partition& p) {
+  std::unordered_map<std::string, int64_t> first_row;
+  first_row.reserve(p.catalog.ids.size());
+  for (int64_t i = 0; i < static_cast<int64_t>(p.catalog.ids.size()); ++i) {
+    auto [it, fresh] = first_row.emplace(p.catalog.ids[i], i);
+    if (!fresh)
+      throw FormatError("object_id '" + p.catalog.ids[i] + "' appears twice in '" + p.file.path + "': rows " +
+                        std::to_string(it->second) + " and " + std::to_string(i));
+  }
+}
+
 // Reads one file whole: catalog, store order, features. Throws mmu::Error
 // naming the file, dataset and object at fault.
 Partition load_partition(const MmuFileReader& reader, const BuildOptions& opt, Progress* progress) {
@@ -111,6 +123,7 @@ Partition load_partition(const MmuFileReader& reader, const BuildOptions& opt, P
   p.modality = reader.modality();
   p.space = p.modality == Modality::kImage ? reader.image_bands().space : modality_name(p.modality);
   p.catalog = reader.read_catalog();
+  check_unique_ids(p);
   p.values = reader.read_scalar_columns();
   const int64_t n = reader.rows();
   p.fine.resize(n);
@@ -251,13 +264,22 @@ SpaceVectors carried_vectors(const Store& old, const std::string& name, const Ro
 // fit_spectrum_pca); a failure names the space and its size.
 PcaModel fit_space_pca(const std::string& name, const FeatureSet& set, int64_t dim) {
   const int64_t n = static_cast<int64_t>(set.rows.size());
+  const std::string what = "the baseline PCA of space '" + name + "' (" + std::to_string(n) + " objects x " +
+                           std::to_string(set.dim) + " features, first file '" + set.first_file + "')";
+  PcaModel pca;
   try {
-    return set.weights.empty() ? fit_pca(set.features.data(), n, set.dim, dim)
-                               : fit_spectrum_pca(set.features.data(), set.weights.data(), n, set.dim, dim);
+    pca = set.weights.empty() ? fit_pca(set.features.data(), n, set.dim, dim)
+                              : fit_spectrum_pca(set.features.data(), set.weights.data(), n, set.dim, dim);
   } catch (const Error& e) {
-    throw Error(e.kind(), "fitting the baseline PCA of space '" + name + "' (" + std::to_string(n) + " objects x " +
-                              std::to_string(set.dim) + " features, first file '" + set.first_file + "'): " + e.what());
+    throw Error(e.kind(), "fitting " + what + ": " + e.what());
   }
+  // Objects whose features do not vary at all (identical images) leave the
+  // fit without a direction: no vector projected with it could be finite.
+  if (first_non_finite_row(pca.mean.data(), 1, pca.input_dim) >= 0 ||
+      first_non_finite_row(pca.components.data(), pca.output_dim, pca.input_dim) >= 0)
+    throw FormatError("fitting " + what + ": the fit is not finite; the objects' features do not vary "
+                      "(identical data in every object?)");
+  return pca;
 }
 
 // Spectra's empty bins are filled by gappy PCA before the projection; a fit
@@ -327,8 +349,11 @@ ModelPartition partition_from_catalog(const Store& old, const StoredFile& f, int
 }
 
 // Ids must be unique within a survey: a query by id must name one object.
-// The objects of reused files are checked against the new ones too.
-void check_duplicates(const std::vector<Partition*>& parts, const Store* previous, const std::vector<StoredFile>& reused) {
+// Files are taken in discovery order, after the reused files' objects; a file
+// repeating an id already taken is reported in `clashes` (path -> why) and its
+// objects are not taken.
+std::map<std::string, std::string> find_duplicate_ids(const std::vector<Partition*>& parts, const Store* previous,
+                                                      const std::vector<StoredFile>& reused) {
   std::unordered_map<std::string, std::string> seen;  // survey + id -> where
   if (!parts.empty() && previous)
     for (const StoredFile& f : reused) {
@@ -337,15 +362,23 @@ void check_duplicates(const std::vector<Partition*>& parts, const Store* previou
       for (const CatalogRow& r : previous->rows(rows))
         seen.emplace(r.survey + '\n' + r.object_id, "row " + std::to_string(r.index_in_file) + " of '" + f.file.path + "'");
     }
+  std::map<std::string, std::string> clashes;
   for (const Partition* p : parts) {
-    for (int64_t i = 0; i < static_cast<int64_t>(p->catalog.ids.size()); ++i) {
-      const std::string here = "row " + std::to_string(i) + " of '" + p->file.path + "'";
-      auto [it, fresh] = seen.emplace(p->file.dataset + '\n' + p->catalog.ids[i], here);
-      if (!fresh)
-        throw FormatError("object_id '" + p->catalog.ids[i] + "' appears twice in survey '" + p->file.dataset + "': " +
-                          it->second + " and " + here);
+    std::string clash;
+    for (int64_t i = 0; i < static_cast<int64_t>(p->catalog.ids.size()) && clash.empty(); ++i) {
+      auto it = seen.find(p->file.dataset + '\n' + p->catalog.ids[i]);
+      if (it != seen.end())
+        clash = "object_id '" + p->catalog.ids[i] + "' appears twice in survey '" + p->file.dataset + "': " +
+                it->second + " and row " + std::to_string(i) + " of '" + p->file.path + "'";
     }
+    if (!clash.empty()) {
+      clashes.emplace(p->file.path, clash);
+      continue;
+    }
+    for (int64_t i = 0; i < static_cast<int64_t>(p->catalog.ids.size()); ++i)
+      seen.emplace(p->file.dataset + '\n' + p->catalog.ids[i], "row " + std::to_string(i) + " of '" + p->file.path + "'");
   }
+  return clashes;
 }
 
 // What a build carries from one step to the next, in the order the steps fill it.
@@ -387,7 +420,12 @@ void check_options(const BuildOptions& opt) {
 }
 
 void find_input_files(BuildState& b) {
-  b.found = discover_files(b.opt.roots);
+  std::vector<UnusableInput> unusable;
+  b.found = discover_files(b.opt.roots, &unusable);
+  for (const UnusableInput& u : unusable) {
+    if (!b.opt.skip_bad) throw FormatError(u.why + " (--skip-bad leaves it out)");
+    b.report.skipped.push_back(u.why);
+  }
   if (b.found.empty()) {
     std::string roots;
     for (const auto& r : b.opt.roots) roots += (roots.empty() ? "'" : ", '") + r + "'";
@@ -425,6 +463,12 @@ void validate_files(BuildState& b) {
   for (const Incremental::Entry& e : b.inc.entries) {
     try {
       MmuFileReader reader(e.file);
+      if (!e.reused && reader.rows() == 0) {
+        // Nothing in it can be wrong, and nothing of it can be stored: said, not fatal.
+        b.report.warnings.push_back("'" + e.file.path + "' holds no objects (0 rows in '" + reader.columns().id +
+                                    "'); left out");
+        continue;
+      }
       if (!e.reused) b.to_encode += reader.modality() == Modality::kNone ? 0 : reader.rows();
       for (size_t c = 0; c < b.cards.size(); ++c) {
         const ModelCard& card = b.cards[c];
@@ -481,6 +525,7 @@ void read_new_files(BuildState& b) {
         for (auto& w : padding_warnings(f.path, p.padding)) b.report.warnings.push_back(std::move(w));
         for (const auto& w : reader.warnings()) b.report.warnings.push_back(w);
         if (p.modality == Modality::kImage) note_image_bands(reader, &b.report);
+        for (auto& w : p.catalog.warnings) b.report.warnings.push_back(std::move(w));
         b.loaded.emplace(f.path, std::move(p));
       } catch (const Error& e) {
         if (!b.opt.skip_bad) throw;
@@ -489,11 +534,22 @@ void read_new_files(BuildState& b) {
     }
     progress.finish();
   }
-  if (b.loaded.empty() && b.inc.reused.empty()) throw FormatError("every input file was bad; nothing to build");
   std::vector<Partition*> fresh;
   for (const Incremental::Entry& e : b.inc.entries)
     if (!e.reused && b.loaded.count(e.file.path)) fresh.push_back(&b.loaded.at(e.file.path));
-  check_duplicates(fresh, b.previous.get(), b.inc.reused);
+  // --skip-bad leaves out the later of two files sharing an id, naming both.
+  for (const auto& [path, why] : find_duplicate_ids(fresh, b.previous.get(), b.inc.reused)) {
+    if (!b.opt.skip_bad) throw FormatError(why);
+    b.report.skipped.push_back("'" + path + "' left out: " + why);
+    b.loaded.erase(path);
+  }
+  if (b.loaded.empty() && b.inc.reused.empty()) {
+    // The report is lost with the build: its warnings go into the message.
+    std::string why;
+    for (const std::string& w : b.report.warnings) why += "; " + w;
+    throw FormatError((b.report.skipped.empty() ? "no input file holds any object" : "every input file was bad") +
+                      why + "; nothing to build");
+  }
 }
 
 // Before anything is read: a second build of the store fails at once (or
@@ -625,9 +681,13 @@ void write_baseline_spaces(BuildState& b) {
                           ": rebuild it with --refit");
       append_projection(pca, set, &out);
     } else {
-      if (n < 2)
-        throw InvalidArgument("space '" + name + "' has " + std::to_string(n) +
-                              " object(s); the baseline encoder needs at least 2 to fit its PCA");
+      if (n < 2) {
+        // One object is a valid catalogue entry but no basis for a PCA: it stays
+        // searchable by id, position and --where, not by similarity.
+        b.report.warnings.push_back("space '" + name + "' left out: its only object ('" + set.first_file +
+                                    "') cannot fit a PCA, which needs at least 2; the object is catalogued");
+        continue;
+      }
       const PcaModel pca = fit_space_pca(name, set, b.opt.dim);
       fit_blob = serialize_pca(pca);
       out.dim = pca.output_dim;

@@ -13,6 +13,7 @@
 #include "read/scalar_columns.h"
 #include "mmu/error.h"
 #include "mmu/sky.h"
+#include "base/utf8.h"
 
 namespace mmu {
 
@@ -42,6 +43,22 @@ const std::vector<std::string> kIdKeys = {"object_id", "source_id"};
 const std::vector<std::string> kRaKeys = {"ra", "RA", "TARGET_RA", "PLUG_RA", "ifura"};
 const std::vector<std::string> kDecKeys = {"dec", "DEC", "TARGET_DEC", "PLUG_DEC", "ifudec"};
 
+// Bytes of a non-UTF-8 id shown as \xNN beyond ASCII, for messages.
+std::string escaped_bytes(const std::string& s) {
+  static const char* const kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char ch : s.substr(0, 64)) {
+    if (ch >= 0x20 && ch < 0x7f) {
+      out += static_cast<char>(ch);
+    } else {
+      out += "\\x";
+      out += kHex[ch >> 4];
+      out += kHex[ch & 15];
+    }
+  }
+  return "bytes '" + out + (s.size() > 64 ? "...'" : "'");
+}
+
 }  // namespace
 
 struct MmuFileReader::Rep {
@@ -51,6 +68,7 @@ struct MmuFileReader::Rep {
   FileLayout layout = FileLayout::kRowTable;
   int64_t rows = 0;
   std::vector<std::string> groups;  // groups-per-object layout: one object each
+  std::vector<std::string> other_groups;  // root groups with no id and no position: not objects
   std::optional<h5::Dataset> ids, ra, dec, healpix;
   std::optional<h5::Dataset> image, image_mask;
   bool channels_last = false;  // gz10's `images`: (N, H, W, 3)
@@ -313,8 +331,15 @@ void MmuFileReader::Rep::read_pixel_scale() {
 // compound `spaxels` table; the baseline takes its integrated spectrum.
 void MmuFileReader::Rep::open_groups() {
   layout = FileLayout::kGroupsPerObject;
-  for (const std::string& g : h5::list_root_groups(h5file.get()))
-    if (h5::has_dataset(h5file.get(), g + "/object_id")) groups.push_back(g);
+  // MMU's MaNGA files name each object by its group; an object_id dataset, when
+  // there is one, is the id. A group with neither an id nor a position is not an object.
+  for (const std::string& g : h5::list_root_groups(h5file.get())) {
+    if (h5::has_dataset(h5file.get(), g + "/object_id") ||
+        (h5::has_dataset(h5file.get(), g + "/ra") && h5::has_dataset(h5file.get(), g + "/dec")))
+      groups.push_back(g);
+    else
+      other_groups.push_back(g);
+  }
   if (groups.empty())
     throw FormatError("'" + file.path + "' has no 'object_id' dataset at its root nor in any group; "
                       "MMU files need object_id, ra and dec");
@@ -405,7 +430,9 @@ FileCatalog MmuFileReader::read_catalog(bool with_healpix) const {
   if (!r.groups.empty()) {
     for (int64_t i = 0; i < r.rows; ++i) {
       auto scalar = [&](const std::string& k) { return h5::Dataset(r.h5file.get(), r.file.path, r.group_path(i, k)); };
-      c.ids.push_back(scalar("object_id").read_text(0, 1).at(0));
+      c.ids.push_back(h5::has_dataset(r.h5file.get(), r.group_path(i, "object_id"))
+                          ? scalar("object_id").read_text(0, 1).at(0)
+                          : r.groups[i]);
       scalar("ra").read_rows(0, 1, &c.ra[i]);
       scalar("dec").read_rows(0, 1, &c.dec[i]);
       if (with_healpix && h5::has_dataset(r.h5file.get(), r.group_path(i, "healpix")))
@@ -417,18 +444,42 @@ FileCatalog MmuFileReader::read_catalog(bool with_healpix) const {
     r.dec->read_rows(0, r.rows, c.dec.data());
     if (with_healpix && r.healpix) r.healpix->read_rows(0, r.rows, c.healpix.data());
   }
+  for (const std::string& g : r.other_groups)
+    c.warnings.push_back("group '" + g + "' in '" + r.file.path + "' has no object_id, ra or dec: not an object, ignored");
   for (int64_t i = 0; i < r.rows; ++i) {
     if (c.ids[i].empty())
       throw FormatError("row " + std::to_string(i) + " of '" + r.file.path + "' has an empty object_id");
+    // Stored as is, a broken id would make every JSON answer naming it invalid.
+    if (!text::valid_utf8(c.ids[i]))
+      throw FormatError("object_id of row " + std::to_string(i) + " in '" + r.file.path + "' is not valid UTF-8 (" +
+                        escaped_bytes(c.ids[i]) + ")");
     if (!valid_sky_position(c.ra[i], c.dec[i]))
       throw FormatError("object '" + c.ids[i] + "' in '" + r.file.path + "' has an invalid position ra=" +
                         std::to_string(c.ra[i]) + " dec=" + std::to_string(c.dec[i]));
   }
   if (!with_healpix) return c;
-  // Positions checked above, so cells computed in parallel (a million rows: ~0.1 s on one core).
+  // The position decides the cell: a stored healpix that disagrees with it
+  // would make --cells find the object in the wrong place. Positions checked
+  // above, so cells computed in parallel (a million rows: ~0.1 s on one core).
+  std::vector<int64_t> stored = std::move(c.healpix);
+  c.healpix.resize(static_cast<size_t>(r.rows));
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < r.rows; ++i)
-    if (c.healpix[i] < 0) c.healpix[i] = healpix_cell(c.ra[i], c.dec[i]);
+  for (int64_t i = 0; i < r.rows; ++i) c.healpix[i] = healpix_cell(c.ra[i], c.dec[i]);
+  int64_t disagree = 0, first = -1, outside = 0, first_outside = -1;
+  for (int64_t i = 0; i < r.rows; ++i) {
+    if (stored[i] != -1 && stored[i] != c.healpix[i] && disagree++ == 0) first = i;
+    if (r.file.healpix >= 0 && c.healpix[i] != r.file.healpix && outside++ == 0) first_outside = i;
+  }
+  if (disagree > 0)
+    c.warnings.push_back("'" + r.file.path + "': " + std::to_string(disagree) + " of " + std::to_string(r.rows) +
+                         " stored healpix values disagree with ra/dec (object '" + c.ids[first] + "': stored " +
+                         std::to_string(stored[first]) + ", position in cell " + std::to_string(c.healpix[first]) +
+                         "); recomputed from ra/dec");
+  if (outside > 0)
+    c.warnings.push_back("'" + r.file.path + "' is in folder healpix=" + std::to_string(r.file.healpix) + " but " +
+                         std::to_string(outside) + " of its " + std::to_string(r.rows) +
+                         " objects lie in other cells (object '" + c.ids[first_outside] + "' in cell " +
+                         std::to_string(c.healpix[first_outside]) + "); each is stored under its own cell");
   return c;
 }
 

@@ -95,6 +95,24 @@ std::string filter_text(hid_t dset) {
   }
   return out;
 }
+// HDF5 says only "required filter (name unavailable)": the filter's id is
+// what tells a user which plug-in the file needs ("" when none is missing).
+std::string missing_filters(hid_t dset) {
+  Handle plist(H5Dget_create_plist(dset), H5Pclose);
+  std::string out;
+  const int n = H5Pget_nfilters(plist.get());
+  for (int i = 0; i < n; ++i) {
+    unsigned flags = 0, config = 0;
+    size_t nelem = 0;
+    char name[64] = {0};
+    const H5Z_filter_t id = H5Pget_filter2(plist.get(), static_cast<unsigned>(i), &flags, &nelem, nullptr,
+                                           sizeof(name), name, &config);
+    if (id < 0 || H5Zfilter_avail(id) > 0) continue;
+    out += (out.empty() ? "" : ", ") + std::string("id ") + std::to_string(id) + (*name ? " ('" + std::string(name) + "')" : "");
+  }
+  H5Eclear2(H5E_DEFAULT);
+  return out.empty() ? "" : "; the dataset needs HDF5 filter " + out + ", which this build cannot decode";
+}
 }  // namespace
 
 std::string last_error() {
@@ -119,6 +137,12 @@ Handle open_file(const std::string& path) {
   return Handle(f, H5Fclose);
 }
 
+std::string file_name(hid_t object) {
+  char path[4096] = "?";
+  if (H5Fget_name(object, path, sizeof(path)) < 0) H5Eclear2(H5E_DEFAULT);
+  return path;
+}
+
 bool has_dataset(hid_t file, const std::string& name) {
   if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -127,9 +151,8 @@ bool has_dataset(hid_t file, const std::string& name) {
   H5O_info_t oinfo;
   if (H5Oget_info_by_name(file, name.c_str(), &oinfo, H5P_DEFAULT) < 0) {
     // The name exists but its object cannot be read: damage, not absence.
-    char path[4096] = "?";
-    H5Fget_name(file, path, sizeof(path));
-    throw FormatError("cannot read the header of dataset '" + name + "' in '" + path + "': " + last_error());
+    const std::string why = last_error();
+    throw FormatError("cannot read the header of dataset '" + name + "' in '" + file_name(file) + "': " + why);
   }
   return oinfo.type == H5O_TYPE_DATASET;
 }
@@ -143,8 +166,10 @@ herr_t visit_cb(hid_t, const char* name, const H5O_info_t* info, void* data) {
 
 std::vector<std::string> list_datasets(hid_t file) {
   std::vector<std::string> out;
-  if (H5Ovisit(file, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &out) < 0)
-    throw FormatError("cannot list the datasets of an HDF5 file: " + last_error());
+  if (H5Ovisit(file, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &out) < 0) {
+    const std::string why = last_error();
+    throw FormatError("cannot list the datasets of '" + file_name(file) + "': " + why);
+  }
   return out;
 }
 
@@ -160,8 +185,10 @@ herr_t group_cb(hid_t loc, const char* name, const H5L_info_t*, void* data) {
 std::vector<std::string> list_root_groups(hid_t file) {
   std::vector<std::string> out;
   hsize_t idx = 0;
-  if (H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, &idx, group_cb, &out) < 0)
-    throw FormatError("cannot list the groups of an HDF5 file: " + last_error());
+  if (H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, &idx, group_cb, &out) < 0) {
+    const std::string why = last_error();
+    throw FormatError("cannot list the groups of '" + file_name(file) + "': " + why);
+  }
   return out;
 }
 
@@ -180,6 +207,38 @@ Dataset::Dataset(hid_t file, const std::string& file_path, const std::string& na
   info_.type = classify(type.get(), &info_.type_size, &info_.variable_string);
   info_.type_text = type_text(info_.type, info_.type_size, info_.variable_string);
   info_.filters = filter_text(d);
+  check_extent(file);
+}
+
+// A damaged or hostile header can declare 10^12 rows in a 59 KB file: every
+// reader sizes its buffers from the shape, so the shape is checked against
+// what the file can hold before anything is allocated.
+void Dataset::check_extent(hid_t file) const {
+  std::string shape;
+  for (int64_t v : info_.dims) shape += (shape.empty() ? "(" : ", ") + std::to_string(v);
+  shape = info_.dims.empty() ? "()" : shape + ")";
+  // Products in long double: 32 dims of 2^63 must not wrap around to a small number.
+  long double elements = 1;
+  for (int64_t v : info_.dims) elements *= static_cast<long double>(v);
+  if (elements > static_cast<long double>(kMaxElements))
+    throw FormatError(where() + " declares shape " + shape + ", more than " + std::to_string(kMaxElements) +
+                      " values: a damaged header or not an MMU file");
+  hsize_t file_size = 0;
+  {
+    Handle fid(H5Iget_file_id(file), H5Fclose);
+    if (!fid.valid() || H5Fget_filesize(fid.get(), &file_size) < 0)
+      throw FormatError("cannot read the size of '" + file_path_ + "': " + last_error());
+  }
+  // Compression shrinks data at most ~1000-fold (deflate's limit is 1032:1);
+  // uncompressed data must fit in the file itself.
+  const long double declared = elements * static_cast<long double>(info_.type_size);
+  const long double ratio = info_.filters.empty() ? 1.0L : 1100.0L;
+  const long double room = static_cast<long double>(file_size) * ratio + 4096.0L;
+  if (declared > room)
+    throw FormatError(where() + " declares shape " + shape + " of " + info_.type_text + " (" +
+                      std::to_string(static_cast<double>(declared) / 1e6) + " MB), more than a file of " +
+                      std::to_string(file_size) + " bytes can hold" + (info_.filters.empty() ? "" : " compressed") +
+                      ": a damaged header or a truncated file");
 }
 
 std::string Dataset::where() const { return "dataset '" + info_.name + "' in '" + file_path_ + "'"; }
@@ -236,8 +295,10 @@ void Dataset::read_raw(int64_t start, int64_t count, hid_t mem_type, void* out) 
   Handle fspace(H5Dget_space(dset_.get()), H5Sclose);
   if (info_.dims.empty() || one_row_) {
     if (start != 0 || count != 1) throw InternalError("single-object " + where() + " read as rows");
-    if (H5Dread(dset_.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
-      throw FormatError("cannot read " + where() + ": " + last_error());
+    if (H5Dread(dset_.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+      const std::string why = last_error();
+      throw FormatError("cannot read " + where() + ": " + why + missing_filters(dset_.get()));
+    }
     return;
   }
   const size_t rank = info_.dims.size();
@@ -250,7 +311,8 @@ void Dataset::read_raw(int64_t start, int64_t count, hid_t mem_type, void* out) 
   if (H5Dread(dset_.get(), mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, out) < 0) {
     std::string why = last_error();
     throw FormatError("cannot read rows " + std::to_string(start) + ".." + std::to_string(start + count) +
-                      " of " + where() + ": " + (why.empty() ? "read failed (truncated or corrupt file?)" : why));
+                      " of " + where() + ": " + (why.empty() ? "read failed (truncated or corrupt file?)" : why) +
+                      missing_filters(dset_.get()));
   }
 }
 

@@ -37,6 +37,8 @@ void init_library();
 std::string last_error();
 
 Handle open_file(const std::string& path);
+// The path of the file holding an open object, for messages ("?" if unknown).
+std::string file_name(hid_t object);
 bool has_dataset(hid_t file, const std::string& name);
 // Every dataset in the file, as paths without the leading '/' ("image_array",
 // "8485-1901/flux"), in HDF5's name order.
@@ -92,6 +94,10 @@ class Dataset {
   void read_field(const std::string& field, int64_t width, int64_t start, int64_t count, float* out) const;
 
  private:
+  // At most this many values in one dataset (4 TiB of float32: far beyond
+  // any MMU partition; the file-size check is the tighter one).
+  static constexpr int64_t kMaxElements = int64_t{1} << 40;
+  void check_extent(hid_t file) const;
   void read_raw(int64_t start, int64_t count, hid_t mem_type, void* out) const;
   std::string file_path_;
   bool one_row_ = false;

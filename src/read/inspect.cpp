@@ -79,7 +79,14 @@ FileInspection inspect_file(const SourceFile& f) {
 
 std::vector<FileInspection> inspect_paths(const std::vector<std::string>& paths) {
   std::vector<FileInspection> out;
-  for (const SourceFile& f : discover_files(paths)) out.push_back(inspect_file(f));
+  std::vector<UnusableInput> unusable;
+  for (const SourceFile& f : discover_files(paths, &unusable)) out.push_back(inspect_file(f));
+  for (const UnusableInput& u : unusable) {
+    FileInspection fi;
+    fi.file.path = u.path;
+    fi.error = u.why;
+    out.push_back(fi);
+  }
   return out;
 }
 

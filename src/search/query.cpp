@@ -277,6 +277,7 @@ std::vector<ObjectVector> cross_modal_vectors(const Store& store, const std::vec
 // resolved: the query's CrossModal when the caller has it already (a batch).
 Prepared prepare(const Store& store, const LikeQuery& q, const CrossModal* resolved = nullptr) {
   if (q.k <= 0) throw InvalidArgument("--k must be at least 1, got " + std::to_string(q.k));
+  check_search_settings(q);
   const int kinds = !q.like.empty() + q.near.has_value() + !q.vector.empty();
   if (kinds != 1) throw InvalidArgument("give exactly one of --like, --near or --vector");
   if (!(q.unlike_weight >= 0)) throw InvalidArgument("--unlike-weight must be >= 0");
@@ -435,6 +436,7 @@ std::vector<ObjectVector> object_vectors(const Store& store, const std::vector<s
 LikeResult search_with_vector(const Store& store, const std::string& space, std::vector<float> v,
                               std::vector<int64_t> exclude, const LikeQuery& q) {
   if (q.k <= 0) throw InvalidArgument("--k must be at least 1, got " + std::to_string(q.k));
+  check_search_settings(q);
   Prepared p;
   p.result.space = store.resolve_space_name(space);
   p.result.requested_k = q.k;
@@ -442,6 +444,23 @@ LikeResult search_with_vector(const Store& store, const std::string& space, std:
   p.exclude = std::move(exclude);
   std::sort(p.exclude.begin(), p.exclude.end());
   return run_prepared(store, q, std::move(p));
+}
+
+void check_search_settings(const LikeQuery& q) {
+  constexpr int64_t kMaxSetting = int64_t{1} << 20;
+  if (!(q.dedup_arcsec >= 0) || !std::isfinite(q.dedup_arcsec))
+    throw InvalidArgument("--dedup (field 'dedup_arcsec') must be a finite number >= 0 arcsec, got " +
+                          format_double("%g", q.dedup_arcsec));
+  if (!(q.unlike_weight >= 0) || !std::isfinite(q.unlike_weight))
+    throw InvalidArgument("--unlike-weight (field 'unlike_weight') must be a finite number >= 0, got " +
+                          format_double("%g", q.unlike_weight));
+  const auto in_range = [&](const char* flag, const char* field, int64_t v) {
+    if (v < 0 || v > kMaxSetting)
+      throw InvalidArgument(std::string(flag) + " (field '" + field + "') must be in 0.." + std::to_string(kMaxSetting) +
+                            " (0 = the index's own setting), got " + std::to_string(v));
+  };
+  in_range("--nprobe", "nprobe", q.search.nprobe);
+  in_range("--ef-search", "ef_search", q.search.ef_search);
 }
 
 LikeResult search_like(const Store& store, const LikeQuery& q) { return run_prepared(store, q, prepare(store, q)); }
