@@ -198,6 +198,8 @@ def healpix_folder_elsewhere(env):
          "warned, naming the file and the count:\n" + p.stderr)
     need(all(c == fx.CELL for _, _, c in stored_cells(store).values()), "objects stored under their own cell")
     good = fresh(env, "hpx_folder_ok")
+    # The legacysurvey builder's band names: without them the reader warns that it assumed them.
+    d["image_band"] = np.array([[b"des-g", b"des-r", b"des-i", b"des-z"]] * 4, dtype="S5")
     fx.write_mmu_file(fx.mmu_path(good, fx.IMAGE_SURVEY), d)
     p, _ = build(env, good, ok=True)
     need("warning" not in p.stderr, "no warning for a consistent file:\n" + p.stderr)

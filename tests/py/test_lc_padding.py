@@ -103,13 +103,22 @@ def write_plasticc(root, curves):
     for i, (_, _, _, _, t, flux, err) in enumerate(curves):
         m = t.shape[1]
         lc[i, :BANDS, 0, :m], lc[i, :BANDS, 1, :m], lc[i, :BANDS, 2, :m] = t, flux, err
-    d = os.path.join(root, "snsim", "sim", "healpix=0")
-    os.makedirs(d)
-    with h5py.File(os.path.join(d, "train_01.hdf5"), "w") as f:
-        f.create_dataset("lightcurve", data=lc)
-        f.create_dataset("object_id", data=np.array([c[0].encode() for c in curves], dtype="S8"))
-        f.create_dataset("ra", data=np.array([c[2] for c in curves]))
-        f.create_dataset("dec", data=np.array([c[3] for c in curves]))
+    for hp, rows in by_cell(curves).items():  # the builder writes one file per healpix cell
+        d = os.path.join(root, "snsim", "sim", "healpix=%d" % hp)
+        os.makedirs(d)
+        with h5py.File(os.path.join(d, "train_01.hdf5"), "w") as f:
+            f.create_dataset("lightcurve", data=lc[rows])
+            f.create_dataset("object_id", data=np.array([curves[i][0].encode() for i in rows], dtype="S8"))
+            f.create_dataset("ra", data=np.array([curves[i][2] for i in rows]))
+            f.create_dataset("dec", data=np.array([curves[i][3] for i in rows]))
+
+
+def by_cell(curves):
+    """{healpix cell: [indices of curves in it]}: MMU files hold the objects of one cell."""
+    cells = {}
+    for i, c in enumerate(curves):
+        cells.setdefault(int(ang2pix_nest(NSIDE, c[2], c[3])), []).append(i)
+    return cells
 
 
 def write_tess(root, curves, nan_every):
@@ -129,14 +138,15 @@ def write_tess(root, curves, nan_every):
     for i, r in enumerate(rows):
         for a, v in zip(arr, r):
             a[i, :len(v)] = v
-    d = os.path.join(root, "tess", "spoc", "healpix=0")
-    os.makedirs(d)
-    with h5py.File(os.path.join(d, "001-of-001.hdf5"), "w") as f:
-        for name, a in zip(("time", "flux", "flux_err"), arr):
-            f.create_dataset(name, data=a)
-        f.create_dataset("object_id", data=np.array([c[0].encode() for c in curves], dtype="S8"))
-        f.create_dataset("RA", data=np.array([c[2] for c in curves]))
-        f.create_dataset("DEC", data=np.array([c[3] for c in curves]))
+    for hp, rows in by_cell(curves).items():  # one file per healpix cell, as the builder writes
+        d = os.path.join(root, "tess", "spoc", "healpix=%d" % hp)
+        os.makedirs(d)
+        with h5py.File(os.path.join(d, "001-of-001.hdf5"), "w") as f:
+            for name, a in zip(("time", "flux", "flux_err"), arr):
+                f.create_dataset(name, data=a[rows])
+            f.create_dataset("object_id", data=np.array([curves[i][0].encode() for i in rows], dtype="S8"))
+            f.create_dataset("RA", data=np.array([curves[i][2] for i in rows]))
+            f.create_dataset("DEC", data=np.array([curves[i][3] for i in rows]))
 
 
 def build(index, root, store):
