@@ -230,6 +230,12 @@ void MmuFileReader::Rep::detect_modality() {
     check_shape(*coeff, 1, "(N, coefficients)");
     check_float(*coeff);
     modality = Modality::kXp;
+  } else if (h5::has_dataset(h5file.get(), "image_triplet")) {
+    // MMU's btsbot builder (scripts/btsbot/build_parent_sample.py) stores (N, 63, 63, 3)
+    // science/reference/difference stamps of one band per row: not an image of
+    // named bands, so its objects are catalogued without a vector, said aloud.
+    warnings.push_back("'" + file.path + "': 'image_triplet' (science, reference and difference stamps, "
+                       "the MMU btsbot layout) is not read: its objects are catalogued without an image vector");
   }
 }
 

@@ -227,6 +227,22 @@ def _(env):
     need(r.returncode != 0 and path2 in r.stderr and "same filter" in r.stderr, "two g bands: " + r.stderr)
 
 
+@case("btsbot's image_triplet is not read, and the build says so naming the file; its objects are catalogued")
+def _(env):
+    root = os.path.join(env.tmp, "btsbot")
+    n = 3
+    ra, dec = mf.positions(n, mf.CELL, mf.CELL_BOX)
+    path = mf.write_mmu_file(mf.mmu_path(root, ("btsbot", "train"), mf.CELL), {
+        "object_id": np.arange(1, n + 1, dtype=np.int64), "ra": ra, "dec": dec,
+        "image_triplet": np.random.default_rng(9).normal(size=(n, 63, 63, 3)).astype(np.float32),
+        "band": np.array([b"g", b"r", b"g"])})
+    store = os.path.join(env.tmp, "store_btsbot")
+    r = run(env.index, "build", root, "--store", store, "--quiet", ok=True)
+    need(("warning: '%s': 'image_triplet'" % path) in r.stderr and "not read" in r.stderr, "stderr: " + r.stderr)
+    q = run(env.search, "--store", store, "--like", "2", ok=False)
+    need(q.returncode != 0, "an object without a vector answered --like: " + q.stdout)
+
+
 @case("inspect: every dataset the reader uses has its role")
 def _(env):
     spec = mf.write_mmu_file(mf.mmu_path(os.path.join(env.tmp, "others"), ("desi", "edr_sv3")), mf.spectrum_datasets(3))
