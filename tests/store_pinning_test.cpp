@@ -13,6 +13,7 @@
 #include "mmu/live_store.h"
 #include "mmu/query.h"
 #include "mmu/store.h"
+#include "store_fixture.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -22,35 +23,7 @@ namespace {
 
 // Commits a new generation of n objects (vectors on a circle), so a Store's
 // num_objects() tells which generation it reads.
-void commit_generation(const std::string& dir, int64_t n) {
-  mmu::StoreWriter w(dir);
-  mmu::SourceFile f;
-  f.path = dir + "/../fake.hdf5";
-  f.dataset = "desi";
-  f.subset = "sv3";
-  f.healpix = 1113;
-  const int64_t fid = w.add_file(f, mmu::Modality::kSpectrum, n);
-  std::vector<mmu::NewObject> objs;
-  for (int64_t i = 0; i < n; ++i)
-    objs.push_back({"id" + std::to_string(i), "desi", "sv3", 30.0 + i * 0.01, 0.5, 1113, i, fid, i,
-                    mmu::Modality::kSpectrum});
-  const int64_t first = w.add_objects(objs);
-  std::vector<int64_t> rows;
-  std::vector<float> v;
-  for (int64_t i = 0; i < n; ++i) {
-    rows.push_back(first + i);
-    v.push_back(std::cos(i * 0.1f));
-    v.push_back(std::sin(i * 0.1f));
-  }
-  mmu::SpaceInfo info;
-  info.name = "spectrum";
-  info.modality = "spectrum";
-  info.model = "test";
-  info.version = "1";
-  info.dim = 2;
-  w.add_space(info, rows, v.data(), "fit");
-  w.commit();
-}
+void commit_generation(const std::string& dir, int64_t n) { mmu::test::write_circle_store(dir, n); }
 
 // Names of the gen-* entries of the store folder (committed, .tmp, .old).
 std::set<std::string> generation_folders(const std::string& dir) {

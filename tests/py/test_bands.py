@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import image_reference  # noqa: E402
 import mmu_fixtures as mf  # noqa: E402
 from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
 from space_reading import load_space  # noqa: E402
@@ -61,37 +62,12 @@ def image_file(root, survey, cell, prefix, img, bands=None, extra=None):
     return mf.write_mmu_file(mf.mmu_path(root, survey, cell), d)
 
 
-def baseline_vector(img, good, order, scale, fit_path, rings=24, modes=4, crop_arcsec=25.152, soft=0.01):
-    """The baseline embedding in float64: bands `order` (indices), centre crop of crop_arcsec,
-    asinh, per band and ring of the inscribed disc the mean of the usable pixels and the
-    moduli of their angular Fourier modes 1..modes, unit norm, then the stored PCA and unit norm."""
-    img = img.astype(np.float64)
-    h, w = img.shape[1:]
-    crop = min(max(int(round(crop_arcsec / scale)), 1), min(h, w))
-    y0, x0 = (h - crop) // 2, (w - crop) // 2
-    dy, dx = np.mgrid[0:crop, 0:crop] - (crop - 1) / 2.0
-    ring = np.floor(np.hypot(dy, dx) / (crop / 2.0) * rings).astype(int)
-    theta = np.arctan2(dy, dx)
-    feats = np.zeros((len(order), modes + 1, rings))
-    for t, b in enumerate(order):
-        px = np.arcsinh(img[b, y0:y0 + crop, x0:x0 + crop] / soft)
-        ok = good[b, y0:y0 + crop, x0:x0 + crop] & (ring < rings)
-        n = np.bincount(ring[ok], minlength=rings)
-        for m in range(modes + 1):
-            wave = px[ok] * np.exp(-1j * m * theta[ok])
-            c = np.bincount(ring[ok], weights=wave.real, minlength=rings) + \
-                1j * np.bincount(ring[ok], weights=wave.imag, minlength=rings)
-            c = np.where(n > 0, c / np.maximum(n, 1), 0)
-            feats[t, m] = c.real if m == 0 else np.abs(c)
-    x = feats.ravel()
-    x /= np.linalg.norm(x)
-    blob = open(fit_path, "rb").read()
-    d_in, d_out = np.frombuffer(blob[8:24], dtype=np.int64)
-    need(d_in == x.size, "fit.bin takes %d features, the recomputation gives %d" % (d_in, x.size))
-    p = np.frombuffer(blob[24:], dtype=np.float32).astype(np.float64)
-    mean, comps = p[:d_in], p[d_in:d_in + d_in * d_out].reshape(d_out, d_in)
-    y = comps @ (x - mean)
-    return y / np.linalg.norm(y)
+def baseline_vector(img, good, order, scale, fit_path):
+    """The baseline embedding in float64 (image_reference.py) of bands `order` (indices)."""
+    x = image_reference.ring_features(img, good, order, scale)
+    mean, _ = image_reference.read_fit(fit_path)
+    need(mean.size == x.size, "fit.bin takes %d features, the recomputation gives %d" % (mean.size, x.size))
+    return image_reference.project(fit_path, x)
 
 
 def fit_path(store, space):

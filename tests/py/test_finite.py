@@ -18,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
+import image_reference  # noqa: E402
 
 CASES, case = case_list()
 
@@ -72,43 +73,16 @@ def set_pixel(path, obj, value, whole_image=False):
         return f["object_id"][obj].decode()
 
 
-def baseline_image_vector(path, obj, fit_path, rings=24, modes=4, crop_arcsec=25.152, soft=0.01):
-    """The baseline image embedding, recomputed in float64: centre crop, asinh,
-    per band and ring of the inscribed disc the mean of the usable pixels and
-    the moduli of their angular Fourier modes 1..modes, unit norm, then the
-    stored PCA and unit norm."""
+def baseline_image_vector(path, obj, fit_path):
+    """The baseline image embedding of one object, recomputed in float64 (image_reference.py)."""
     with h5py.File(path, "r") as f:
         img = f["image_array"][obj].astype(np.float64)
         good = f["image_mask"][obj].astype(bool)
         bands = [b.decode()[-1] for b in f["image_band"][obj]]
         scale = float(f["image_scale"][obj][0])
-    h, w = img.shape[1:]
-    crop = min(max(int(round(crop_arcsec / scale)), 1), min(h, w))
-    y0, x0 = (h - crop) // 2, (w - crop) // 2
-    dy, dx = np.mgrid[0:crop, 0:crop] - (crop - 1) / 2.0
-    ring = np.floor(np.hypot(dy, dx) / (crop / 2.0) * rings).astype(int)
-    theta = np.arctan2(dy, dx)
-    feats = np.zeros((4, modes + 1, rings))
-    for t, letter in enumerate("griz"):
-        if letter not in bands:
-            continue
-        px = np.arcsinh(img[bands.index(letter), y0:y0 + crop, x0:x0 + crop] / soft)
-        ok = good[y0:y0 + crop, x0:x0 + crop] & (ring < rings)
-        n = np.bincount(ring[ok], minlength=rings)
-        for m in range(modes + 1):
-            wave = px[ok] * np.exp(-1j * m * theta[ok])
-            c = np.bincount(ring[ok], weights=wave.real, minlength=rings) + \
-                1j * np.bincount(ring[ok], weights=wave.imag, minlength=rings)
-            c = np.where(n > 0, c / np.maximum(n, 1), 0)
-            feats[t, m] = c.real if m == 0 else np.abs(c)
-    x = feats.ravel()
-    x /= np.linalg.norm(x)
-    blob = open(fit_path, "rb").read()
-    d_in, d_out = np.frombuffer(blob[8:24], dtype=np.int64)
-    p = np.frombuffer(blob[24:], dtype=np.float32).astype(np.float64)
-    mean, comps = p[:d_in], p[d_in:d_in + d_in * d_out].reshape(d_out, d_in)
-    y = comps @ (x - mean)
-    return y / np.linalg.norm(y)
+    order = [bands.index(letter) if letter in bands else None for letter in "griz"]
+    good = np.broadcast_to(good, img.shape)  # one mask for every band
+    return image_reference.project(fit_path, image_reference.ring_features(img, good, order, scale))
 
 
 def setup(env):
