@@ -272,7 +272,15 @@ void add_gallery_routes(httplib::Server& server, WithStore with_store, const Que
   });
   server.Get(R"(/spectrum/([^/]+)/(.+)\.json)", [with_store, viewer](const httplib::Request& req, httplib::Response& res) {
     for_object(with_store, req, res, [&](const Store& store, const CatalogRow& row) {
-      res.set_content(viewer->spectrum_json(store, row), kJson);
+      int64_t points = 0;
+      if (req.has_param("points")) {
+        const std::string text = req.get_param_value("points");
+        if (text.empty() || text.size() > 6 || text.find_first_not_of("0123456789") != std::string::npos ||
+            std::stoll(text) < 2)
+          throw InvalidArgument("points must be a whole number of at least 2, got '" + text + "'");
+        points = std::stoll(text);
+      }
+      res.set_content(viewer->spectrum_json(store, row, points), kJson);
     });
   });
   server.Get(R"(/lightcurve/([^/]+)/(.+)\.json)", [with_store, viewer](const httplib::Request& req, httplib::Response& res) {

@@ -85,7 +85,10 @@ class ObjectViewer {
   // {"object_id", "survey", "file", "wavelength", "flux", "mask" (1 = masked),
   // "redshift" (null when the file has no Z/z/REDSHIFT column), "note"};
   // a moved file gives only the ids and "note". NotFound for an object without a spectrum.
-  std::string spectrum_json(const Store& store, const CatalogRow& row);
+  // points > 0: at most that many bins of consecutive pixels (the page's cards are 300 px
+  // wide; a whole spectrum is ~250 KB of JSON): each bin's mean wavelength, the mean of its
+  // usable fluxes, and masked (1) when it has none.
+  std::string spectrum_json(const Store& store, const CatalogRow& row, int64_t points = 0);
   // {"object_id", "survey", "file", "magnitudes", "bands": [{"band", "time",
   // "value", "error"}], "note"}: the usable points of each band (padding dropped).
   std::string light_curve_json(const Store& store, const CatalogRow& row);

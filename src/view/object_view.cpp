@@ -1,4 +1,5 @@
 // Objects of a store rendered for display, read from their own MMU files.
+#include <cmath>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -194,7 +195,7 @@ CutoutPng ObjectViewer::cutout(const Store& store, const CatalogRow& row, int64_
   return out;
 }
 
-std::string ObjectViewer::spectrum_json(const Store& store, const CatalogRow& row) {
+std::string ObjectViewer::spectrum_json(const Store& store, const CatalogRow& row, int64_t points) {
   const StoredFile f = stored_file(store, row);
   need_modality(f, row, Modality::kSpectrum);
   json j = identity(row);
@@ -211,10 +212,33 @@ std::string ObjectViewer::spectrum_json(const Store& store, const CatalogRow& ro
     j["note"] = e.what();
     return dump(j);
   }
-  std::vector<int> mask(s.good.size());
-  for (size_t i = 0; i < mask.size(); ++i) mask[i] = s.good[i] ? 0 : 1;
-  j["wavelength"] = s.lambda;
-  j["flux"] = s.flux;
+  const int64_t n = static_cast<int64_t>(s.flux.size());
+  const int64_t bins = points > 0 ? std::min(points, n) : n;
+  std::vector<double> wavelength(bins), flux(bins);
+  std::vector<int> mask(bins);
+  for (int64_t k = 0; k < bins; ++k) {
+    const int64_t a = k * n / bins, b = (k + 1) * n / bins;
+    double lam = 0, sum = 0;
+    int64_t used = 0;
+    for (int64_t i = a; i < b; ++i) {
+      lam += s.lambda[i];
+      if (s.good[i] && std::isfinite(s.flux[i])) {
+        sum += s.flux[i];
+        ++used;
+      }
+    }
+    wavelength[k] = lam / static_cast<double>(b - a);
+    flux[k] = used ? sum / static_cast<double>(used) : (b - a == 1 ? s.flux[a] : 0.0);
+    mask[k] = used ? 0 : 1;
+  }
+  if (bins == n) {  // unbinned: the file's own float values and the reader's mask
+    for (int64_t i = 0; i < n; ++i) mask[i] = s.good[i] ? 0 : 1;
+    j["wavelength"] = s.lambda;
+    j["flux"] = s.flux;
+  } else {
+    j["wavelength"] = wavelength;
+    j["flux"] = flux;
+  }
   j["mask"] = mask;
   j["redshift"] = z;
   return dump(j);

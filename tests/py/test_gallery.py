@@ -266,6 +266,26 @@ def spectrum_lightcurve(env):
             need(np.array_equal(np.array(s["mask"], bool), mask), f"spectrum {oid}: mask")
             need(i != 0 or mask.sum() == 500, f"spectrum {oid}: the fixture's 500 masked pixels")
             need(abs(s["redshift"] - float(f["Z"][i])) < 1e-12, f"spectrum {oid}: redshift {s['redshift']} vs {f['Z'][i]}")
+            # ?points=N (what the cards ask): N bins of consecutive pixels, mean wavelength, mean usable flux.
+            bins = 600
+            status, _, body = env.server.get(object_path("spectrum", "desi", oid, ".json") + "?points=%d" % bins)
+            need(status == 200, f"binned spectrum {oid}: HTTP {status} {body[:200]}")
+            b = json.loads(body)
+            n = lam.size
+            good = ~mask & np.isfinite(flux)
+            edges = [(k * n // bins, (k + 1) * n // bins) for k in range(bins)]
+            want_lam = np.array([lam[a:e].astype(np.float64).mean() for a, e in edges])
+            want_mask = np.array([not good[a:e].any() for a, e in edges])
+            want_flux = np.array([flux[a:e][good[a:e]].astype(np.float64).mean() if good[a:e].any() else 0.0
+                                  for a, e in edges])
+            need(len(b["flux"]) == bins and np.allclose(b["wavelength"], want_lam, rtol=1e-12),
+                 f"binned spectrum {oid}: wavelength")
+            need(np.array_equal(np.array(b["mask"], bool), want_mask), f"binned spectrum {oid}: mask")
+            need(np.allclose(np.array(b["flux"])[~want_mask], want_flux[~want_mask], rtol=1e-9, atol=1e-12),
+                 f"binned spectrum {oid}: flux")
+            need(i != 0 or want_mask.any(), f"binned spectrum {oid}: the fixture's masked stretch gives masked bins")
+            status, _, body = env.server.get(object_path("spectrum", "desi", oid, ".json") + "?points=x")
+            need(status == 400 and "points" in json.loads(body)["error"], f"points=x: HTTP {status} {body[:200]}")
         status, _, body = env.server.get(object_path("lightcurve", "desi", oid, ".json"))
         need(status == 404 and "lightcurve" in json.loads(body)["error"], f"light curve of a spectrum: HTTP {status}")
     with h5py.File(env.paths["lightcurves"], "r") as f:
