@@ -10,6 +10,7 @@
 #include <string>
 
 #include "connection_guard.h"
+#include "http_reply.h"
 #include "mmu/error.h"
 #include "mmu/hunt.h"
 #include "mmu/object_view.h"
@@ -20,12 +21,6 @@
 namespace mmu::cli {
 
 namespace {
-
-// With the charset, Debian's httplib (built with zlib and brotli) sends JSON
-// uncompressed: it compresses exactly "application/json", and with brotli at
-// quality 11 when the client accepts it (every browser), which costs 2 s of
-// CPU for one 250 KB spectrum; loopback needs no compression.
-constexpr const char* kJson = "application/json; charset=utf-8";
 
 // The page's files: the page may load only its own script, style and images.
 void page_headers(httplib::Response& res) {
@@ -71,19 +66,6 @@ std::string percent_encode(const std::string& text) {
     }
   }
   return out;
-}
-
-std::string error_body(const std::string& message) {
-  // replace: an error may quote bytes of a request that are not UTF-8.
-  return nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-}
-
-int http_status(const Error& e) {
-  switch (e.kind()) {
-    case ErrorKind::kInvalidArgument: return 400;
-    case ErrorKind::kNotFound: return 404;
-    default: return 500;
-  }
 }
 
 // Runs `body`, turning what it throws into an error reply: a request can

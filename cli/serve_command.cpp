@@ -18,6 +18,7 @@
 
 #include "connection_guard.h"
 #include "gallery_routes.h"
+#include "http_reply.h"
 #include "mmu/device_search.h"
 #include "mmu/error.h"
 #include "mmu/live_store.h"
@@ -28,12 +29,6 @@
 namespace mmu::cli {
 
 namespace {
-
-// With the charset Debian's httplib leaves the reply uncompressed (it brotli-compresses
-// exactly "application/json" at quality 11 for every browser: seconds for a large
-// /batch reply; see cli/gallery_routes.cpp). JSON is UTF-8 by definition, so the
-// charset says nothing new to a client.
-constexpr const char* kJson = "application/json; charset=utf-8";
 
 // httplib serves connections only from its own accept loop, which hands each
 // one to a fixed pool of workers (a slow client holds a worker) and exposes no
@@ -102,22 +97,6 @@ size_t parse_size(const std::string& text) {
   if (scale == 0 || n == 0 || n > max / scale)
     throw InvalidArgument("--max-body must be a size from 1 byte to 1024MB, e.g. 1MB, 64KB or 4096, got '" + text + "'");
   return static_cast<size_t>(n * scale);
-}
-
-void reply_error(httplib::Response& res, int status, const std::string& message) {
-  res.status = status;
-  // replace: an error may quote bytes of a request that are not UTF-8.
-  res.set_content(nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
-                      "\n",
-                  kJson);
-}
-
-int http_status(const Error& e) {
-  switch (e.kind()) {
-    case ErrorKind::kInvalidArgument: return 400;
-    case ErrorKind::kNotFound: return 404;
-    default: return 500;
-  }
 }
 
 // Runs `answer` (returning the JSON body), in one of `slots` unless null, and

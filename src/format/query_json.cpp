@@ -5,6 +5,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "base/utf8.h"
 #include "mmu/error.h"
 #include "mmu/sky.h"
 
@@ -39,15 +40,6 @@ std::string printable(std::string text) {
   for (char& c : text)
     if (c < 0x20 || c > 0x7e) c = '?';
   return text;
-}
-
-bool valid_utf8(const std::string& s) {
-  try {
-    (void)json(s).dump();  // the strict dump checks the encoding
-    return true;
-  } catch (const json::type_error&) {
-    return false;
-  }
 }
 
 json parse_object(const std::string& body) {
@@ -293,7 +285,7 @@ LikeQuery parse_query_params(const std::vector<std::pair<std::string, std::strin
   json j = json::object();
   for (const auto& [name, value] : params) {
     // A URL can carry any bytes; JSON bodies and replies hold UTF-8 only.
-    if (!valid_utf8(name) || !valid_utf8(value)) throw InvalidArgument("the query string is not valid UTF-8");
+    if (!text::valid_utf8(name) || !text::valid_utf8(value)) throw InvalidArgument("the query string is not valid UTF-8");
     if (name == "id" || name == "unlike" || name == "in") {
       json& list = j[name == "id" ? "like" : name];
       if (list.is_null()) list = json::array();
