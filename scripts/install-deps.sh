@@ -11,6 +11,7 @@ PACKAGES=(
   zlib1g-dev
   python3-numpy python3-h5py python3-torch python3-astropy python3-faiss python3-hnswlib python3-sklearn
   chromium chromium-driver python3-selenium
+  slurm-wlm munge openmpi-bin libopenmpi-dev
 )
 
 missing=()
