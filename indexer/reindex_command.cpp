@@ -11,10 +11,10 @@
 namespace mmu::cli {
 
 CLI::App* add_reindex_command(CLI::App& app, ReindexFlags& f) {
-  auto* r = app.add_subcommand("reindex", "build a space's index (flat, flat16, ivf, hnsw) and measure its recall");
+  auto* r = app.add_subcommand("reindex", "build a space's index (flat, flat16, ivf, hnsw, sq8) and measure its recall");
   add_store_flag(r, f.store);
   r->add_option("--space", f.space, "space to index (see mmu-search --list-spaces)")->required();
-  r->add_option("--index", f.kind, "flat (exact fp32), flat16 (exact over fp16), ivf or hnsw")->capture_default_str();
+  r->add_option("--index", f.kind, "flat (exact fp32), flat16 (exact over fp16), ivf, hnsw or sq8 (exact, reads 1/4 of the bytes)")->capture_default_str();
   r->add_option("--nlist", f.spec.nlist, "IVF lists (default 4*sqrt(n))");
   r->add_option("--nprobe", f.spec.nprobe, "IVF lists scanned per query")->capture_default_str();
   r->add_option("--M", f.spec.m, "HNSW links per node")->capture_default_str();

@@ -5,6 +5,8 @@
 //
 //   <space dir>/index.json        the choice, its parameters and measured recall
 //   <space dir>/vectors.f16       for kind flat16
+//   <space dir>/vectors.sq8       for kind sq8 (exact: an 8-bit scan with proven
+//                                 bounds, candidates re-scored in fp32)
 //   <space dir>/ann-<kind>.faiss  for ivf and hnsw (labels = vector rows)
 #pragma once
 
@@ -13,7 +15,7 @@
 
 namespace mmu {
 
-enum class IndexKind { kFlat, kFlat16, kIvf, kHnsw };
+enum class IndexKind { kFlat, kFlat16, kIvf, kHnsw, kSq8 };
 
 struct IndexSpec {
   IndexKind kind = IndexKind::kFlat;
@@ -37,7 +39,7 @@ struct IndexRecord {
 };
 
 const char* index_kind_name(IndexKind k);
-// "flat", "flat16", "ivf" or "hnsw"; throws InvalidArgument naming --index otherwise.
+// "flat", "flat16", "ivf", "hnsw" or "sq8"; throws InvalidArgument naming --index otherwise.
 IndexKind parse_index_kind(const std::string& s);
 // "hnsw M=32 efConstruction=80 efSearch=64", for output.
 std::string describe_index(const IndexSpec& s);

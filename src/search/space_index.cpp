@@ -17,6 +17,7 @@
 #include "base/file_util.h"
 #include "mmu/error.h"
 #include "mmu/store.h"
+#include "vector/compressed_scan.h"
 #include "vector/space_searcher.h"
 #include "store/layout.h"
 #include "base/utc_time.h"
@@ -117,7 +118,10 @@ IndexRecord reindex_space(const Store& store, const std::string& space, const In
   const StoreLock lock(store.path());
   const SpaceInfo info = store.space(space);
   const std::string dir = store.space_dir(space);
-  const SpaceSearcher exact(dir, info);
+  std::string vectors_sha256;
+  for (const SpaceFileHash& h : store.space_file_hashes(space))
+    if (h.file == layout::kVectorsFile) vectors_sha256 = h.sha256;
+  const SpaceSearcher exact(dir, info, vectors_sha256);
   const VectorMatrix v = exact.fp32();
 
   IndexRecord rec;
@@ -132,6 +136,17 @@ IndexRecord reindex_space(const Store& store, const std::string& space, const In
       const float* x = static_cast<const float*>(v.data);
       for (size_t i = 0; i < half.size(); ++i) half[i] = float_to_half(x[i]);
       files::write_atomic(layout::space_file(dir, rec.file), half.data(), half.size() * sizeof(uint16_t));
+    } else if (rec.spec.kind == IndexKind::kSq8) {
+      // The copy records the catalog's SHA-256 of the vectors it encodes, and
+      // the file is checked against it first: a search uses the copy only
+      // while both still agree.
+      if (vectors_sha256.empty())
+        throw InvalidArgument("store '" + store.path() + "' records no checksum of '" + layout::vectors_file(dir) +
+                              "' (built by an older mmu-index): rebuild it before `reindex --index sq8`");
+      store.verify_space_files(space);
+      rec.file = layout::kSq8VectorsFile;
+      const std::vector<uint8_t> image = encode_sq8(v, vectors_sha256);
+      files::write_atomic(layout::space_file(dir, rec.file), image.data(), image.size());
     } else if (rec.spec.kind != IndexKind::kFlat) {
       ann = build_ann(v, &rec.spec, opt);
       rec.file = layout::ann_file_name(index_kind_name(rec.spec.kind), stamp);
@@ -158,7 +173,7 @@ IndexRecord reindex_space(const Store& store, const std::string& space, const In
   rec.recall_k = k;
   rec.recall_queries = nq;
   rec.built = utc_now();
-  const SpaceSearcher candidate(dir, info, rec);
+  const SpaceSearcher candidate(dir, info, rec, vectors_sha256);
   double hits = 0;
   t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < nq; ++i) {
@@ -174,7 +189,8 @@ IndexRecord reindex_space(const Store& store, const std::string& space, const In
   write_index_record(dir, rec);
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
-    const bool ours = layout::is_ann_file_name(name) || name == layout::kHalfVectorsFile;
+    const bool ours =
+        layout::is_ann_file_name(name) || name == layout::kHalfVectorsFile || name == layout::kSq8VectorsFile;
     std::error_code ec;
     if (ours && name != rec.file) fs::remove(e.path(), ec);
   }

@@ -4,7 +4,7 @@
 //                                            gen-N.old/ while being deleted)
 //   <store>/gen-N/catalog.sqlite, READERS, spaces/<name>/
 //   <store>/gen-N/spaces/<name>/vectors.f32, index.faiss, fit.bin, index.json,
-//                               vectors.f16, ann-<kind>-<stamp>.faiss
+//                               vectors.f16, vectors.sq8, ann-<kind>-<stamp>.faiss
 // Names only, no store code: vector/ (below store/) includes it too.
 #pragma once
 
@@ -34,6 +34,7 @@ inline constexpr const char* kFlatIndexFile = "index.faiss";
 inline constexpr const char* kFitFile = "fit.bin";
 inline constexpr const char* kIndexRecordFile = "index.json";  // which index a search uses
 inline constexpr const char* kHalfVectorsFile = "vectors.f16";
+inline constexpr const char* kSq8VectorsFile = "vectors.sq8";  // index kind sq8 (vector/compressed_scan.h)
 inline constexpr const char* kAnnPrefix = "ann-";
 
 inline std::string join(const std::string& dir, const std::string& name) {

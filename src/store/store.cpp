@@ -446,7 +446,12 @@ std::vector<int64_t> Store::filtered_vector_rows(const std::string& name, const 
 const SpaceSearcher& Store::searcher(const std::string& name) const {
   std::lock_guard<std::mutex> lock(rep_->searchers_mu);
   auto& slot = rep_->searchers[name];
-  if (!slot) slot = std::make_unique<SpaceSearcher>(space_dir(name), space(name));
+  if (!slot) {
+    std::string vectors_sha256;  // what an sq8 copy must record to be used
+    for (const SpaceFileHash& h : space_file_hashes(name))
+      if (h.file == layout::kVectorsFile) vectors_sha256 = h.sha256;
+    slot = std::make_unique<SpaceSearcher>(space_dir(name), space(name), vectors_sha256);
+  }
   return *slot;
 }
 

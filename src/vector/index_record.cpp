@@ -40,20 +40,22 @@ const char* index_kind_name(IndexKind k) {
     case IndexKind::kFlat16: return "flat16";
     case IndexKind::kIvf: return "ivf";
     case IndexKind::kHnsw: return "hnsw";
+    case IndexKind::kSq8: return "sq8";
   }
   return "?";
 }
 
 IndexKind parse_index_kind(const std::string& s) {
-  for (IndexKind k : {IndexKind::kFlat, IndexKind::kFlat16, IndexKind::kIvf, IndexKind::kHnsw})
+  for (IndexKind k : {IndexKind::kFlat, IndexKind::kFlat16, IndexKind::kIvf, IndexKind::kHnsw, IndexKind::kSq8})
     if (s == index_kind_name(k)) return k;
-  throw InvalidArgument("--index must be flat, flat16, ivf or hnsw, got '" + s + "'");
+  throw InvalidArgument("--index must be flat, flat16, ivf, hnsw or sq8, got '" + s + "'");
 }
 
 std::string describe_index(const IndexSpec& s) {
   switch (s.kind) {
     case IndexKind::kFlat: return "flat (exact, fp32)";
     case IndexKind::kFlat16: return "flat16 (exact over fp16 vectors)";
+    case IndexKind::kSq8: return "sq8 (exact: 8-bit scan, candidates re-scored in fp32)";
     case IndexKind::kIvf: return "ivf nlist=" + std::to_string(s.nlist) + " nprobe=" + std::to_string(s.nprobe);
     case IndexKind::kHnsw:
       return "hnsw M=" + std::to_string(s.m) + " efConstruction=" + std::to_string(s.ef_construction) +

@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <iostream>
 
 #include "mmu/error.h"
 #include "store/layout.h"
@@ -46,14 +47,46 @@ std::unique_ptr<faiss::Index> read_ann_index(const std::string& path, int64_t di
   return index;
 }
 
-SpaceSearcher::SpaceSearcher(const std::string& space_dir, const SpaceInfo& info)
-    : SpaceSearcher(space_dir, info, read_index_record(space_dir)) {}
+SpaceSearcher::SpaceSearcher(const std::string& space_dir, const SpaceInfo& info, const std::string& vectors_sha256)
+    : SpaceSearcher(space_dir, info, read_index_record(space_dir), vectors_sha256) {}
 
-SpaceSearcher::SpaceSearcher(const std::string& space_dir, const SpaceInfo& info, IndexRecord record)
+SpaceSearcher::SpaceSearcher(const std::string& space_dir, const SpaceInfo& info, IndexRecord record,
+                             const std::string& vectors_sha256)
     : dir_(space_dir), info_(info), record_(std::move(record)) {
   f32_ = map_checked(layout::vectors_file(space_dir), info, sizeof(float));
   if (record_.spec.kind == IndexKind::kFlat16)
     f16_ = map_checked(layout::space_file(space_dir, record_.file), info, sizeof(uint16_t));
+  if (record_.spec.kind == IndexKind::kSq8) open_sq8(vectors_sha256);
+}
+
+void SpaceSearcher::open_sq8(const std::string& vectors_sha256) {
+  // Fp32 answers are the same, only slower: a copy that cannot be shown to
+  // encode these vectors is set aside with a warning, not an error.
+  const std::string path = layout::space_file(dir_, record_.file);
+  const auto skip = [&](const std::string& why) {
+    std::cerr << "warning: not using '" << path << "' (" << why << "); scanning '" << layout::vectors_file(dir_)
+              << "' instead: rebuild it with mmu-index reindex --index sq8\n";
+    sq8_.reset();
+    sq8_file_.reset();
+  };
+  try {
+    sq8_file_ = std::make_unique<files::MappedFile>(path);
+    sq8_ = std::make_unique<Sq8Copy>(sq8_file_->data(), sq8_file_->size(), path);
+  } catch (const Error& e) {
+    return skip(e.what());
+  }
+  if (sq8_->rows() != info_.count || sq8_->dim() != info_.dim)
+    return skip("it holds " + std::to_string(sq8_->rows()) + " x " + std::to_string(sq8_->dim()) +
+                " codes, the catalog says " + std::to_string(info_.count) + " x " + std::to_string(info_.dim));
+  if (sq8_->vectors_bytes() != f32_->size()) return skip("it encodes a vectors.f32 of another size: stale");
+  if (vectors_sha256.empty()) return skip("the catalog records no SHA-256 of vectors.f32 to check it against");
+  if (sq8_->vectors_sha256() != vectors_sha256) return skip("it encodes another vectors.f32 (SHA-256 differs): stale");
+}
+
+bool SpaceSearcher::uses_sq8(int64_t nq, const SearchOptions& opts) const {
+  // Batches stay on the fp32 path: one BLAS product over the shared rows beats
+  // a scan of the codes per query.
+  return sq8_ && nq == 1 && opts.device == SearchDevice::kCpu;
 }
 
 faiss::Index& SpaceSearcher::ann() const {
@@ -95,6 +128,9 @@ std::string SpaceSearcher::method(bool filtered, const SearchOptions& opts) cons
     if (opts.ef_search > 0) s.ef_search = opts.ef_search;
     return "approximate: " + describe_index(s);
   }
+  if (sq8_ && opts.device == SearchDevice::kCpu)
+    return std::string("exact sq8 scan") + (filtered ? " of the filtered rows" : "") +
+           ", candidates re-scored in fp32 (fp32 scan for a batch)";
   const bool half = f16_ && !opts.exact;
   const std::string on =
       opts.device == SearchDevice::kCpu ? "" : std::string(" on ") + search_device_name(opts.device) + " (LibTorch)";
@@ -105,6 +141,7 @@ std::vector<std::vector<Hit>> SpaceSearcher::search(const float* queries, int64_
                                                     const std::vector<int64_t>* subset,
                                                     const SearchOptions& opts) const {
   if (!uses_ann(subset != nullptr, opts)) {
+    if (uses_sq8(nq, opts)) return {sq8_->top_k(fp32(), queries, k, subset)};
     const bool half = f16_ && !opts.exact;
     if (opts.device != SearchDevice::kCpu) return on_device(opts.device, half).top_k(queries, nq, k, subset);
     const VectorMatrix m = half ? VectorMatrix{f16_->data(), VectorType::kF16, info_.count, info_.dim} : fp32();

@@ -1,0 +1,368 @@
+#include "vector/compressed_scan.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "base/blas.h"
+#include "mmu/error.h"
+
+// Why the answer is exact (one query q, scan positions p = rows, or indexes
+// into `subset`; x_hat_d = min_d + scale_d * c_d in real arithmetic):
+//
+//   <q, x> = Q0 + sum_d w_d c_d + <q, x - x_hat>,  Q0 = sum_d q_d min_d,  w_d = q_d scale_d
+//   w_d = s_w * w16_d + delta_d   (w16 integers, |w16_d| <= M, see below)
+//   => <q, x> = Q0 + s_w * I(x) + E1 + E2,  I(x) = sum_d w16_d c_d (exact int32),
+//      |E1| = |sum_d delta_d c_d| <= 255 * sum_d |delta_d| = D,
+//      |E2| = |<q, x - x_hat>| <= min(sum_d |q_d| err_d, ||q|| * residual_x) = B_x
+//             (each |x_d - x_hat_d| <= err_d; Cauchy-Schwarz for the second).
+//   The fp32 scan's score f(x) is a float dot product: |f(x) - <q, x>| <=
+//   gamma_dim * sum_d |q_d x_d| <= gamma_dim * min(sum_d |q_d| absmax_d,
+//   ||q|| max_norm) = G, gamma_n = n u / (1 - n u), u = 2^-24 (any summation
+//   order, FMA or not).
+//   The bounds are computed in double; `margin` covers their own rounding
+//   (far below 2^-40 relative at any dim this tool stores), and every stored
+//   bound (err, absmax, residual, max_norm) was rounded up when written.
+//   So lo(x) = est - W - B_x <= f(x) <= est + W + B_x = hi(x), W = D + G + margin.
+//
+//   Let tau be the k-th largest lo. k rows have f >= lo >= tau, so the k-th
+//   best fp32 score f_k >= tau; any row with f(x) >= f_k (ties at the k-th
+//   score included) has hi(x) >= f(x) >= tau. Every such row is a candidate
+//   and is re-scored with the same fp32 arithmetic as the scan (below), so the
+//   top-k of the candidates by (score, then row) is the scan's top-k.
+//
+// Same arithmetic: exact_top_k scores one query with sgemv over blocks of
+// kScanBlock scan positions, one thread per call. OpenBLAS's sgemv computes
+// columns four at a time with one kernel and the last n % 4 with another, so
+// a row's float score depends on where it sits in its block (measured: a row
+// scored alone differs from the same row in a block in 3 of 4 cases). A
+// candidate is therefore re-scored inside the window the scan used: its
+// 4-row group, or, for the last n % 4 rows of a block, the block's last
+// 4-row group plus that tail. The unit tests compare every answer with
+// exact_top_k bit for bit, so a BLAS or block size that breaks this fails them.
+
+namespace mmu {
+
+namespace {
+
+constexpr char kMagic[8] = {'M', 'M', 'U', 'S', 'Q', '8', 'v', '1'};
+constexpr int64_t kScanBlock = 1024;  // exact_search.cpp's kBlockRows: the re-score mirrors its blocks
+constexpr int64_t kCodeAlign = 16;    // code bytes per row rounded up to this (one AVX2 step)
+constexpr int64_t kRowsPerTask = 4096;
+
+inline bool ranks_before(const Hit& a, const Hit& b) {
+  return a.score > b.score || (a.score == b.score && a.id < b.id);
+}
+
+int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// The smallest float >= v.
+float float_up(double v) {
+  float f = static_cast<float>(v);
+  if (static_cast<double>(f) < v) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f;
+}
+
+struct Layout {
+  int64_t rows, dim, stride;
+  size_t header, min, scale, err, absmax, residual, codes, total;
+};
+
+Layout layout_of(int64_t rows, int64_t dim) {
+  Layout l{rows, dim, round_up(dim, kCodeAlign), 0, 0, 0, 0, 0, 0, 0, 0};
+  l.header = 8 + 4 * 8 + 64 + 8;
+  const size_t fd = static_cast<size_t>(round_up(dim * 4, 8));
+  l.min = l.header;
+  l.scale = l.min + fd;
+  l.err = l.scale + fd;
+  l.absmax = l.err + fd;
+  l.residual = l.absmax + fd;
+  l.codes = static_cast<size_t>(round_up(static_cast<int64_t>(l.residual) + rows * 4, 64));
+  l.total = l.codes + static_cast<size_t>(rows * l.stride);
+  return l;
+}
+
+// sum_d w[d] * c[d] over n (a multiple of 16) values; exact in int32 by the
+// choice of M in top_k.
+int32_t dot_scalar(const uint8_t* c, const int16_t* w, int64_t n) {
+  int32_t s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<int32_t>(c[i]) * w[i];
+  return s;
+}
+
+__attribute__((target("avx2"))) int32_t dot_avx2(const uint8_t* c, const int16_t* w, int64_t n) {
+  __m256i acc = _mm256_setzero_si256();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __m256i c16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i)));
+    const __m256i w16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(c16, w16));
+  }
+  const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+  const __m128i s2 = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  return _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xb1)));
+}
+
+using DotFn = int32_t (*)(const uint8_t*, const int16_t*, int64_t);
+
+DotFn pick_dot() {
+  static const DotFn f = __builtin_cpu_supports("avx2") ? dot_avx2 : dot_scalar;
+  return f;
+}
+
+// The k largest lower bounds seen by one thread (a min-heap: front = k-th),
+// and the positions whose upper bound reached the k-th at the time.
+struct Bounds {
+  size_t k = 0;  // 0 when k exceeds the rows scanned: every row is a candidate
+  std::vector<double> lows;
+  std::vector<std::pair<int64_t, double>> cands;  // (scan position, hi)
+  double tau() const {
+    return k > 0 && lows.size() == k ? lows.front() : -std::numeric_limits<double>::infinity();
+  }
+};
+
+}  // namespace
+
+std::vector<uint8_t> encode_sq8(const VectorMatrix& f32, const std::string& vectors_sha256) {
+  if (f32.type != VectorType::kF32) throw InvalidArgument("sq8 encodes fp32 vectors only");
+  if (vectors_sha256.size() != 64) throw InvalidArgument("sq8 needs the SHA-256 (hex) of the vectors it encodes");
+  const int64_t n = f32.rows, dim = f32.dim;
+  const float* x = static_cast<const float*>(f32.data);
+  if (dim < 1 || dim > (int64_t{1} << 20)) throw InvalidArgument("sq8 takes 1 to 2^20 dimensions, not " + std::to_string(dim));
+  const Layout l = layout_of(n, dim);
+  std::vector<uint8_t> out(l.total, 0);
+  std::vector<float> lo(static_cast<size_t>(dim), std::numeric_limits<float>::infinity());
+  std::vector<float> hi(static_cast<size_t>(dim), -std::numeric_limits<float>::infinity());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t d = 0; d < dim; ++d) {
+      const float v = x[i * dim + d];
+      if (!std::isfinite(v))
+        throw FormatError("vector row " + std::to_string(i) + " has a non-finite value at position " +
+                          std::to_string(d));
+      lo[d] = std::min(lo[d], v);
+      hi[d] = std::max(hi[d], v);
+    }
+  std::vector<float> scale(static_cast<size_t>(dim), 0.0f), absmax(static_cast<size_t>(dim), 0.0f);
+  for (int64_t d = 0; d < dim && n > 0; ++d) {
+    scale[d] = static_cast<float>((static_cast<double>(hi[d]) - lo[d]) / 255.0);
+    absmax[d] = std::max(std::fabs(lo[d]), std::fabs(hi[d]));
+  }
+  if (n == 0) std::fill(lo.begin(), lo.end(), 0.0f);
+  // Rounding error of a residual computed in double, per dimension (x and
+  // x_hat are both at most about mag_d in size): added before rounding up.
+  std::vector<double> slack(static_cast<size_t>(dim));
+  for (int64_t d = 0; d < dim; ++d)
+    slack[d] = std::ldexp(std::fabs(lo[d]) + 255.0 * scale[d] + absmax[d], -48);
+  std::vector<double> err(static_cast<size_t>(dim), 0.0);
+  float* residual = reinterpret_cast<float*>(out.data() + l.residual);
+  uint8_t* codes = out.data() + l.codes;
+  double max_norm = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double r2 = 0, x2 = 0, s2 = 0;
+    for (int64_t d = 0; d < dim; ++d) {
+      const double v = x[i * dim + d];
+      int64_t c = 0;
+      if (scale[d] > 0) c = std::clamp<int64_t>(std::llround((v - lo[d]) / scale[d]), 0, 255);
+      codes[i * l.stride + d] = static_cast<uint8_t>(c);
+      const double r = std::fabs(v - (static_cast<double>(lo[d]) + static_cast<double>(scale[d]) * c)) + slack[d];
+      err[d] = std::max(err[d], r);
+      r2 += r * r;
+      x2 += v * v;
+      s2 += slack[d] * slack[d];
+    }
+    residual[i] = float_up((std::sqrt(r2) + std::sqrt(s2)) * (1 + std::ldexp(1.0, -40)));
+    max_norm = std::max(max_norm, std::sqrt(x2) * (1 + std::ldexp(1.0, -40)));
+  }
+  uint8_t* p = out.data();
+  std::memcpy(p, kMagic, 8);
+  const int64_t head[4] = {n, dim, l.stride, n * dim * 4};
+  std::memcpy(p + 8, head, sizeof(head));
+  std::memcpy(p + 40, vectors_sha256.data(), 64);
+  std::memcpy(p + 104, &max_norm, 8);
+  for (int64_t d = 0; d < dim; ++d) {
+    reinterpret_cast<float*>(p + l.min)[d] = lo[d];
+    reinterpret_cast<float*>(p + l.scale)[d] = scale[d];
+    reinterpret_cast<float*>(p + l.err)[d] = float_up(err[d] * (1 + std::ldexp(1.0, -40)));
+    reinterpret_cast<float*>(p + l.absmax)[d] = absmax[d];
+  }
+  return out;
+}
+
+Sq8Copy::Sq8Copy(const void* data, size_t size, const std::string& name) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  const auto damaged = [&](const std::string& why) { return FormatError("'" + name + "' is damaged: " + why); };
+  if (size < 112 || std::memcmp(p, kMagic, 8) != 0) throw damaged("not an sq8 vectors file");
+  int64_t head[4];
+  std::memcpy(head, p + 8, sizeof(head));
+  rows_ = head[0];
+  dim_ = head[1];
+  if (rows_ < 0 || dim_ < 1 || dim_ > (int64_t{1} << 20) || rows_ > (int64_t{1} << 40))
+    throw damaged("impossible shape " + std::to_string(rows_) + " x " + std::to_string(dim_));
+  const Layout l = layout_of(rows_, dim_);
+  if (head[2] != l.stride || size != l.total)
+    throw damaged(std::to_string(size) + " bytes where " + std::to_string(rows_) + " x " + std::to_string(dim_) +
+                  " codes take " + std::to_string(l.total));
+  vectors_bytes_ = static_cast<uint64_t>(head[3]);
+  sha_.assign(reinterpret_cast<const char*>(p + 40), 64);
+  std::memcpy(&max_norm_, p + 104, 8);
+  stride_ = l.stride;
+  min_ = reinterpret_cast<const float*>(p + l.min);
+  scale_ = reinterpret_cast<const float*>(p + l.scale);
+  err_ = reinterpret_cast<const float*>(p + l.err);
+  absmax_ = reinterpret_cast<const float*>(p + l.absmax);
+  residual_ = reinterpret_cast<const float*>(p + l.residual);
+  codes_ = p + l.codes;
+  // A NaN bound would compare false and drop its row silently: every bound is checked once here.
+  if (!std::isfinite(max_norm_) || max_norm_ < 0) throw damaged("its norm bound is not a finite number >= 0");
+  for (int64_t d = 0; d < dim_; ++d)
+    if (!std::isfinite(min_[d]) || !(scale_[d] >= 0) || !(err_[d] >= 0) || !(absmax_[d] >= 0) ||
+        !std::isfinite(scale_[d]) || !std::isfinite(err_[d]) || !std::isfinite(absmax_[d]))
+      throw damaged("dimension " + std::to_string(d) + " has a non-finite or negative bound");
+  for (int64_t i = 0; i < rows_; ++i)
+    if (!(residual_[i] >= 0) || !std::isfinite(residual_[i]))
+      throw damaged("row " + std::to_string(i) + " has a non-finite or negative error bound");
+}
+
+std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int64_t k,
+                                const std::vector<int64_t>* subset, int64_t* candidates) const {
+  if (k <= 0) throw InvalidArgument("k must be at least 1, got " + std::to_string(k));
+  if (f32.rows != rows_ || f32.dim != dim_ || f32.type != VectorType::kF32)
+    throw Error(ErrorKind::kInternal, "sq8 copy and fp32 vectors differ in shape");
+  for (int64_t d = 0; d < dim_; ++d)
+    if (!std::isfinite(query[d]))
+      throw InvalidArgument("query vector 0 has a non-finite value at position " + std::to_string(d));
+  const int64_t dim = dim_;
+  const int64_t n_items = subset ? static_cast<int64_t>(subset->size()) : rows_;
+
+  // The query in integers: |I(x)| <= dim * 255 * M < 2^31, so no partial sum overflows.
+  const int64_t M = std::min<int64_t>(32767, (int64_t{1} << 31) / (255 * dim) - 1);
+  std::vector<double> w(static_cast<size_t>(dim));
+  double maxw = 0, q0 = 0, l1b = 0, qn2 = 0, a1 = 0, mag = 0;
+  for (int64_t d = 0; d < dim; ++d) {
+    const double q = query[d];
+    w[d] = q * scale_[d];  // exact: a product of two floats fits a double
+    maxw = std::max(maxw, std::fabs(w[d]));
+    q0 += q * min_[d];
+    l1b += std::fabs(q) * err_[d];
+    qn2 += q * q;
+    a1 += std::fabs(q) * absmax_[d];
+    mag += std::fabs(q) * (std::fabs(min_[d]) + 255.0 * scale_[d]);
+  }
+  const double s_w = maxw > 0 ? maxw / static_cast<double>(M) : 1.0;
+  std::vector<int16_t> w16(static_cast<size_t>(stride_), 0);
+  double dsum = 0;
+  for (int64_t d = 0; d < dim; ++d) {
+    const int64_t v = std::clamp<int64_t>(std::llround(w[d] / s_w), -M, M);
+    w16[d] = static_cast<int16_t>(v);
+    dsum += std::fabs(w[d] - s_w * static_cast<double>(v));
+  }
+  const double D = 255.0 * dsum;
+  const double qn = std::sqrt(qn2) * (1 + std::ldexp(1.0, -40));
+  const double u = std::ldexp(1.0, -24), nu = static_cast<double>(dim) * u;
+  const double G = (nu < 0.5 ? nu / (1 - nu) : 1.0) * std::min(a1, qn * max_norm_) * (1 + std::ldexp(1.0, -40));
+  const double margin = std::ldexp(static_cast<double>(dim + 64), -40) * (mag + std::fabs(q0) + D + l1b + G + maxw);
+  const double W = D + G + margin;
+
+  // Pass 1: bounds of every scanned row; candidates whose upper bound reaches
+  // the k-th lower bound seen so far (never above the final one).
+  const int64_t n_tasks = (n_items + kRowsPerTask - 1) / kRowsPerTask;
+  const int threads =
+      static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_tasks)));
+  std::vector<Bounds> per(static_cast<size_t>(threads));
+  const DotFn dot = pick_dot();
+  const size_t kk = k <= n_items ? static_cast<size_t>(k) : 0;
+#pragma omp parallel num_threads(threads)
+  {
+    Bounds& b = per[static_cast<size_t>(omp_get_thread_num())];
+    b.k = kk;
+    b.lows.reserve(kk);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n_tasks; ++t) {
+      const int64_t first = t * kRowsPerTask, last = std::min(n_items, first + kRowsPerTask);
+      for (int64_t p = first; p < last; ++p) {
+        const int64_t row = subset ? (*subset)[static_cast<size_t>(p)] : p;
+        const double est = q0 + s_w * static_cast<double>(dot(codes_ + row * stride_, w16.data(), stride_));
+        const double half = W + std::min(l1b, qn * static_cast<double>(residual_[row]));
+        const double lo = est - half, hi = est + half;
+        if (hi < b.tau()) continue;
+        b.cands.emplace_back(p, hi);
+        if (kk == 0) continue;
+        if (b.lows.size() < kk) {
+          b.lows.push_back(lo);
+          std::push_heap(b.lows.begin(), b.lows.end(), std::greater<double>());
+        } else if (lo > b.lows.front()) {
+          std::pop_heap(b.lows.begin(), b.lows.end(), std::greater<double>());
+          b.lows.back() = lo;
+          std::push_heap(b.lows.begin(), b.lows.end(), std::greater<double>());
+        }
+        if (b.cands.size() > 4 * kk + 4096) {  // drop those the risen threshold rules out
+          const double tau = b.tau();
+          b.cands.erase(std::remove_if(b.cands.begin(), b.cands.end(), [&](const auto& c) { return c.second < tau; }),
+                        b.cands.end());
+        }
+      }
+    }
+  }
+  // A row not pushed to its thread's heap had hi < tau_t, hence lo < tau_t: the
+  // k largest lows overall are all in the heaps.
+  std::vector<double> lows;
+  for (const Bounds& b : per) lows.insert(lows.end(), b.lows.begin(), b.lows.end());
+  double tau = -std::numeric_limits<double>::infinity();
+  if (kk > 0 && lows.size() >= kk) {
+    std::nth_element(lows.begin(), lows.begin() + static_cast<std::ptrdiff_t>(kk - 1), lows.end(), std::greater<double>());
+    tau = lows[kk - 1];
+  }
+  std::vector<int64_t> pos;
+  for (const Bounds& b : per)
+    for (const auto& c : b.cands)
+      if (c.second >= tau) pos.push_back(c.first);
+  std::sort(pos.begin(), pos.end());
+  if (candidates) *candidates = static_cast<int64_t>(pos.size());
+
+  // Pass 2: fp32 scores of the candidates, each in the window the scan used.
+  std::vector<Hit> hits;
+  hits.reserve(pos.size());
+  const float* base = static_cast<const float*>(f32.data);
+#pragma omp parallel num_threads(1)
+  {
+    omp_set_num_threads(1);  // OpenBLAS would thread a call over columns, changing its kernels' split
+    std::vector<float> block, scores(8);
+    const int m = static_cast<int>(dim), inc = 1;
+    const float one = 1.0f, zero = 0.0f;
+    size_t i = 0;
+    while (i < pos.size()) {
+      const int64_t p = pos[i], start = p - p % kScanBlock, nb = std::min(kScanBlock, n_items - start);
+      const int64_t in = p - start, full = nb - nb % 4;
+      int64_t ws, we;
+      if (in < full) {
+        ws = start + in - in % 4;
+        we = ws + 4;
+      } else {
+        ws = start + full - (full >= 4 ? 4 : 0);
+        we = start + nb;
+      }
+      const int n = static_cast<int>(we - ws);
+      const float* rows = base + ws * dim;
+      if (subset) {
+        block.resize(static_cast<size_t>(n * dim));
+        for (int64_t j = ws; j < we; ++j)
+          std::memcpy(&block[(j - ws) * dim], base + (*subset)[static_cast<size_t>(j)] * dim, dim * sizeof(float));
+        rows = block.data();
+      }
+      sgemv_("T", &m, &n, &one, rows, &m, query, &inc, &zero, scores.data(), &inc);
+      for (; i < pos.size() && pos[i] < we; ++i) {
+        const int64_t row = subset ? (*subset)[static_cast<size_t>(pos[i])] : pos[i];
+        hits.push_back({row, scores[static_cast<size_t>(pos[i] - ws)]});
+      }
+    }
+  }
+  const size_t keep = std::min(hits.size(), static_cast<size_t>(k));
+  std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(), ranks_before);
+  hits.resize(keep);
+  return hits;
+}
+
+}  // namespace mmu

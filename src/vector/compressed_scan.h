@@ -1,0 +1,56 @@
+// Exact single-query search that reads a quarter of the fp32 bytes: an 8-bit
+// scalar-quantised copy of a space's vectors (per-dimension min and scale) is
+// scanned with a proven error bound per row, and only the rows whose upper
+// bound can still reach the k-th score are re-scored in fp32 from vectors.f32.
+// The answer is the fp32 scan's answer (same rows, same scores, same order),
+// not an approximation. Private to mmu_core.
+//
+// File layout (vectors.sq8, little-endian, every section 8-byte aligned):
+//   char[8] magic "MMUSQ8v1"; int64 rows, dim, stride (code bytes per row,
+//   dim rounded up to 16), vectors_bytes (size of the vectors.f32 it encodes);
+//   char[64] SHA-256 hex of that vectors.f32 (as the catalog recorded it);
+//   double max_norm (>= every row's L2 norm); float[dim] min, scale, err
+//   (>= every |x_d - x_hat_d|), absmax (>= every |x_d|); float[rows] residual
+//   (>= each row's ||x - x_hat||); zero padding to 64 bytes; uint8[rows x stride] codes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mmu/exact_search.h"
+#include "mmu/types.h"  // Hit
+
+namespace mmu {
+
+// The vectors.sq8 image of the fp32 vectors `f32`, recording `vectors_sha256`
+// and the size of f32 as what it encodes. Throws FormatError on a non-finite value.
+std::vector<uint8_t> encode_sq8(const VectorMatrix& f32, const std::string& vectors_sha256);
+
+class Sq8Copy {
+ public:
+  // Reads the image at data (size bytes; a mapping that must outlive this).
+  // Throws FormatError naming `name` when it is not a whole, sane sq8 file.
+  Sq8Copy(const void* data, size_t size, const std::string& name);
+
+  int64_t rows() const { return rows_; }
+  int64_t dim() const { return dim_; }
+  uint64_t vectors_bytes() const { return vectors_bytes_; }
+  const std::string& vectors_sha256() const { return sha_; }
+
+  // exact_top_k(f32, query, 1, k, subset)[0], bit for bit: f32 must be the
+  // vectors this copy encodes. `candidates`, when given, receives how many
+  // rows were re-scored in fp32.
+  std::vector<Hit> top_k(const VectorMatrix& f32, const float* query, int64_t k, const std::vector<int64_t>* subset,
+                         int64_t* candidates = nullptr) const;
+
+ private:
+  int64_t rows_ = 0, dim_ = 0, stride_ = 0;
+  uint64_t vectors_bytes_ = 0;
+  std::string sha_;
+  double max_norm_ = 0;
+  const float *min_ = nullptr, *scale_ = nullptr, *err_ = nullptr, *absmax_ = nullptr, *residual_ = nullptr;
+  const uint8_t* codes_ = nullptr;
+};
+
+}  // namespace mmu
