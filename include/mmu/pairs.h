@@ -21,7 +21,7 @@ struct PairsOptions {
   bool all_pairs = false;   // false: each left object's nearest right object
   std::string out;
   std::string name;         // "" = "<left dataset>_x_<right dataset>"
-  int64_t batch_bytes = int64_t{64} << 20;  // source rows held at once, per side
+  int64_t batch_bytes = int64_t{16} << 20;  // source rows read at once (four more batches wait to be written)
   bool progress = true;     // a progress line when stderr is a terminal
 };
 

@@ -1,6 +1,10 @@
 #include "mmu/pairs.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -11,7 +15,9 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
+#include "mmu/bounded_queue.h"
 #include "mmu/crossmatch.h"
 #include "mmu/error.h"
 #include "mmu/mmu_files.h"
@@ -113,7 +119,8 @@ struct OutColumn {
   h5::Handle type;
   std::vector<hsize_t> row_dims;
   size_t row_bytes = 0;
-  h5::Handle dataset;  // in the cell file being written
+  h5::Handle dataset;  // in the cell file being written, until it is closed
+  uint64_t offset = 0;  // where its rows start in that file (contiguous storage)
 };
 
 // The output name of each source dataset of a side, from its role: the
@@ -207,6 +214,67 @@ int64_t kill_in_cell() {
   return v ? std::atoll(v) : -1;
 }
 
+// Writes rows into a closed cell file at their byte offsets, on its own
+// thread, in the order given; errors are reported by finish().
+class RowWriter {
+ public:
+  struct Run {
+    uint64_t file_offset;
+    size_t from, size;  // bytes of Job::bytes
+  };
+  struct Job {
+    std::unique_ptr<char[]> bytes;
+    std::vector<Run> runs;
+  };
+
+  explicit RowWriter(std::string path) : path_(std::move(path)), jobs_(4) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) throw IoError(path_, "open for writing", errno);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~RowWriter() {
+    jobs_.close();
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  // Blocks while four jobs wait: memory stays bounded.
+  void push(Job job) {
+    if (!jobs_.push(std::move(job))) throw IoError(path_, "write", error_);
+  }
+
+  // Waits for every write; throws the first error.
+  void finish() {
+    jobs_.close();
+    thread_.join();
+    const int fd = fd_;
+    fd_ = -1;
+    if (error_ == 0 && ::close(fd) != 0) error_ = errno;
+    if (error_ != 0) throw IoError(path_, "write", error_);
+  }
+
+ private:
+  void run() {
+    while (auto job = jobs_.pop()) {
+      for (const Run& r : job->runs)
+        for (size_t done = 0; done < r.size && error_ == 0;) {
+          const ssize_t n = ::pwrite(fd_, job->bytes.get() + r.from + done, r.size - done,
+                                     static_cast<off_t>(r.file_offset + done));
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) error_ = n < 0 ? errno : EIO;
+          else done += static_cast<size_t>(n);
+        }
+      if (error_ != 0) jobs_.close();  // push() then fails and reports it
+    }
+  }
+
+  std::string path_;
+  int fd_ = -1;
+  std::atomic<int> error_{0};
+  BoundedQueue<Job> jobs_;
+  std::thread thread_;
+};
+
 class CellWriter {
  public:
   CellWriter(const PairsOptions& o, const Side& l, const Side& r, const std::vector<MatchPair>& pairs, Progress* p)
@@ -239,7 +307,13 @@ class CellWriter {
       std::vector<hsize_t> dims{n};
       dims.insert(dims.end(), row_dims.begin(), row_dims.end());
       h5::Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-      h5::Handle d(H5Dcreate2(out.get(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+      // Every row is written below: no fill value first (it doubled the bytes written).
+      // Contiguous, placed now: its rows are then written at their file offset.
+      h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+      H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
+      H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS);
+      H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
+      h5::Handle d(H5Dcreate2(out.get(), name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                    H5Dclose);
       if (!d.valid()) throw FormatError("cannot create dataset '" + name + "' in '" + path + "': " + h5::last_error());
       return d;
@@ -269,17 +343,26 @@ class CellWriter {
     write_all(create("healpix", H5T_STD_I64LE, {}).get(), H5T_NATIVE_INT64, cells.data(), "healpix");
     write_all(create("separation_arcsec", H5T_IEEE_F64LE, {}).get(), H5T_NATIVE_DOUBLE, sep.data(),
               "separation_arcsec");
-    for (OutColumn& c : columns) c.dataset = create(c.out_name, c.type.get(), c.row_dims);
-
-    copy_side(l_, true, at, &left, &columns, source, path);
+    for (OutColumn& c : columns) {
+      c.dataset = create(c.out_name, c.type.get(), c.row_dims);
+      const haddr_t at_byte = H5Dget_offset(c.dataset.get());
+      if (at_byte == HADDR_UNDEF) throw InternalError("dataset '" + c.out_name + "' of '" + path + "' has no storage");
+      c.offset = at_byte;
+      c.dataset = h5::Handle();
+    }
+    // Its structure complete (flushed, checked: a full disk must not pass),
+    // the file is closed; the rows go to their offsets from another thread
+    // while this one reads the next ones (serial HDF5 allows one thread).
+    if (H5Fflush(out.get(), H5F_SCOPE_LOCAL) < 0) throw FormatError("cannot write '" + path + "': " + h5::last_error());
+    out = h5::Handle();
+    RowWriter writer(path);
+    copy_side(l_, true, at, &left, &columns, source, &writer);
     if (kill_halfway) {
-      H5Fflush(out.get(), H5F_SCOPE_GLOBAL);
+      writer.finish();
       std::raise(SIGKILL);
     }
-    copy_side(r_, false, at, &right, &columns, source, path);
-    for (OutColumn& c : columns) c.dataset = h5::Handle();
-    // Flushed and checked here: a failed write (disk full) must not be renamed into place.
-    if (H5Fflush(out.get(), H5F_SCOPE_LOCAL) < 0) throw FormatError("cannot write '" + path + "': " + h5::last_error());
+    copy_side(r_, false, at, &right, &columns, source, &writer);
+    writer.finish();
   }
 
  private:
@@ -287,7 +370,7 @@ class CellWriter {
   // o_.batch_bytes, each distinct source row read once.
   template <typename Source>
   void copy_side(const Side& s, bool is_left, const std::vector<int64_t>& at, SideColumns* side_columns,
-                 std::vector<OutColumn>* columns, Source&& source, const std::string& path) {
+                 std::vector<OutColumn>* columns, Source&& source, RowWriter* writer) {
     // (source file, source row, output row), in source order.
     struct Use {
       int64_t file;
@@ -305,7 +388,6 @@ class CellWriter {
     size_t row_bytes = 1;
     for (size_t k : side_columns->column_index()) row_bytes += (*columns)[k].row_bytes;
     const size_t batch = std::max<size_t>(1, static_cast<size_t>(o_.batch_bytes) / row_bytes);
-    std::vector<char> rows_buf, out_buf;
     for (size_t b = 0; b < uses.size();) {
       const int64_t f = uses[b].file;
       const std::vector<pairs::RowDataset>& sets = side_columns->open(f, source(s, f), columns, nullptr);
@@ -322,22 +404,29 @@ class CellWriter {
       std::vector<std::pair<hsize_t, size_t>> outs(e - b);
       for (size_t j = b; j < e; ++j) outs[j - b] = {uses[j].out, slot[j - b]};
       std::sort(outs.begin(), outs.end());
-      std::vector<hsize_t> out_rows(outs.size());
-      for (size_t j = 0; j < outs.size(); ++j) out_rows[j] = outs[j].first;
+      const bool in_order = rows.size() == outs.size() &&
+                            std::is_sorted(outs.begin(), outs.end(), [](auto& x, auto& y) { return x.second < y.second; });
       const auto& index = side_columns->column_index();
       for (size_t c = 0; c < index.size(); ++c) {
         const OutColumn& col = (*columns)[index[c]];
-        rows_buf.resize(rows.size() * col.row_bytes);
-        pairs::read_rows(sets[c], s.files[f].path, rows, rows_buf.data());
-        const char* from = rows_buf.data();
-        if (rows.size() != outs.size() || !std::is_sorted(outs.begin(), outs.end(), [](auto& x, auto& y) { return x.second < y.second; })) {
-          out_buf.resize(outs.size() * col.row_bytes);
+        RowWriter::Job job;
+        job.bytes.reset(new char[outs.size() * col.row_bytes]);  // not zeroed: every byte is read into
+        if (in_order) {
+          pairs::read_rows(sets[c], s.files[f].path, rows, job.bytes.get());
+        } else {
+          std::unique_ptr<char[]> read(new char[rows.size() * col.row_bytes]);
+          pairs::read_rows(sets[c], s.files[f].path, rows, read.get());
           for (size_t j = 0; j < outs.size(); ++j)
-            std::memcpy(out_buf.data() + j * col.row_bytes, rows_buf.data() + outs[j].second * col.row_bytes,
-                        col.row_bytes);
-          from = out_buf.data();
+            std::memcpy(job.bytes.get() + j * col.row_bytes, read.get() + outs[j].second * col.row_bytes, col.row_bytes);
         }
-        pairs::write_rows(col.dataset.get(), sets[c], path, out_rows, from);
+        // One write per run of consecutive output rows.
+        for (size_t j = 0; j < outs.size();) {
+          size_t k = j + 1;
+          while (k < outs.size() && outs[k].first == outs[k - 1].first + 1) ++k;
+          job.runs.push_back({col.offset + outs[j].first * col.row_bytes, j * col.row_bytes, (k - j) * col.row_bytes});
+          j = k;
+        }
+        writer->push(std::move(job));
       }
       if (is_left) progress_->add(static_cast<int64_t>(e - b));
       b = e;

@@ -6,21 +6,27 @@ namespace mmu::pairs {
 
 namespace {
 
-// The rows as a union of blocks of consecutive rows, whole in the other axes.
-// HDF5 then reads only the chunks they touch and, for a union, in ascending
-// order: the memory buffer holds them in that order.
-void select_rows(hid_t space, const std::vector<hsize_t>& rows, const std::vector<hsize_t>& row_dims) {
-  std::vector<hsize_t> start(row_dims.size() + 1, 0), count(row_dims.size() + 1);
-  for (size_t k = 0; k < row_dims.size(); ++k) count[k + 1] = row_dims[k];
-  H5Sselect_none(space);
+// Calls fn(first row, row count, offset into the rows) for each run of
+// consecutive rows. Each run is read or written as one hyperslab: HDF5 maps a
+// single block to its chunks at once, where a union of blocks is mapped
+// element by element (measured: three quarters of the time on 400 KB rows).
+template <typename Fn>
+void for_each_run(const std::vector<hsize_t>& rows, Fn&& fn) {
   for (size_t i = 0; i < rows.size();) {
     size_t j = i + 1;
     while (j < rows.size() && rows[j] == rows[j - 1] + 1) ++j;
-    start[0] = rows[i];
-    count[0] = j - i;
-    H5Sselect_hyperslab(space, H5S_SELECT_OR, start.data(), nullptr, count.data(), nullptr);
+    fn(rows[i], j - i, i);
     i = j;
   }
+}
+
+// Selects rows [first, first + count) of a dataset whose rows are row_dims.
+void select_run(hid_t space, hsize_t first, hsize_t count, const std::vector<hsize_t>& row_dims) {
+  std::vector<hsize_t> start(row_dims.size() + 1, 0), size(row_dims.size() + 1);
+  start[0] = first;
+  size[0] = count;
+  for (size_t k = 0; k < row_dims.size(); ++k) size[k + 1] = row_dims[k];
+  H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, size.data(), nullptr);
 }
 
 h5::Handle memory_space(size_t n, const std::vector<hsize_t>& row_dims) {
@@ -61,21 +67,13 @@ std::vector<RowDataset> row_datasets(hid_t file, const std::string& path, int64_
 void read_rows(const RowDataset& d, const std::string& path, const std::vector<hsize_t>& rows, char* out) {
   if (rows.empty()) return;
   h5::Handle space(H5Dget_space(d.dataset.get()), H5Sclose);
-  select_rows(space.get(), rows, d.row_dims);
-  const h5::Handle mem = memory_space(rows.size(), d.row_dims);
-  if (H5Dread(d.dataset.get(), d.type.get(), mem.get(), space.get(), H5P_DEFAULT, out) < 0)
-    throw FormatError("cannot read " + std::to_string(rows.size()) + " rows of dataset '" + d.name + "' in '" + path +
-                      "' (from row " + std::to_string(rows.front()) + "): " + h5::last_error());
-}
-
-void write_rows(hid_t out, const RowDataset& d, const std::string& out_path, const std::vector<hsize_t>& rows,
-                const char* in) {
-  if (rows.empty()) return;
-  h5::Handle space(H5Dget_space(out), H5Sclose);
-  select_rows(space.get(), rows, d.row_dims);
-  const h5::Handle mem = memory_space(rows.size(), d.row_dims);
-  if (H5Dwrite(out, d.type.get(), mem.get(), space.get(), H5P_DEFAULT, in) < 0)
-    throw FormatError("cannot write dataset '" + d.name + "' of '" + out_path + "': " + h5::last_error());
+  for_each_run(rows, [&](hsize_t first, hsize_t count, size_t at) {
+    select_run(space.get(), first, count, d.row_dims);
+    const h5::Handle mem = memory_space(count, d.row_dims);
+    if (H5Dread(d.dataset.get(), d.type.get(), mem.get(), space.get(), H5P_DEFAULT, out + at * d.row_bytes) < 0)
+      throw FormatError("cannot read rows " + std::to_string(first) + " to " + std::to_string(first + count - 1) +
+                        " of dataset '" + d.name + "' in '" + path + "': " + h5::last_error());
+  });
 }
 
 }  // namespace mmu::pairs

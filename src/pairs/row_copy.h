@@ -1,5 +1,5 @@
-// Rows of HDF5 datasets copied byte for byte: read in the dataset's own type
-// (no conversion), written into a dataset of the same type. Private to
+// Rows of HDF5 datasets read byte for byte, in the dataset's own type (no
+// conversion), to be written into a dataset of the same type. Private to
 // mmu_core; one thread at a time (serial HDF5).
 #pragma once
 
@@ -26,12 +26,8 @@ struct RowDataset {
 std::vector<RowDataset> row_datasets(hid_t file, const std::string& path, int64_t rows,
                                      std::vector<std::string>* skipped);
 
-// Rows `rows` (ascending, distinct) of d into out (rows.size() * row_bytes).
+// Rows `rows` (ascending, distinct) of d into out (rows.size() * row_bytes),
+// each run of consecutive rows in one read.
 void read_rows(const RowDataset& d, const std::string& path, const std::vector<hsize_t>& rows, char* out);
-
-// Writes rows.size() rows from `in` at the ascending, distinct output rows
-// `rows` of dataset `out` (whose rows are row_dims of d's type).
-void write_rows(hid_t out, const RowDataset& d, const std::string& out_path, const std::vector<hsize_t>& rows,
-                const char* in);
 
 }  // namespace mmu::pairs
