@@ -249,7 +249,10 @@ class RowWriter {
     thread_.join();
     const int fd = fd_;
     fd_ = -1;
-    if (error_ == 0 && ::close(fd) != 0) error_ = errno;
+    // On disk before it is renamed into place: after a power loss a whole-looking
+    // cell could otherwise hold rows of zeros.
+    if (error_ == 0 && ::fsync(fd) != 0) error_ = errno;
+    if (::close(fd) != 0 && error_ == 0) error_ = errno;
     if (error_ != 0) throw IoError(path_, "write", error_);
   }
 
