@@ -7,7 +7,9 @@
 // its names, the right side's identity and position as right_object_id,
 // right_ra, right_dec and any other name already taken prefixed "right_"),
 // left_object_id, separation_arcsec, healpix, and object_id = "LEFT_ID:RIGHT_ID"
-// (unique in both modes, so `mmu-index build <out>` takes the files).
+// (unique in both modes, so `mmu-index build <out>` takes the files); left
+// images without image_band per object get it written (their bands were named
+// from the survey's name, which the pairs do not carry).
 #pragma once
 
 #include <cstdint>

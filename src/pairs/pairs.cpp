@@ -38,6 +38,7 @@ struct Side {
   std::vector<SourceFile> files;
   std::vector<int64_t> file_start{0};
   std::vector<MmuFileReader::Columns> roles;  // per file
+  std::vector<std::vector<std::string>> bands;  // per file: an image file's band names as the reader settled them
   std::vector<std::string> ids;
   std::vector<double> ra, dec;
 
@@ -59,6 +60,8 @@ Side load_side(const std::string& root, const char* flag) {
     FileCatalog c = reader.read_catalog(/*with_healpix=*/false);
     for (const std::string& w : c.warnings) std::cerr << "warning: " << w << "\n";
     s.roles.push_back(reader.columns());
+    s.bands.push_back(reader.modality() == Modality::kImage ? reader.image_bands().names : std::vector<std::string>{});
+    for (const std::string& w : reader.warnings()) std::cerr << "warning: " << w << "\n";
     s.ids.insert(s.ids.end(), std::make_move_iterator(c.ids.begin()), std::make_move_iterator(c.ids.end()));
     s.ra.insert(s.ra.end(), c.ra.begin(), c.ra.end());
     s.dec.insert(s.dec.end(), c.dec.begin(), c.dec.end());
@@ -300,6 +303,17 @@ class CellWriter {
     const MatchPair& first = pairs_[at[0]];
     const int64_t lf0 = l_.file_of(first.left), rf0 = r_.file_of(first.right);
     left.open(lf0, source(l_, lf0), &columns, &taken);
+    // Images whose band names come from their survey (no image_band per
+    // object) would lose them under the pairs' own dataset name: they are
+    // written as image_band, so that this tool's reader names the bands alike.
+    std::vector<std::string> bands;
+    if (!l_.bands[lf0].empty() && taken.insert("image_band").second) {
+      bands = l_.bands[lf0];
+      for (const int64_t k : at)
+        if (l_.bands[l_.file_of(pairs_[k].left)] != bands)
+          throw FormatError("'" + l_.files[l_.file_of(pairs_[k].left)].path + "' and '" + l_.files[lf0].path +
+                            "' (--left) name their image bands differently: their pairs cannot share a cell file");
+    }
     right.open(rf0, source(r_, rf0), &columns, &taken);
     if (columns.size() > 1024) throw FormatError("more than 1024 per-object datasets in '" + path + "'s sources");
 
@@ -346,6 +360,19 @@ class CellWriter {
     write_all(create("healpix", H5T_STD_I64LE, {}).get(), H5T_NATIVE_INT64, cells.data(), "healpix");
     write_all(create("separation_arcsec", H5T_IEEE_F64LE, {}).get(), H5T_NATIVE_DOUBLE, sep.data(),
               "separation_arcsec");
+    if (!bands.empty()) {
+      size_t band_width = 1;
+      for (const std::string& b : bands) band_width = std::max(band_width, b.size());
+      std::vector<char> band_bytes(n * bands.size() * band_width, '\0');
+      for (hsize_t k = 0; k < n; ++k)
+        for (size_t b = 0; b < bands.size(); ++b)
+          std::memcpy(band_bytes.data() + (k * bands.size() + b) * band_width, bands[b].data(), bands[b].size());
+      h5::Handle band_type(H5Tcopy(H5T_C_S1), H5Tclose);
+      H5Tset_size(band_type.get(), band_width);
+      H5Tset_strpad(band_type.get(), H5T_STR_NULLPAD);
+      write_all(create("image_band", band_type.get(), {static_cast<hsize_t>(bands.size())}).get(), band_type.get(),
+                band_bytes.data(), "image_band");
+    }
     for (OutColumn& c : columns) {
       c.dataset = create(c.out_name, c.type.get(), c.row_dims);
       const haddr_t at_byte = H5Dget_offset(c.dataset.get());
