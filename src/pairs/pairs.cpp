@@ -1,10 +1,6 @@
 #include "mmu/pairs.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -15,15 +11,14 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <thread>
 
-#include "mmu/bounded_queue.h"
 #include "mmu/crossmatch.h"
 #include "mmu/error.h"
 #include "mmu/mmu_files.h"
 #include "mmu/progress.h"
 #include "mmu/sky.h"
 #include "pairs/row_copy.h"
+#include "pairs/row_writer.h"
 
 namespace fs = std::filesystem;
 
@@ -217,70 +212,6 @@ int64_t kill_in_cell() {
   return v ? std::atoll(v) : -1;
 }
 
-// Writes rows into a closed cell file at their byte offsets, on its own
-// thread, in the order given; errors are reported by finish().
-class RowWriter {
- public:
-  struct Run {
-    uint64_t file_offset;
-    size_t from, size;  // bytes of Job::bytes
-  };
-  struct Job {
-    std::unique_ptr<char[]> bytes;
-    std::vector<Run> runs;
-  };
-
-  explicit RowWriter(std::string path) : path_(std::move(path)), jobs_(4) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd_ < 0) throw IoError(path_, "open for writing", errno);
-    thread_ = std::thread([this] { run(); });
-  }
-  ~RowWriter() {
-    jobs_.close();
-    if (thread_.joinable()) thread_.join();
-    if (fd_ >= 0) ::close(fd_);
-  }
-
-  // Blocks while four jobs wait: memory stays bounded.
-  void push(Job job) {
-    if (!jobs_.push(std::move(job))) throw IoError(path_, "write", error_);
-  }
-
-  // Waits for every write; throws the first error.
-  void finish() {
-    jobs_.close();
-    thread_.join();
-    const int fd = fd_;
-    fd_ = -1;
-    // On disk before it is renamed into place: after a power loss a whole-looking
-    // cell could otherwise hold rows of zeros.
-    if (error_ == 0 && ::fsync(fd) != 0) error_ = errno;
-    if (::close(fd) != 0 && error_ == 0) error_ = errno;
-    if (error_ != 0) throw IoError(path_, "write", error_);
-  }
-
- private:
-  void run() {
-    while (auto job = jobs_.pop()) {
-      for (const Run& r : job->runs)
-        for (size_t done = 0; done < r.size && error_ == 0;) {
-          const ssize_t n = ::pwrite(fd_, job->bytes.get() + r.from + done, r.size - done,
-                                     static_cast<off_t>(r.file_offset + done));
-          if (n < 0 && errno == EINTR) continue;
-          if (n <= 0) error_ = n < 0 ? errno : EIO;
-          else done += static_cast<size_t>(n);
-        }
-      if (error_ != 0) jobs_.close();  // push() then fails and reports it
-    }
-  }
-
-  std::string path_;
-  int fd_ = -1;
-  std::atomic<int> error_{0};
-  BoundedQueue<Job> jobs_;
-  std::thread thread_;
-};
-
 class CellWriter {
  public:
   CellWriter(const PairsOptions& o, const Side& l, const Side& r, const std::vector<MatchPair>& pairs, Progress* p)
@@ -385,7 +316,7 @@ class CellWriter {
     // while this one reads the next ones (serial HDF5 allows one thread).
     if (H5Fflush(out.get(), H5F_SCOPE_LOCAL) < 0) throw FormatError("cannot write '" + path + "': " + h5::last_error());
     out = h5::Handle();
-    RowWriter writer(path);
+    pairs::RowWriter writer(path);
     copy_side(l_, true, at, &left, &columns, source, &writer);
     if (kill_halfway) {
       writer.finish();
@@ -400,7 +331,7 @@ class CellWriter {
   // o_.batch_bytes, each distinct source row read once.
   template <typename Source>
   void copy_side(const Side& s, bool is_left, const std::vector<int64_t>& at, SideColumns* side_columns,
-                 std::vector<OutColumn>* columns, Source&& source, RowWriter* writer) {
+                 std::vector<OutColumn>* columns, Source&& source, pairs::RowWriter* writer) {
     // (source file, source row, output row), in source order.
     struct Use {
       int64_t file;
@@ -439,7 +370,7 @@ class CellWriter {
       const auto& index = side_columns->column_index();
       for (size_t c = 0; c < index.size(); ++c) {
         const OutColumn& col = (*columns)[index[c]];
-        RowWriter::Job job;
+        pairs::RowWriter::Job job;
         job.bytes.reset(new char[outs.size() * col.row_bytes]);  // not zeroed: every byte is read into
         if (in_order) {
           pairs::read_rows(sets[c], s.files[f].path, rows, job.bytes.get());
