@@ -171,7 +171,7 @@ class SideColumns {
         c.row_dims = d.row_dims;
         c.row_bytes = d.row_bytes;
         columns->push_back(std::move(c));
-        first_.push_back(&columns->back() - columns->data());
+        first_.push_back(columns->size() - 1);
       }
       fixed_from_ = src.path;
       fixed_ = true;
@@ -220,7 +220,6 @@ class CellWriter {
   // Writes pairs[at[0..n)] (in left order) to path.
   void write(const std::string& path, int64_t cell, const std::vector<int64_t>& at, bool kill_halfway) {
     std::vector<OutColumn> columns;
-    columns.reserve(1024);  // SideColumns keeps indices; no reallocation below that count
     std::set<std::string> taken = {"object_id", "healpix", "separation_arcsec"};
     SideColumns left(l_, true), right(r_, false);
     std::map<int64_t, h5::Handle> files;
@@ -246,7 +245,6 @@ class CellWriter {
                             "' (--left) name their image bands differently: their pairs cannot share a cell file");
     }
     right.open(rf0, source(r_, rf0), &columns, &taken);
-    if (columns.size() > 1024) throw FormatError("more than 1024 per-object datasets in '" + path + "'s sources");
 
     const hsize_t n = at.size();
     h5::Handle out(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
