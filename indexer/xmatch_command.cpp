@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <future>
 #include <iostream>
+#include <memory>
 #include <unordered_map>
 
 #include "mmu/crossmatch.h"
@@ -32,41 +34,59 @@ CLI::App* add_xmatch_command(CLI::App& app, XmatchFlags& f) {
 
 namespace {
 
+// The longest of the strings, in bytes (over all threads).
+size_t longest(const std::vector<std::string>& texts) {
+  size_t most = 0;
+  const int64_t n = static_cast<int64_t>(texts.size());
+#pragma omp parallel for reduction(max : most)
+  for (int64_t i = 0; i < n; ++i) most = std::max(most, texts[i].size());
+  return most;
+}
+
+// Copies text to `to` followed by `end`; returns the byte after it.
+inline char* put(char* to, const std::string& text, char end) {
+  std::memcpy(to, text.data(), text.size());
+  to[text.size()] = end;
+  return to + text.size() + 1;
+}
+
 // CSV rows are formatted by all threads in blocks and written in order: with
 // millions of pairs, formatting through printf or iostreams costs more than the
-// match itself.
+// match itself. Each block goes into one buffer sized for its longest
+// possible rows, so a row is a few memcpy and one to_chars, with no checks of
+// a string's capacity.
 void write_csv(const SkySource& l, const SkySource& r, const std::vector<MatchPair>& pairs) {
   std::cout << "left_id,left_survey,right_id,right_survey,sep_arcsec\n";
   const int64_t n = static_cast<int64_t>(pairs.size()), block = 65536, blocks = (n + block - 1) / block;
   constexpr int64_t kAhead = 16;
-  auto field = [](std::string& out, const std::string& text, char end) {
-    out.append(text);
-    out.push_back(end);
-  };
-#pragma omp parallel for ordered schedule(static, 1)
-  for (int64_t b = 0; b < blocks; ++b) {
-    std::string text;
-    text.reserve(block * 64);
-    char number[64];
-    const int64_t end_k = std::min(n, (b + 1) * block);
-    for (int64_t k = b * block; k < end_k; ++k) {
-      // Pairs come in left order, so the right side's strings are read at
-      // random: fetch them ahead, or each row waits twice on memory.
-      if (k + kAhead < end_k) {
-        __builtin_prefetch(&r.ids[pairs[k + kAhead].right]);
-        __builtin_prefetch(&r.survey_of[pairs[k + kAhead].right]);
+  constexpr size_t kNumber = 64;  // a separation in fixed notation, 6 decimals, and the newline
+  const size_t row_bytes = longest(l.ids) + longest(l.survey_names) + longest(r.ids) + longest(r.survey_names) + 4 +
+                           kNumber;
+#pragma omp parallel
+  {
+    std::unique_ptr<char[]> text(new char[static_cast<size_t>(block) * row_bytes]);
+#pragma omp for ordered schedule(static, 1)
+    for (int64_t b = 0; b < blocks; ++b) {
+      char* at = text.get();
+      const int64_t end_k = std::min(n, (b + 1) * block);
+      for (int64_t k = b * block; k < end_k; ++k) {
+        // Pairs come in left order, so the right side's strings are read at
+        // random: fetch them ahead, or each row waits twice on memory.
+        if (k + kAhead < end_k) {
+          __builtin_prefetch(&r.ids[pairs[k + kAhead].right]);
+          __builtin_prefetch(&r.survey_of[pairs[k + kAhead].right]);
+        }
+        const MatchPair& p = pairs[k];
+        at = put(at, l.ids[p.left], ',');
+        at = put(at, l.survey(p.left), ',');
+        at = put(at, r.ids[p.right], ',');
+        at = put(at, r.survey(p.right), ',');
+        at = std::to_chars(at, at + kNumber - 1, p.sep_arcsec, std::chars_format::fixed, 6).ptr;
+        *at++ = '\n';
       }
-      const MatchPair& p = pairs[k];
-      field(text, l.ids[p.left], ',');
-      field(text, l.survey(p.left), ',');
-      field(text, r.ids[p.right], ',');
-      field(text, r.survey(p.right), ',');
-      const auto end = std::to_chars(number, number + sizeof(number), p.sep_arcsec, std::chars_format::fixed, 6).ptr;
-      text.append(number, end);
-      text.push_back('\n');
-    }
 #pragma omp ordered
-    std::cout.write(text.data(), static_cast<std::streamsize>(text.size()));
+      std::cout.write(text.get(), static_cast<std::streamsize>(at - text.get()));
+    }
   }
 }
 

@@ -111,6 +111,40 @@ def main():
     p = run([index, "xmatch", "--left", odd, "--right", right, "--radius", "1arcsec"], ok=False)
     check(p.returncode == 1 and "'2'" in p.stderr and odd in p.stderr, f"NaN position named: {p.stderr!r}")
 
+    # A CSV of several formatting blocks (65,536 rows each, formatted by all
+    # threads, written in order): rows in (left, separation, right) order, the
+    # fields as ever, the pairs astropy finds. Ids of varying length, so that
+    # rows differ in size.
+    rng = np.random.default_rng(19)
+    n = 60000
+    lra, ldec = 150 + rng.random(n), 2 + rng.random(n)
+    rra = np.concatenate([lra + rng.normal(0, 0.3, n) / 3600, lra + rng.normal(0, 0.3, n) / 3600])
+    rdec = np.concatenate([ldec + rng.normal(0, 0.3, n) / 3600, ldec + rng.normal(0, 0.3, n) / 3600])
+    for name, ids, ra, dec in (("left", np.arange(n) * 7919, lra, ldec), ("right", np.arange(2 * n) + 10**12, rra, rdec)):
+        with h5py.File(os.path.join(a.tmp, name + ".h5"), "w") as f:
+            f["object_id"], f["ra"], f["dec"] = ids, ra, dec
+    p = run([index, "xmatch", "--left", os.path.join(a.tmp, "left.h5"), "--right", os.path.join(a.tmp, "right.h5"),
+             "--radius", "1arcsec", "--all", "--format", "csv"])
+    lines = p.stdout.splitlines()
+    check(lines[0] == "left_id,left_survey,right_id,right_survey,sep_arcsec", "CSV header")
+    rows = [l.split(",") for l in lines[1:]]
+    check(len(rows) > 65536, f"several CSV blocks ({len(rows)} rows)")
+    import re
+    survey = os.path.basename(a.tmp)  # files at a root are named after it
+    check(all(len(r) == 5 and r[1] == survey and r[3] == survey and re.fullmatch(r"\d+\.\d{6}", r[4]) for r in rows),
+          "every CSV row: id,survey,id,survey,separation with 6 decimals")
+    order = [(int(r[0]) // 7919, float(r[4]), int(r[2])) for r in rows]
+    check(order == sorted(order), "CSV rows in (left, separation, right) order across blocks")
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord, search_around_sky
+    il, ir, sep, _ = search_around_sky(SkyCoord(lra * u.deg, ldec * u.deg), SkyCoord(rra * u.deg, rdec * u.deg),
+                                       1 * u.arcsec)
+    want = {(int(i) * 7919, int(j) + 10**12): s for i, j, s in zip(il, ir, sep.to_value(u.arcsec))}
+    got = {(int(r[0]), int(r[2])): float(r[4]) for r in rows}
+    near_edge = {k for k, s in want.items() if abs(s - 1) < 1e-9}
+    check(set(got) - near_edge == set(want) - near_edge and all(abs(got[k] - want[k]) < 2e-6 for k in got.keys() & want.keys()),
+          f"CSV pairs = astropy's ({len(got)} vs {len(want)})")
+
     return CHECKS.summary()
 
 
