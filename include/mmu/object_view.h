@@ -53,6 +53,11 @@ RgbImage lupton_rgb(const ImageBatch& batch, int64_t index, const ColourBands& b
 // floor((i + 0.5) * in / size).
 RgbImage resample_square(const RgbImage& in, int64_t size);
 
+// resample_square(lupton_rgb(batch, index, bands), size), size 0 = the
+// image's own: equal to it, but a shrunken cutout colours only the pixels the
+// resampling takes (64 px of a 160 px image: 4096 pixels, not 25600).
+RgbImage lupton_cutout(const ImageBatch& batch, int64_t index, const ColourBands& bands, int64_t size);
+
 // A PNG file (8-bit RGB, no interlace) written with zlib.
 std::string encode_png(const RgbImage& image);
 
