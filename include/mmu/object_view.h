@@ -87,6 +87,11 @@ class ObjectViewer {
 
   // size 0: the image's own size; else 16..1024 (InvalidArgument otherwise).
   CutoutPng cutout(const Store& store, const CatalogRow& row, int64_t size);
+  // cutout() of each row, in order (a page's grid at once): the ones not
+  // cached are read grouped by file, each run of neighbouring rows of a file
+  // by one read (each compressed chunk decompressed once, however many
+  // objects it holds), then drawn.
+  std::vector<CutoutPng> cutouts(const Store& store, const std::vector<CatalogRow>& rows, int64_t size);
   // {"object_id", "survey", "file", "wavelength", "flux", "mask" (1 = masked),
   // "redshift" (null when the file has no Z/z/REDSHIFT column), "note"};
   // a moved file gives only the ids and "note". NotFound for an object without a spectrum.

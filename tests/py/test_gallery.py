@@ -333,6 +333,68 @@ def moved_file(env):
     need(not console_errors(env), f"console errors: {console_errors(env)}")
 
 
+def post(server, path, body):
+    """(status, parsed JSON reply) of a POST with a JSON body."""
+    req = urllib.request.Request(server.base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@case("POST /cutouts: a grid's cutouts read by file equal astropy's and GET /cutout's; placeholders and errors in place")
+def cutout_batch(env):
+    import base64
+    ids = [i.decode() for i in fx.image_ids(8)]
+    ids[0] = NASTY_ID
+    spectrum_id = json.loads(env.server.get("/map/spectrum.json")[2])["points"][0]["object_id"]
+    # Rows out of order and one twice (one file: read as runs), the moved file, an object without an
+    # image, one the store lacks.
+    order = [5, 3, 4, 7, 0, 1, 2, 6, 4]
+    wanted = [("legacysurvey", ids[i]) for i in order] + [
+        ("legacysurvey", "MOVED-000002"), ("desi", spectrum_id), ("legacysurvey", "no-such-id")]
+    body = {"objects": [{"survey": s, "object_id": o} for s, o in wanted]}
+    fresh = Server(env.search, env.store)  # nothing cached: every image is read by the batch
+    try:
+        for size in (0, 64):
+            status, got = post(fresh, "/cutouts", dict(body, size=size) if size else body)
+            need(status == 200 and len(got["cutouts"]) == len(wanted), f"size {size}: HTTP {status} {str(got)[:200]}")
+            for (survey, oid), c, k in zip(wanted, got["cutouts"], order + [None] * 3):
+                need((c["survey"], c["object_id"]) == (survey, oid), f"size {size}: {c['object_id']!r} out of place")
+                if oid == "no-such-id":
+                    need("no-such-id" in c["error"] and "png" not in c, f"unknown object: {c}")
+                    continue
+                png = base64.b64decode(c["png"])
+                status, headers, single = env.server.get(object_path("cutout", survey, oid, ".png") +
+                                                         ("?size=%d" % size if size else ""))
+                need(status == 200 and png == single, f"size {size}, {oid!r}: batch PNG differs from GET /cutout's")
+                need(c["note"] == urllib.parse.unquote(headers.get("X-MMU-Note", "")), f"{oid!r}: note {c['note']!r}")
+                if oid == "MOVED-000002":
+                    need(env.paths["moved"] in c["note"], f"moved: note {c['note']!r}")
+                elif survey == "desi":
+                    need("has no image" in c["note"], f"spectrum object: note {c['note']!r}")
+                elif size == 0 and k not in (0, 1, 2):  # the object_view's own colours (fixture ids 0-2 have masks, NaN)
+                    want, _ = expected_cutout(env.paths["images"], k)
+                    diff = np.abs(decode_png(png).astype(int) - want.astype(int))
+                    need(diff.max() <= 1 and (diff == 0).mean() > 0.999, f"{oid}: differs from astropy by {diff.max()}")
+        status, got = post(fresh, "/cutouts", {"objects": [{"survey": "legacysurvey"}]})
+        need(status == 400 and "objects" in got["error"], f"an object without object_id: HTTP {status} {got}")
+        status, got = post(fresh, "/cutouts", dict(body, size=8))
+        need(status == 400 and "size" in got["error"], f"size 8: HTTP {status} {got}")
+        # POST /objects: GET /object's answer for each, in order.
+        status, got = post(fresh, "/objects", body)
+        need(status == 200 and len(got["objects"]) == len(wanted), f"/objects: HTTP {status}")
+        for (survey, oid), o in zip(wanted, got["objects"]):
+            status, _, single = env.server.get(object_path("object", survey, oid, ".json"))
+            if oid == "no-such-id":
+                need(status == 404 and o["error"] == json.loads(single)["error"], f"/objects unknown: {o}")
+            else:
+                need(status == 200 and o == json.loads(single), f"/objects {oid!r}: {o} != {single[:200]}")
+    finally:
+        need(fresh.stop() == 0, "the server did not stop cleanly")
+
+
 @case("a linked image shows its spectrum too")
 def linked(env):
     oid = fx.image_ids(8)[1].decode()
