@@ -304,14 +304,21 @@ async function drawLightCurve(d, media, note) {
   let [v0, v1] = finiteRange(values);
   if (lc.magnitudes) [v0, v1] = [v1, v0];  // brighter is up
   const x = scale(t0, t1, 4, W - 4), y = scale(v0, v1, H - 4, 4);
+  if (lc.band_note) note.textContent = lc.band_note;
+  // The legend: each band's name as the file gives it (else its number), in its colour.
+  const legend = svgEl("text", { x: 4, y: 12, "font-size": 10 });
   lc.bands.forEach((b, k) => {
     const colour = BAND_COLOURS[k % BAND_COLOURS.length];
+    const label = svgEl("tspan", { fill: colour, class: "band" });
+    label.textContent = (k ? " " : "") + (b.name === null || b.name === undefined ? "band " + b.band : b.name);
+    legend.append(label);
     b.time.forEach((t, i) => {
       const cx = x(t);
       svg.append(svgEl("line", { x1: cx, x2: cx, y1: y(b.value[i] - b.error[i]), y2: y(b.value[i] + b.error[i]), stroke: colour, "stroke-width": 0.6 }));
       svg.append(svgEl("circle", { cx: cx, cy: y(b.value[i]), r: 1.6, fill: colour }));
     });
   });
+  svg.append(legend);
   media.append(svg);
 }
 

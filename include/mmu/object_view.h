@@ -99,8 +99,11 @@ class ObjectViewer {
   // wide; a whole spectrum is ~250 KB of JSON): each bin's mean wavelength, the mean of its
   // usable fluxes, and masked (1) when it has none.
   std::string spectrum_json(const Store& store, const CatalogRow& row, int64_t points = 0);
-  // {"object_id", "survey", "file", "magnitudes", "bands": [{"band", "time",
-  // "value", "error"}], "note"}: the usable points of each band (padding dropped).
+  // {"object_id", "survey", "file", "magnitudes", "bands": [{"band", "name",
+  // "time", "value", "error"}], "note"}: the usable points of each band
+  // (padding dropped); "name" as the file names the band (MmuFileReader::
+  // light_curve_band_names), null when it does not; "band_note" when the
+  // file's band names cannot be read.
   std::string light_curve_json(const Store& store, const CatalogRow& row);
   // {"object_id", "survey", "subset", "ra", "dec", "modality", "note",
   // "linked": [{"object_id", "survey", "modality"}]}: what the page shows of it.

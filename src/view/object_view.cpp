@@ -318,9 +318,16 @@ std::string ObjectViewer::light_curve_json(const Store& store, const CatalogRow&
   j["note"] = file_problem(f, row);
   if (!j["note"].get<std::string>().empty()) return dump(j);
   LightCurveBatch lc;
+  std::vector<std::string> names;
   try {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
-    rep_->reader(f).read_light_curves(row.index_in_file, 1, &lc);
+    const MmuFileReader& reader = rep_->reader(f);
+    reader.read_light_curves(row.index_in_file, 1, &lc);
+    try {
+      names = reader.light_curve_band_names(row.index_in_file);
+    } catch (const Error& e) {  // the curve is still drawn, its bands numbered
+      j["band_note"] = e.what();
+    }
   } catch (const Error& e) {
     j["note"] = e.what();
     return dump(j);
@@ -335,7 +342,8 @@ std::string ObjectViewer::light_curve_json(const Store& store, const CatalogRow&
       v.push_back(lc.value[at]);
       e.push_back(lc.error[at]);
     }
-    bands.push_back(json{{"band", b}, {"time", t}, {"value", v}, {"error", e}});
+    const json name = b < static_cast<int64_t>(names.size()) ? json(names[static_cast<size_t>(b)]) : json(nullptr);
+    bands.push_back(json{{"band", b}, {"name", name}, {"time", t}, {"value", v}, {"error", e}});
   }
   j["magnitudes"] = lc.magnitudes;
   j["bands"] = bands;

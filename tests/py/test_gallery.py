@@ -421,6 +421,39 @@ def light_curve_card(env):
     need(dots == points and bars == points, f"light curve {oid}: {dots} points, {bars} error bars; h5py has {points}")
 
 
+@case("light-curve bands named as the file names them (cfa/csp 'bands'), numbered where it names none (plasticc)")
+def light_curve_band_names(env):
+    with h5py.File(env.paths["lightcurves"], "r") as f:
+        oid = str(f["object_id"][0])
+    lc = json.loads(env.server.get(object_path("lightcurve", "plasticc", oid, ".json"))[2])
+    need(lc["bands"] and all(b["name"] is None for b in lc["bands"]), f"plasticc names its bands? {lc['bands'][0]}")
+    root, store = os.path.join(env.tmp, "sn"), os.path.join(env.tmp, "sn-store")
+    manifest = {"objects": [], "files": [], "pairs": []}
+    layout_fixtures.write_sn(root, manifest, np.random.default_rng(4))
+    run(env.index, "build", root, "--store", store, "--quiet")
+    sn = Server(env.search, store)
+    try:
+        files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".hdf5"))
+        need(len(files) == 4, f"{len(files)} SN files")
+        for path in files:
+            with h5py.File(path, "r") as f:
+                oid, names = f["object_id"][()].decode(), [b.decode() for b in f["bands"][()]]
+            survey = "cfa" if "cfa" in path else "csp"
+            status, _, body = sn.get(object_path("lightcurve", survey, oid, ".json"))
+            need(status == 200, f"{oid}: HTTP {status} {body[:200]}")
+            got = [b["name"] for b in json.loads(body)["bands"]]
+            need(got == names, f"{oid}: bands named {got}, the file {names}")
+        page = type("E", (), {})()
+        page.driver, page.server = env.driver, sn
+        open_page(page, "like=" + oid + "&survey=" + survey + "&k=1", 2)
+        shown = env.driver.execute_script(
+            "return [...document.querySelector('#grid .card svg.lightcurve').querySelectorAll('tspan.band')]"
+            ".map((t) => t.textContent.trim())")
+        need(shown == names, f"{oid}: the card's legend {shown}, the file {names}")
+    finally:
+        need(sn.stop() == 0, "the server did not stop cleanly")
+
+
 @case("two positives and 'more like these' give `mmu-search hunt`'s ranking")
 def hunt_from_page(env):
     oid = fx.image_ids(8)[5].decode()
