@@ -297,6 +297,13 @@ void add_gallery_routes(httplib::Server& server, WithStore with_store, const Que
         if (!body["size"].is_number_unsigned()) throw InvalidArgument("field 'size' must be a whole number of pixels");
         size = size_param(std::to_string(body["size"].get<uint64_t>()));
       }
+      // A reply is held whole in memory: at most 100 cutouts of 256 x 256 pixels' worth (~20 MB of RGB).
+      constexpr int64_t kMaxPixels = int64_t{100} * 256 * 256;
+      const int64_t side = std::max<int64_t>(size, 256);
+      if (static_cast<int64_t>(objects.size()) * side * side > kMaxPixels)
+        throw InvalidArgument("at most " + std::to_string(kMaxPixels / (side * side)) + " cutouts of " +
+                              (size == 0 ? std::string("their own size") : std::to_string(size) + " pixels") +
+                              " in one request, got " + std::to_string(objects.size()));
       std::vector<CatalogRow> rows;
       std::vector<std::string> errors(objects.size());
       std::vector<size_t> found;

@@ -8,7 +8,8 @@
 //   POST /cutouts {"objects": [{"survey", "object_id"}], "size": N}
 //                                           the cutouts of a page's grid at once, read by file:
 //                                           {"cutouts": [{"survey", "object_id", "png" (base64),
-//                                           "note", "bands"} or {"survey", "object_id", "error"}]}
+//                                           "note", "bands"} or {"survey", "object_id", "error"}]};
+//                                           at most 100 (fewer above 256 pixels)
 //   POST /objects {"objects": [{"survey", "object_id"}]}
 //                                           GET /object of each: {"objects": [{...} or {..., "error"}]}
 //   GET /spectrum/<survey>/<id>.json        wavelength, flux, mask, catalogue redshift

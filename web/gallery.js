@@ -8,6 +8,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const BAND_COLOURS = ["#6af", "#6d6", "#fd5", "#f84", "#f5a", "#c8f", "#8ff", "#fff"];
 // Requests a grid's cutouts are split into: about as many as the server has cores, leaving connections for the rest.
 const CUTOUT_BATCHES = 3;
+const CUTOUT_BATCH_MAX = 100;  // the server's limit per request (POST /cutouts)
 const state = { result: null, marks: new Map(), spaces: [], spacesLoaded: null, map: null };
 
 function el(tag, attrs, text) {
@@ -139,7 +140,7 @@ function show(result) {
   const infos = getJson("/objects", { objects: list }).then((j) => j.objects);
   const space = state.spaces.find((s) => s.name === result.space);
   const images = [];
-  const per = Math.ceil(list.length / CUTOUT_BATCHES);
+  const per = Math.min(CUTOUT_BATCH_MAX, Math.ceil(list.length / CUTOUT_BATCHES));
   if (space && space.modality === "image") {
     for (let i = 0; i < list.length; i += per) images.push(getJson("/cutouts", { objects: list.slice(i, i + per) }).then((j) => j.cutouts));
   }

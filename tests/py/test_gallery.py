@@ -382,6 +382,11 @@ def cutout_batch(env):
         need(status == 400 and "objects" in got["error"], f"an object without object_id: HTTP {status} {got}")
         status, got = post(fresh, "/cutouts", dict(body, size=8))
         need(status == 400 and "size" in got["error"], f"size 8: HTTP {status} {got}")
+        many = {"objects": body["objects"] * 10, "size": 1024}  # 120 x 3 MB: refused before drawing any
+        status, got = post(fresh, "/cutouts", many)
+        need(status == 400 and "at most 6 cutouts of 1024 pixels" in got["error"], f"120 at 1024 px: HTTP {status} {got}")
+        status, got = post(fresh, "/cutouts", {"objects": body["objects"] * 8})  # 96: within the limit
+        need(status == 200 and len(got["cutouts"]) == 96, f"96 cutouts: HTTP {status}")
         # POST /objects: GET /object's answer for each, in order.
         status, got = post(fresh, "/objects", body)
         need(status == 200 and len(got["objects"]) == len(wanted), f"/objects: HTTP {status}")
