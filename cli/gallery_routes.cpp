@@ -23,10 +23,12 @@ namespace mmu::cli {
 
 namespace {
 
-// The page's files: the page may load only its own script, style and images.
+// The page's files: the page may load only its own script, style and images (a grid's cutouts
+// come in POST /cutouts replies, shown as data: images).
 void page_headers(httplib::Response& res) {
   res.set_header("Content-Security-Policy",
-                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'");
+                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+                 "connect-src 'self'");
   res.set_header("X-Content-Type-Options", "nosniff");
 }
 
@@ -226,7 +228,10 @@ int64_t size_param(const std::string& text) {
   return std::stoll(text);
 }
 
-std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"; }
+// replace: ids are user bytes that need not be UTF-8.
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
 
 // Maps are a PCA over a whole space: computed once per store generation and space.
 class MapCache {
@@ -266,7 +271,7 @@ void add_gallery_routes(httplib::Server& server, WithStore with_store, const Que
                 [&](const Store& store) { return maps->get(store, req.matches[1], req.get_param_value("colour")); });
   });
   server.Post("/hunt", [with_store, limits, max_body, in_slot](const httplib::Request&, httplib::Response& res,
-                                                      const httplib::ContentReader& reader) {
+                                                               const httplib::ContentReader& reader) {
     nlohmann::json body;
     if (!read_json_body(res, reader, max_body, &body)) return;
     answer_json(with_store, res, [&](const Store& store) {

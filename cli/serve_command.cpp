@@ -203,7 +203,9 @@ void add_error_replies(httplib::Server& server, size_t max_body) {
     if (!res.body.empty()) return;  // a route's own error reply
     std::string why = "HTTP status " + std::to_string(res.status);
     if (res.status == 404)
-      why = "no endpoint " + req.method + " " + req.path + " (GET /, /health, /spaces, /like, /object, /cutout, /spectrum, /lightcurve, /map; POST /query, /batch, /hunt, /outliers, /cutouts, /objects)";
+      why = "no endpoint " + req.method + " " + req.path +
+            " (GET /, /health, /spaces, /like, /object, /cutout, /spectrum, /lightcurve, /map;"
+            " POST /query, /batch, /hunt, /outliers, /cutouts, /objects)";
     else if (res.status == 413)
       why = "the request body is larger than the server's limit of " + std::to_string(max_body) + " bytes (--max-body)";
     else if (res.status == 400)
