@@ -40,6 +40,35 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# Where the page's time goes, by the browser's Navigation and Resource Timing: per kind of request, how
+# many, when the first started and the last ended (ms from navigation start), and the median time each
+# waited before its request was sent (queued: for a connection, behind the others) and was then served.
+TIMING_JS = """
+const nav = performance.getEntriesByType('navigation')[0];
+const rows = [{kind: 'document', start: 0, sent: nav.requestStart, end: nav.responseEnd}];
+for (const r of performance.getEntriesByType('resource')) {
+  const path = new URL(r.name).pathname;
+  const kind = path.startsWith('/assets/') ? 'assets' : '/' + path.split('/')[1].replace(/\\..*$/, '');
+  rows.push({kind: kind, start: r.startTime, sent: r.requestStart || r.startTime, end: r.responseEnd});
+}
+const drawn = [...document.querySelectorAll('#grid .card')].map((c) => Number(c.dataset.drawnAt));
+return {rows: rows, scripts_done: nav.domContentLoadedEventEnd, last_card: Math.max(...drawn)};
+"""
+
+
+def timing_breakdown(t):
+    kinds = {}
+    for r in t["rows"]:
+        kinds.setdefault(r["kind"], []).append(r)
+    lines = []
+    for kind, rs in sorted(kinds.items(), key=lambda kv: min(r["start"] for r in kv[1])):
+        lines.append("     %-12s %3d  %6.0f .. %6.0f ms   queued %5.1f ms, served %5.1f ms (medians)" % (
+            kind, len(rs), min(r["start"] for r in rs), max(r["end"] for r in rs),
+            statistics.median(r["sent"] - r["start"] for r in rs), statistics.median(r["end"] - r["sent"] for r in rs)))
+    lines.append("     scripts done at %.0f ms; last card drawn at %.0f ms" % (t["scripts_done"], t["last_card"]))
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
@@ -73,23 +102,29 @@ def main():
     qid = objects[0]["object_id"]
 
     driver = tg.start_browser(a.work)
-    times = []
+    times, timings, server_cpu = [], [], []
     try:
         for _ in range(a.runs):
             server = tg.Server(search, store)  # cold: no cutout cached
+            c0 = cpu_seconds(server.proc.pid)
             env = type("E", (), {})()
             env.driver, env.server = driver, server
             tg.open_page(env, "like=" + urllib.parse.quote(qid) + "&k=50", 51)
             # Navigation start to the last card's drawing, by the page's own clock.
-            times.append(driver.execute_script(
-                "return Math.max(...[...document.querySelectorAll('#grid .card')].map((c) => Number(c.dataset.drawnAt)))"
-                " / 1000"))
+            timings.append(driver.execute_script(TIMING_JS))
+            times.append(timings[-1]["last_card"] / 1000)
+            server_cpu.append(cpu_seconds(server.proc.pid) - c0)
             server.stop()
     finally:
         driver.quit()
     print("1. page of 50 neighbours, cold server: median %.3f s (runs %s); bound %.1f s: %s" % (
         statistics.median(times), ", ".join("%.3f" % t for t in times), PAGE_BOUND_S,
         "met" if statistics.median(times) <= PAGE_BOUND_S else "NOT met"))
+    print("   server CPU per page: median %.0f ms (runs %s)" % (
+        statistics.median(server_cpu) * 1e3, ", ".join("%.0f" % (c * 1e3) for c in server_cpu)))
+    print("   where the median run's time went (browser Resource Timing):")
+    print(timing_breakdown(timings[times.index(statistics.median(times))] if len(times) % 2 else
+                           timings[sorted(range(len(times)), key=times.__getitem__)[len(times) // 2]]))
 
     server = tg.Server(search, store)
     try:

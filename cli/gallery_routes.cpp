@@ -1,5 +1,6 @@
 #include "gallery_routes.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <map>
@@ -22,21 +23,27 @@ namespace mmu::cli {
 
 namespace {
 
-// The page's files: the page may load only its own script, style and images.
+// The page's files: the page may load only its own script, style and images (a grid's cutouts
+// come in POST /cutouts replies, shown as data: images).
 void page_headers(httplib::Response& res) {
   res.set_header("Content-Security-Policy",
-                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'");
+                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+                 "connect-src 'self'");
   res.set_header("X-Content-Type-Options", "nosniff");
 }
 
+// Debian's httplib brotli-compresses every reply whose type starts with exactly
+// "text/", at quality 11: several ms of CPU even for the 1 KB style sheet, and
+// no gain on loopback. Media types are case-insensitive (RFC 9110 8.3.1): the
+// page's files are sent as "Text/..." and left uncompressed.
 const char* mime_of(const std::string& name) {
   const auto ends = [&](const char* ext) {
     const size_t n = std::strlen(ext);
     return name.size() >= n && name.compare(name.size() - n, n, ext) == 0;
   };
-  if (ends(".html")) return "text/html; charset=utf-8";
-  if (ends(".js")) return "text/javascript; charset=utf-8";
-  if (ends(".css")) return "text/css; charset=utf-8";
+  if (ends(".html")) return "Text/html; charset=utf-8";
+  if (ends(".js")) return "Text/javascript; charset=utf-8";
+  if (ends(".css")) return "Text/css; charset=utf-8";
   return "application/octet-stream";
 }
 
@@ -183,6 +190,49 @@ OutlierQuery parse_outliers(nlohmann::json j, const QueryLimits& limits) {
   return q;
 }
 
+std::string base64(const std::string& bytes) {
+  static const char* digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const size_t n = std::min<size_t>(3, bytes.size() - i);
+    uint32_t v = 0;
+    for (size_t k = 0; k < 3; ++k)
+      v = v << 8 | (k < n ? static_cast<unsigned char>(bytes[i + k]) : 0u);
+    for (size_t k = 0; k < 4; ++k) out.push_back(k <= n ? digits[(v >> (18 - 6 * k)) & 63] : '=');
+  }
+  return out;
+}
+
+// The "objects" of a POST /cutouts or /objects body: [{"survey", "object_id"}], at most --max-ids.
+std::vector<std::pair<std::string, std::string>> object_list(const nlohmann::json& body, const QueryLimits& limits) {
+  const char* form = "field 'objects' must be a list of {\"survey\": ..., \"object_id\": ...}";
+  if (!body.contains("objects") || !body["objects"].is_array()) throw InvalidArgument(form);
+  if (static_cast<int64_t>(body["objects"].size()) > limits.max_ids)
+    throw InvalidArgument("field 'objects' names " + std::to_string(body["objects"].size()) +
+                          " objects, more than the limit of " + std::to_string(limits.max_ids) + " (--max-ids)");
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& o : body["objects"]) {
+    if (!o.is_object() || !o.contains("object_id") || !o["object_id"].is_string() ||
+        (o.contains("survey") && !o["survey"].is_string()))
+      throw InvalidArgument(form);
+    out.emplace_back(o.value("survey", std::string()), o["object_id"].get<std::string>());
+  }
+  return out;
+}
+
+// The size of a cutout: a whole number of pixels, 0 = the image's own.
+int64_t size_param(const std::string& text) {
+  if (text.empty() || text.size() > 5 || text.find_first_not_of("0123456789") != std::string::npos)
+    throw InvalidArgument("size must be a whole number of pixels from 16 to 1024, got '" + text + "'");
+  return std::stoll(text);
+}
+
+// replace: ids are user bytes that need not be UTF-8.
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 // Maps are a PCA over a whole space: computed once per store generation and space.
 class MapCache {
  public:
@@ -207,7 +257,8 @@ class MapCache {
 
 }  // namespace
 
-void add_gallery_routes(httplib::Server& server, WithStore with_store, const QueryLimits& limits, size_t max_body) {
+void add_gallery_routes(httplib::Server& server, WithStore with_store, const QueryLimits& limits, size_t max_body,
+                        InSlot in_slot) {
   auto viewer = std::make_shared<ObjectViewer>();
   server.Get("/", [](const httplib::Request&, httplib::Response& res) { serve_asset(res, "index.html"); });
   // Browsers ask for it unbidden: "no icon" rather than a 404 in the page's console.
@@ -219,18 +270,88 @@ void add_gallery_routes(httplib::Server& server, WithStore with_store, const Que
     answer_json(with_store, res,
                 [&](const Store& store) { return maps->get(store, req.matches[1], req.get_param_value("colour")); });
   });
-  server.Post("/hunt", [with_store, limits, max_body](const httplib::Request&, httplib::Response& res,
-                                                      const httplib::ContentReader& reader) {
+  server.Post("/hunt", [with_store, limits, max_body, in_slot](const httplib::Request&, httplib::Response& res,
+                                                               const httplib::ContentReader& reader) {
     nlohmann::json body;
     if (!read_json_body(res, reader, max_body, &body)) return;
-    answer_json(with_store, res, [&](const Store& store) { return result_json(hunt(store, parse_hunt(body, limits))); });
+    answer_json(with_store, res, [&](const Store& store) {
+      std::string answer;
+      in_slot([&] { answer = result_json(hunt(store, parse_hunt(body, limits))); });
+      return answer;
+    });
   });
-  server.Post("/outliers", [with_store, limits, max_body](const httplib::Request&, httplib::Response& res,
-                                                          const httplib::ContentReader& reader) {
+  server.Post("/outliers", [with_store, limits, max_body, in_slot](const httplib::Request&, httplib::Response& res,
+                                                                   const httplib::ContentReader& reader) {
     nlohmann::json body;
     if (!read_json_body(res, reader, max_body, &body)) return;
-    answer_json(with_store, res,
-                [&](const Store& store) { return result_json(find_outliers(store, parse_outliers(body, limits))); });
+    answer_json(with_store, res, [&](const Store& store) {
+      std::string answer;
+      in_slot([&] { answer = result_json(find_outliers(store, parse_outliers(body, limits))); });
+      return answer;
+    });
+  });
+  // An object the store lacks (or names ambiguously) gets its error in its place, as POST /batch does.
+  server.Post("/cutouts", [with_store, viewer, limits, max_body](const httplib::Request&, httplib::Response& res,
+                                                                 const httplib::ContentReader& reader) {
+    nlohmann::json body;
+    if (!read_json_body(res, reader, max_body, &body)) return;
+    answer_json(with_store, res, [&](const Store& store) {
+      const auto objects = object_list(body, limits);
+      int64_t size = 0;
+      if (body.contains("size")) {
+        if (!body["size"].is_number_unsigned()) throw InvalidArgument("field 'size' must be a whole number of pixels");
+        size = size_param(std::to_string(body["size"].get<uint64_t>()));
+      }
+      // A reply is held whole in memory: at most 100 cutouts of 256 x 256 pixels' worth (~20 MB of RGB).
+      constexpr int64_t kMaxPixels = int64_t{100} * 256 * 256;
+      const int64_t side = std::max<int64_t>(size, 256);
+      if (static_cast<int64_t>(objects.size()) * side * side > kMaxPixels)
+        throw InvalidArgument("at most " + std::to_string(kMaxPixels / (side * side)) + " cutouts of " +
+                              (size == 0 ? std::string("their own size") : std::to_string(size) + " pixels") +
+                              " in one request, got " + std::to_string(objects.size()));
+      std::vector<CatalogRow> rows;
+      std::vector<std::string> errors(objects.size());
+      std::vector<size_t> found;
+      for (size_t i = 0; i < objects.size(); ++i) {
+        try {
+          rows.push_back(find_object(store, objects[i].first, objects[i].second));
+          found.push_back(i);
+        } catch (const Error& e) {
+          errors[i] = e.what();
+        }
+      }
+      const std::vector<CutoutPng> drawn = viewer->cutouts(store, rows, size);
+      nlohmann::json out = nlohmann::json::array();
+      for (size_t i = 0, k = 0; i < objects.size(); ++i) {
+        nlohmann::json c{{"survey", objects[i].first}, {"object_id", objects[i].second}};
+        if (k < found.size() && found[k] == i) {
+          const CutoutPng& p = drawn[k++];
+          c["png"] = base64(p.png);
+          c["note"] = p.note;
+          c["bands"] = p.bands;
+        } else {
+          c["error"] = errors[i];
+        }
+        out.push_back(c);
+      }
+      return dump(nlohmann::json{{"cutouts", out}});
+    });
+  });
+  server.Post("/objects", [with_store, viewer, limits, max_body](const httplib::Request&, httplib::Response& res,
+                                                                 const httplib::ContentReader& reader) {
+    nlohmann::json body;
+    if (!read_json_body(res, reader, max_body, &body)) return;
+    answer_json(with_store, res, [&](const Store& store) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& [survey, id] : object_list(body, limits)) {
+        try {
+          out.push_back(nlohmann::json::parse(viewer->object_json(store, find_object(store, survey, id))));
+        } catch (const Error& e) {
+          out.push_back(nlohmann::json{{"survey", survey}, {"object_id", id}, {"error", e.what()}});
+        }
+      }
+      return dump(nlohmann::json{{"objects", out}});
+    });
   });
   server.Get(R"(/object/([^/]+)/(.+)\.json)", [with_store, viewer](const httplib::Request& req, httplib::Response& res) {
     for_object(with_store, req, res, [&](const Store& store, const CatalogRow& row) {
@@ -239,13 +360,7 @@ void add_gallery_routes(httplib::Server& server, WithStore with_store, const Que
   });
   server.Get(R"(/cutout/([^/]+)/(.+)\.png)", [with_store, viewer](const httplib::Request& req, httplib::Response& res) {
     for_object(with_store, req, res, [&](const Store& store, const CatalogRow& row) {
-      int64_t size = 0;
-      if (req.has_param("size")) {
-        const std::string text = req.get_param_value("size");
-        if (text.empty() || text.size() > 5 || text.find_first_not_of("0123456789") != std::string::npos)
-          throw InvalidArgument("size must be a whole number of pixels from 16 to 1024, got '" + text + "'");
-        size = std::stoll(text);
-      }
+      const int64_t size = req.has_param("size") ? size_param(req.get_param_value("size")) : 0;
       const CutoutPng c = viewer->cutout(store, row, size);
       res.set_content(c.png, "image/png");
       if (!c.note.empty()) res.set_header("X-MMU-Note", percent_encode(c.note));

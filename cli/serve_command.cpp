@@ -203,7 +203,9 @@ void add_error_replies(httplib::Server& server, size_t max_body) {
     if (!res.body.empty()) return;  // a route's own error reply
     std::string why = "HTTP status " + std::to_string(res.status);
     if (res.status == 404)
-      why = "no endpoint " + req.method + " " + req.path + " (GET /, /health, /spaces, /like, /object, /cutout, /spectrum, /lightcurve, /map; POST /query, /batch, /hunt, /outliers)";
+      why = "no endpoint " + req.method + " " + req.path +
+            " (GET /, /health, /spaces, /like, /object, /cutout, /spectrum, /lightcurve, /map;"
+            " POST /query, /batch, /hunt, /outliers, /cutouts, /objects)";
     else if (res.status == 413)
       why = "the request body is larger than the server's limit of " + std::to_string(max_body) + " bytes (--max-body)";
     else if (res.status == 400)
@@ -273,7 +275,11 @@ int run_serve(const ServeFlags& f) {
   Slots slots(f.threads);
   add_routes(server, live, f, max_body, &slots);
   add_gallery_routes(
-      server, [&live](const std::function<void(const Store&)>& use) { use(*live.current()); }, f.limits, max_body);
+      server, [&live](const std::function<void(const Store&)>& use) { use(*live.current()); }, f.limits, max_body,
+      [&slots](const std::function<void()>& compute) {
+        const SlotHold hold(&slots);
+        compute();
+      });
   add_error_replies(server, max_body);
 
   const int port = f.port == 0 ? server.bind_to_any_port(f.host) : (server.bind_to_port(f.host, f.port) ? f.port : -1);

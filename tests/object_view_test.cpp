@@ -98,3 +98,31 @@ TEST_CASE("nearest-neighbour resampling takes the centre sample") {
   CHECK(small.rgb[6] == 3 * 4 + 1);
   CHECK(small.rgb[9] == 3 * 4 + 3);
 }
+
+TEST_CASE("a resampled cutout equals colouring the whole image, then resampling it") {
+  // 3 objects of 4 bands, 37 x 23 (not square, so rows and columns resample apart), with masked,
+  // non-finite, negative and bright pixels; the middle object drawn.
+  mmu::ImageBatch b;
+  b.count = 3;
+  b.bands = 4;
+  b.height = 23;
+  b.width = 37;
+  uint32_t state = 12345;
+  auto next = [&state] { return (state = state * 1664525u + 1013904223u) >> 8; };
+  for (int64_t i = 0; i < b.count * b.bands * b.height * b.width; ++i) {
+    b.pixels.push_back(static_cast<float>(static_cast<int>(next() % 2000) - 300) / 100.0f);
+    b.good.push_back(next() % 17 != 0);
+  }
+  b.pixels[static_cast<size_t>(b.bands * b.height * b.width + 40)] = NAN;
+  const auto bands = mmu::choose_colour_bands({"des-g", "des-r", "des-i", "des-z"}, b.bands);
+  const auto whole = mmu::lupton_rgb(b, 1, bands);
+  for (const int64_t size : {16, 20, 23, 30, 37, 64, 100}) {
+    INFO("size " << size);
+    const auto expected = mmu::resample_square(whole, size);
+    const auto got = mmu::lupton_cutout(b, 1, bands, size);
+    CHECK(got.width == size);
+    CHECK(got.height == size);
+    CHECK(got.rgb == expected.rgb);
+  }
+  CHECK(mmu::lupton_cutout(b, 1, bands, 0).rgb == whole.rgb);
+}

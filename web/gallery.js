@@ -6,7 +6,10 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const BAND_COLOURS = ["#6af", "#6d6", "#fd5", "#f84", "#f5a", "#c8f", "#8ff", "#fff"];
-const state = { result: null, marks: new Map(), spaces: [], map: null };
+// Requests a grid's cutouts are split into: about as many as the server has cores, leaving connections for the rest.
+const CUTOUT_BATCHES = 3;
+const CUTOUT_BATCH_MAX = 100;  // the server's limit per request (POST /cutouts)
+const state = { result: null, marks: new Map(), spaces: [], spacesLoaded: null, map: null };
 
 function el(tag, attrs, text) {
   const e = document.createElement(tag);
@@ -115,7 +118,9 @@ async function run() {
   }
   status("searching…");
   try {
-    show(await request);
+    const result = await request;
+    await state.spacesLoaded;  // show() asks for cutouts at once when the space is of images
+    show(result);
   } catch (e) {
     document.getElementById("grid").replaceChildren();
     status(e.message, true);
@@ -126,9 +131,25 @@ function show(result) {
   state.result = result;
   const grid = document.getElementById("grid");
   grid.replaceChildren();
-  const cards = [];
-  if (result.query) cards.push(card(result.query, "query", null, "query"));
-  for (const r of result.results) cards.push(card(r, r.rank, r.score, "neighbour"));
+  const objects = (result.query ? [result.query] : []).concat(result.results);
+  // Asked for in a few requests, not card by card: the browser opens 6 connections to a host, and 100
+  // small requests would wait behind each other. Cutouts too when the space is of images (the server
+  // reads each request's grouped by file), in CUTOUT_BATCHES requests drawn at once by the server's
+  // threads; a card's linked images come one by one.
+  const list = objects.map((o) => ({ survey: o.survey, object_id: o.object_id }));
+  const infos = getJson("/objects", { objects: list }).then((j) => j.objects);
+  const space = state.spaces.find((s) => s.name === result.space);
+  const images = [];
+  const per = Math.min(CUTOUT_BATCH_MAX, Math.ceil(list.length / CUTOUT_BATCHES));
+  if (space && space.modality === "image") {
+    for (let i = 0; i < list.length; i += per) images.push(getJson("/cutouts", { objects: list.slice(i, i + per) }).then((j) => j.cutouts));
+  }
+  const cards = objects.map((o, i) => {
+    // A failed batch leaves each of its cards to ask for its own cutout.
+    const cutout = images.length ? images[Math.floor(i / per)].then((all) => all[i % per], () => null) : null;
+    const batch = { info: infos.then((all) => all[i]), cutout: cutout };
+    return i === 0 && result.query ? card(o, "query", null, "query", batch) : card(o, o.rank, o.score, "neighbour", batch);
+  });
   grid.append(...cards);
   let text = result.label + ": " + result.results.length + " results in space " + result.space + " (" + result.method + ")";
   if (result.note) text += "\n" + result.note;
@@ -136,7 +157,7 @@ function show(result) {
   document.getElementById("csv").disabled = result.results.length === 0;
 }
 
-function card(o, rank, score, kind) {
+function card(o, rank, score, kind, batch) {
   const c = el("div", { class: "card " + kind });
   c.dataset.objectId = o.object_id;
   c.dataset.survey = o.survey;
@@ -158,7 +179,7 @@ function card(o, rank, score, kind) {
   }
   const note = el("div", { class: "note" });
   c.append(note);
-  fillMedia(o, media, note).finally(() => {
+  fillMedia(o, media, note, batch).finally(() => {
     c.dataset.drawnAt = String(performance.now());  // read by bench/gallery_bench.py
     c.dataset.drawn = "1";
   });
@@ -175,10 +196,11 @@ function likeThis(o) {
 }
 
 // What a card draws: its own data, and that of its cross-matched objects of other modalities.
-async function fillMedia(o, media, note) {
+async function fillMedia(o, media, note, batch) {
   let info;
   try {
-    info = await getJson(objectUrl("object", o.survey, o.object_id, ".json"));
+    info = await batch.info;
+    if (info.error) throw new Error(info.error);
   } catch (e) {
     note.textContent = e.message;
     return;
@@ -191,27 +213,38 @@ async function fillMedia(o, media, note) {
     shown.add(d.modality);
     const slot = el("div", { class: "slot" });
     media.append(slot);
-    const draw = d.modality === "image" ? drawCutout(d, o, slot, note)
+    const draw = d.modality === "image" ? drawCutout(d, o, slot, note, d === info ? batch.cutout : null)
       : d.modality === "spectrum" ? drawSpectrum(d, slot, note) : drawLightCurve(d, slot, note);
     drawings.push(draw.catch((e) => { note.textContent = e.message; }));
   }
   await Promise.all(drawings);
 }
 
-async function drawCutout(d, o, media, note) {
-  const r = await fetch(objectUrl("cutout", d.survey, d.object_id, ".png"));
-  if (!r.ok) throw new Error((await r.json()).error);
-  const img = el("img", { alt: "cutout", title: "search like this object" });
-  img.src = URL.createObjectURL(await r.blob());
-  img.addEventListener("click", () => likeThis(o));
-  const problem = r.headers.get("X-MMU-Note");
-  if (problem) {
-    img.classList.add("placeholder");
-    note.textContent = decodeURIComponent(problem);
+// The object's cutout: from the grid's batch (POST /cutouts) when it has it, else GET /cutout.
+async function drawCutout(d, o, media, note, fromBatch) {
+  let c = fromBatch ? await fromBatch : null;
+  if (c && c.error) throw new Error(c.error);
+  let src;
+  if (c) {
+    src = "data:image/png;base64," + c.png;  // decoded by the browser itself: atob in script is slower
+  } else {
+    const r = await fetch(objectUrl("cutout", d.survey, d.object_id, ".png"));
+    if (!r.ok) throw new Error((await r.json()).error);
+    src = URL.createObjectURL(await r.blob());
+    const header = (name) => decodeURIComponent(r.headers.get(name) || "");
+    c = { note: header("X-MMU-Note"), bands: header("X-MMU-Bands") };
   }
-  const bands = r.headers.get("X-MMU-Bands");
-  if (bands) img.title = decodeURIComponent(bands) + " (click: search like this)";
+  const img = el("img", { alt: "cutout", title: "search like this object" });
+  img.addEventListener("click", () => likeThis(o));
+  if (c.note) {
+    img.classList.add("placeholder");
+    note.textContent = c.note;
+  }
+  if (c.bands) img.title = c.bands + " (click: search like this)";
   media.append(img);
+  // Drawn (decoded) before the card counts as done.
+  img.src = src;
+  await img.decode().catch(() => {});
 }
 
 // Scales [lo, hi] onto [a, b]; a flat range maps to the middle.
@@ -272,14 +305,21 @@ async function drawLightCurve(d, media, note) {
   let [v0, v1] = finiteRange(values);
   if (lc.magnitudes) [v0, v1] = [v1, v0];  // brighter is up
   const x = scale(t0, t1, 4, W - 4), y = scale(v0, v1, H - 4, 4);
+  if (lc.band_note) note.textContent = lc.band_note;
+  // The legend: each band's name as the file gives it (else its number), in its colour.
+  const legend = svgEl("text", { x: 4, y: 12, "font-size": 10 });
   lc.bands.forEach((b, k) => {
     const colour = BAND_COLOURS[k % BAND_COLOURS.length];
+    const label = svgEl("tspan", { fill: colour, class: "band" });
+    label.textContent = (k ? " " : "") + (b.name === null || b.name === undefined ? "band " + b.band : b.name);
+    legend.append(label);
     b.time.forEach((t, i) => {
       const cx = x(t);
       svg.append(svgEl("line", { x1: cx, x2: cx, y1: y(b.value[i] - b.error[i]), y2: y(b.value[i] + b.error[i]), stroke: colour, "stroke-width": 0.6 }));
       svg.append(svgEl("circle", { cx: cx, cy: y(b.value[i]), r: 1.6, fill: colour }));
     });
   });
+  svg.append(legend);
   media.append(svg);
 }
 
@@ -429,6 +469,12 @@ async function init() {
   document.getElementById("random").addEventListener("click", randomObject);
   document.getElementById("outliers").addEventListener("click", outliers);
   window.addEventListener("popstate", run);
+  state.spacesLoaded = loadSpaces();  // at the same time as the query
+  await run();
+  document.body.dataset.ready = "1";
+}
+
+async function loadSpaces() {
   try {
     state.spaces = (await getJson("/spaces")).spaces;
     const select = document.getElementById("space");
@@ -441,8 +487,6 @@ async function init() {
   } catch (e) {
     status(e.message, true);
   }
-  await run();
-  document.body.dataset.ready = "1";
 }
 
 init();

@@ -160,6 +160,11 @@ class MmuFileReader {
   void read_images(int64_t start, int64_t count, ImageBatch* out) const;
   void read_spectra(int64_t start, int64_t count, SpectrumBatch* out) const;
   void read_light_curves(int64_t start, int64_t count, LightCurveBatch* out) const;
+  // The names of object `index`'s light-curve bands, from where the builders
+  // store them (cfa/csp: 'bands', one name per band of 'time'); empty when the
+  // file has none (plasticc, the SNANA template). FormatError naming the
+  // dataset when it does not hold one text name per band.
+  std::vector<std::string> light_curve_band_names(int64_t index) const;
   void read_coefficients(int64_t start, int64_t count, CoeffBatch* out) const;
 
   FileLayout layout() const;

@@ -53,6 +53,11 @@ RgbImage lupton_rgb(const ImageBatch& batch, int64_t index, const ColourBands& b
 // floor((i + 0.5) * in / size).
 RgbImage resample_square(const RgbImage& in, int64_t size);
 
+// resample_square(lupton_rgb(batch, index, bands), size), size 0 = the
+// image's own: equal to it, but a shrunken cutout colours only the pixels the
+// resampling takes (64 px of a 160 px image: 4096 pixels, not 25600).
+RgbImage lupton_cutout(const ImageBatch& batch, int64_t index, const ColourBands& bands, int64_t size);
+
 // A PNG file (8-bit RGB, no interlace) written with zlib.
 std::string encode_png(const RgbImage& image);
 
@@ -82,6 +87,11 @@ class ObjectViewer {
 
   // size 0: the image's own size; else 16..1024 (InvalidArgument otherwise).
   CutoutPng cutout(const Store& store, const CatalogRow& row, int64_t size);
+  // cutout() of each row, in order (a page's grid at once): the ones not
+  // cached are read grouped by file, each run of neighbouring rows of a file
+  // by one read (each compressed chunk decompressed once, however many
+  // objects it holds), then drawn.
+  std::vector<CutoutPng> cutouts(const Store& store, const std::vector<CatalogRow>& rows, int64_t size);
   // {"object_id", "survey", "file", "wavelength", "flux", "mask" (1 = masked),
   // "redshift" (null when the file has no Z/z/REDSHIFT column), "note"};
   // a moved file gives only the ids and "note". NotFound for an object without a spectrum.
@@ -89,8 +99,11 @@ class ObjectViewer {
   // wide; a whole spectrum is ~250 KB of JSON): each bin's mean wavelength, the mean of its
   // usable fluxes, and masked (1) when it has none.
   std::string spectrum_json(const Store& store, const CatalogRow& row, int64_t points = 0);
-  // {"object_id", "survey", "file", "magnitudes", "bands": [{"band", "time",
-  // "value", "error"}], "note"}: the usable points of each band (padding dropped).
+  // {"object_id", "survey", "file", "magnitudes", "bands": [{"band", "name",
+  // "time", "value", "error"}], "note"}: the usable points of each band
+  // (padding dropped); "name" as the file names the band (MmuFileReader::
+  // light_curve_band_names), null when it does not; "band_note" when the
+  // file's band names cannot be read.
   std::string light_curve_json(const Store& store, const CatalogRow& row);
   // {"object_id", "survey", "subset", "ra", "dec", "modality", "note",
   // "linked": [{"object_id", "survey", "modality"}]}: what the page shows of it.

@@ -657,6 +657,22 @@ void MmuFileReader::read_light_curves(int64_t start, int64_t count, LightCurveBa
   mark_light_curve_padding(out);
 }
 
+std::vector<std::string> MmuFileReader::light_curve_band_names(int64_t index) const {
+  const Rep& r = *rep_;
+  if (r.modality != Modality::kLightCurve) throw InternalError("light_curve_band_names on " + r.file.path);
+  if (r.lightcurve) return {};  // plasticc files name no bands
+  auto b = r.open_opt("bands");
+  if (!b) return {};
+  const auto shape = r.lc_time->row_shape();
+  const int64_t bands = shape.size() == 2 ? shape[0] : 1;
+  // One (bands,) list for the file, or (N, bands): a list per object.
+  const bool one_list = b->info().dims.size() == 1 && b->info().dims[0] == bands && b->rows() != 1;
+  if (b->info().type != h5::TypeClass::kString || (!one_list && (b->row_size() != bands || b->rows() != r.rows)))
+    throw FormatError(b->where() + " must hold " + std::to_string(bands) +
+                      " band names per object, one per band of 'time'");
+  return one_list ? b->read_text(0, bands) : b->read_text(index, 1);
+}
+
 void MmuFileReader::read_coefficients(int64_t start, int64_t count, CoeffBatch* out) const {
   const Rep& r = *rep_;
   if (r.modality != Modality::kXp) throw InternalError("read_coefficients on " + r.file.path);

@@ -65,28 +65,34 @@ ColourBands choose_colour_bands(const std::vector<std::string>& band_names, int6
   return out;
 }
 
-RgbImage lupton_rgb(const ImageBatch& batch, int64_t index, const ColourBands& bands) {
-  const int64_t plane = batch.height * batch.width;
-  const float* base = batch.pixels.data() + index * batch.bands * plane;
-  const uint8_t* good = batch.good.data() + index * batch.bands * plane;
+namespace {
+
+// The Lupton colour of pixel p of one object's planes into px[3].
+struct LuptonPixel {
+  const float* base;
+  const uint8_t* good;
+  int64_t plane;
+  ColourBands bands;
   // astropy: float32 images times Python/NumPy float scalars stay float32.
-  const float soften = static_cast<float>(static_cast<double>(kLuptonQ) / static_cast<double>(kLuptonStretch));
-  const float slope = static_cast<float>(0.1 * 255.0 / std::asinh(0.1 * static_cast<double>(kLuptonQ)));
-  RgbImage out;
-  out.width = batch.width;
-  out.height = batch.height;
-  out.rgb.resize(static_cast<size_t>(plane) * 3);
-  for (int64_t p = 0; p < plane; ++p) {
+  float soften = static_cast<float>(static_cast<double>(kLuptonQ) / static_cast<double>(kLuptonStretch));
+  float slope = static_cast<float>(0.1 * 255.0 / std::asinh(0.1 * static_cast<double>(kLuptonQ)));
+
+  LuptonPixel(const ImageBatch& batch, int64_t index, const ColourBands& b)
+      : base(batch.pixels.data() + index * batch.bands * batch.height * batch.width),
+        good(batch.good.data() + index * batch.bands * batch.height * batch.width),
+        plane(batch.height * batch.width),
+        bands(b) {}
+
+  void operator()(int64_t p, uint8_t* px) const {
     const float b = base[bands.blue * plane + p] * bands.blue_scale;
     const float r = base[bands.red * plane + p] * bands.red_scale;
     const float g = bands.mean_green ? (b + r) / 2.0f : base[bands.green * plane + p] * bands.green_scale;
     const bool masked = !good[bands.blue * plane + p] || !good[bands.red * plane + p] ||
                         (!bands.mean_green && !good[bands.green * plane + p]) || !std::isfinite(b) ||
                         !std::isfinite(g) || !std::isfinite(r);
-    uint8_t* px = &out.rgb[static_cast<size_t>(p) * 3];
     if (masked) {
       std::copy(kMaskedRgb, kMaskedRgb + 3, px);
-      continue;
+      return;
     }
     const float intensity = (r + g + b) / 3.0f;
     const float fac = intensity <= 0 ? 0.0f : std::asinh(intensity * soften) * slope / intensity;
@@ -98,6 +104,38 @@ RgbImage lupton_rgb(const ImageBatch& batch, int64_t index, const ColourBands& b
       px[k] = static_cast<uint8_t>(std::min(v, 255.0f));
     }
   }
+};
+
+// The input row or column that output i of `size` takes (resample_square's rule).
+int64_t source_of(int64_t i, int64_t in, int64_t size) {
+  return std::min(in - 1, static_cast<int64_t>((i + 0.5) * in / size));
+}
+
+}  // namespace
+
+RgbImage lupton_rgb(const ImageBatch& batch, int64_t index, const ColourBands& bands) {
+  const LuptonPixel colour(batch, index, bands);
+  RgbImage out;
+  out.width = batch.width;
+  out.height = batch.height;
+  out.rgb.resize(static_cast<size_t>(colour.plane) * 3);
+  for (int64_t p = 0; p < colour.plane; ++p) colour(p, &out.rgb[static_cast<size_t>(p) * 3]);
+  return out;
+}
+
+RgbImage lupton_cutout(const ImageBatch& batch, int64_t index, const ColourBands& bands, int64_t size) {
+  if (size == 0 || (size == batch.width && size == batch.height)) return lupton_rgb(batch, index, bands);
+  // Enlarging: each input pixel is taken at least once, so colour them all first.
+  if (size * size >= batch.width * batch.height) return resample_square(lupton_rgb(batch, index, bands), size);
+  const LuptonPixel colour(batch, index, bands);
+  RgbImage out;
+  out.width = out.height = size;
+  out.rgb.resize(static_cast<size_t>(size * size) * 3);
+  for (int64_t y = 0; y < size; ++y) {
+    const int64_t sy = source_of(y, batch.height, size);
+    for (int64_t x = 0; x < size; ++x)
+      colour(sy * batch.width + source_of(x, batch.width, size), &out.rgb[static_cast<size_t>(y * size + x) * 3]);
+  }
   return out;
 }
 
@@ -106,9 +144,9 @@ RgbImage resample_square(const RgbImage& in, int64_t size) {
   out.width = out.height = size;
   out.rgb.resize(static_cast<size_t>(size * size) * 3);
   for (int64_t y = 0; y < size; ++y) {
-    const int64_t sy = std::min(in.height - 1, static_cast<int64_t>((y + 0.5) * in.height / size));
+    const int64_t sy = source_of(y, in.height, size);
     for (int64_t x = 0; x < size; ++x) {
-      const int64_t sx = std::min(in.width - 1, static_cast<int64_t>((x + 0.5) * in.width / size));
+      const int64_t sx = source_of(x, in.width, size);
       std::copy_n(&in.rgb[static_cast<size_t>(sy * in.width + sx) * 3], 3, &out.rgb[static_cast<size_t>(y * size + x) * 3]);
     }
   }

@@ -333,6 +333,73 @@ def moved_file(env):
     need(not console_errors(env), f"console errors: {console_errors(env)}")
 
 
+def post(server, path, body):
+    """(status, parsed JSON reply) of a POST with a JSON body."""
+    req = urllib.request.Request(server.base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@case("POST /cutouts: a grid's cutouts read by file equal astropy's and GET /cutout's; placeholders and errors in place")
+def cutout_batch(env):
+    import base64
+    ids = [i.decode() for i in fx.image_ids(8)]
+    ids[0] = NASTY_ID
+    spectrum_id = json.loads(env.server.get("/map/spectrum.json")[2])["points"][0]["object_id"]
+    # Rows out of order and one twice (one file: read as runs), the moved file, an object without an
+    # image, one the store lacks.
+    order = [5, 3, 4, 7, 0, 1, 2, 6, 4]
+    wanted = [("legacysurvey", ids[i]) for i in order] + [
+        ("legacysurvey", "MOVED-000002"), ("desi", spectrum_id), ("legacysurvey", "no-such-id")]
+    body = {"objects": [{"survey": s, "object_id": o} for s, o in wanted]}
+    fresh = Server(env.search, env.store)  # nothing cached: every image is read by the batch
+    try:
+        for size in (0, 64):
+            status, got = post(fresh, "/cutouts", dict(body, size=size) if size else body)
+            need(status == 200 and len(got["cutouts"]) == len(wanted), f"size {size}: HTTP {status} {str(got)[:200]}")
+            for (survey, oid), c, k in zip(wanted, got["cutouts"], order + [None] * 3):
+                need((c["survey"], c["object_id"]) == (survey, oid), f"size {size}: {c['object_id']!r} out of place")
+                if oid == "no-such-id":
+                    need("no-such-id" in c["error"] and "png" not in c, f"unknown object: {c}")
+                    continue
+                png = base64.b64decode(c["png"])
+                status, headers, single = env.server.get(object_path("cutout", survey, oid, ".png") +
+                                                         ("?size=%d" % size if size else ""))
+                need(status == 200 and png == single, f"size {size}, {oid!r}: batch PNG differs from GET /cutout's")
+                need(c["note"] == urllib.parse.unquote(headers.get("X-MMU-Note", "")), f"{oid!r}: note {c['note']!r}")
+                if oid == "MOVED-000002":
+                    need(env.paths["moved"] in c["note"], f"moved: note {c['note']!r}")
+                elif survey == "desi":
+                    need("has no image" in c["note"], f"spectrum object: note {c['note']!r}")
+                elif size == 0 and k not in (0, 1, 2):  # the object_view's own colours (fixture ids 0-2 have masks, NaN)
+                    want, _ = expected_cutout(env.paths["images"], k)
+                    diff = np.abs(decode_png(png).astype(int) - want.astype(int))
+                    need(diff.max() <= 1 and (diff == 0).mean() > 0.999, f"{oid}: differs from astropy by {diff.max()}")
+        status, got = post(fresh, "/cutouts", {"objects": [{"survey": "legacysurvey"}]})
+        need(status == 400 and "objects" in got["error"], f"an object without object_id: HTTP {status} {got}")
+        status, got = post(fresh, "/cutouts", dict(body, size=8))
+        need(status == 400 and "size" in got["error"], f"size 8: HTTP {status} {got}")
+        many = {"objects": body["objects"] * 10, "size": 1024}  # 120 x 3 MB: refused before drawing any
+        status, got = post(fresh, "/cutouts", many)
+        need(status == 400 and "at most 6 cutouts of 1024 pixels" in got["error"], f"120 at 1024 px: HTTP {status} {got}")
+        status, got = post(fresh, "/cutouts", {"objects": body["objects"] * 8})  # 96: within the limit
+        need(status == 200 and len(got["cutouts"]) == 96, f"96 cutouts: HTTP {status}")
+        # POST /objects: GET /object's answer for each, in order.
+        status, got = post(fresh, "/objects", body)
+        need(status == 200 and len(got["objects"]) == len(wanted), f"/objects: HTTP {status}")
+        for (survey, oid), o in zip(wanted, got["objects"]):
+            status, _, single = env.server.get(object_path("object", survey, oid, ".json"))
+            if oid == "no-such-id":
+                need(status == 404 and o["error"] == json.loads(single)["error"], f"/objects unknown: {o}")
+            else:
+                need(status == 200 and o == json.loads(single), f"/objects {oid!r}: {o} != {single[:200]}")
+    finally:
+        need(fresh.stop() == 0, "the server did not stop cleanly")
+
+
 @case("a linked image shows its spectrum too")
 def linked(env):
     oid = fx.image_ids(8)[1].decode()
@@ -357,6 +424,39 @@ def light_curve_card(env):
         "const s = document.querySelector('#grid .card svg.lightcurve');"
         "return [s.querySelectorAll('circle').length, s.querySelectorAll('line').length]")
     need(dots == points and bars == points, f"light curve {oid}: {dots} points, {bars} error bars; h5py has {points}")
+
+
+@case("light-curve bands named as the file names them (cfa/csp 'bands'), numbered where it names none (plasticc)")
+def light_curve_band_names(env):
+    with h5py.File(env.paths["lightcurves"], "r") as f:
+        oid = str(f["object_id"][0])
+    lc = json.loads(env.server.get(object_path("lightcurve", "plasticc", oid, ".json"))[2])
+    need(lc["bands"] and all(b["name"] is None for b in lc["bands"]), f"plasticc names its bands? {lc['bands'][0]}")
+    root, store = os.path.join(env.tmp, "sn"), os.path.join(env.tmp, "sn-store")
+    manifest = {"objects": [], "files": [], "pairs": []}
+    layout_fixtures.write_sn(root, manifest, np.random.default_rng(4))
+    run(env.index, "build", root, "--store", store, "--quiet")
+    sn = Server(env.search, store)
+    try:
+        files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".hdf5"))
+        need(len(files) == 4, f"{len(files)} SN files")
+        for path in files:
+            with h5py.File(path, "r") as f:
+                oid, names = f["object_id"][()].decode(), [b.decode() for b in f["bands"][()]]
+            survey = "cfa" if "cfa" in path else "csp"
+            status, _, body = sn.get(object_path("lightcurve", survey, oid, ".json"))
+            need(status == 200, f"{oid}: HTTP {status} {body[:200]}")
+            got = [b["name"] for b in json.loads(body)["bands"]]
+            need(got == names, f"{oid}: bands named {got}, the file {names}")
+        page = type("E", (), {})()
+        page.driver, page.server = env.driver, sn
+        open_page(page, "like=" + oid + "&survey=" + survey + "&k=1", 2)
+        shown = env.driver.execute_script(
+            "return [...document.querySelector('#grid .card svg.lightcurve').querySelectorAll('tspan.band')]"
+            ".map((t) => t.textContent.trim())")
+        need(shown == names, f"{oid}: the card's legend {shown}, the file {names}")
+    finally:
+        need(sn.stop() == 0, "the server did not stop cleanly")
 
 
 @case("two positives and 'more like these' give `mmu-search hunt`'s ranking")
