@@ -5,7 +5,8 @@
 // through BLAS; this splits the *database* into row blocks over all threads,
 // scores each block with one BLAS call (sgemv for one query, sgemm for several)
 // and merges per-thread top-k heaps, so one query runs at the memory-bandwidth
-// floor. Vectors may be stored as fp16 to halve the bytes scanned.
+// floor and a batch near the SGEMM rate (only scores that reach a query's
+// running k-th best are pushed, found 16 at a time). Vectors may be stored as fp16 to halve the bytes scanned.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,14 @@ struct VectorMatrix {
 // Runs on all OpenMP threads; safe to call from several threads at once.
 std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float* queries, int64_t nq, int64_t k,
                                           const std::vector<int64_t>* subset = nullptr);
+
+// The BLAS calls of a scan of nq queries: block_rows rows at a time by tiles of
+// query_tile queries, the last tile taking the remainder (up to twice the
+// tile); bench/batch_scan.cpp measures OpenBLAS's SGEMM rate at that shape.
+struct ScanShape {
+  int64_t block_rows = 0, query_tile = 0;
+};
+ScanShape exact_scan_shape(int64_t nq, int64_t dim);
 
 // IEEE half <-> float, round-to-nearest-even (what numpy's astype(float16) does).
 uint16_t float_to_half(float f);
