@@ -129,6 +129,47 @@ def _(env):
     need(all(sp.store_of[sp.index[g["object_id"]]] == 0 for g in got), "dedup kept a later store's twin")
 
 
+@case("--vector and --near over the set equal the brute force; --in and --where apply in each store")
+def _(env):
+    import numpy as np
+    sp = env.spaces["spectrum"]
+    i = len(sp.ids) - 5  # an object of the last store
+    vec = os.path.join(env.tmp, "q.npy")
+    np.save(vec, sp.vecs[i].astype(np.float32))
+    got = json.loads(run(env.search, *store_flags(env.stores), "--vector", vec, "--space", "spectrum", "--k", "12",
+                         "--format", "json").stdout)["results"]
+    scores = sp.vecs @ (sp.vecs[i] / np.linalg.norm(sp.vecs[i]))
+    want = [(sp.ids[j], float(scores[j])) for j in np.argsort(-scores, kind="stable")[:12]]
+    chk = Checker()
+    ssf.compare(chk, want, got, "vector", sp)
+    chk.done()
+    need(got[0]["object_id"] == sp.ids[sp.index[sp.ids[i]] % (len(sp.ids) // 4)],
+         "the best match of a stored vector is its first-store twin, got %s" % got[0]["object_id"])
+    # --near: the nearest object is in the first store (its twins share its position): searched from there.
+    got = json.loads(run(env.search, *store_flags(env.stores), "--near", "%r,%r" % (sp.ra[i], sp.dec[i]), "--k", "5",
+                         "--format", "json").stdout)
+    need(got["query"]["object_id"] == sp.ids[i % (len(sp.ids) // 4)], "--near found %s" % got["query"]["object_id"])
+    # --where on a DESI column (Z, read here from the files; its median as the cut) and --in.
+    import glob
+    import h5py
+    z = {}
+    for i_store in range(len(env.stores)):
+        for path in glob.glob(os.path.join(env.tmp, "root%d" % i_store, "desi", "*", "healpix=*", "*.hdf5")):
+            with h5py.File(path, "r") as f:
+                for oid_raw, zv in zip(f["object_id"][:], f["Z"][:]):
+                    z[str(int(oid_raw))] = float(zv)
+    zs = sorted(z[x] for x in sp.ids if x in z)
+    cut = zs[len(zs) // 2]
+    allowed = [z.get(x, 9.0) < cut for x in sp.ids]
+    need(0 < sum(allowed) < len(allowed), "Z < %r keeps %d of %d: the case tests nothing" % (cut, sum(allowed), len(allowed)))
+    oid = sp.ids[2]
+    got = json.loads(run(env.search, *store_flags(env.stores), "--like", oid, "--k", "15", "--in", "desi",
+                         "--where", "Z < %r" % cut, "--format", "json").stdout)["results"]
+    chk = Checker()
+    ssf.compare(chk, sp.top_k(oid, 15, allowed), got, "where", sp)
+    chk.done()
+
+
 def ssf_sep(ra1, dec1, ra2, dec2):
     from harness import haversine_deg
     return haversine_deg(ra1, dec1, ra2, dec2)
