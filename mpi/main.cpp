@@ -59,7 +59,11 @@ int run_rank0(const StoreSet& set, Flags& f) {
     const auto results = search_like_set_batch(set, q, cli::read_id_file(f.query.like_file, "--like-file"), scan);
     write_like_results(results, fmt, std::cout);
     int failed = 0;
-    for (const LikeResult& r : results) failed += !r.error.empty();
+    for (const LikeResult& r : results) {
+      if (r.error.empty()) continue;
+      ++failed;
+      if (fmt == OutputFormat::kCsv) std::cerr << "error: query " << r.label << ": " << r.error << "\n";
+    }
     if (failed) std::cerr << "error: " << failed << " of " << results.size() << " queries failed (see their blocks)\n";
     return failed ? 1 : 0;
   }

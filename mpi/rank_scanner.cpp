@@ -168,7 +168,7 @@ SetScanner rank0_scanner(const StoreSet& set, const LikeQuery& q, const RankOpti
         for (int64_t k = 0; k < nq; ++k) out[k][i] = std::move(one[k]);
       }
     } catch (const Error& e) {
-      failure = std::string("rank 0: ") + e.what();
+      failure = e.what();  // what one process would say: rank 0 scans as it would
     }
     std::vector<bool> answered(static_cast<size_t>(size), false);
     answered[0] = true;
