@@ -123,6 +123,10 @@ if __name__ == "__main__":
     if not os.path.exists(mpi_bin):
         print("SKIP: %s was not built (CMake found no MPI: libopenmpi-dev)" % mpi_bin)
         sys.exit(77)
+    probe = subprocess.run(MPIRUN + ["-n", "2", "true"], capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        print("SKIP: mpirun cannot start 2 processes here: %s" % (probe.stderr.strip()[-500:] or probe.returncode))
+        sys.exit(77)
     env = Env()
     env.index, env.search, env.samples, env.tmp, env.mpi_bin = index, search, args.samples, args.tmp, mpi_bin
     sys.exit(run_cases(cases, env, setup))
