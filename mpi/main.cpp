@@ -127,6 +127,13 @@ int run(int argc, char** argv, int rank, int size) {
     setup_error = e.what();
   }
   const std::vector<std::string> errors = gather_errors(setup_error, rank, size);
+  // Each rank's generation of each of its stores: rank 0 joins catalog rows
+  // of its own, so a store rebuilt between the ranks' opening would pair rows
+  // with the wrong objects. One line per store: "index generation-path".
+  std::string generations;
+  for (size_t j = 0; j < mine.size(); ++j)
+    generations += std::to_string(mine_idx[j]) + " " + mine[j]->generation_path() + "\n";
+  const std::vector<std::string> opened = gather_errors(generations, rank, size);
   int go = 1;
   if (rank == 0)
     for (int r = 0; r < size; ++r)
@@ -135,6 +142,22 @@ int run(int argc, char** argv, int rank, int size) {
         go = 0;
         if (r == 0) break;  // rank 0 checked the whole set: the others' errors repeat its own
       }
+  if (rank == 0 && go)
+    for (int r = 1; r < size && go; ++r) {
+      std::istringstream lines(opened[r]);
+      std::string line;
+      while (go && std::getline(lines, line)) {
+        const size_t cut = line.find(' ');
+        const size_t i = std::stoul(line.substr(0, cut));  // written just above: digits
+        const std::string gen = line.substr(cut + 1);      // a path may hold spaces
+        if (i >= set->size() || gen != set->store(i).generation_path()) {
+          std::cerr << "error: rank " << r << " opened " << gen << " of store '" << (i < set->size() ? set->path(i) : "?")
+                    << "' and rank 0 " << (i < set->size() ? set->store(i).generation_path() : "none")
+                    << ": the store was rebuilt while the job started; run it again\n";
+          go = 0;
+        }
+      }
+    }
   MPI_Bcast(&go, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (!go) return 1;
 
