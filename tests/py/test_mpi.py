@@ -78,6 +78,29 @@ def _(env):
     need(any("ivf" in m.lower() for m in methods), "no query used the IVF index: %s" % methods)
 
 
+@case("shards of one fit (mmu-index fit, build --fit --shard I/4): mpirun -n 4 equals one process, exact and IVF")
+def _(env):
+    fit = os.path.join(env.tmp, "fit")
+    run(env.index, "fit", env.samples, "--out", fit)
+    shards = [os.path.join(env.tmp, "shard%d" % i) for i in range(4)]
+    for i, shard in enumerate(shards):
+        run(env.index, "build", env.samples, "--store", shard, "--fit", fit, "--shard", "%d/4" % i, "--quiet")
+    ids = ssf.Space(shards, "image").ids + ssf.Space(shards, "spectrum").ids
+    id_file = os.path.join(env.tmp, "shard-ids.txt")
+    with open(id_file, "w") as f:
+        f.write("\n".join(ids) + "\n")
+    args = [*store_flags(shards), "--like-file", id_file, "--k", "30", "--format", "json"]
+    for label in ("exact", "ivf"):
+        if label == "ivf":
+            for shard in shards:
+                run(env.index, "reindex", "--store", shard, "--space", "image", "--index", "ivf", "--recall-queries", "5")
+        want = results(run(env.search, *args).stdout)
+        p = mpi(env, 4, *args)
+        need(p.returncode == 0, "%s: mpirun failed (%d): %s" % (label, p.returncode, p.stderr[-2000:]))
+        need(results(p.stdout) == want, "%s: mpirun -n 4 over the shards differs from one process" % label)
+        need(len(want) == len(ids) and all(not e for _, e, _ in want), "%s: the one-process answer is incomplete" % label)
+
+
 @case("a rank that dies mid-query: non-zero exit, no hang, the rank named")
 def _(env):
     oid = open(env.ids).readline().strip()

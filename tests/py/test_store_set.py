@@ -175,6 +175,26 @@ def ssf_sep(ra1, dec1, ra2, dec2):
     return haversine_deg(ra1, dec1, ra2, dec2)
 
 
+@case("shards of one fit (mmu-index fit, build --fit --shard I/4): every object's --like over --store x4 equals the brute force")
+def _(env):
+    fit = os.path.join(env.tmp, "fit")
+    run(env.index, "fit", env.samples, "--out", fit)
+    env.shards = []
+    for i in range(4):
+        env.shards.append(os.path.join(env.tmp, "shard%d" % i))
+        run(env.index, "build", env.samples, "--store", env.shards[-1], "--fit", fit, "--shard", "%d/4" % i, "--quiet")
+    spaces = {name: ssf.Space(env.shards, name) for name in ("image", "spectrum")}
+    for name, sp in spaces.items():
+        need(len(set(sp.store_of)) > 1, "the %s vectors are all in one shard: the case tests nothing" % name)
+    queries = [(n, oid) for n, sp in spaces.items() for oid in sp.ids]
+    got = batch(env, store_flags(env.shards), [oid for _, oid in queries], "--k", "50")
+    chk = Checker()
+    for (space, oid), r in zip(queries, got):
+        need(not r.get("error"), "%s: %s" % (oid, r.get("error")))
+        ssf.compare(chk, spaces[space].top_k(oid, 50), r["results"], oid, spaces[space])
+    chk.done()
+
+
 @case("refused, naming the store: a missing store, a store given twice, an overlapping copy")
 def _(env):
     missing = os.path.join(env.tmp, "no-such-store")
