@@ -69,15 +69,6 @@ def _(env):
     same_as_one_process(env, 3, "exact, 3 ranks")
 
 
-@case("IVF: each store's own index; mpirun -n 4 equals one process for 200 queries")
-def _(env):
-    for s in env.stores:
-        run(env.index, "reindex", "--store", s, "--space", "image", "--index", "ivf", "--recall-queries", "10")
-    r = same_as_one_process(env, 4, "ivf")
-    methods = {x["method"] for x in r}
-    need(any("ivf" in m.lower() for m in methods), "no query used the IVF index: %s" % methods)
-
-
 @case("shards of one fit (mmu-index fit, build --fit --shard I/4): mpirun -n 4 equals one process, exact and IVF")
 def _(env):
     fit = os.path.join(env.tmp, "fit")
@@ -98,6 +89,8 @@ def _(env):
         p = mpi(env, 4, *args)
         need(p.returncode == 0, "%s: mpirun failed (%d): %s" % (label, p.returncode, p.stderr[-2000:]))
         need(results(p.stdout) == want, "%s: mpirun -n 4 over the shards differs from one process" % label)
+        methods = {r["method"] for r in json.loads(p.stdout) if r.get("space") == "image"}
+        need(any(("ivf" in m.lower()) == (label == "ivf") for m in methods), "%s: image searched by %s" % (label, methods))
         need(len(want) == len(ids) and all(not e for _, e, _ in want), "%s: the one-process answer is incomplete" % label)
 
 
