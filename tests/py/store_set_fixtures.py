@@ -18,11 +18,12 @@ import h5py
 import numpy as np
 
 
-def twin_root(samples, root, i):
-    """Copy of samples under root: ids + '_s<i>' (text) or + (i+1)*10**15 (integers), files 's<i>-NAME'."""
+def twin_root(samples, root, i, prefix=None):
+    """Copy of samples under root: ids + '_s<i>' (text) or + (i+1)*10**15 (integers), files '<prefix>-NAME'
+    (prefix 's<i>' unless given)."""
     for src in sorted(glob.glob(os.path.join(samples, "*", "*", "healpix=*", "*.hdf5"))):
         rel = os.path.relpath(src, samples)
-        dst = os.path.join(root, os.path.dirname(rel), "s%d-%s" % (i, os.path.basename(rel)))
+        dst = os.path.join(root, os.path.dirname(rel), "%s-%s" % (prefix or "s%d" % i, os.path.basename(rel)))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copy(src, dst)
         with h5py.File(dst, "r+") as h:

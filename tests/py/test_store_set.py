@@ -208,6 +208,15 @@ def _(env):
     p = run(env.search, *store_flags([env.stores[0], env.stores[1], copy]), "--like", env.queries[0][1], ok=False)
     need(p.returncode == 1 and "overlap" in p.stderr and env.stores[1] in p.stderr and copy in p.stderr,
          "overlapping stores: rc %d, %s" % (p.returncode, p.stderr))
+    # The same objects under other file names: no file is shared, but a query id is in both stores.
+    renamed = os.path.join(env.tmp, "renamed-root")
+    ssf.twin_root(env.samples, renamed, 1, prefix="renamed")
+    ssf.build(env.index, renamed, renamed + "-store")
+    sp = env.spaces["image"]
+    oid = next(x for x in sp.ids if sp.store_of[sp.index[x]] == 1)
+    p = run(env.search, *store_flags([env.stores[0], env.stores[1], renamed + "-store"]), "--like", oid, ok=False)
+    need(p.returncode == 1 and "overlap" in p.stderr and oid in p.stderr and env.stores[1] in p.stderr,
+         "an id in two stores: rc %d, %s" % (p.returncode, p.stderr))
     p = run(env.search, *store_flags(env.stores[:2]), "hunt", "--k", "3", ok=False)
     need(p.returncode == 2 and "set" in p.stderr, "a subcommand with several stores: rc %d, %s" % (p.returncode, p.stderr))
 
