@@ -157,6 +157,11 @@ void write_space(StoreWriter& writer, const Store* previous, const SpaceInfo& in
     report->kept_spaces.push_back(info.name);
     return;
   }
+  SpaceInfo row = info;
+  row.dim = v.dim;
+  if (v.carried > 0 && previous) row.created = previous->space(info.name).created;
+  // Rows already in order (every new build's) are written as they are: no second copy of the vectors.
+  if (std::is_sorted(v.rows.begin(), v.rows.end())) return writer.add_space(row, v.rows, v.vectors.data(), fit_blob);
   std::vector<size_t> order(v.rows.size());
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return v.rows[a] < v.rows[b]; });
@@ -166,9 +171,6 @@ void write_space(StoreWriter& writer, const Store* previous, const SpaceInfo& in
     rows[i] = v.rows[order[i]];
     std::copy_n(v.vectors.begin() + order[i] * v.dim, v.dim, vectors.begin() + i * v.dim);
   }
-  SpaceInfo row = info;
-  row.dim = v.dim;
-  if (v.carried > 0 && previous) row.created = previous->space(info.name).created;
   writer.add_space(row, rows, vectors.data(), fit_blob);
 }
 
@@ -402,8 +404,8 @@ void read_new_files(BuildState& b) {
                                   fs.version + " and this mmu-index makes version " + baseline_version(p.modality).version +
                                   ": rerun `mmu-index fit`");
           p.vectors = project_partition(b.fits.at(p.space), p);
-          p.features = {};  // the vectors are all a build with a fit keeps
-          p.weights = {};
+          release(p.features);  // the vectors are all a build with a fit keeps
+          release(p.weights);
         }
         for (auto& w : padding_warnings(f.path, p.padding)) b.report.warnings.push_back(std::move(w));
         for (const auto& w : reader.warnings()) b.report.warnings.push_back(w);
@@ -473,7 +475,7 @@ void add_new_file(BuildState& b, Partition& p) {
   std::vector<int64_t> row_of_file_row(p.order.size());
   for (size_t k = 0; k < p.order.size(); ++k) row_of_file_row[p.order[k]] = first_row + static_cast<int64_t>(k);
   for (const ScalarColumn& column : p.values) b.writer->add_values(row_of_file_row, column);
-  p.values = {};
+  release(p.values);
   b.mparts.push_back({p.file, p.modality, p.order, p.catalog.ids, b.spectrum_lengths[p.file.path]});
   b.mpart_first_row.push_back(first_row);
   b.mpart_fresh.push_back(true);
@@ -489,12 +491,12 @@ void add_new_file(BuildState& b, Partition& p) {
     out.dim = b.fits.at(p.space).output_dim;
     out.vectors.insert(out.vectors.end(), p.vectors.begin(), p.vectors.end());
     out.rows.insert(out.rows.end(), rows.begin(), rows.end());
-    p.vectors = {};
+    release(p.vectors);
     return;
   }
   add_features(&b.sets[p.space], p, rows);
-  p.features = {};  // free as we go
-  p.weights = {};
+  release(p.features);  // free as we go
+  release(p.weights);
 }
 
 // The catalog, in discovery order: reused files copied, new ones added.

@@ -31,6 +31,12 @@ struct Partition {
   std::vector<float> vectors;
 };
 
+// Frees a vector's memory: `v = {}` only clears it and keeps its capacity.
+template <typename T>
+void release(std::vector<T>& v) {
+  std::vector<T>().swap(v);
+}
+
 // The dataset a modality's features come from, for error messages.
 const char* data_dataset(Modality m);
 
