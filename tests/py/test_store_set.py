@@ -195,6 +195,24 @@ def _(env):
     chk.done()
 
 
+@case("--store x4 answers what the store merged from the shards answers (mmu-index merge): ids, order, scores to 1e-5")
+def _(env):
+    need(getattr(env, "shards", None), "the shard case did not run")
+    merged = os.path.join(env.tmp, "merged")
+    run(env.index, "merge", *env.shards, "--store", merged)
+    spaces = {name: ssf.Space(env.shards, name) for name in ("image", "spectrum")}
+    ids = [oid for sp in spaces.values() for oid in sp.ids]
+    a = batch(env, store_flags(env.shards), ids, "--k", "50")
+    b = batch(env, ["--store", merged], ids, "--k", "50")
+    need(len(a) == len(b) == len(ids), "%d and %d results for %d queries" % (len(a), len(b), len(ids)))
+    # BLAS rounds a score differently in a 4x larger matrix (last float32 bits, ~2e-7 seen): the ids and
+    # order must agree but where two scores lie within 1e-6; scores within 1e-5.
+    chk = Checker()
+    space_of = {oid: name for name, sp in spaces.items() for oid in sp.ids}
+    for oid, x, y in zip(ids, a, b):
+        ssf.compare(chk, [(g["object_id"], g["score"]) for g in y["results"]], x["results"], oid, spaces[space_of[oid]])
+    chk.done()
+
 @case("refused, naming the store: a missing store, a store given twice, an overlapping copy")
 def _(env):
     missing = os.path.join(env.tmp, "no-such-store")
