@@ -9,6 +9,7 @@
 #include "mmu/npy.h"
 #include "mmu/result_format.h"
 #include "mmu/store.h"
+#include "mmu/store_set.h"
 #include "list_spaces.h"
 #include "store_flag.h"
 
@@ -103,13 +104,23 @@ std::vector<std::string> read_id_file(const std::string& path, const std::string
 
 namespace {
 
-int run_like_query(const Store& store, QueryFlags& f) {
+// The query against one store, or against a set of stores (store_set.h).
+struct Target {
+  const Store* store = nullptr;
+  const StoreSet* set = nullptr;
+};
+
+int run_like_query(const Target& t, QueryFlags& f) {
   const OutputFormat fmt = parse_output_format(f.format);
   finish_query_flags(f);
+  if (t.set)
+    for (const std::string& w : t.set->warnings()) std::cerr << "warning: " << w << "\n";
   if (!f.like_file.empty()) {
     if (!f.q.like.empty() || f.q.near || !f.q.vector.empty())
       throw InvalidArgument("--like-file runs one query per line: do not combine it with --like, --near or --vector");
-    const auto results = search_like_batch(store, f.q, read_id_file(f.like_file, "--like-file"));
+    const std::vector<std::string> ids = read_id_file(f.like_file, "--like-file");
+    const auto results = t.set ? search_like_set_batch(*t.set, f.q, ids, local_scanner(*t.set, f.q))
+                               : search_like_batch(*t.store, f.q, ids);
     write_like_results(results, fmt, std::cout);
     int failed = 0;
     for (const LikeResult& r : results) {
@@ -120,7 +131,7 @@ int run_like_query(const Store& store, QueryFlags& f) {
     if (failed) std::cerr << "error: " << failed << " of " << results.size() << " queries failed (see their blocks)\n";
     return failed ? 1 : 0;
   }
-  const LikeResult r = search_like(store, f.q);
+  const LikeResult r = t.set ? search_like_set(*t.set, f.q, local_scanner(*t.set, f.q)) : search_like(*t.store, f.q);
   write_like_result(r, fmt, std::cout);
   if (!r.note.empty()) std::cerr << "note: " << r.note << "\n";
   return 0;
@@ -130,7 +141,20 @@ int run_like_query(const Store& store, QueryFlags& f) {
 
 void add_query_command(CLI::App& app, QueryCommandFlags& f) {
   add_query_flags(app, f.query);
-  add_store_flag(&app, f.store);
+  add_store_flag(&app, f.store,
+                 "store directory; repeated, the stores are searched as the one store merged from them in that order")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->each([&f](const std::string& s) { f.stores.push_back(s); });
+  auto* manifest = app.add_option("--stores", f.stores_file,
+                                  "a file listing stores, one per line, searched as the one store merged from them");
+  manifest->excludes(app.get_option("--store"));
+  // A set of stores is searched by the plain query only: a subcommand would silently take one of them.
+  app.parse_complete_callback([&app, &f] {
+    if ((f.stores.size() > 1 || !f.stores_file.empty()) && !app.get_subcommands().empty())
+      throw CLI::ValidationError("--store", "several stores (or --stores) are searched as a set only by the plain "
+                                            "query (--like, --near, --vector, --like-file), not by " +
+                                                app.get_subcommands().front()->get_name());
+  });
   auto* ls = app.add_flag("--list-spaces", f.list_spaces, "list the store's embedding spaces and how each is indexed");
   for (const char* query_flag : {"--like", "--near", "--vector", "--like-file"}) ls->excludes(app.get_option(query_flag));
 }
@@ -141,13 +165,24 @@ int run_query(const QueryCommandFlags& f) {
   if (!f.list_spaces && !asked)
     throw InvalidArgument(
         "nothing to do: give --like <object_id>, --near RA,DEC, --vector f.npy, --like-file ids.txt or --list-spaces (see --help)");
+  QueryFlags query = f.query;  // finish_query_flags fills in what the text flags say
+  if (f.stores.size() > 1 || !f.stores_file.empty()) {
+    const StoreSet set(f.stores_file.empty() ? f.stores : read_store_manifest(f.stores_file, "--stores"));
+    if (f.list_spaces) {
+      for (size_t i = 0; i < set.size(); ++i) {
+        std::cout << "store " << set.path(i) << ":\n";
+        list_spaces(set.store(i), std::cout);
+      }
+      return 0;
+    }
+    return run_like_query({nullptr, &set}, query);
+  }
   auto store = Store::open(f.store);
   if (f.list_spaces) {
     list_spaces(*store, std::cout);
     return 0;
   }
-  QueryFlags query = f.query;  // finish_query_flags fills in what the text flags say
-  return run_like_query(*store, query);
+  return run_like_query({store.get(), nullptr}, query);
 }
 
 }  // namespace mmu::cli

@@ -31,7 +31,9 @@ std::vector<std::string> read_id_file(const std::string& path, const std::string
 // The plain command's flags, declared on mmu-search itself.
 struct QueryCommandFlags {
   QueryFlags query;
-  std::string store;
+  std::string store;                // the last --store (what subcommands use)
+  std::vector<std::string> stores;  // every --store, in order: several are searched as a set
+  std::string stores_file;          // --stores: a manifest listing a set of stores
   bool list_spaces = false;
 };
 

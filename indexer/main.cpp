@@ -6,6 +6,8 @@
 #include "build_command.h"
 #include "cli_common.h"
 #include "default_space_command.h"
+#include "fit_command.h"
+#include "merge_command.h"
 #include "inspect_command.h"
 #include "pairs_command.h"
 #include "preprocess_command.h"
@@ -28,6 +30,8 @@ int main(int argc, char** argv) {
   mmu::cli::TrainFlags train;
   mmu::cli::DefaultSpaceFlags default_space;
   mmu::cli::PairsFlags pairs;
+  mmu::cli::FitFlags fit;
+  mmu::cli::MergeFlags merge;
   auto* build_cmd = mmu::cli::add_build_command(app, build);
   auto* inspect_cmd = mmu::cli::add_inspect_command(app, inspect);
   auto* preprocess_cmd = mmu::cli::add_preprocess_command(app, preprocess);
@@ -36,6 +40,8 @@ int main(int argc, char** argv) {
   auto* train_cmd = mmu::cli::add_train_command(app, train);
   auto* default_space_cmd = mmu::cli::add_default_space_command(app, default_space);
   auto* pairs_cmd = mmu::cli::add_pairs_command(app, pairs);
+  auto* fit_cmd = mmu::cli::add_fit_command(app, fit);
+  auto* merge_cmd = mmu::cli::add_merge_command(app, merge);
 
   // CLI11 reports a misspelt subcommand as "a subcommand is required": name it.
   if (argc > 1 && argv[1][0] != '-') {
@@ -60,6 +66,8 @@ int main(int argc, char** argv) {
     if (train_cmd->parsed()) return mmu::cli::run_train(train);
     if (default_space_cmd->parsed()) return mmu::cli::run_default_space(default_space);
     if (pairs_cmd->parsed()) return mmu::cli::run_pairs(pairs);
+    if (fit_cmd->parsed()) return mmu::cli::run_fit(fit);
+    if (merge_cmd->parsed()) return mmu::cli::run_merge(merge);
     return 0;
   });
 }

@@ -111,4 +111,16 @@ LikeResult search_with_vector(const Store& store, const std::string& space, std:
 std::vector<LikeResult> search_like_batch(const Store& store, const LikeQuery& common,
                                           const std::vector<std::string>& ids);
 
+// A query resolved in one store to what search_like scans with; a set of
+// stores (store_set.h) resolves it in the store holding its objects and scans
+// every store with it.
+struct ResolvedQuery {
+  LikeResult result;             // label, query objects, space; no neighbours yet
+  std::vector<float> vector;     // L2-normalised
+  std::vector<int64_t> exclude;  // catalog rows of `store` never returned (ascending)
+  std::string method_suffix;     // " (image -> spectrum in shared space ID)" for a cross-modal search
+};
+// The checks and errors of search_like, without the search.
+ResolvedQuery resolve_query(const Store& store, const LikeQuery& q);
+
 }  // namespace mmu

@@ -465,6 +465,11 @@ void check_search_settings(const LikeQuery& q) {
 
 LikeResult search_like(const Store& store, const LikeQuery& q) { return run_prepared(store, q, prepare(store, q)); }
 
+ResolvedQuery resolve_query(const Store& store, const LikeQuery& q) {
+  Prepared p = prepare(store, q);
+  return {std::move(p.result), std::move(p.vector), std::move(p.exclude), std::move(p.modalities)};
+}
+
 std::vector<LikeResult> search_like_batch(const Store& store, const LikeQuery& common,
                                           const std::vector<std::string>& ids) {
   std::vector<Prepared> prepared(ids.size());

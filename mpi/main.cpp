@@ -1,0 +1,199 @@
+// mmu-search-mpi: the plain mmu-search query (--like, --like-file, filters,
+// --format) over a set of stores spread across MPI ranks, answering what
+// `mmu-search --store A --store B ...` answers:
+//   mpirun -n 4 mmu-search-mpi --stores shards.txt --like-file ids.txt --format csv
+// Every rank parses the same command line; rank 0 prints. rank_scanner.h says
+// how the ranks share the work and what happens when one is lost.
+#include <mpi.h>
+
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli_common.h"
+#include "mmu/result_format.h"
+#include "mmu/store_set.h"
+#include "mmu/version.h"
+#include "process_defaults.h"
+#include "query_command.h"
+#include "rank_scanner.h"
+
+namespace {
+
+using namespace mmu;
+
+struct Flags {
+  cli::QueryFlags query;
+  std::vector<std::string> stores;
+  std::string stores_file;
+  mpi::RankOptions rank;
+};
+
+// A line of every rank's setup error, gathered on rank 0 ("" from a rank that is fine).
+std::vector<std::string> gather_errors(const std::string& mine, int rank, int size) {
+  int len = static_cast<int>(mine.size());
+  std::vector<int> lens(static_cast<size_t>(size));
+  MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+  std::vector<int> at(static_cast<size_t>(size), 0);
+  int total = 0;
+  for (int r = 0; r < size; ++r) at[r] = total, total += lens[r];
+  std::string all(static_cast<size_t>(rank == 0 ? total : 0), '\0');
+  MPI_Gatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), at.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
+  std::vector<std::string> out;
+  if (rank == 0)
+    for (int r = 0; r < size; ++r) out.push_back(all.substr(static_cast<size_t>(at[r]), static_cast<size_t>(lens[r])));
+  return out;
+}
+
+// Rank 0's part: every store's catalog, the queries, the output. Returns the exit code.
+int run_rank0(const StoreSet& set, Flags& f) {
+  const OutputFormat fmt = parse_output_format(f.query.format);
+  for (const std::string& w : set.warnings()) std::cerr << "warning: " << w << "\n";
+  const LikeQuery& q = f.query.q;
+  const SetScanner scan = mpi::rank0_scanner(set, q, f.rank);
+  if (!f.query.like_file.empty()) {
+    if (!q.like.empty() || q.near || !q.vector.empty())
+      throw InvalidArgument("--like-file runs one query per line: do not combine it with --like, --near or --vector");
+    const auto results = search_like_set_batch(set, q, cli::read_id_file(f.query.like_file, "--like-file"), scan);
+    write_like_results(results, fmt, std::cout);
+    int failed = 0;
+    for (const LikeResult& r : results) {
+      if (r.error.empty()) continue;
+      ++failed;
+      if (fmt == OutputFormat::kCsv) std::cerr << "error: query " << r.label << ": " << r.error << "\n";
+    }
+    if (failed) std::cerr << "error: " << failed << " of " << results.size() << " queries failed (see their blocks)\n";
+    return failed ? 1 : 0;
+  }
+  if (q.like.empty() && !q.near && q.vector.empty())
+    throw InvalidArgument("nothing to do: give --like <object_id>, --near RA,DEC, --vector f.npy or --like-file ids.txt");
+  const LikeResult r = search_like_set(set, q, scan);
+  write_like_result(r, fmt, std::cout);
+  if (!r.note.empty()) std::cerr << "note: " << r.note << "\n";
+  return 0;
+}
+
+int run(int argc, char** argv, int rank, int size) {
+  CLI::App app{"mmu-search-mpi: search a set of stores spread over MPI ranks (run it under mpirun)"};
+  app.set_version_flag("--version", std::string("mmu-search-mpi ") + kVersion);
+  Flags f;
+  cli::add_query_flags(app, f.query);
+  app.add_option("--store", f.stores, "a store of the set (repeatable; store i goes to rank i % ranks)");
+  app.add_option("--stores", f.stores_file, "a file listing the stores of the set, one per line")
+      ->excludes(app.get_option("--store"));
+  app.add_option("--rank-timeout", f.rank.timeout_s,
+                 "seconds rank 0 waits for a rank's part of one scan before the query fails naming it")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 1e6));
+  // Tests only (hidden): make one rank die or hang on its first scan.
+  app.add_option("--test-die-rank", f.rank.die_rank)->group("");
+  app.add_option("--test-hang-rank", f.rank.hang_rank)->group("");
+
+  // Every rank parses the same argv alike: rank 0 alone prints, all return the same code.
+  int code = 0;
+  bool parsed = false;
+  {
+    std::ostringstream devnull;
+    try {
+      app.parse(argc, argv);
+      parsed = true;
+    } catch (const CLI::ParseError& e) {
+      code = rank == 0 ? app.exit(e) : app.exit(e, devnull, devnull);
+      if (code != 0) code = 2;
+    }
+  }
+  if (!parsed) return code;
+
+  // Setup: rank 0 opens and checks the whole set (its catalogs answer the
+  // queries), every other rank opens its own stores; all agree to go on.
+  std::unique_ptr<StoreSet> set;
+  std::vector<std::unique_ptr<Store>> mine;
+  std::vector<size_t> mine_idx;
+  std::string setup_error;
+  try {
+    cli::finish_query_flags(f.query);
+    const std::vector<std::string> paths =
+        f.stores_file.empty() ? f.stores : read_store_manifest(f.stores_file, "--stores");
+    if (paths.empty()) throw InvalidArgument("give the set's stores with --store (repeatable) or --stores FILE");
+    if (rank == 0) {
+      set = std::make_unique<StoreSet>(paths);
+    } else {
+      mine_idx = mpi::stores_of_rank(paths.size(), rank, size);
+      for (size_t i : mine_idx) mine.push_back(Store::open(paths[i]));
+    }
+  } catch (const Error& e) {
+    setup_error = e.what();
+  }
+  const std::vector<std::string> errors = gather_errors(setup_error, rank, size);
+  // Each rank's generation of each of its stores: rank 0 joins catalog rows
+  // of its own, so a store rebuilt between the ranks' opening would pair rows
+  // with the wrong objects. One line per store: "index generation-path".
+  std::string generations;
+  for (size_t j = 0; j < mine.size(); ++j)
+    generations += std::to_string(mine_idx[j]) + " " + mine[j]->generation_path() + "\n";
+  const std::vector<std::string> opened = gather_errors(generations, rank, size);
+  int go = 1;
+  if (rank == 0)
+    for (int r = 0; r < size; ++r)
+      if (!errors[r].empty()) {
+        std::cerr << "error: " << (r == 0 ? "" : "rank " + std::to_string(r) + ": ") << errors[r] << "\n";
+        go = 0;
+        if (r == 0) break;  // rank 0 checked the whole set: the others' errors repeat its own
+      }
+  if (rank == 0 && go)
+    for (int r = 1; r < size && go; ++r) {
+      std::istringstream lines(opened[r]);
+      std::string line;
+      while (go && std::getline(lines, line)) {
+        const size_t cut = line.find(' ');
+        const size_t i = std::stoul(line.substr(0, cut));  // written just above: digits
+        const std::string gen = line.substr(cut + 1);      // a path may hold spaces
+        if (i >= set->size() || gen != set->store(i).generation_path()) {
+          std::cerr << "error: rank " << r << " opened " << gen << " of store '" << (i < set->size() ? set->path(i) : "?")
+                    << "' and rank 0 " << (i < set->size() ? set->store(i).generation_path() : "none")
+                    << ": the store was rebuilt while the job started; run it again\n";
+          go = 0;
+        }
+      }
+    }
+  MPI_Bcast(&go, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (!go) return 1;
+
+  if (rank != 0) {
+    mpi::serve_scans(rank, mine_idx, mine, f.query.q, f.rank);
+    return 0;
+  }
+  try {
+    code = run_rank0(*set, f);
+  } catch (const mpi::RankLost&) {
+    throw;  // the job cannot end in step: main aborts it
+  } catch (const Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    code = 1;
+  }
+  mpi::stop_ranks();
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  // Errors come back as codes (rank_scanner turns them into messages naming the rank).
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  int code = 0;
+  try {
+    code = run(argc, argv, rank, size);
+  } catch (const std::exception& e) {
+    // A rank is lost (or a bug): the others cannot be stopped in step, so end the job.
+    std::cerr << "error: " << e.what() << "\n" << std::flush;
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Finalize();
+  return code;
+}

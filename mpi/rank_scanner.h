@@ -1,0 +1,52 @@
+// The MPI side of mmu-search-mpi: a set of stores spread over ranks, store i
+// on rank i % size. Rank 0 resolves queries (it opens every store's catalog)
+// and scans through a SetScanner that broadcasts the query vectors; every rank
+// scans its own stores and sends its candidates back; store_set.cpp merges
+// them exactly as for one process.
+//
+// Open MPI 4.1 has no fault tolerance (ompi_info: ft_support no), so a lost
+// rank cannot be survived, only reported: rank 0 waits for each rank with a
+// deadline (non-blocking broadcast and probes, never a blocking call that a
+// dead peer would leave hanging) and throws RankLost naming the rank; the
+// caller then aborts the job. A rank that dies outright is also seen by
+// mpirun, which names it and ends the job.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mmu/error.h"
+#include "mmu/store.h"
+#include "mmu/store_set.h"
+
+namespace mmu::mpi {
+
+// A rank that stopped answering: the job cannot go on.
+struct RankLost : Error {
+  explicit RankLost(const std::string& m) : Error(ErrorKind::kIo, m) {}
+};
+
+struct RankOptions {
+  double timeout_s = 300;  // the longest rank 0 waits for a rank's part of one scan
+  int die_rank = -1;       // tests only: this rank kills itself on its first scan
+  int hang_rank = -1;      // tests only: this rank stops answering on its first scan
+};
+
+// The stores of `rank`: indices i of the set with i % size == rank.
+std::vector<size_t> stores_of_rank(size_t n_stores, int rank, int size);
+
+// Rank 0: scans the set through every rank. Throws RankLost naming a rank
+// that does not answer within opt.timeout_s, Error naming a rank whose scan
+// failed (after every rank has answered, so the job stays in step).
+SetScanner rank0_scanner(const StoreSet& set, const LikeQuery& q, const RankOptions& opt);
+
+// Rank 0, when done: tells the other ranks to return from serve_scans.
+void stop_ranks();
+
+// Ranks > 0: answers rank 0's scans with its stores (`stores[j]` is store
+// `indices[j]` of the set) until stop_ranks.
+void serve_scans(int rank, const std::vector<size_t>& indices, const std::vector<std::unique_ptr<Store>>& stores,
+                 const LikeQuery& q, const RankOptions& opt);
+
+}  // namespace mmu::mpi
