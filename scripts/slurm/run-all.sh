@@ -7,7 +7,7 @@
 # MMU_FIT_SAMPLE, MMU_SEED, MMU_STORE, MMU_BUILD_FLAGS), taken from this environment; extra
 # arguments go to every sbatch (e.g. --partition=cpu --account=astro).
 # Usage: MMU_DATA=/data/mmu MMU_WORK=/scratch/me/w MMU_STORE=/data/store MMU_SHARDS=64 scripts/slurm/run-all.sh [SBATCH ARGS]
-#        MMU_WAIT=1 ... run-all.sh   waits for the merge and exits with its status
+#        MMU_WAIT=1 ... run-all.sh   waits for the merge; exits 0 only when the merge ran to the end
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 shards=${MMU_SHARDS:-64}
@@ -24,7 +24,23 @@ build=${build%%;*}
 echo "submitted: fit $fit, build array $build (tasks 0-$((shards - 1))), merge after them"
 # afterok on an array job waits for every task to succeed.
 merge=(sbatch "$@" --dependency="afterok:$build" --kill-on-invalid-dep=yes "$here/merge.sbatch")
-if [[ "${MMU_WAIT:-0}" == 1 ]]; then
-  exec "${merge[0]}" --wait "${merge[@]:1}"  # exits with the merge's status (non-zero when a step before failed)
+if [[ "${MMU_WAIT:-0}" != 1 ]]; then
+  "${merge[@]}"
+  exit
 fi
-"${merge[@]}"
+rc=0
+id=$("${merge[0]}" --parsable --wait "${merge[@]:1}") || rc=$?
+id=${id%%;*}
+if (( rc != 0 )); then
+  echo "error: merge job ${id:-?} failed (exit $rc): see its output file" >&2
+  exit "$rc"
+fi
+# sbatch --wait also returns 0 for a job cancelled before it ran (a step before it failed): the merge's
+# own proof says whether it ran to the end.
+work=${MMU_WORK:-/scratch/$USER/mmu-work}  # the job files' default
+if [[ ! -e "$work/merge-$id.done" ]]; then
+  echo "error: merge job $id did not run to the end: a step before it failed or was cancelled (fit $fit," \
+       "build array $build: see their output files, or sacct -j $fit,$build,$id)" >&2
+  exit 1
+fi
+echo "merged: job $id wrote $(cat "$work/merge-$id.done")"

@@ -240,11 +240,11 @@ class SlurmCluster:
         self._wait(lambda: self._node_state() == "idle", self.start_timeout, "node %s idle" % self.host)
 
     # ---- use ----
-    def sbatch(self, *args, env_extra=None, timeout=120):
-        """Runs `sbatch --parsable ARGS` (add --wait to block) in the cluster's environment plus
-        env_extra, which sbatch exports to the job."""
+    def sbatch(self, *args, env_extra=None, cwd=None, timeout=120):
+        """Runs `sbatch --parsable ARGS` (add --wait to block) in `cwd` (where jobs write their output
+        by default) with the cluster's environment plus env_extra, which sbatch exports to the job."""
         return subprocess.run(["sbatch", "--parsable", *map(str, args)], env=dict(self.env, **(env_extra or {})),
-                              capture_output=True, text=True, timeout=timeout)
+                              cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
     # ---- stop ----
     def _marked_pids(self):
