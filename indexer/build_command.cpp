@@ -51,6 +51,11 @@ CLI::App* add_build_command(CLI::App& app, BuildFlags& f) {
   b->add_flag("--resume", o.resume, "continue an interrupted build, reusing its finished partitions");
   b->add_flag("--wait", f.wait, "wait while another process writes the store (default: fail at once, naming it)");
   b->add_flag("--skip-bad", o.skip_bad, "leave out files that cannot be read (each is reported) instead of stopping");
+  b->add_option("--fit", o.fit_dir,
+                 "fit folder made by `mmu-index fit`: project every baseline space with its PCA (sharded builds)");
+  b->add_option("--shard", o.shard,
+                "I/N: read only the files of the HEALPix cells c with c mod N == I (needs --fit)");
+  b->add_option("--cells", o.cells, "LIST: read only the files of these nside-16 cells, e.g. 3,7,9-12 (needs --fit)");
   return b;
 }
 

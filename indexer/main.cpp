@@ -6,6 +6,7 @@
 #include "build_command.h"
 #include "cli_common.h"
 #include "default_space_command.h"
+#include "fit_command.h"
 #include "inspect_command.h"
 #include "preprocess_command.h"
 #include "process_defaults.h"
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   mmu::cli::ReindexFlags reindex;
   mmu::cli::TrainFlags train;
   mmu::cli::DefaultSpaceFlags default_space;
+  mmu::cli::FitFlags fit;
   auto* build_cmd = mmu::cli::add_build_command(app, build);
   auto* inspect_cmd = mmu::cli::add_inspect_command(app, inspect);
   auto* preprocess_cmd = mmu::cli::add_preprocess_command(app, preprocess);
@@ -33,6 +35,7 @@ int main(int argc, char** argv) {
   auto* reindex_cmd = mmu::cli::add_reindex_command(app, reindex);
   auto* train_cmd = mmu::cli::add_train_command(app, train);
   auto* default_space_cmd = mmu::cli::add_default_space_command(app, default_space);
+  auto* fit_cmd = mmu::cli::add_fit_command(app, fit);
 
   // CLI11 reports a misspelt subcommand as "a subcommand is required": name it.
   if (argc > 1 && argv[1][0] != '-') {
@@ -56,6 +59,7 @@ int main(int argc, char** argv) {
     if (reindex_cmd->parsed()) return mmu::cli::run_reindex(reindex);
     if (train_cmd->parsed()) return mmu::cli::run_train(train);
     if (default_space_cmd->parsed()) return mmu::cli::run_default_space(default_space);
+    if (fit_cmd->parsed()) return mmu::cli::run_fit(fit);
     return 0;
   });
 }

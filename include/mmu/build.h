@@ -26,6 +26,14 @@ struct BuildOptions {
   bool resume = false;             // reuse the finished partitions of an interrupted build
   bool refit = false;              // read every file and refit the baseline, instead of reusing unchanged files
   bool wait_for_lock = false;      // wait while another process writes the store, instead of failing
+  // Sharded builds (issue 18): project every baseline space with the fit
+  // folder `mmu-index fit` wrote, instead of fitting one on this build's files,
+  // and read only the files of some HEALPix cells: --shard "I/N" (cell c goes
+  // to shard c mod N) or --cells "3,7,9-12". A selection without a fit is
+  // refused when any file feeds a baseline space.
+  std::string fit_dir;
+  std::string shard;
+  std::string cells;
   // Set (e.g. by a signal handler) to stop the build at the next safe point;
   // it then throws and leaves the previous store as it was, its unfinished
   // generation removed.

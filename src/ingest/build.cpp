@@ -12,7 +12,11 @@
 #include "base/finite.h"
 #include "mmu/error.h"
 #include "mmu/model_package.h"
+#include "ingest/baseline_fit.h"
+#include "ingest/cells.h"
+#include "ingest/fit_dir.h"
 #include "ingest/model_stage.h"
+#include "ingest/partition.h"
 #include "mmu/mmu_files.h"
 #include "mmu/pca.h"
 #include "mmu/progress.h"
@@ -26,146 +30,6 @@ namespace mmu {
 
 namespace {
 
-// One file's objects in store order (sorted by fine HEALPix key), with their
-// features in the same order.
-struct Partition {
-  SourceFile file;
-  Modality modality = Modality::kNone;
-  std::string space;            // the baseline space its features go to ("image", "image-rgb", "spectrum", ...)
-  FileCatalog catalog;
-  std::vector<ScalarColumn> values;  // catalog columns for --where, by file row
-  std::vector<int64_t> order;   // store position -> file row
-  std::vector<int64_t> fine;    // by file row
-  int64_t feature_dim = 0;
-  std::vector<float> features;  // order.size() x feature_dim; spectra: raw bin means (spectrum_bins)
-  std::vector<float> weights;   // spectra only: bin weights, like features
-  LightCurvePadding padding;    // summed over the file's batches, for its warnings
-};
-
-struct FeatureSet {
-  Modality modality = Modality::kNone;
-  int64_t dim = 0;
-  std::vector<float> features;  // rows x dim
-  std::vector<float> weights;   // spectra only: bin weights, rows x dim
-  std::vector<std::string> where;  // spectra only: "object 'ID' (row R) in 'PATH'" per row, for errors
-  std::vector<int64_t> rows;    // catalog row of each feature row
-  std::string first_file;       // for dimension-mismatch messages
-};
-
-const char* data_dataset(Modality m) {
-  switch (m) {
-    case Modality::kImage: return "image_array";
-    case Modality::kSpectrum: return "spectrum_flux";
-    case Modality::kLightCurve: return "lightcurve / time, mag|flux";
-    case Modality::kXp: return "coeff";
-    default: return "";
-  }
-}
-
-// Features of rows [start, start+count) into out (spectra: raw bin means, their
-// weights into weights); returns -1 or the first bad row's offset.
-int64_t batch_features(const MmuFileReader& reader, const BuildOptions& opt, int64_t start, int64_t count,
-                       std::vector<float>* out, std::vector<float>* weights, int64_t* dim, LightCurvePadding* padding) {
-  switch (reader.modality()) {
-    case Modality::kImage: {
-      ImageBatch b;
-      reader.read_images(start, count, &b);
-      *dim = image_feature_dim(opt.image, static_cast<int64_t>(image_feature_bands(b).size()));
-      out->resize(static_cast<size_t>(count * *dim));
-      return image_features(b, opt.image, out->data());
-    }
-    case Modality::kSpectrum: {
-      SpectrumBatch b;
-      reader.read_spectra(start, count, &b);
-      *dim = spectrum_feature_dim(opt.spectrum);
-      out->resize(static_cast<size_t>(count * *dim));
-      weights->resize(out->size());
-      return spectrum_bins(b, opt.spectrum, out->data(), weights->data());
-    }
-    case Modality::kLightCurve: {
-      LightCurveBatch b;
-      reader.read_light_curves(start, count, &b);
-      *padding += b.padding;
-      *dim = light_curve_feature_dim(opt.light_curve);
-      out->resize(static_cast<size_t>(count * *dim));
-      return light_curve_features(b, opt.light_curve, out->data());
-    }
-    case Modality::kXp: {
-      CoeffBatch b;
-      reader.read_coefficients(start, count, &b);
-      *dim = b.dim;
-      out->resize(static_cast<size_t>(count * *dim));
-      return xp_features(b, out->data());
-    }
-    default:
-      *dim = 0;
-      return -1;
-  }
-}
-
-// A query by id must name one object: a file repeating an id is bad as a whole.
-void check_unique_ids(const Partition& p) {
-  std::unordered_map<std::string, int64_t> first_row;
-  first_row.reserve(p.catalog.ids.size());
-  for (int64_t i = 0; i < static_cast<int64_t>(p.catalog.ids.size()); ++i) {
-    auto [it, fresh] = first_row.emplace(p.catalog.ids[i], i);
-    if (!fresh)
-      throw FormatError("object_id '" + p.catalog.ids[i] + "' appears twice in '" + p.file.path + "': rows " +
-                        std::to_string(it->second) + " and " + std::to_string(i));
-  }
-}
-
-// Reads one file whole: catalog, store order, features. Throws mmu::Error
-// naming the file, dataset and object at fault.
-Partition load_partition(const MmuFileReader& reader, const BuildOptions& opt, Progress* progress) {
-  Partition p;
-  p.file = reader.file();
-  p.modality = reader.modality();
-  p.space = p.modality == Modality::kImage ? reader.image_bands().space : modality_name(p.modality);
-  p.catalog = reader.read_catalog();
-  check_unique_ids(p);
-  p.values = reader.read_scalar_columns();
-  const int64_t n = reader.rows();
-  p.fine.resize(n);
-  for (int64_t i = 0; i < n; ++i) p.fine[i] = healpix_fine(p.catalog.ra[i], p.catalog.dec[i]);
-  p.order.resize(n);
-  std::iota(p.order.begin(), p.order.end(), 0);
-  std::stable_sort(p.order.begin(), p.order.end(), [&](int64_t a, int64_t b) { return p.fine[a] < p.fine[b]; });
-  if (p.modality == Modality::kNone) return p;
-
-  std::vector<float> by_file_row, batch, weights_by_file_row, batch_weights;
-  const int64_t batch_size = opt.batch_size > 0 ? opt.batch_size : 64;
-  for (int64_t start = 0; start < n; start += batch_size) {
-    const int64_t count = std::min(batch_size, n - start);
-    int64_t dim = 0;
-    const int64_t bad = batch_features(reader, opt, start, count, &batch, &batch_weights, &dim, &p.padding);
-    if (bad >= 0)
-      throw FormatError("object '" + p.catalog.ids[start + bad] + "' (row " + std::to_string(start + bad) +
-                        ") in '" + p.file.path + "': dataset '" + data_dataset(p.modality) +
-                        "' has NaN/Inf values where its mask says usable, or no usable value at all");
-    // Finite input can still overflow a feature (values near FLT_MAX): no such vector enters the store.
-    const int64_t overflow = first_non_finite_row(batch.data(), count, dim);
-    if (overflow >= 0)
-      throw FormatError("object '" + p.catalog.ids[start + overflow] + "' (row " + std::to_string(start + overflow) +
-                        ") in '" + p.file.path + "': dataset '" + data_dataset(p.modality) +
-                        "' has values too large for a finite feature vector");
-    p.feature_dim = dim;
-    by_file_row.insert(by_file_row.end(), batch.begin(), batch.end());
-    if (p.modality == Modality::kSpectrum)
-      weights_by_file_row.insert(weights_by_file_row.end(), batch_weights.begin(), batch_weights.end());
-    progress->add(count);
-  }
-  p.features.resize(by_file_row.size());
-  p.weights.resize(weights_by_file_row.size());
-  for (int64_t pos = 0; pos < n; ++pos) {
-    std::copy_n(by_file_row.data() + p.order[pos] * p.feature_dim, p.feature_dim,
-                p.features.data() + pos * p.feature_dim);
-    if (!p.weights.empty())
-      std::copy_n(weights_by_file_row.data() + p.order[pos] * p.feature_dim, p.feature_dim,
-                  p.weights.data() + pos * p.feature_dim);
-  }
-  return p;
-}
 
 // Which files of the previous store a build reuses as they are: same path,
 // size, modification time, dataset and subset.
@@ -258,28 +122,6 @@ SpaceVectors carried_vectors(const Store& old, const std::string& name, const Ro
   out.vectors = old.vectors_at(name, vrows);
   out.carried = static_cast<int64_t>(out.rows.size());
   return out;
-}
-
-// The PCA of one baseline space (spectra: fitted on well-covered spectra, see
-// fit_spectrum_pca); a failure names the space and its size.
-PcaModel fit_space_pca(const std::string& name, const FeatureSet& set, int64_t dim) {
-  const int64_t n = static_cast<int64_t>(set.rows.size());
-  const std::string what = "the baseline PCA of space '" + name + "' (" + std::to_string(n) + " objects x " +
-                           std::to_string(set.dim) + " features, first file '" + set.first_file + "')";
-  PcaModel pca;
-  try {
-    pca = set.weights.empty() ? fit_pca(set.features.data(), n, set.dim, dim)
-                              : fit_spectrum_pca(set.features.data(), set.weights.data(), n, set.dim, dim);
-  } catch (const Error& e) {
-    throw Error(e.kind(), "fitting " + what + ": " + e.what());
-  }
-  // Objects whose features do not vary at all (identical images) leave the
-  // fit without a direction: no vector projected with it could be finite.
-  if (first_non_finite_row(pca.mean.data(), 1, pca.input_dim) >= 0 ||
-      first_non_finite_row(pca.components.data(), pca.output_dim, pca.input_dim) >= 0)
-    throw FormatError("fitting " + what + ": the fit is not finite; the objects' features do not vary "
-                      "(identical data in every object?)");
-  return pca;
 }
 
 // Spectra's empty bins are filled by gappy PCA before the projection; a fit
@@ -400,6 +242,13 @@ struct BuildState {
   std::string resume_dir;
   // Filled by the catalog step, read by the space steps.
   std::map<std::string, FeatureSet> sets;  // by baseline space
+  // With --fit: the fit folder, its PCA and fit.bin bytes per space, and the
+  // vectors projected as files were read (no features kept).
+  std::unique_ptr<FitManifest> fit;
+  std::map<std::string, PcaModel> fits;
+  std::map<std::string, std::string> fit_blobs;
+  std::map<std::string, SpaceVectors> projected;
+  CellSelection cells;  // --shard / --cells
   RowMap row_map;
   std::vector<ModelPartition> mparts;  // every file with its first row, for the model stage
   std::vector<int64_t> mpart_first_row;
@@ -430,6 +279,20 @@ void find_input_files(BuildState& b) {
     std::string roots;
     for (const auto& r : b.opt.roots) roots += (roots.empty() ? "'" : ", '") + r + "'";
     throw NotFound("no *.hdf5 or *.h5 files under " + roots);
+  }
+  b.cells = parse_cell_selection(b.opt.shard, b.opt.cells);
+  if (b.cells.active()) b.found = select_cells(b.found, b.cells, &b.report.warnings);
+}
+
+// --fit: every baseline space is projected with the fit folder's PCA, checked
+// against the manifest's SHA-256, instead of one fitted on this build's files.
+void load_fit(BuildState& b) {
+  if (b.opt.fit_dir.empty()) return;
+  b.fit = std::make_unique<FitManifest>(read_fit_manifest(b.opt.fit_dir));
+  for (const FitSpace& s : b.fit->spaces) {
+    const std::string blob = read_fit_blob(*b.fit, s);
+    b.fits[s.name] = parse_pca(blob, fit_blob_path(b.fit->dir, s.name));
+    b.fit_blobs[s.name] = blob;
   }
 }
 
@@ -470,6 +333,12 @@ void validate_files(BuildState& b) {
         continue;
       }
       if (!e.reused) b.to_encode += reader.modality() == Modality::kNone ? 0 : reader.rows();
+      // A shard fitting its own PCA would make vectors no other shard's can be compared with.
+      if (b.cells.active() && !b.fit && reader.modality() != Modality::kNone)
+        throw InvalidArgument("--" + std::string(b.cells.shards > 0 ? "shard" : "cells") + " needs --fit FITDIR (made by "
+                              "`mmu-index fit`): '" + e.file.path + "' has " + modality_name(reader.modality()) +
+                              "s, whose baseline space each shard would otherwise fit on its own files, so the shards' "
+                              "spaces would differ");
       for (size_t c = 0; c < b.cards.size(); ++c) {
         const ModelCard& card = b.cards[c];
         if (modality_name(reader.modality()) != card.modality) continue;
@@ -522,6 +391,20 @@ void read_new_files(BuildState& b) {
       try {
         MmuFileReader reader(f);
         Partition p = load_partition(reader, b.opt, &progress);
+        if (b.fit && p.modality != Modality::kNone) {
+          if (!b.fits.count(p.space))
+            throw InvalidArgument("'" + f.path + "' feeds baseline space '" + p.space + "', which fit folder '" +
+                                  b.fit->dir + "' has no fit for (it has: " + b.fit->space_names() +
+                                  "); refit over roots that hold this file");
+          const FitSpace& fs = *b.fit->find(p.space);
+          if (fs.version != baseline_version(p.modality).version)
+            throw InvalidArgument("space '" + p.space + "' of fit folder '" + b.fit->dir + "' was made by baseline-pca version " +
+                                  fs.version + " and this mmu-index makes version " + baseline_version(p.modality).version +
+                                  ": rerun `mmu-index fit`");
+          p.vectors = project_partition(b.fits.at(p.space), p);
+          p.features = {};  // the vectors are all a build with a fit keeps
+          p.weights = {};
+        }
         for (auto& w : padding_warnings(f.path, p.padding)) b.report.warnings.push_back(std::move(w));
         for (const auto& w : reader.warnings()) b.report.warnings.push_back(w);
         if (p.modality == Modality::kImage) note_image_bands(reader, &b.report);
@@ -599,21 +482,17 @@ void add_new_file(BuildState& b, Partition& p) {
     b.report.without_modality += static_cast<int64_t>(objs.size());
     return;
   }
-  FeatureSet& set = b.sets[p.space];
-  set.modality = p.modality;
-  if (set.dim == 0) {
-    set.dim = p.feature_dim;
-    set.first_file = p.file.path;
-  } else if (set.dim != p.feature_dim) {
-    throw FormatError("'" + p.file.path + "' gives " + std::to_string(p.feature_dim) + " features per object but '" +
-                      set.first_file + "' gives " + std::to_string(set.dim) + ": one space needs one input shape");
+  std::vector<int64_t> rows(objs.size());
+  for (size_t k = 0; k < objs.size(); ++k) rows[k] = first_row + static_cast<int64_t>(k);
+  if (b.fit) {
+    SpaceVectors& out = b.projected[p.space];
+    out.dim = b.fits.at(p.space).output_dim;
+    out.vectors.insert(out.vectors.end(), p.vectors.begin(), p.vectors.end());
+    out.rows.insert(out.rows.end(), rows.begin(), rows.end());
+    p.vectors = {};
+    return;
   }
-  set.features.insert(set.features.end(), p.features.begin(), p.features.end());
-  set.weights.insert(set.weights.end(), p.weights.begin(), p.weights.end());
-  if (p.modality == Modality::kSpectrum)
-    for (int64_t i : p.order)
-      set.where.push_back("object '" + p.catalog.ids[i] + "' (row " + std::to_string(i) + ") in '" + p.file.path + "'");
-  for (size_t k = 0; k < objs.size(); ++k) set.rows.push_back(first_row + static_cast<int64_t>(k));
+  add_features(&b.sets[p.space], p, rows);
   p.features = {};  // free as we go
   p.weights = {};
 }
@@ -633,26 +512,38 @@ void write_catalog(BuildState& b) {
   b.report.files = b.report.files_read + b.report.reused_files;
 }
 
-// The baseline's feature definition per modality, and what its latest version
-// changed: vectors of another version are not comparable, so such a space is
-// refitted, never extended.
-struct BaselineVersion {
-  const char* version;
-  const char* change;
-};
-BaselineVersion baseline_version(Modality m) {
-  switch (m) {
-    // 3: the masked bins get gappy PCA's posterior mean over more fill components
-    // (2: a fixed prior over the projection's components; 1: interpolation).
-    case Modality::kSpectrum: return {"3", "spectra's masked bins filled by gappy PCA's posterior mean"};
-    case Modality::kImage: return {"2", "image features invariant to rotations and flips, not block means"};
-    default: return {"1", "the first version"};
+// --fit: each space's vectors were projected as its files were read; old
+// vectors are kept only if the same fit (SHA-256) made them.
+void write_fitted_spaces(BuildState& b) {
+  for (auto& [name, projected] : b.projected) {
+    stop_if_cancelled(b);
+    const FitSpace& fs = *b.fit->find(name);
+    SpaceInfo info;
+    info.name = name;
+    info.modality = fs.modality;
+    info.model = "baseline-pca";
+    info.version = fs.version;
+    info.sha256 = fs.sha256;
+    SpaceVectors out;
+    if (b.previous && has_space(*b.previous, name)) out = carried_vectors(*b.previous, name, b.row_map);
+    if (!out.rows.empty() && b.previous->space(name).sha256 != fs.sha256)
+      throw InvalidArgument("space '" + name + "' of store '" + b.previous->path() + "' was made by another fit (SHA-256 " +
+                            b.previous->space(name).sha256 + ", fit folder '" + b.fit->dir + "' has " + fs.sha256 +
+                            "): rebuild it with --refit");
+    out.dim = projected.dim;
+    out.vectors.insert(out.vectors.end(), projected.vectors.begin(), projected.vectors.end());
+    out.rows.insert(out.rows.end(), projected.rows.begin(), projected.rows.end());
+    projected = {};
+    info.dim = out.dim;
+    write_space(*b.writer, b.previous.get(), info, out, b.fit_blobs.at(name), b.row_map, &b.report);
+    b.written.insert(name);
   }
 }
 
 // Baseline spaces: a space that existed keeps its fit (its old vectors stay
 // valid and new objects are projected with the same PCA); a new one is fitted.
 void write_baseline_spaces(BuildState& b) {
+  if (b.fit) return write_fitted_spaces(b);
   for (auto& [name, set] : b.sets) {
     stop_if_cancelled(b);
     const Modality modality = set.modality;
@@ -838,6 +729,7 @@ BuildReport build_store(const BuildOptions& opt) {
   };
   step(lock_store);
   step(find_input_files);
+  step(load_fit);
   step(load_models);
   step(plan_against_previous);
   step(validate_files);
