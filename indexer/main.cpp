@@ -7,6 +7,7 @@
 #include "cli_common.h"
 #include "default_space_command.h"
 #include "fit_command.h"
+#include "merge_command.h"
 #include "inspect_command.h"
 #include "preprocess_command.h"
 #include "process_defaults.h"
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   mmu::cli::TrainFlags train;
   mmu::cli::DefaultSpaceFlags default_space;
   mmu::cli::FitFlags fit;
+  mmu::cli::MergeFlags merge;
   auto* build_cmd = mmu::cli::add_build_command(app, build);
   auto* inspect_cmd = mmu::cli::add_inspect_command(app, inspect);
   auto* preprocess_cmd = mmu::cli::add_preprocess_command(app, preprocess);
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
   auto* train_cmd = mmu::cli::add_train_command(app, train);
   auto* default_space_cmd = mmu::cli::add_default_space_command(app, default_space);
   auto* fit_cmd = mmu::cli::add_fit_command(app, fit);
+  auto* merge_cmd = mmu::cli::add_merge_command(app, merge);
 
   // CLI11 reports a misspelt subcommand as "a subcommand is required": name it.
   if (argc > 1 && argv[1][0] != '-') {
@@ -60,6 +63,7 @@ int main(int argc, char** argv) {
     if (train_cmd->parsed()) return mmu::cli::run_train(train);
     if (default_space_cmd->parsed()) return mmu::cli::run_default_space(default_space);
     if (fit_cmd->parsed()) return mmu::cli::run_fit(fit);
+    if (merge_cmd->parsed()) return mmu::cli::run_merge(merge);
     return 0;
   });
 }

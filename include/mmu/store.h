@@ -207,6 +207,13 @@ class StoreWriter {
   // vectors: rows.size() x info.dim floats, row i belongs to catalog rows[i].
   void add_space(const SpaceInfo& info, const std::vector<int64_t>& rows, const float* vectors,
                  const std::string& fit_blob);
+  // The same, chunk by chunk (a merge): next(rows, vectors) fills the next
+  // chunk, rows ascending across chunks, and returns false when there is no
+  // more. Only a chunk and the rows (8 bytes a vector) are held in memory.
+  void add_space_streamed(const SpaceInfo& info, const std::string& fit_blob,
+                          const std::function<bool(std::vector<int64_t>*, std::vector<float>*)>& next);
+  // A key of the catalog's meta table (provenance such as "merged_from").
+  void set_meta(const std::string& key, const std::string& value);
   // Carries space `name` of `old` into the new generation unchanged (files
   // hard-linked). REQUIRES: the new catalog rows equal the old ones.
   void copy_space(const Store& old, const std::string& name);

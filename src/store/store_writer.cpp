@@ -1,4 +1,7 @@
+#include <cerrno>
+#include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <set>
 
 #include "base/file_util.h"
@@ -80,6 +83,57 @@ void remove_old_generations(const std::string& dir, const std::string& live) {
     fs::rename(path, aside, ec);
     if (!ec) fs::remove_all(aside, ec);
   }
+}
+
+// index.faiss as faiss::write_index writes an IndexIDMap2 over an
+// IndexFlatIP (FAISS 1.7: "IxM2" header, "IxFI" header, the vectors, the
+// ids), with the vectors copied from vectors.f32 in chunks instead of held
+// in a FAISS index; tests/store_merge_test.cpp checks the bytes against FAISS.
+void write_flat_index_streamed(const std::string& path, int64_t dim, const std::string& vectors_path,
+                               const std::vector<int64_t>& ids) {
+  const std::string tmp = path + ".tmp";
+  std::FILE* out = std::fopen(tmp.c_str(), "wb");
+  if (!out) throw IoError(tmp, "create", errno);
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(out, std::fclose);
+  const auto put = [&](const void* p, size_t bytes) {
+    if (bytes > 0 && std::fwrite(p, 1, bytes, out) != bytes) throw IoError(tmp, "write", errno);
+  };
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const auto header = [&](const char* fourcc) {
+    put(fourcc, 4);
+    const int32_t d = static_cast<int32_t>(dim);
+    const int64_t dummy = int64_t{1} << 20;
+    const uint8_t trained = 1;
+    const int32_t metric = 0;  // METRIC_INNER_PRODUCT
+    put(&d, sizeof d);
+    put(&n, sizeof n);
+    put(&dummy, sizeof dummy);
+    put(&dummy, sizeof dummy);
+    put(&trained, sizeof trained);
+    put(&metric, sizeof metric);
+  };
+  header("IxM2");
+  header("IxFI");
+  const uint64_t floats = static_cast<uint64_t>(n * dim);
+  put(&floats, sizeof floats);
+  std::FILE* in = std::fopen(vectors_path.c_str(), "rb");
+  if (!in) throw IoError(vectors_path, "open", errno);
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> in_closer(in, std::fclose);
+  std::vector<char> buf(size_t{1} << 20);
+  uint64_t left = floats * sizeof(float);
+  while (left > 0) {
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
+    if (std::fread(buf.data(), 1, take, in) != take) throw IoError(vectors_path, "read", errno ? errno : EIO);
+    put(buf.data(), take);
+    left -= take;
+  }
+  const uint64_t count = static_cast<uint64_t>(n);
+  put(&count, sizeof count);
+  put(ids.data(), ids.size() * sizeof(int64_t));
+  if (std::fflush(out) != 0) throw IoError(tmp, "write", errno);
+  closer.reset();
+  files::fsync_path(tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw IoError(path, "rename into place", errno);
 }
 
 }  // namespace
@@ -301,6 +355,64 @@ void StoreWriter::add_space(const SpaceInfo& info, const std::vector<int64_t>& r
   for (int64_t i = 0; i < n; ++i) vrows.emplace_back(i, rows[i]);
   insert_space(*r.db, row, vrows);
   r.spaces.push_back(row);
+}
+
+void StoreWriter::add_space_streamed(const SpaceInfo& info, const std::string& fit_blob,
+                                     const std::function<bool(std::vector<int64_t>*, std::vector<float>*)>& next) {
+  Rep& r = *rep_;
+  const std::string dir = layout::space_dir(r.tmp_path, info.name);
+  files::make_dirs(dir);
+  const std::string vectors_path = layout::vectors_file(dir);
+  std::vector<int64_t> rows;  // all of them: the space_rows table and the FAISS ids
+  {
+    // The generation is invisible until commit: a plain write, synced once at the end.
+    std::FILE* out = std::fopen(vectors_path.c_str(), "wb");
+    if (!out) throw IoError(vectors_path, "create", errno);
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(out, std::fclose);
+    std::vector<int64_t> chunk_rows;
+    std::vector<float> chunk;
+    while (next(&chunk_rows, &chunk)) {
+      const int64_t n = static_cast<int64_t>(chunk_rows.size());
+      if (static_cast<int64_t>(chunk.size()) != n * info.dim)
+        throw InvalidArgument("space '" + info.name + "': a chunk of " + std::to_string(n) + " rows has " +
+                              std::to_string(chunk.size()) + " floats, not rows x " + std::to_string(info.dim));
+      const int64_t bad = first_non_finite_row(chunk.data(), n, info.dim);
+      if (bad >= 0)
+        throw FormatError("space '" + info.name + "': the vector of catalog row " + std::to_string(chunk_rows[bad]) +
+                          " has NaN or Inf values; nothing was written");
+      for (int64_t row : chunk_rows) {
+        if (!rows.empty() && row <= rows.back())
+          throw InvalidArgument("space '" + info.name + "': rows must ascend, got " + std::to_string(row) + " after " +
+                                std::to_string(rows.back()));
+        rows.push_back(row);
+      }
+      const size_t bytes = chunk.size() * sizeof(float);
+      if (bytes > 0 && std::fwrite(chunk.data(), 1, bytes, out) != bytes) throw IoError(vectors_path, "write", errno);
+    }
+    if (std::fflush(out) != 0) throw IoError(vectors_path, "write", errno);
+  }
+  files::fsync_path(vectors_path);
+  const int64_t n = static_cast<int64_t>(rows.size());
+  files::write_atomic(layout::fit_file(dir), fit_blob);
+  record_file_hash(*r.db, info.name, layout::kVectorsFile, static_cast<size_t>(n * info.dim) * sizeof(float),
+                   sha256_file(vectors_path));
+  record_file_hash(*r.db, info.name, layout::kFitFile, fit_blob.size(), sha256_hex(fit_blob));
+  write_flat_index_streamed(layout::flat_index_file(dir), info.dim, vectors_path, rows);
+  SpaceInfo row = info;
+  row.count = n;
+  if (row.created.empty()) row.created = utc_now();
+  if (row.sha256.empty()) row.sha256 = sha256_hex(fit_blob);
+  std::vector<std::pair<int64_t, int64_t>> vrows;
+  vrows.reserve(rows.size());
+  for (int64_t i = 0; i < n; ++i) vrows.emplace_back(i, rows[i]);
+  rows = {};
+  insert_space(*r.db, row, vrows);
+  r.spaces.push_back(row);
+}
+
+void StoreWriter::set_meta(const std::string& key, const std::string& value) {
+  auto put = rep_->db->prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
+  put.bind(1, key).bind(2, value).run();
 }
 
 void StoreWriter::copy_space(const Store& old, const std::string& name) {

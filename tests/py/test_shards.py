@@ -6,6 +6,7 @@ once, with vectors bit-equal to a single-process build with the same fit. Bad in
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import sys
 
@@ -78,6 +79,8 @@ def setup(env):
         s = os.path.join(env.tmp, "shard%d" % i)
         run(env.index, "build", env.samples, "--store", s, "--fit", env.fit, "--shard", "%d/%d" % (i, SHARDS), "--quiet")
         env.shards.append(s)
+    env.merged = os.path.join(env.tmp, "merged")
+    run(env.index, "merge", *env.shards, "--store", env.merged, "--quiet")
 
 
 @case("fit: the sampled cells follow the documented seeded rule, per space; fit.bin matches its SHA-256")
@@ -165,6 +168,66 @@ def _(env):
          "--cells 11-14,1226 stored %s" % sorted(files))
 
 
+def catalog(store):
+    """[(survey, object_id, ra, dec, healpix)] in row order."""
+    db = sqlite3.connect(os.path.join(generation(store), "catalog.sqlite"))
+    out = db.execute("SELECT survey, object_id, ra, dec, healpix FROM objects ORDER BY row").fetchall()
+    db.close()
+    return out
+
+
+@case("merge: rows in shard order, the same ids and positions and bit-equal vectors as one build")
+def _(env):
+    want = []
+    for store in env.shards:
+        want += catalog(store)
+    got = catalog(env.merged)
+    need(got == want, "the merged catalogue is not the shards' catalogues in the order given")
+    need(sorted(got) == sorted(catalog(env.all)), "the merged store's ids/positions differ from the single build's")
+    merged_spaces, shas, files, _ = read_store(env.merged)
+    all_spaces, all_shas, all_files, _ = read_store(env.all)
+    need(shas == all_shas, "merged spaces made by %s, the single build's by %s" % (shas, all_shas))
+    need(sorted(files) == sorted(all_files), "the merged files table differs from the single build's")
+    for name in all_spaces:
+        need(merged_spaces[name] == all_spaces[name], "space %s: merged vectors differ from the single build's" % name)
+    db = sqlite3.connect(os.path.join(generation(env.merged), "catalog.sqlite"))
+    merged_from = json.loads(db.execute("SELECT value FROM meta WHERE key='merged_from'").fetchone()[0])
+    need([m["store"] for m in merged_from] == [os.path.realpath(s) for s in env.shards], "merged_from: %s" % merged_from)
+    values = db.execute("SELECT count(*) FROM object_values").fetchone()[0]
+    db.close()
+    db = sqlite3.connect(os.path.join(generation(env.all), "catalog.sqlite"))
+    need(values == db.execute("SELECT count(*) FROM object_values").fetchone()[0], "catalogue columns lost")
+    db.close()
+
+
+def answers(env, store, ids):
+    """Per query: [(object_id, score)] of `--like ID --k 10 --format json`."""
+    out = []
+    for q in ids:
+        j = json.loads(run(env.search, "--store", store, "--like", q, "--k", 10, "--format", "json").stdout)
+        out.append(j)
+    return out
+
+
+@case("merge: the same --like answers as the single build for 100 queries")
+def _(env):
+    rows = catalog(env.all)
+    ids = [r[1] for r in rows[:: max(1, len(rows) // 100)]][:100]
+    need(len(ids) == min(100, len(rows)), "too few objects for the queries")
+    a, b = answers(env, env.merged, ids), answers(env, env.all, ids)
+    for q, x, y in zip(ids, a, b):
+        need(strip_rows(x) == strip_rows(y), "--like %s: merged %s, single %s" % (q, strip_rows(x), strip_rows(y)))
+
+
+def strip_rows(j):
+    """A JSON answer without store rows (which differ by the order of the files), ties sorted by id."""
+    if isinstance(j, dict):
+        return {k: strip_rows(v) for k, v in j.items() if k not in ("row", "store", "took_ms", "seconds")}
+    if isinstance(j, list):
+        return [strip_rows(v) for v in j]
+    return j
+
+
 def refused(env, args, words):
     p = run(env.index, *args, ok=False)
     need(0 < p.returncode < 70, "%s: exit %d, expected a clean refusal:\n%s" % (args, p.returncode, p.stderr))
@@ -199,6 +262,35 @@ def _(env):
     open(os.path.join(notfit, "keep.txt"), "w").write("mine")
     refused(env, ["fit", env.samples, "--out", notfit, "--quiet"], ["not a fit folder"])
     need(open(os.path.join(notfit, "keep.txt")).read() == "mine", "fit replaced a folder that was not a fit")
+
+
+@case("merge refuses overlapping shards, a missing shard, shards of different fits; the target stays as it was")
+def _(env):
+    target = os.path.join(env.tmp, "merge-bad")
+    run(env.index, "merge", env.shards[0], "--store", target, "--quiet")
+    current = open(os.path.join(target, "CURRENT")).read()
+    refused(env, ["merge", env.shards[0], env.shards[1], env.shards[0], "--store", target], [env.shards[0], "twice"])
+    overlap = os.path.join(env.tmp, "overlap")
+    run(env.index, "build", env.samples, "--store", overlap, "--fit", env.fit, "--cells", "12", "--quiet")
+    holder = env.shards[12 % SHARDS]
+    refused(env, ["merge", holder, overlap, "--store", target], [holder, overlap, "overlap"])
+    copy = os.path.join(env.tmp, "copy", "desi", "edr_sv3", "healpix=12", "001-of-001.hdf5")
+    os.makedirs(os.path.dirname(copy))
+    shutil.copy(os.path.join(env.samples, "desi", "edr_sv3", "healpix=12", "001-of-001.hdf5"), copy)
+    same_ids = os.path.join(env.tmp, "same-ids")
+    run(env.index, "build", os.path.join(env.tmp, "copy"), "--store", same_ids, "--fit", env.fit, "--quiet")
+    refused(env, ["merge", holder, same_ids, "--store", target], [holder, same_ids, "object '", "desi", "overlap"])
+    missing = os.path.join(env.tmp, "no-such-shard")
+    refused(env, ["merge", env.shards[0], missing, "--store", target], [missing])
+    other_fit = os.path.join(env.tmp, "fit-other")
+    if not os.path.exists(other_fit):
+        run(env.index, "fit", env.samples, "--out", other_fit, "--seed", SEED + 1, "--sample-cells", SAMPLE_CELLS, "--quiet")
+    other = os.path.join(env.tmp, "shard1-other-fit")
+    run(env.index, "build", env.samples, "--store", other, "--fit", other_fit, "--shard", "1/%d" % SHARDS, "--quiet")
+    refused(env, ["merge", env.shards[0], other, "--store", target], [env.shards[0], other, "different fits"])
+    need(open(os.path.join(target, "CURRENT")).read() == current, "a refused merge changed the target's CURRENT")
+    need(not [n for n in os.listdir(target) if n.endswith(".tmp")], "a refused merge left an unfinished generation")
+    need(catalog(target) == catalog(env.shards[0]), "a refused merge changed the target")
 
 
 def main():
