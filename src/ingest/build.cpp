@@ -532,10 +532,14 @@ void write_fitted_spaces(BuildState& b) {
       throw InvalidArgument("space '" + name + "' of store '" + b.previous->path() + "' was made by another fit (SHA-256 " +
                             b.previous->space(name).sha256 + ", fit folder '" + b.fit->dir + "' has " + fs.sha256 +
                             "): rebuild it with --refit");
-    out.dim = projected.dim;
-    out.vectors.insert(out.vectors.end(), projected.vectors.begin(), projected.vectors.end());
-    out.rows.insert(out.rows.end(), projected.rows.begin(), projected.rows.end());
-    projected = {};
+    if (out.rows.empty()) {
+      out = std::move(projected);  // no second copy of the space's vectors
+    } else {
+      out.dim = projected.dim;
+      out.vectors.insert(out.vectors.end(), projected.vectors.begin(), projected.vectors.end());
+      out.rows.insert(out.rows.end(), projected.rows.begin(), projected.rows.end());
+    }
+    projected = SpaceVectors{};
     info.dim = out.dim;
     write_space(*b.writer, b.previous.get(), info, out, b.fit_blobs.at(name), b.row_map, &b.report);
     b.written.insert(name);
