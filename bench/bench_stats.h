@@ -87,4 +87,17 @@ void walk_flags(int argc, char** argv, Usage usage, On on) {
   }
 }
 
+// Sum of n floats with 32 independent accumulators, so the loop is limited by
+// loads, not by the latency of one add chain.
+inline float sum_floats(const float* p, size_t n) {
+  float acc[32] = {};
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int j = 0; j < 32; ++j) acc[j] += p[i + j];
+  float s = 0;
+  for (; i < n; ++i) s += p[i];
+  for (float a : acc) s += a;
+  return s;
+}
+
 }  // namespace mmu::bench

@@ -119,16 +119,6 @@ std::vector<float> make_vectors(const Args& a, bool clustered) {
   return v;
 }
 
-float sum_floats(const float* p, size_t n) {
-  float acc[32] = {};
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int j = 0; j < 32; ++j) acc[j] += p[i + j];
-  float s = 0;
-  for (; i < n; ++i) s += p[i];
-  for (float x : acc) s += x;
-  return s;
-}
 
 // Best read bandwidth (GB/s) of all threads summing the buffer, each a contiguous share.
 double read_bandwidth(const std::vector<float>& v, double* checksum) {

@@ -124,18 +124,6 @@ class Mapping {
   size_t size_ = 0;
 };
 
-// Sum of n floats with 32 independent accumulators, so the loop is limited by
-// loads, not by the latency of one add chain.
-float sum_floats(const float* p, size_t n) {
-  float acc[32] = {};
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int j = 0; j < 32; ++j) acc[j] += p[i + j];
-  float s = 0;
-  for (; i < n; ++i) s += p[i];
-  for (float a : acc) s += a;
-  return s;
-}
 
 void write_ids(const std::string& path, const std::vector<std::vector<mmu::Hit>>& answers, int64_t k) {
   std::vector<int64_t> ids(answers.size() * static_cast<size_t>(k), -1);

@@ -121,15 +121,7 @@ int run_like_query(const Target& t, QueryFlags& f) {
     const std::vector<std::string> ids = read_id_file(f.like_file, "--like-file");
     const auto results = t.set ? search_like_set_batch(*t.set, f.q, ids, local_scanner(*t.set, f.q))
                                : search_like_batch(*t.store, f.q, ids);
-    write_like_results(results, fmt, std::cout);
-    int failed = 0;
-    for (const LikeResult& r : results) {
-      if (r.error.empty()) continue;
-      ++failed;
-      if (fmt == OutputFormat::kCsv) std::cerr << "error: query " << r.label << ": " << r.error << "\n";
-    }
-    if (failed) std::cerr << "error: " << failed << " of " << results.size() << " queries failed (see their blocks)\n";
-    return failed ? 1 : 0;
+    return write_like_batch(results, fmt, std::cout, std::cerr);
   }
   const LikeResult r = t.set ? search_like_set(*t.set, f.q, local_scanner(*t.set, f.q)) : search_like(*t.store, f.q);
   write_like_result(r, fmt, std::cout);

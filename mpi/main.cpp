@@ -57,15 +57,7 @@ int run_rank0(const StoreSet& set, Flags& f) {
     if (!q.like.empty() || q.near || !q.vector.empty())
       throw InvalidArgument("--like-file runs one query per line: do not combine it with --like, --near or --vector");
     const auto results = search_like_set_batch(set, q, cli::read_id_file(f.query.like_file, "--like-file"), scan);
-    write_like_results(results, fmt, std::cout);
-    int failed = 0;
-    for (const LikeResult& r : results) {
-      if (r.error.empty()) continue;
-      ++failed;
-      if (fmt == OutputFormat::kCsv) std::cerr << "error: query " << r.label << ": " << r.error << "\n";
-    }
-    if (failed) std::cerr << "error: " << failed << " of " << results.size() << " queries failed (see their blocks)\n";
-    return failed ? 1 : 0;
+    return write_like_batch(results, fmt, std::cout, std::cerr);
   }
   if (q.like.empty() && !q.near && q.vector.empty())
     throw InvalidArgument("nothing to do: give --like <object_id>, --near RA,DEC, --vector f.npy or --like-file ids.txt");

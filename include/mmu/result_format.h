@@ -21,5 +21,9 @@ void write_like_result(const LikeResult& r, OutputFormat f, std::ostream& out);
 // Batch mode: one block per query (table), one CSV with a leading `query`
 // column, or a JSON array. A failed query shows its error.
 void write_like_results(const std::vector<LikeResult>& results, OutputFormat f, std::ostream& out);
+// write_like_results, then each failed query's error on `err` (CSV, where the
+// rows cannot show it) and a count of the failures; returns the exit code
+// (0 when every query answered, else 1).
+int write_like_batch(const std::vector<LikeResult>& results, OutputFormat f, std::ostream& out, std::ostream& err);
 
 }  // namespace mmu

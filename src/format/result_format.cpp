@@ -202,4 +202,16 @@ void write_like_results(const std::vector<LikeResult>& results, OutputFormat f, 
   }
 }
 
+int write_like_batch(const std::vector<LikeResult>& results, OutputFormat f, std::ostream& out, std::ostream& err) {
+  write_like_results(results, f, out);
+  int failed = 0;
+  for (const LikeResult& r : results) {
+    if (r.error.empty()) continue;
+    ++failed;
+    if (f == OutputFormat::kCsv) err << "error: query " << r.label << ": " << r.error << "\n";
+  }
+  if (failed) err << "error: " << failed << " of " << results.size() << " queries failed (see their blocks)\n";
+  return failed ? 1 : 0;
+}
+
 }  // namespace mmu
