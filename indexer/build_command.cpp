@@ -56,6 +56,10 @@ CLI::App* add_build_command(CLI::App& app, BuildFlags& f) {
   b->add_option("--shard", o.shard,
                 "I/N: read only the files of the HEALPix cells c with c mod N == I (needs --fit)");
   b->add_option("--cells", o.cells, "LIST: read only the files of these nside-16 cells, e.g. 3,7,9-12 (needs --fit)");
+  b->add_option("--sq8-from-rows", o.sq8_from_rows,
+                "spaces of at least this many vectors get the sq8 copy (exact, a quarter of the bytes scanned); 0 = never")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   return b;
 }
 

@@ -26,6 +26,11 @@ struct BuildOptions {
   bool resume = false;             // reuse the finished partitions of an interrupted build
   bool refit = false;              // read every file and refit the baseline, instead of reusing unchanged files
   bool wait_for_lock = false;      // wait while another process writes the store, instead of failing
+  // A space of at least this many vectors whose index is flat (or new) gets the
+  // sq8 copy after the build: exact answers, bit for bit the fp32 scan's, from a
+  // quarter of the bytes (a cold --like at 10^6 x 512: 141 -> 77 ms, BENCHMARKS).
+  // Below it the scan is not what a query costs. 0 = never.
+  int64_t sq8_from_rows = 262144;
   // Sharded builds (issue 18): project every baseline space with the fit
   // folder `mmu-index fit` wrote, instead of fitting one on this build's files,
   // and read only the files of some HEALPix cells: --shard "I/N" (cell c goes

@@ -686,16 +686,19 @@ void keep_chosen_default_spaces(BuildState& b) {
 }
 
 // Spaces whose vectors changed get the index they had rebuilt (kept
-// spaces carry theirs, hard-linked).
+// spaces carry theirs, hard-linked); a new or flat space of at least
+// opt.sq8_from_rows vectors gets the sq8 copy, which answers as the flat scan.
 std::vector<std::pair<std::string, IndexSpec>> indexes_to_rebuild(const BuildState& b) {
   std::vector<std::pair<std::string, IndexSpec>> reindex;
-  if (b.previous)
-    for (const auto& [name, count] : b.report.space_counts) {
-      const bool kept = std::count(b.report.kept_spaces.begin(), b.report.kept_spaces.end(), name) > 0;
-      if (kept || !has_space(*b.previous, name)) continue;
-      const IndexRecord r = read_index_record(b.previous->space_dir(name));
-      if (r.spec.kind != IndexKind::kFlat) reindex.emplace_back(name, r.spec);
-    }
+  for (const auto& [name, count] : b.report.space_counts) {
+    const bool kept = std::count(b.report.kept_spaces.begin(), b.report.kept_spaces.end(), name) > 0;
+    if (kept) continue;
+    IndexSpec spec;
+    if (b.previous && has_space(*b.previous, name)) spec = read_index_record(b.previous->space_dir(name)).spec;
+    if (spec.kind == IndexKind::kFlat && b.opt.sq8_from_rows > 0 && count >= b.opt.sq8_from_rows)
+      spec.kind = IndexKind::kSq8;
+    if (spec.kind != IndexKind::kFlat) reindex.emplace_back(name, spec);
+  }
   return reindex;
 }
 

@@ -121,6 +121,27 @@ def _(env):
         need(got["results"] == want["results"], "%s: sq8 != fp32 after the build" % oid)
 
 
+@case("a build gives a space of at least --sq8-from-rows vectors the sq8 copy, smaller ones stay flat; answers as fp32")
+def _(env):
+    n = len(env.ids)
+    at = os.path.join(env.tmp, "from-rows-at")
+    run(env.index, "build", env.samples, "--store", at, "--quiet", "--sq8-from-rows", str(n))
+    rec = json.load(open(os.path.join(space_dir(at), "index.json")))
+    need(rec["kind"] == "sq8", "%d vectors, --sq8-from-rows %d: index.json %s" % (n, n, rec))
+    need(sq8_sha(at) == recorded_sha(at), "the build's copy records another SHA-256")
+    for i in (0, n // 2, n - 1):
+        got, err = like(env, at, env.ids[i], "--k", "12")
+        want, _ = like(env, env.flat, env.ids[i], "--k", "12")
+        need(got["method"].startswith("exact sq8 scan") and "warning" not in err, "%s: %s" % (got["method"], err))
+        need(got["results"] == want["results"], "object %d: the build's sq8 != fp32" % i)
+    above = os.path.join(env.tmp, "from-rows-above")
+    run(env.index, "build", env.samples, "--store", above, "--quiet", "--sq8-from-rows", str(n + 1))
+    rec_path = os.path.join(space_dir(above), "index.json")  # a build's flat space has none
+    rec = json.load(open(rec_path)) if os.path.exists(rec_path) else {"kind": "flat"}
+    need(rec["kind"] == "flat", "%d vectors, --sq8-from-rows %d: index.json %s" % (n, n + 1, rec))
+    need(not os.path.exists(os.path.join(space_dir(above), "vectors.sq8")), "a flat space has a vectors.sq8")
+
+
 @case("a stale or damaged sq8 copy is set aside with a warning naming it; the answer is the fp32 scan's")
 def _(env):
     store = os.path.join(env.tmp, "stale")
