@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "bench_stats.h"
+#include "synthetic_vectors.h"
 #include "mmu/exact_search.h"
 #include "process_defaults.h"
 #include "vector/compressed_scan.h"
@@ -67,59 +68,6 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-void normalise(float* v, int64_t dim) {
-  double s = 0;
-  for (int64_t j = 0; j < dim; ++j) s += static_cast<double>(v[j]) * v[j];
-  const float inv = static_cast<float>(1.0 / std::sqrt(std::max(s, 1e-30)));
-  for (int64_t j = 0; j < dim; ++j) v[j] *= inv;
-}
-
-// The vectors of bench/make_vector_store.cpp (same seeds, same recipe).
-std::vector<float> make_vectors(const Args& a, bool clustered) {
-  const int64_t n_clusters = 1000;
-  std::vector<float> centres, sigma;
-  std::vector<double> cw;
-  if (clustered) {
-    std::mt19937_64 rng(a.seed ^ 0x5eedc1u);
-    std::normal_distribution<float> gauss;
-    std::uniform_real_distribution<double> unit;
-    centres.resize(static_cast<size_t>(n_clusters * a.dim));
-    for (int64_t i = 0; i < n_clusters; ++i) {
-      for (int64_t j = 0; j < a.dim; ++j) centres[i * a.dim + j] = gauss(rng);
-      normalise(&centres[i * a.dim], a.dim);
-    }
-    double total = 0;
-    for (int64_t i = 0; i < n_clusters; ++i) {
-      sigma.push_back(static_cast<float>(0.3 * std::pow(4.0, unit(rng)) / std::sqrt(static_cast<double>(a.dim))));
-      total += std::exp(gauss(rng));
-      cw.push_back(total);
-    }
-    for (double& w : cw) w /= total;
-    cw.back() = 1.0;
-  }
-  std::vector<float> v(static_cast<size_t>(a.n * a.dim));
-  constexpr int64_t kRowsPerSeed = 4096;
-  const int64_t blocks = (a.n + kRowsPerSeed - 1) / kRowsPerSeed;
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t b = 0; b < blocks; ++b) {
-    std::mt19937_64 rng(a.seed * 1000003u + static_cast<uint64_t>(b));
-    std::normal_distribution<float> gauss;
-    std::uniform_real_distribution<double> unit;
-    for (int64_t i = b * kRowsPerSeed; i < std::min(a.n, (b + 1) * kRowsPerSeed); ++i) {
-      float* x = &v[static_cast<size_t>(i * a.dim)];
-      if (!clustered) {
-        for (int64_t j = 0; j < a.dim; ++j) x[j] = gauss(rng);
-      } else {
-        const int64_t c = std::lower_bound(cw.begin(), cw.end(), unit(rng)) - cw.begin();
-        for (int64_t j = 0; j < a.dim; ++j) x[j] = centres[c * a.dim + j] + sigma[c] * gauss(rng);
-      }
-      normalise(x, a.dim);
-    }
-  }
-  return v;
-}
-
-
 // Best read bandwidth (GB/s) of all threads summing the buffer, each a contiguous share.
 double read_bandwidth(const std::vector<float>& v, double* checksum) {
   double best = 0;
@@ -156,7 +104,7 @@ bool identical(const std::vector<mmu::Hit>& a, const std::vector<mmu::Hit>& b) {
 
 void run_kind(const Args& a, const std::string& kind) {
   const auto t_gen = Clock::now();
-  const std::vector<float> v = make_vectors(a, kind == "clustered");
+  const std::vector<float> v = synthetic_vectors(a.n, a.dim, kind == "clustered", 1000, a.seed);
   const double gen_s = ms_since(t_gen) / 1e3;
   const mmu::VectorMatrix m{v.data(), mmu::VectorType::kF32, a.n, a.dim};
   const auto t_enc = Clock::now();

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "bench_stats.h"
+#include "synthetic_vectors.h"
 #include "mmu/error.h"
 #include "mmu/sky.h"
 #include "mmu/store.h"
@@ -71,71 +72,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void normalise(float* v, int64_t dim) {
-  double s = 0;
-  for (int64_t j = 0; j < dim; ++j) s += static_cast<double>(v[j]) * v[j];
-  const float inv = static_cast<float>(1.0 / std::sqrt(std::max(s, 1e-30)));
-  for (int64_t j = 0; j < dim; ++j) v[j] *= inv;
-}
-
-// One cluster: a unit centre, a per-coordinate spread and a sampling weight.
-struct Clusters {
-  std::vector<float> centres;
-  std::vector<float> sigma;
-  std::vector<double> cumulative_weight;  // ends at 1
-};
-
-Clusters make_clusters(int64_t count, int64_t dim, uint64_t seed) {
-  std::mt19937_64 rng(seed ^ 0x5eedc1u);
-  std::normal_distribution<float> gauss;
-  std::uniform_real_distribution<double> unit;
-  Clusters c;
-  c.centres.resize(static_cast<size_t>(count * dim));
-  for (int64_t i = 0; i < count; ++i) {
-    for (int64_t j = 0; j < dim; ++j) c.centres[i * dim + j] = gauss(rng);
-    normalise(&c.centres[i * dim], dim);
-  }
-  // Noise norm r = sigma * sqrt(dim), log-uniform in [0.3, 1.2]: a member lies
-  // 17 to 50 degrees from its centre, so clusters of varied tightness overlap
-  // in their outskirts.
-  double total = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    const double r = 0.3 * std::pow(4.0, unit(rng));
-    c.sigma.push_back(static_cast<float>(r / std::sqrt(static_cast<double>(dim))));
-    total += std::exp(gauss(rng));
-    c.cumulative_weight.push_back(total);
-  }
-  for (double& w : c.cumulative_weight) w /= total;
-  c.cumulative_weight.back() = 1.0;
-  return c;
-}
-
-std::vector<float> make_vectors(const Args& a) {
-  std::vector<float> v(static_cast<size_t>(a.n * a.dim));
-  const Clusters clusters = a.kind == "clustered" ? make_clusters(a.clusters, a.dim, a.seed) : Clusters{};
-  constexpr int64_t kRowsPerSeed = 4096;
-  const int64_t blocks = (a.n + kRowsPerSeed - 1) / kRowsPerSeed;
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t b = 0; b < blocks; ++b) {
-    std::mt19937_64 rng(a.seed * 1000003u + static_cast<uint64_t>(b));
-    std::normal_distribution<float> gauss;
-    std::uniform_real_distribution<double> unit;
-    for (int64_t i = b * kRowsPerSeed; i < std::min(a.n, (b + 1) * kRowsPerSeed); ++i) {
-      float* x = &v[static_cast<size_t>(i * a.dim)];
-      if (clusters.centres.empty()) {
-        for (int64_t j = 0; j < a.dim; ++j) x[j] = gauss(rng);
-      } else {
-        const auto& cw = clusters.cumulative_weight;
-        const int64_t c = std::lower_bound(cw.begin(), cw.end(), unit(rng)) - cw.begin();
-        const float* centre = &clusters.centres[static_cast<size_t>(c * a.dim)];
-        for (int64_t j = 0; j < a.dim; ++j) x[j] = centre[j] + clusters.sigma[c] * gauss(rng);
-      }
-      normalise(x, a.dim);
-    }
-  }
-  return v;
-}
-
 // Random sky positions, sorted by their order-29 key as a real build orders rows.
 std::vector<mmu::NewObject> make_objects(const Args& a, int64_t file_id) {
   std::mt19937_64 rng(a.seed ^ 0x5c7u);
@@ -169,7 +105,7 @@ int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
   try {
     auto t0 = std::chrono::steady_clock::now();
-    const std::vector<float> vectors = make_vectors(a);
+    const std::vector<float> vectors = mmu::bench::synthetic_vectors(a.n, a.dim, a.kind == "clustered", a.clusters, a.seed);
     std::printf("generated %lld x %lld %s vectors in %.1f s\n", static_cast<long long>(a.n),
                 static_cast<long long>(a.dim), a.kind.c_str(), seconds_since(t0));
 

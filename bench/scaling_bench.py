@@ -68,16 +68,10 @@ def build(index, root, store, threads, model=None, batch=None, fit=None):
 
 
 def sgemm_peak(threads):
-    import torch
-    torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    torch.mm(a, b)
-    best = 0.0
-    for _ in range(5):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = max(best, 2 * 2048 ** 3 / (time.perf_counter() - t))
-    return best
+    """encode_bench's torch SGEMM peak (imported late: it loads torch)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from encode_bench import sgemm_peak as peak
+    return peak(threads)
 
 
 def space_files(store):
