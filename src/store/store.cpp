@@ -313,9 +313,16 @@ std::vector<std::string> Store::files_signature() const {
 }
 
 std::vector<StoredFile> Store::files() const {
+  // Each file's first catalog row in one pass over the objects: a correlated
+  // min(row) per file scanned them once per file (objects has no file_id index).
+  std::unordered_map<int64_t, int64_t> first_rows;
+  {
+    auto m = rep_->db->prepare("SELECT file_id, min(row) FROM objects GROUP BY file_id");
+    while (m.step()) first_rows[m.int64(0)] = m.int64(1);
+  }
   auto s = rep_->db->prepare(
-      "SELECT f.id, f.path, f.dataset, f.subset, f.healpix, f.size, f.mtime, f.modality, f.n_objects, "
-      "(SELECT min(row) FROM objects o WHERE o.file_id = f.id) FROM files f ORDER BY f.id");
+      "SELECT f.id, f.path, f.dataset, f.subset, f.healpix, f.size, f.mtime, f.modality, f.n_objects "
+      "FROM files f ORDER BY f.id");
   std::vector<StoredFile> out;
   while (s.step()) {
     StoredFile f;
@@ -328,7 +335,8 @@ std::vector<StoredFile> Store::files() const {
     f.file.mtime = s.int64(6);
     f.modality = s.text(7);
     f.n_objects = s.int64(8);
-    f.first_row = s.is_null(9) ? 0 : s.int64(9);
+    const auto first = first_rows.find(f.id);
+    f.first_row = first == first_rows.end() ? 0 : first->second;
     out.push_back(f);
   }
   return out;
