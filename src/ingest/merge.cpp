@@ -177,6 +177,30 @@ class SpaceReader {
   std::unique_ptr<std::FILE, Closer> file_;
 };
 
+// A default space chosen in the shards (`mmu-index default-space`) stays
+// chosen in the merged store; shards that chose differently are named and
+// the merged store falls back to the rule, as a build does.
+void keep_chosen_defaults(const std::vector<Shard>& shards, const std::vector<SpaceInfo>& spaces, StoreWriter& writer,
+                          MergeReport& report) {
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> chosen;  // modality -> (space, shard)
+  for (const SpaceInfo& info : spaces) chosen.emplace(info.modality, std::vector<std::pair<std::string, std::string>>{});
+  for (auto& [modality, picks] : chosen)
+    for (const Shard& s : shards)
+      if (s.store->default_space_chosen(modality)) picks.emplace_back(s.store->default_space(modality), s.path);
+  for (const auto& [modality, picks] : chosen) {
+    if (picks.empty()) continue;
+    const bool agree = std::all_of(picks.begin(), picks.end(), [&](const auto& p) { return p.first == picks[0].first; });
+    if (agree) {
+      writer.set_default_space(modality, picks[0].first, true);
+      continue;
+    }
+    std::string which;
+    for (const auto& [space, shard] : picks) which += (which.empty() ? "" : ", ") + space + " (shard '" + shard + "')";
+    report.notes.push_back("the shards chose different default " + modality + " spaces: " + which +
+                           "; the merged store uses the rule's; choose one with `mmu-index default-space`");
+  }
+}
+
 }  // namespace
 
 MergeReport merge_stores(const MergeOptions& opt) {
@@ -225,6 +249,7 @@ MergeReport merge_stores(const MergeOptions& opt) {
     }
   }
   for (const Shard& s : shards) writer.copy_links(*s.store, [&](int64_t row) { return s.map(row); });
+  keep_chosen_defaults(shards, spaces, writer, report);
   writer.set_meta("merged_from", provenance.dump());
   writer.commit();
   report.shards = static_cast<int64_t>(shards.size());

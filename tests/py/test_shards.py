@@ -293,6 +293,36 @@ def _(env):
     need(catalog(target) == catalog(env.shards[0]), "a refused merge changed the target")
 
 
+def default_spaces(env, store):
+    """`mmu-index default-space` of a store: {modality: (space, chosen)}."""
+    out = {}
+    for line in run(env.index, "default-space", "--store", store).stdout.splitlines():
+        modality, rest = line.split(": ", 1)
+        out[modality] = (rest.split(" (")[0], rest.endswith("(chosen)"))
+    return out
+
+
+@case("merge keeps a default space chosen in the shards; unchosen stays the rule's")
+def _(env):
+    plain = default_spaces(env, env.merged)
+    need(plain and not any(c for _, c in plain.values()), "merge of unchosen shards says chosen: %s" % plain)
+    image = [m for m in plain if m == "image"]
+    need(image, "the sample store has no image space: %s" % plain)
+    copies = []
+    for i in (0, 1):
+        c = os.path.join(env.tmp, "chosen-shard%d" % i)
+        shutil.copytree(env.shards[i], c, symlinks=True)
+        copies.append(c)
+    # One shard chooses, the other leaves the rule: the choice is kept.
+    run(env.index, "default-space", "--store", copies[0], "--space", plain["image"][0])
+    target = os.path.join(env.tmp, "merged-chosen")
+    run(env.index, "merge", *copies, "--store", target, "--quiet")
+    got = default_spaces(env, target)
+    need(got["image"] == (plain["image"][0], True), "merged default image space %s, the shard chose %s" %
+         (got["image"], plain["image"][0]))
+    need(all(not c for m, (_, c) in got.items() if m != "image"), "an unchosen modality became chosen: %s" % got)
+
+
 def main():
     args, index, search = binaries_samples_tmp()
     env = type("Env", (), {})()
