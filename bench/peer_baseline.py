@@ -7,8 +7,12 @@ ingest speed (and as an independent check of the C++ vectors).
 
 Same transforms as src/encode/preprocess.cpp and src/encode/pca.cpp, vectorised with numpy:
 
-  images   centre crop 96 px, asinh(x / 0.01), 4x4 block means over the pixels
-           the mask marks good (image_mask: True = good), unit L2 norm
+  images   centre crop of 25.152" (96 px at the file's image_scale, else 0.262"/px),
+           asinh(x / 0.01), per band and ring (24 rings of the inscribed disc) the
+           mean of the good pixels (image_mask: True = good) and the moduli of the
+           ring's angular Fourier modes 1..4; unit L2 norm
+           (src/encode/image_rings.cpp; tests/py/image_reference.py is the same
+           transform one object at a time in float64)
   spectra  usable pixels (spectrum_mask: True = bad; ivar > 0; lambda > 0)
            rebinned onto 512 log-lambda bins over 3600-9825 A (inverse-variance
            weighted means), empty bins linearly interpolated (ends held flat),
@@ -37,7 +41,7 @@ import time
 import h5py
 import numpy as np
 
-CROP, BLOCK, SOFTENING = 96, 4, 0.01
+CROP_ARCSEC, DEFAULT_SCALE, RINGS, MODES, SOFTENING = 25.152, 0.262, 24, 4, 0.01
 LMIN, LMAX, NBINS = 3600.0, 9825.0, 512
 
 
@@ -69,23 +73,50 @@ def text_ids(ds):
     return [str(int(x)) for x in ids]
 
 
-def image_features(x, good):
-    """x: (n, bands, H, W) float32, good: same shape bool -> (n, bands*24*24) float32."""
+def ring_geometry(h, w, scale):
+    """The crop's corner, side, each pixel's ring (RINGS = outside the disc) and angle."""
+    crop = min(max(int(round(CROP_ARCSEC / scale)), 1), min(h, w))
+    dy, dx = np.mgrid[0:crop, 0:crop] - (crop - 1) / 2.0
+    ring = np.floor(np.hypot(dy, dx) / (crop / 2.0) * RINGS).astype(np.int64)
+    return (h - crop) // 2, (w - crop) // 2, crop, np.minimum(ring, RINGS), np.arctan2(dy, dx)
+
+
+def image_features(x, good, scale):
+    """x: (n, bands, H, W) float32, good: same shape bool -> (n, bands*(MODES+1)*RINGS) float32,
+    all objects of a batch at once (bincount over object, band and ring)."""
     n, b, h, w = x.shape
-    side = CROP // BLOCK
-    block = max(1, min(CROP, h, w) // side)
-    y0, x0 = (h - side * block) // 2, (w - side * block) // 2
-    sub = x[:, :, y0:y0 + side * block, x0:x0 + side * block]
-    ok = good[:, :, y0:y0 + side * block, x0:x0 + side * block]
+    y0, x0, crop, ring, theta = ring_geometry(h, w, scale)
+    sub = x[:, :, y0:y0 + crop, x0:x0 + crop]
+    ok = good[:, :, y0:y0 + crop, x0:x0 + crop] & (ring < RINGS)
     if not np.isfinite(sub[ok]).all():
         raise ValueError("NaN/Inf in unmasked pixels")
-    a = np.where(ok, np.arcsinh(sub * np.float32(1.0 / SOFTENING)), np.float32(0))
-    s = a.reshape(n, b, side, block, side, block).sum(axis=(3, 5), dtype=np.float64)
-    c = ok.reshape(n, b, side, block, side, block).sum(axis=(3, 5))
-    f = np.where(c > 0, s / np.maximum(c, 1), 0.0).reshape(n, -1)
+    px = np.arcsinh(sub[ok].astype(np.float64) * (1.0 / SOFTENING))
+    slot = ((np.arange(n * b).reshape(n, b, 1, 1) * RINGS) + ring)[ok]
+    count = np.bincount(slot, minlength=n * b * RINGS)
+    feats = np.empty((n * b, MODES + 1, RINGS))
+    inv = np.where(count > 0, 1.0 / np.maximum(count, 1), 0.0)
+    t = np.broadcast_to(theta, ok.shape)[ok]
+    for m in range(MODES + 1):
+        if m == 0:
+            feats[:, 0] = (np.bincount(slot, weights=px, minlength=n * b * RINGS) * inv).reshape(n * b, RINGS)
+            continue
+        re = np.bincount(slot, weights=px * np.cos(m * t), minlength=n * b * RINGS)
+        im = np.bincount(slot, weights=-px * np.sin(m * t), minlength=n * b * RINGS)
+        feats[:, m] = (np.hypot(re, im) * inv).reshape(n * b, RINGS)
+    f = feats.reshape(n, -1)
     norm = np.sqrt((f * f).sum(axis=1, keepdims=True))
     f = np.where(norm > 0, f / np.where(norm > 0, norm, 1), f)
     return f.astype(np.float32)
+
+
+def pixel_scale(f):
+    """arcsec/pixel: the file's image_scale (first band), else the legacysurvey default."""
+    for name in ("image_scale", "pxscale"):
+        if name in f:
+            v = np.ravel(f[name][()])
+            if v.size and np.isfinite(v[0]) and v[0] > 0:
+                return float(v[0])
+    return DEFAULT_SCALE
 
 
 def spectrum_features(flux, ivar, lam, bad):
@@ -150,6 +181,7 @@ def main():
         with h5py.File(path, "r") as f:
             if "image_array" in f:
                 space = "image"
+                scale = pixel_scale(f)
             elif "spectrum_flux" in f:
                 space = "spectrum"
             else:
@@ -169,7 +201,7 @@ def main():
                     else:
                         good = np.ones(x.shape, dtype=bool)
                     t1 = time.perf_counter()
-                    feats[space].append(image_features(x, good))
+                    feats[space].append(image_features(x, good, scale))
                 else:
                     flux = f["spectrum_flux"][start:stop].astype(np.float32, copy=False)
                     ivar = f["spectrum_ivar"][start:stop].astype(np.float32, copy=False)
