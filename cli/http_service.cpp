@@ -198,7 +198,10 @@ HttpService::HttpService(const HttpFlags& f) : flags_(f), max_body_(parse_size(f
   server_.set_write_timeout(f.timeout_s, 0);
   server_.set_keep_alive_timeout(f.idle_timeout_s);
   // Once a reply is written, the next request on the connection has the deadline from then.
-  server_.set_logger([](const httplib::Request&, const httplib::Response&) { ConnectionGuard::restart_deadline(); });
+  server_.set_logger([](const httplib::Request&, const httplib::Response&) {
+    ConnectionGuard::reply_written();
+    ConnectionGuard::restart_deadline();
+  });
 }
 
 HttpService::~HttpService() = default;
