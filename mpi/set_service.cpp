@@ -80,6 +80,12 @@ class Dispatcher {
   std::string lost_;  // under mutex_
 };
 
+// Where rank 0 runs: under Slurm, the node a client must reach.
+std::string host_name() {
+  char name[256] = {};
+  return gethostname(name, sizeof(name) - 1) == 0 ? name : "?";
+}
+
 }  // namespace
 
 std::string set_spaces_json(const StoreSet& set) {
@@ -138,7 +144,8 @@ int run_set_service(const StoreSet& set, const cli::HttpFlags& http, SearchDevic
   const int port = service.bind();
   std::cerr << "serving " << set.size() << " stores over " << ranks << " ranks on http://" << http.host << ":" << port
             << std::endl
-            << "rank 0 is pid " << getpid() << ": SIGTERM to it stops the service with exit code 0" << std::endl;
+            << "rank 0 is pid " << getpid() << " on " << host_name()
+            << ": SIGTERM to it stops the service with exit code 0" << std::endl;
   service.run([&](const siginfo_t& info) {
     // From mpirun (or orted): the job is being torn down, and it kills every
     // rank a second later whatever they do.

@@ -19,13 +19,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
 import store_set_fixtures as ssf  # noqa: E402
+from test_serve import request  # noqa: E402
 
 cases, case = case_list()
 MPIRUN = ["mpirun", "--oversubscribe", "--allow-run-as-root"]
@@ -35,9 +34,13 @@ class Service:
     """`mpirun -n N mmu-search-mpi --serve` on a free port; its rank 0's pid from the start lines."""
 
     def __init__(self, env, n, *extra):
+        """Starts it; ready() waits for its start lines."""
         store_flags = [a for s in env.stores for a in ("--store", s)]
         cmd = MPIRUN + ["-n", str(n), env.mpi_bin, *store_flags, "--serve", "--port", "0", "--threads", "4", *extra]
+        self.n = n
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+    def ready(self):
         # Raw reads: a buffered readline would hold the second line while select() waits for more.
         out, deadline = b"", time.monotonic() + 30
         while out.count(b"\n") < 2 and time.monotonic() < deadline:
@@ -50,18 +53,19 @@ class Service:
         if len(self.lines) < 2:
             self.kill()
             raise AssertionError("the service did not start: %r" % out)
-        m = re.match(r"serving 4 stores over %d ranks on http://127\.0\.0\.1:(\d+)$" % n, self.lines[0].strip())
+        m = re.match(r"serving 4 stores over %d ranks on http://127\.0\.0\.1:(\d+)$" % self.n, self.lines[0].strip())
         need(m is not None, "start line: %r" % self.lines[0])
         self.port = int(m.group(1))
-        m = re.match(r"rank 0 is pid (\d+):", self.lines[1])
+        m = re.match(r"rank 0 is pid (\d+) on .+: SIGTERM to it stops", self.lines[1])
         need(m is not None, "pid line: %r" % self.lines[1])
         self.rank0 = int(m.group(1))
+        return self
 
     def get(self, path):
         return request("http://127.0.0.1:%d%s" % (self.port, path))
 
     def post(self, path, body):
-        return request("http://127.0.0.1:%d%s" % (self.port, path), json.dumps(body).encode())
+        return request("http://127.0.0.1:%d%s" % (self.port, path), body)
 
     def wait(self, timeout):
         """(exit code or None when it had to be killed, seconds waited, rest of stderr)."""
@@ -76,16 +80,6 @@ class Service:
     def kill(self):
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
-
-
-def request(url, data=None):
-    """(HTTP status, parsed JSON reply) of a GET (data None) or a POST."""
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def blocks(reply):
@@ -116,7 +110,11 @@ def setup(env):
     env.spaces = {name: ssf.Space(env.stores, name) for name in ("image", "spectrum")}
     rng = random.Random(1804)
     env.ids = rng.sample([oid for sp in env.spaces.values() for oid in sp.ids], 50)
+    # All started at once: each mpirun takes a second or two to start.
     env.service = Service(env, 4)
+    env.dying = Service(env, 3, "--test-die-rank", "2", "--test-die-scan", "2")
+    env.stopping = Service(env, 2)
+    env.service.ready()
 
 
 def like_path(oid, **params):
@@ -238,7 +236,7 @@ def _(env):
 
 @case("a rank killed mid-service: its request is a 503 naming it, then the job ends non-zero within seconds")
 def _(env):
-    service = Service(env, 4, "--test-die-rank", "2", "--test-die-scan", "2")
+    service = env.dying.ready()
     try:
         status, _ = service.get(like_path(env.ids[0], k=5))
         need(status == 200, "the first query failed: %d" % status)
@@ -255,7 +253,7 @@ def _(env):
 
 @case("SIGTERM to mpirun: every rank ends within seconds, no hang (mpirun itself then exits 1: Open MPI's rule)")
 def _(env):
-    service = Service(env, 2)
+    service = env.stopping.ready()
     try:
         need(service.get("/health")[0] == 200, "not healthy")
         service.proc.send_signal(signal.SIGTERM)
@@ -278,18 +276,18 @@ def running(pid):
 if __name__ == "__main__":
     args, index, search = binaries_samples_tmp()
     mpi_bin = os.path.join(args.bin, "mmu-search-mpi")
-    if shutil.which("mpirun") is None:
-        print("SKIP: mpirun is not installed (Debian openmpi-bin, scripts/install-deps.sh)")
-        sys.exit(77)
-    if not os.path.exists(mpi_bin):
-        print("SKIP: %s was not built (CMake found no MPI: libopenmpi-dev)" % mpi_bin)
-        sys.exit(77)
+    for missing, why in ((shutil.which("mpirun") is None, "mpirun is not installed (Debian openmpi-bin)"),
+                         (not os.path.exists(mpi_bin), "CMake found no MPI (libopenmpi-dev): no " + mpi_bin)):
+        if missing:
+            print("SKIP: " + why)
+            sys.exit(77)
     env = Env()
     env.index, env.search, env.samples, env.tmp, env.mpi_bin = index, search, args.samples, args.tmp, mpi_bin
     code = 1
     try:
         code = run_cases(cases, env, setup)
     finally:
-        if hasattr(env, "service"):
-            env.service.kill()
+        for name in ("service", "dying", "stopping"):
+            if hasattr(env, name):
+                getattr(env, name).kill()
     sys.exit(code)
