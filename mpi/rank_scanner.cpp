@@ -128,7 +128,8 @@ std::string store_list(const std::vector<size_t>& idx) {
 void broadcast_command(const std::string& payload, double deadline, const RankOptions& opt) {
   int64_t len = payload.empty() ? kStop : static_cast<int64_t>(payload.size());
   MPI_Request req;
-  const std::string late = "the ranks did not take the query within the --rank-timeout: one died or hangs";
+  const std::string late =
+      "the ranks did not take the query within the --rank-timeout (or before the job was stopped): one died or hangs";
   check_mpi(MPI_Ibcast(&len, 1, MPI_INT64_T, 0, MPI_COMM_WORLD, &req), "broadcasting a query");
   wait_until(&req, deadline, opt, "broadcasting a query", late);
   if (payload.empty()) return;
