@@ -186,6 +186,11 @@ void HttpService::block_stop_signals() {
   pthread_sigmask(SIG_BLOCK, &s, nullptr);
 }
 
+void HttpService::unblock_stop_signals() {
+  const sigset_t s = stop_signals();
+  pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+}
+
 HttpService::HttpService(const HttpFlags& f) : flags_(f), max_body_(parse_size(f.max_body)), slots_(f.threads) {
   // httplib's default options add SO_REUSEPORT, with which a second server on
   // the same port would start and take half the connections instead of failing.

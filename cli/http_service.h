@@ -103,6 +103,8 @@ class HttpService {
   // any starts, so that one thread takes them with sigwait: call
   // block_stop_signals() first thing, before a library starts threads.
   static void block_stop_signals();
+  // Undoes it on the calling thread, for a program that does not serve after all.
+  static void unblock_stop_signals();
 
   explicit HttpService(const HttpFlags& f);
   ~HttpService();

@@ -7,8 +7,6 @@
 // rank_scanner.h says how the ranks share the work and what happens when one
 // is lost.
 #include <mpi.h>
-#include <pthread.h>
-#include <signal.h>
 
 #include <iostream>
 #include <memory>
@@ -125,13 +123,7 @@ int run(int argc, char** argv, int rank, int size, int thread_level) {
   }
   if (!parsed) return code;
   // The plain query dies of a stop signal as any program does; --serve takes them (main blocked them).
-  if (!f.serve) {
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_UNBLOCK, &stop, nullptr);
-  }
+  if (!f.serve) cli::HttpService::unblock_stop_signals();
 
   // Setup: rank 0 opens and checks the whole set (its catalogs answer the
   // queries), every other rank opens its own stores; all agree to go on.
