@@ -3,7 +3,8 @@ image space) against one process (`mmu-search --store x4 --format json`,
 itself checked against a brute force by test_store_set.py): GET /like,
 POST /batch and a filtered POST /query answer the same; bad requests are 4xx
 and leave the service in step; a rank that dies mid-service fails its request
-with a 503 naming it and the job ends; SIGTERM stops the service with exit 0.
+with a 503 naming it and the job ends; SIGTERM to rank 0 stops the service with
+exit 0, and to mpirun ends every rank within seconds.
 Skipped (exit 77, reason printed) where mpirun or mmu-search-mpi is missing.
 Run: test_mpi_serve.py --bin BUILD --samples DIR --tmp DIR
 """
@@ -251,7 +252,8 @@ def _(env):
         service.kill()
 
 
-@case("SIGTERM to mpirun: every rank ends within seconds, no hang (mpirun itself then exits 1: Open MPI's rule)")
+# mpirun's own exit code is not checked: Open MPI 4.1 exits 1 for a job it was signalled to end, whatever its ranks do.
+@case("SIGTERM to mpirun: every rank ends within seconds, no hang")
 def _(env):
     service = env.stopping.ready()
     try:
