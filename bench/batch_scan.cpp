@@ -6,12 +6,14 @@
 // The vectors are random unit rows (a fixed seed); the queries are stored rows
 // spread over the matrix, as --like-file sends them. Each run times, one after
 // the other so that load drifts touch all of them alike:
-//   1. sgemm at the scan's shape: the scores exact_top_k computes, in the
+//   1. sgemm at the scan's shape: the product exact_top_k computes, in the
 //      blocks it uses (exact_scan_shape), on the same OpenMP threads with
-//      OpenBLAS single-threaded inside, no selection, no widening;
+//      OpenBLAS single-threaded inside, no selection, no widening, no
+//      canonical re-scoring;
 //   2. sgemm on OpenBLAS's own threads: the same product in slices of
 //      16,384 rows, one call each (the other way to spend the cores);
-//   3. ours: exact_top_k over all queries, top-k selection included.
+//   3. ours: exact_top_k over all queries, top-k selection and the canonical
+//      re-score of the rows that can reach the top k included.
 // Each figure is the best of --runs; the bound is the faster of 1 and 2 and
 // the ratio is ours / bound, in GFLOP/s = 2 * queries * rows * dim / time.
 // On a loaded machine wall time is shared with other processes, so each is

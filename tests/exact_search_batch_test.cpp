@@ -1,18 +1,17 @@
 // The batched exact scan (issue 19): many queries at once give the answer of
-// the scan before it (one sgemm per block of 1024 rows over all queries, every
-// score offered to a heap) bit for bit, the answer of a double-precision brute
+// a brute force by the canonical score (every row scored alone, every score
+// offered to a heap) bit for bit, the answer of a double-precision brute
 // force, and the exact tie rule (higher score, then lower row) where scores are
 // exactly equal: ties at the k-th score, duplicate rows, k beyond the rows.
 #include <catch2/catch.hpp>
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 #include <random>
 
-#include "base/blas.h"
 #include "mmu/exact_search.h"
 #include "search_test_util.h"
+#include "vector/canonical_dot.h"
 
 namespace {
 
@@ -29,32 +28,19 @@ std::vector<Hit> best(std::vector<Hit> all, int64_t k) {
   return all;
 }
 
-// The scan as it was before the batch path changed: the candidate rows (fp32,
-// already widened) in blocks of 1024, each scored against all queries by one
-// sgemv (one query) or sgemm on one OpenBLAS thread (as each of the scan's
-// threads calls it: OpenBLAS's own threads would split the product at other
-// places, with other bits), then the k best of all scores by the tie rule.
-std::vector<std::vector<Hit>> scan_before(const std::vector<float>& rows, const std::vector<int64_t>& ids, int64_t d,
-                                          const std::vector<float>& queries, int64_t nq, int64_t k) {
+// Every candidate row (fp32, already widened) scored alone by the scalar
+// canonical kernel, then the k best of all scores by the tie rule.
+std::vector<std::vector<Hit>> canonical_brute(const std::vector<float>& rows, const std::vector<int64_t>& ids, int64_t d,
+                                              const std::vector<float>& queries, int64_t nq, int64_t k) {
   const int64_t n = static_cast<int64_t>(ids.size());
   std::vector<std::vector<Hit>> all(static_cast<size_t>(nq));
-  std::vector<float> scores;
-  const int threads_before = omp_get_max_threads();
-  omp_set_num_threads(1);
-  for (int64_t first = 0; first < n; first += 1024) {
-    const int64_t nb = std::min<int64_t>(1024, n - first);
-    scores.assign(static_cast<size_t>(nb * nq), 0.0f);
-    const int m = static_cast<int>(d), nbi = static_cast<int>(nb), q = static_cast<int>(nq), inc = 1;
-    const float one = 1.0f, zero = 0.0f;
-    if (nq == 1)
-      sgemv_("T", &m, &nbi, &one, &rows[first * d], &m, queries.data(), &inc, &zero, scores.data(), &inc);
-    else
-      sgemm_("T", "N", &nbi, &q, &m, &one, &rows[first * d], &m, queries.data(), &m, &zero, scores.data(), &nbi);
-    for (int64_t j = 0; j < nq; ++j)
-      for (int64_t i = 0; i < nb; ++i) all[j].push_back({ids[first + i], scores[j * nb + i]});
+  std::vector<float> scores(static_cast<size_t>(n));
+  for (int64_t j = 0; j < nq; ++j) {
+    const std::vector<double> q = mmu::widen_query(&queries[j * d], d);
+    mmu::canonical_dots_scalar(q.data(), rows.data(), n, d, scores.data());
+    for (int64_t i = 0; i < n; ++i) all[j].push_back({ids[i], scores[i]});
+    all[j] = best(std::move(all[j]), k);
   }
-  omp_set_num_threads(threads_before);
-  for (auto& hits : all) hits = best(std::move(hits), k);
   return all;
 }
 
@@ -81,7 +67,7 @@ std::vector<int64_t> all_rows(int64_t n) {
 
 }  // namespace
 
-TEST_CASE("batched exact_top_k gives the previous scan's answer bit for bit", "[exact][batch]") {
+TEST_CASE("batched exact_top_k gives the canonical brute force's answer bit for bit", "[exact][batch]") {
   const int64_t n = 5000, d = 24;  // ragged last block; 2,100 queries make two tiles (960 + 1,140)
   const auto base = random_unit_rows(n, d, 11);
   const int64_t nq_max = 2100;
@@ -95,7 +81,7 @@ TEST_CASE("batched exact_top_k gives the previous scan's answer bit for bit", "[
   for (int64_t nq : {int64_t{1}, int64_t{2}, int64_t{37}, nq_max}) {
     CAPTURE(nq);
     const std::vector<float> q(queries.begin(), queries.begin() + nq * d);
-    check_bit_equal(mmu::exact_top_k(m, q.data(), nq, 50), scan_before(rows, ids, d, q, nq, 50));
+    check_bit_equal(mmu::exact_top_k(m, q.data(), nq, 50), canonical_brute(rows, ids, d, q, nq, 50));
   }
 
   SECTION("fp16 rows and a subset") {
@@ -105,14 +91,14 @@ TEST_CASE("batched exact_top_k gives the previous scan's answer bit for bit", "[
     const mmu::VectorMatrix h{half.data(), mmu::VectorType::kF16, n, d};
     const int64_t nq = 300;
     const std::vector<float> q(queries.begin(), queries.begin() + nq * d);
-    check_bit_equal(mmu::exact_top_k(h, q.data(), nq, 40), scan_before(widened, ids, d, q, nq, 40));
+    check_bit_equal(mmu::exact_top_k(h, q.data(), nq, 40), canonical_brute(widened, ids, d, q, nq, 40));
     std::vector<int64_t> subset;
     std::vector<float> gathered;
     for (int64_t i = 3; i < n; i += 3) {
       subset.push_back(i);
       gathered.insert(gathered.end(), &widened[i * d], &widened[(i + 1) * d]);
     }
-    check_bit_equal(mmu::exact_top_k(h, q.data(), nq, 40, &subset), scan_before(gathered, subset, d, q, nq, 40));
+    check_bit_equal(mmu::exact_top_k(h, q.data(), nq, 40, &subset), canonical_brute(gathered, subset, d, q, nq, 40));
   }
 }
 

@@ -7,8 +7,9 @@
 // block_bytes of device memory, keeps each block's candidates and merges them
 // on the host with exact_top_k's rule (higher score, then lower row), so ties
 // resolve as on the CPU path. Scores are fp32 (fp16 rows are widened per
-// block, TF32 is off): they differ from BLAS's only in the last bits of the
-// sums, so two rows whose scores are within ~1e-6 may swap places.
+// block, TF32 is off), LibTorch's own: they differ from the CPU scan's
+// canonical scores only in the last bits of the sums, so two rows whose
+// scores are within ~1e-6 may swap places.
 //
 // LibTorch lives in the plug-in libmmu_models.so (plugin/torch_search.cpp),
 // opened on first use; a build configured without -DMMU_ENABLE_CUDA=ON has no

@@ -128,6 +128,12 @@ struct SetHit {
 };
 
 // The merged store's order: score, then the earlier store, then its own order (lower row).
+// Exact scans report canonical scores (vector/canonical_dot.h): a row's score
+// is the same float in its own store and in the merged one, so merging the
+// stores' top-k lists gives the merged store's top-k, near ties and ties
+// included. IVF/HNSW scores are FAISS's, from each store's own index: a set
+// (and MPI ranks, which merge the same lists) answers as the set does, not as
+// an index built over a merged store would.
 bool merged_before(const SetHit& a, const SetHit& b) {
   if (a.score != b.score) return a.score > b.score;
   return std::tie(a.store, a.pos) < std::tie(b.store, b.pos);

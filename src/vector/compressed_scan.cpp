@@ -8,8 +8,8 @@
 #include <cstring>
 #include <limits>
 
-#include "base/blas.h"
 #include "mmu/error.h"
+#include "vector/canonical_dot.h"
 
 // Why the answer is exact (one query q, scan positions p = rows, or indexes
 // into `subset`; x_hat_d = min_d + scale_d * c_d in real arithmetic):
@@ -20,37 +20,32 @@
 //      |E1| = |sum_d delta_d c_d| <= 255 * sum_d |delta_d| = D,
 //      |E2| = |<q, x - x_hat>| <= min(sum_d |q_d| err_d, ||q|| * residual_x) = B_x
 //             (each |x_d - x_hat_d| <= err_d; Cauchy-Schwarz for the second).
-//   The fp32 scan's score f(x) is a float dot product: |f(x) - <q, x>| <=
-//   gamma_dim * sum_d |q_d x_d| <= gamma_dim * min(sum_d |q_d| absmax_d,
-//   ||q|| max_norm) = G, gamma_n = n u / (1 - n u), u = 2^-24 (any summation
-//   order, FMA or not).
+//   The score reported, f(x), is the canonical one (vector/canonical_dot.h):
+//   |f(x) - <q, x>| <= u |<q, x>| + 2^-150 + (1 + u) gamma^d_dim sum_d |q_d x_d|
+//   (a double sum rounded once to float). G keeps the bound of any float
+//   summation, gamma_dim * sum_d |q_d x_d| <= gamma_dim * min(sum_d |q_d|
+//   absmax_d, ||q|| max_norm) = G, gamma_n = n u / (1 - n u), u = 2^-24,
+//   from when f was a BLAS score: it is at least f's relative term (gamma_dim
+//   >= 2u >= u + (1 + u) gamma^d_dim for dim >= 2; at dim 1 f is the product
+//   rounded once), so it stays valid, and the 2^-149 added to W covers the
+//   underflow term.
 //   The bounds are computed in double; `margin` covers their own rounding
 //   (far below 2^-40 relative at any dim this tool stores), and every stored
 //   bound (err, absmax, residual, max_norm) was rounded up when written.
-//   So lo(x) = est - W - B_x <= f(x) <= est + W + B_x = hi(x), W = D + G + margin.
+//   So lo(x) = est - W - B_x <= f(x) <= est + W + B_x = hi(x), W = D + G + margin + 2^-149.
 //
 //   Let tau be the k-th largest lo. k rows have f >= lo >= tau, so the k-th
-//   best fp32 score f_k >= tau; any row with f(x) >= f_k (ties at the k-th
-//   score included) has hi(x) >= f(x) >= tau. Every such row is a candidate
-//   and is re-scored with the same fp32 arithmetic as the scan (below), so the
-//   top-k of the candidates by (score, then row) is the scan's top-k.
-//
-// Same arithmetic: exact_top_k scores one query with sgemv over blocks of
-// kScanBlock scan positions, one thread per call. OpenBLAS's sgemv computes
-// columns four at a time with one kernel and the last n % 4 with another, so
-// a row's float score depends on where it sits in its block (measured: a row
-// scored alone differs from the same row in a block in 3 of 4 cases). A
-// candidate is therefore re-scored inside the window the scan used: its
-// 4-row group, or, for the last n % 4 rows of a block, the block's last
-// 4-row group plus that tail. The unit tests compare every answer with
-// exact_top_k bit for bit, so a BLAS or block size that breaks this fails them.
+//   best score f_k >= tau; any row with f(x) >= f_k (ties at the k-th score
+//   included) has hi(x) >= f(x) >= tau. Every such row is a candidate and is
+//   re-scored canonically, a score that depends on the row alone (not on its
+//   place in a block, as a BLAS score did), so the top-k of the candidates by
+//   (score, then row) is exact_top_k's top-k, bit for bit.
 
 namespace mmu {
 
 namespace {
 
 constexpr char kMagic[8] = {'M', 'M', 'U', 'S', 'Q', '8', 'v', '1'};
-constexpr int64_t kScanBlock = 1024;  // exact_search.cpp's kBlockRows: the re-score mirrors its blocks
 constexpr int64_t kCodeAlign = 16;    // code bytes per row rounded up to this (one AVX2 step)
 constexpr int64_t kRowsPerTask = 4096;
 
@@ -264,7 +259,7 @@ std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int
   const double u = std::ldexp(1.0, -24), nu = static_cast<double>(dim) * u;
   const double G = (nu < 0.5 ? nu / (1 - nu) : 1.0) * std::min(a1, qn * max_norm_) * (1 + std::ldexp(1.0, -40));
   const double margin = std::ldexp(static_cast<double>(dim + 64), -40) * (mag + std::fabs(q0) + D + l1b + G + maxw);
-  const double W = D + G + margin;
+  const double W = D + G + margin + 0x1p-149;
 
   // Pass 1: bounds of every scanned row; candidates whose upper bound reaches
   // the k-th lower bound seen so far (never above the final one).
@@ -322,42 +317,14 @@ std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int
   std::sort(pos.begin(), pos.end());
   if (candidates) *candidates = static_cast<int64_t>(pos.size());
 
-  // Pass 2: fp32 scores of the candidates, each in the window the scan used.
+  // Pass 2: the candidates' canonical scores.
   std::vector<Hit> hits;
   hits.reserve(pos.size());
   const float* base = static_cast<const float*>(f32.data);
-#pragma omp parallel num_threads(1)
-  {
-    omp_set_num_threads(1);  // OpenBLAS would thread a call over columns, changing its kernels' split
-    std::vector<float> block, scores(8);
-    const int m = static_cast<int>(dim), inc = 1;
-    const float one = 1.0f, zero = 0.0f;
-    size_t i = 0;
-    while (i < pos.size()) {
-      const int64_t p = pos[i], start = p - p % kScanBlock, nb = std::min(kScanBlock, n_items - start);
-      const int64_t in = p - start, full = nb - nb % 4;
-      int64_t ws, we;
-      if (in < full) {
-        ws = start + in - in % 4;
-        we = ws + 4;
-      } else {
-        ws = start + full - (full >= 4 ? 4 : 0);
-        we = start + nb;
-      }
-      const int n = static_cast<int>(we - ws);
-      const float* rows = base + ws * dim;
-      if (subset) {
-        block.resize(static_cast<size_t>(n * dim));
-        for (int64_t j = ws; j < we; ++j)
-          std::memcpy(&block[(j - ws) * dim], base + (*subset)[static_cast<size_t>(j)] * dim, dim * sizeof(float));
-        rows = block.data();
-      }
-      sgemv_("T", &m, &n, &one, rows, &m, query, &inc, &zero, scores.data(), &inc);
-      for (; i < pos.size() && pos[i] < we; ++i) {
-        const int64_t row = subset ? (*subset)[static_cast<size_t>(pos[i])] : pos[i];
-        hits.push_back({row, scores[static_cast<size_t>(pos[i] - ws)]});
-      }
-    }
+  const std::vector<double> wide = widen_query(query, dim);
+  for (const int64_t p : pos) {
+    const int64_t row = subset ? (*subset)[static_cast<size_t>(p)] : p;
+    hits.push_back({row, canonical_dot(wide.data(), base + row * dim, dim)});
   }
   const size_t keep = std::min(hits.size(), static_cast<size_t>(k));
   std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(), ranks_before);

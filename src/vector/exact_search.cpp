@@ -6,25 +6,57 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "base/blas.h"
 #include "mmu/error.h"
+#include "vector/canonical_dot.h"
+
+// Every score reported is the canonical one, D(q, x) (vector/canonical_dot.h):
+// it does not depend on the row's place in a block, a subset, a shard or a
+// merged store, nor on the batch or the threads, so a set of stores and MPI
+// ranks report the merged store's bits and rank near-ties as it does.
+//
+// One query: every row is scored with D directly (a scan at the bandwidth floor).
+//
+// A batch (nq >= 2) is scored by SGEMM, B(q, x), and only the rows that can
+// reach the top k are re-scored with D. Why that answer is exact:
+//   |B - <q,x>| <= gamma_dim sum_i |q_i x_i| + dim 2^-150 (any summation order,
+//     FMA or not; the second term is the products' underflow),
+//     gamma_n = n u / (1 - n u), u = 2^-24;
+//   |D - <q,x>| <= u |<q,x>| + 2^-150 + (1 + u) gamma^d_dim sum_i |q_i x_i|
+//     (double sum, then one rounding to float; gamma^d with 2^-53) <= 2u sum_i |q_i x_i| + 2^-150;
+//   sum_i |q_i x_i| <= ||q|| ||x|| <= ||q|| R_b, R_b the block's largest row norm.
+//   So |B - D| <= E = (gamma_dim + 2u) ||q|| R_b + (dim + 2) 2^-150; the code
+//   uses (1 + 2^-20) times the first term (it covers the rounding of the norms,
+//   computed in double, and of E itself) and (dim + 2) 2^-149.
+//   Valid while no float partial sum of B overflows: |partial| <= (1 + gamma)
+//   ||q|| R_b, so a block with ||q|| R_b > FLT_MAX / 4 is scored with D for
+//   that query, as is every block when dim u >= 1/2 (gamma is then void).
+// The selection: per thread per query a heap of the k best (D, then lower row)
+// so far, w its k-th D. A row is re-scored with D when B >= the largest float
+// <= w - E (threshold_below rounds down), every row while the heap is not full.
+// Let T be the k-th D of the final answer. w never exceeds T (the k-th best of
+// a subset of rows is not above the k-th best of all), so a row of the answer,
+// D >= T >= w, has B >= D - E >= w - E and is re-scored, and pushed: it ranks
+// among the k best of any set of rows that holds it. The per-thread heaps thus
+// hold every row of the answer, and their merge by (D desc, row asc) is it,
+// ties included. A row re-scored needlessly only costs time; with rows spread
+// like real vectors a few per block pass once w has risen (E ~ 3e-5 ||q|| R_b
+// at dim 512), with exact duplicates all of them (each is a tie).
 
 namespace mmu {
 
 namespace {
 
-// Rows scored per BLAS call: large enough to stream at full bandwidth, small
+// Rows scored per call: large enough to stream at full bandwidth, small
 // enough that a block (2 MB at d = 512) and its scores stay in cache.
 constexpr int64_t kBlockRows = 1024;
 constexpr int64_t kMinValuesPerThread = int64_t{1} << 20;
-// Queries per BLAS call, so a thread's scores take at most 8 MB however many
-// queries come. A multiple of every OpenBLAS kernel's column unroll (4 to 24):
-// the columns its edge kernels score (with other bits) are then the last ones
-// of the whole batch, as in one call over all queries, whatever the CPU.
-// Smaller tiles and row blocks (scores that fit L2) measured no faster:
-// OpenBLAS's rate at 1024 rows x 1000 queries was the best of those tried, and
-// its scores are selected from L3 at a fraction of the multiply's time.
+// Queries per SGEMM call, so a thread's scores take at most 8 MB however many
+// queries come. Smaller tiles and row blocks (scores that fit L2) measured no
+// faster: OpenBLAS's rate at 1024 rows x 1000 queries was the best of those
+// tried, and its scores are selected from L3 at a fraction of the multiply's time.
 constexpr int64_t kQueryTile = 960;
 
 // "a ranks before b": higher score, then lower row (deterministic ties).
@@ -33,11 +65,12 @@ inline bool ranks_before(const Hit& a, const Hit& b) {
 }
 
 // The k best hits seen so far; the heap's front is the worst of them, so most
-// candidates are rejected by one comparison.
+// candidates are rejected by one comparison. A NaN score never enters.
 class TopK {
  public:
   explicit TopK(int64_t k) : k_(static_cast<size_t>(k)) { heap_.reserve(k_); }
   void push(int64_t id, float score) {
+    if (std::isnan(score)) return;
     if (heap_.size() < k_) {
       heap_.push_back({id, score});
       std::push_heap(heap_.begin(), heap_.end(), ranks_before);
@@ -64,49 +97,87 @@ __attribute__((target("f16c,avx"))) void halves_to_floats_f16c(const uint16_t* i
   for (; i < n; ++i) out[i] = half_to_float(in[i]);
 }
 
-// Offers rows ids[0..n) with scores s[0..n) to top. Once top is full, a score
-// below its worst cannot enter (nor can NaN), so the scores are compared with
-// that threshold 16 at a time and only those at or above it are pushed: a
-// handful per block once the threshold has risen, where a heap comparison per
-// score took 15% of a batched scan (perf). Same hits as pushing every score.
-__attribute__((target("avx2"))) void offer_avx2(TopK& top, const float* s, const int64_t* ids, int64_t n) {
+// The largest float <= w - e (w a score, e >= 0 a bound), computed so that
+// the double subtraction's rounding cannot lift it above the exact value.
+float threshold_below(float w, double e) {
+  if (e == 0) return w;
+  double t = static_cast<double>(w) - e;  // within 2^-53 |t| of w - e
+  t -= std::fabs(t) * 0x1p-50;            // now <= w - e, this step's rounding included
+  if (!(t >= -std::numeric_limits<float>::max())) return -std::numeric_limits<float>::infinity();
+  float f = static_cast<float>(t);
+  if (static_cast<double>(f) > t) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+  return f;
+}
+
+// Offers rows ids[0..n) to top by their canonical scores score(i), given
+// scores s[0..n) with |s_i - score(i)| <= e: once top is full, a row whose
+// s_i is below the largest float <= (top's k-th score) - e cannot enter (nor
+// can NaN), so score(i) is computed only for the rows at or above it. The
+// AVX2 version compares 16 at a time: a handful of rows per block pass once
+// the threshold has risen, where a heap comparison per score took 15% of a
+// batched scan (perf). Same hits as pushing every row's score(i).
+template <class Score>
+int64_t offer_until_full(TopK& top, const float* s, const int64_t* ids, int64_t n, const Score& score) {
   int64_t i = 0;
-  for (; i < n && !top.full(); ++i) top.push(ids[i], s[i]);
+  for (; i < n && !top.full(); ++i)
+    if (!std::isnan(s[i])) top.push(ids[i], score(i));
+  return i;
+}
+
+template <class Score>
+void offer_rest(TopK& top, const float* s, const int64_t* ids, int64_t i, int64_t n, double e, const Score& score) {
   if (i == n) return;
-  __m256 threshold = _mm256_set1_ps(top.worst_score());
+  float thr = threshold_below(top.worst_score(), e);
+  for (; i < n; ++i)
+    if (s[i] >= thr) {
+      top.push(ids[i], score(i));
+      thr = threshold_below(top.worst_score(), e);
+    }
+}
+
+template <class Score>
+__attribute__((target("avx2"))) void offer_avx2(TopK& top, const float* s, const int64_t* ids, int64_t n, double e,
+                                                const Score& score) {
+  int64_t i = offer_until_full(top, s, ids, n, score);
+  if (i == n) return;
+  float thr = threshold_below(top.worst_score(), e);
   for (; i + 16 <= n; i += 16) {
-    const int lo = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + i), threshold, _CMP_GE_OQ));
-    const int hi = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + i + 8), threshold, _CMP_GE_OQ));
+    const __m256 t = _mm256_set1_ps(thr);
+    const int lo = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + i), t, _CMP_GE_OQ));
+    const int hi = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + i + 8), t, _CMP_GE_OQ));
     if ((lo | hi) == 0) continue;
     for (unsigned m = static_cast<unsigned>(lo | (hi << 8)); m != 0; m &= m - 1) {
-      const int l = __builtin_ctz(m);
-      top.push(ids[i + l], s[i + l]);
+      const int64_t r = i + __builtin_ctz(m);
+      top.push(ids[r], score(r));
     }
-    threshold = _mm256_set1_ps(top.worst_score());
+    thr = threshold_below(top.worst_score(), e);
   }
-  for (; i < n; ++i) top.push(ids[i], s[i]);
+  offer_rest(top, s, ids, i, n, e, score);
 }
 
-void offer(TopK& top, const float* s, const int64_t* ids, int64_t n) {
+template <class Score>
+void offer(TopK& top, const float* s, const int64_t* ids, int64_t n, double e, const Score& score) {
   static const bool has_avx2 = __builtin_cpu_supports("avx2");
   if (has_avx2) {
-    offer_avx2(top, s, ids, n);
+    offer_avx2(top, s, ids, n, e, score);
     return;
   }
-  for (int64_t i = 0; i < n; ++i) top.push(ids[i], s[i]);
+  offer_rest(top, s, ids, offer_until_full(top, s, ids, n, score), n, e, score);
 }
 
-// Scores of nq queries against nb contiguous fp32 rows: scores[j * nb + i] = <row i, query j>.
-// One query alone goes through sgemv (a scan at the bandwidth floor).
-void score_rows(const float* rows, int64_t nb, int64_t dim, const float* queries, int64_t nq, bool one_query,
-                float* scores) {
-  const int m = static_cast<int>(dim), n = static_cast<int>(nb), q = static_cast<int>(nq), inc = 1;
-  const float one = 1.0f, zero = 0.0f;
-  if (one_query) {
-    sgemv_("T", &m, &n, &one, rows, &m, queries, &inc, &zero, scores, &inc);
-  } else {
-    sgemm_("T", "N", &n, &q, &m, &one, rows, &m, queries, &m, &zero, scores, &n);
+// An upper bound of every row's L2 norm in the block, in double.
+double max_row_norm(const float* rows, int64_t nb, int64_t dim) {
+  double most = 0;
+  for (int64_t r = 0; r < nb; ++r) {
+    const float* x = rows + r * dim;
+    double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= dim; i += 8)
+      for (int j = 0; j < 8; ++j) l[j] += static_cast<double>(x[i + j]) * x[i + j];
+    for (; i < dim; ++i) l[0] += static_cast<double>(x[i]) * x[i];
+    most = std::max(most, ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])));
   }
+  return std::sqrt(most) * (1 + 0x1p-30);
 }
 
 }  // namespace
@@ -174,8 +245,10 @@ std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float*
   const int64_t dim = base.dim;
   const ScanShape shape = exact_scan_shape(nq, dim);
   const int64_t block_rows = shape.block_rows;
-  // Query tiles of shape.query_tile, the last one taking the remainder (up to
-  // twice the tile), so no tile of one query goes to sgemv.
+  // One query is scored canonically row by row (a scan at the bandwidth
+  // floor); a batch by SGEMM, then the rows that can reach the top k canonically.
+  const bool one_query = nq == 1;
+  // Query tiles of shape.query_tile, the last one taking the remainder (up to twice the tile).
   const int64_t n_tiles = std::max<int64_t>(1, nq / shape.query_tile);
   const int64_t n_items = subset ? static_cast<int64_t>(subset->size()) : base.rows;
   const int64_t n_blocks = (n_items + block_rows - 1) / block_rows;
@@ -184,10 +257,24 @@ std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float*
   const int64_t by_size = (n_items * dim * std::max<int64_t>(nq, 1) + kMinValuesPerThread - 1) / kMinValuesPerThread;
   const int threads = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>({static_cast<int64_t>(omp_get_max_threads()), n_blocks, by_size})));
-  // Contiguous fp32 rows can be handed to BLAS in place; anything else is
-  // gathered (subset) or widened (fp16) into a per-thread block first.
+  // Contiguous fp32 rows are scored in place; anything else is gathered
+  // (subset) or widened (fp16) into a per-thread block first.
   const bool in_place = base.type == VectorType::kF32 && subset == nullptr;
   std::vector<std::vector<TopK>> found(threads, std::vector<TopK>(static_cast<size_t>(nq), TopK(k)));
+
+  // The queries in double (D reads them so) and, for a batch, their norms and
+  // the bound's factor (gamma_dim + 2u) (1 + 2^-20) (the proof at the top).
+  const std::vector<double> wide(queries, queries + nq * dim);
+  std::vector<double> qnorm(static_cast<size_t>(one_query ? 0 : nq));
+  for (size_t j = 0; j < qnorm.size(); ++j) {
+    double q2 = 0;
+    for (int64_t i = 0; i < dim; ++i) q2 += wide[j * dim + i] * wide[j * dim + i];
+    qnorm[j] = std::sqrt(q2);
+  }
+  const double u = 0x1p-24, nu = static_cast<double>(dim) * u;
+  const bool bounded = nu < 0.5;  // else every row of a batch is scored canonically
+  const double factor = bounded ? (nu / (1 - nu) + 2 * u) * (1 + 0x1p-20) : 0.0;
+  const double underflow = static_cast<double>(dim + 2) * 0x1p-149;
 
 #pragma omp parallel num_threads(threads)
   {
@@ -196,8 +283,9 @@ std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float*
     omp_set_num_threads(1);
     const int t = omp_get_thread_num();
     std::vector<float> block(in_place ? 0 : static_cast<size_t>(block_rows * dim));
-    const int64_t widest_tile = nq - (n_tiles - 1) * shape.query_tile;
+    const int64_t widest_tile = one_query ? 1 : nq - (n_tiles - 1) * shape.query_tile;
     std::vector<float> scores(static_cast<size_t>(block_rows * widest_tile));
+    std::vector<float> canonical(one_query ? 0 : static_cast<size_t>(block_rows));
     std::vector<int64_t> ids(static_cast<size_t>(block_rows));
 #pragma omp for schedule(dynamic, 4)
     for (int64_t b = 0; b < n_blocks; ++b) {
@@ -217,11 +305,32 @@ std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float*
         }
       }
       if (!in_place) rows = block.data();
+      if (one_query) {
+        canonical_dots(wide.data(), rows, nb, dim, scores.data());
+        offer(found[t][0], scores.data(), ids.data(), nb, 0.0, [&](int64_t i) { return scores[i]; });
+        continue;
+      }
+      const double norm = max_row_norm(rows, nb, dim);
       for (int64_t tile = 0; tile < n_tiles; ++tile) {
         const int64_t q0 = tile * shape.query_tile;
         const int64_t qn = tile + 1 < n_tiles ? shape.query_tile : nq - q0;
-        score_rows(rows, nb, dim, queries + q0 * dim, qn, nq == 1, scores.data());
-        for (int64_t j = 0; j < qn; ++j) offer(found[t][q0 + j], &scores[j * nb], ids.data(), nb);
+        const int m = static_cast<int>(dim), n = static_cast<int>(nb), q = static_cast<int>(qn);
+        const float one = 1.0f, zero = 0.0f;
+        sgemm_("T", "N", &n, &q, &m, &one, rows, &m, queries + q0 * dim, &m, &zero, scores.data(), &n);
+        for (int64_t j = q0; j < q0 + qn; ++j) {
+          const double* qd = &wide[j * dim];
+          const double reach = qnorm[j] * norm;  // >= sum_i |q_i x_i| for every row of the block
+          // Where a float partial sum could overflow, or the bound is void, the
+          // SGEMM scores prove nothing: every row is scored canonically.
+          if (!bounded || !(reach <= 0.25 * std::numeric_limits<float>::max())) {
+            canonical_dots(qd, rows, nb, dim, canonical.data());
+            offer(found[t][j], canonical.data(), ids.data(), nb, 0.0, [&](int64_t i) { return canonical[i]; });
+            continue;
+          }
+          const double e = factor * reach + underflow;
+          offer(found[t][j], &scores[(j - q0) * nb], ids.data(), nb, e,
+                [&](int64_t i) { return canonical_dot(qd, rows + i * dim, dim); });
+        }
       }
     }
   }
