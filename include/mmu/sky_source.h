@@ -6,11 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "mmu/mmu_files.h"  // ObjectIds
+
 namespace mmu {
 
 struct SkySource {
   std::string label;                  // what the user named
-  std::vector<std::string> ids;
+  ObjectIds ids;
   std::vector<double> ra, dec;        // degrees
   std::vector<int64_t> rows;          // store rows; empty unless from a store
   std::string store;                  // the store it came from ("" for MMU files)
@@ -18,6 +20,8 @@ struct SkySource {
   // of objects.
   std::vector<std::string> survey_names;
   std::vector<uint32_t> survey_of;
+  // What was assumed about the files read, each naming its file.
+  std::vector<std::string> warnings;
 
   const std::string& survey(size_t i) const { return survey_names[survey_of[i]]; }
 };
