@@ -118,6 +118,16 @@ def main():
     p = xmatch(mmu_index, bad, u64)
     check(p.returncode == 1 and f"object '{int_ids[777]}'" in p.stderr and "bad.h5" in p.stderr,
           f"invalid position: file and id named ({p.stderr.strip()[-200:]})")
+
+    # A string id that is not UTF-8, or empty, is refused naming file and row.
+    for label, raw, why in (("utf8", b"\xff\xfe", "not valid UTF-8"), ("empty", b"", "empty object_id")):
+        bad_ids = str_ids.copy()
+        bad_ids[5] = raw
+        path = os.path.join(a.tmp, label, "ids.h5")
+        write(path, bad_ids, lra[n:], ldec[n:])
+        p = xmatch(mmu_index, path, u64)
+        check(p.returncode == 1 and "row 5" in p.stderr and why in p.stderr and "ids.h5" in p.stderr,
+              f"{label} id: file and row named ({p.stderr.strip()[-200:]})")
     return CHECKS.summary()
 
 
