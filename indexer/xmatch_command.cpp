@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <future>
 #include <iostream>
-#include <unordered_map>
 
 #include "mmu/crossmatch.h"
 #include "mmu/pair_csv.h"
@@ -34,38 +33,6 @@ CLI::App* add_xmatch_command(CLI::App& app, XmatchFlags& f) {
 }
 
 namespace {
-
-// For each left object, the right index of the same object (-1: none): the
-// same store row, or else the same survey and object id. Ids repeated within
-// one survey of the right side name no object, so they are not skipped.
-std::vector<int64_t> same_objects(const SkySource& l, const SkySource& r) {
-  // Different surveys share no object: the usual match costs nothing more.
-  bool shared_survey = false;
-  for (const std::string& name : l.survey_names)
-    shared_survey = shared_survey || std::count(r.survey_names.begin(), r.survey_names.end(), name) > 0;
-  if (!shared_survey) return {};
-  const bool by_row = !l.store.empty() && l.store == r.store;
-  std::unordered_map<std::string, int64_t> right_of;
-  right_of.reserve(r.ids.size());
-  auto key = [by_row](const SkySource& s, size_t i) {
-    return by_row ? std::to_string(s.rows[i]) : s.survey(i) + '\n' + s.ids.text(i);
-  };
-  for (size_t j = 0; j < r.ids.size(); ++j) {
-    const auto [it, added] = right_of.emplace(key(r, j), static_cast<int64_t>(j));
-    if (!added) it->second = -1;
-  }
-  std::vector<int64_t> same(l.ids.size(), -1);
-  int64_t shared = 0;
-  for (size_t i = 0; i < l.ids.size(); ++i) {
-    const auto it = right_of.find(key(l, i));
-    if (it != right_of.end() && it->second >= 0) {
-      same[i] = it->second;
-      ++shared;
-    }
-  }
-  if (shared == 0) same.clear();
-  return same;
-}
 
 }  // namespace
 

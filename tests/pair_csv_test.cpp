@@ -15,6 +15,7 @@
 #include <string>
 
 #include "mmu/error.h"
+#include "mmu/sky_source.h"
 
 namespace {
 
@@ -129,4 +130,47 @@ TEST_CASE("pair CSV: a descriptor that takes no bytes is an IoError, not a short
   CHECK_THROWS_AS(mmu::write_pairs_csv(l, r, pairs, fds[1]), mmu::Error);
   std::signal(SIGPIPE, SIG_DFL);
   ::close(fds[1]);
+}
+
+TEST_CASE("same_objects: integer ids found as a brute force over (survey, id) finds them", "[xmatch]") {
+  std::mt19937_64 rng(5);
+  for (const bool disjoint : {false, true}) {
+    mmu::SkySource l, r;
+    l.survey_names = {"a", "b", "c"};
+    r.survey_names = {"c", "a"};
+    std::vector<uint64_t> lids, rids;
+    for (int i = 0; i < 3000; ++i) {
+      lids.push_back(rng() % 2000);
+      l.survey_of.push_back(static_cast<uint32_t>(rng() % 3));
+    }
+    for (int j = 0; j < 2500; ++j) {
+      rids.push_back(rng() % 2000 + (disjoint ? 5000 : 0));  // repeats too: those name no object
+      r.survey_of.push_back(static_cast<uint32_t>(rng() % 2));
+    }
+    // The brute force: right j is left i's object when (survey name, id) is
+    // equal and no other right object has that key.
+    std::vector<int64_t> want(lids.size(), -1);
+    bool any = false;
+    for (size_t i = 0; i < lids.size(); ++i) {
+      int found = 0;
+      for (size_t j = 0; j < rids.size(); ++j)
+        if (rids[j] == lids[i] && r.survey_names[r.survey_of[j]] == l.survey_names[l.survey_of[i]]) {
+          ++found;
+          want[i] = static_cast<int64_t>(j);
+        }
+      if (found != 1) want[i] = -1;
+      any = any || want[i] >= 0;
+    }
+    if (!any) want.clear();
+    l.ids.append_integers(mmu::ObjectIds::Kind::kSigned, std::vector<uint64_t>(lids));
+    r.ids.append_integers(mmu::ObjectIds::Kind::kSigned, std::vector<uint64_t>(rids));
+    CHECK(mmu::same_objects(l, r) == want);
+    CHECK(disjoint == want.empty());
+    // The same ids as text take the other path, with the same answer.
+    mmu::SkySource lt = l, rt = r;
+    lt.ids.append_texts({});
+    rt.ids.append_texts({});
+    REQUIRE(lt.ids.kind() == mmu::ObjectIds::Kind::kText);
+    CHECK(mmu::same_objects(lt, rt) == want);
+  }
 }

@@ -52,6 +52,8 @@ class ObjectIds {
   Kind kind() const { return kind_; }
   size_t size() const { return kind_ == Kind::kText ? texts_.size() : numbers_.size(); }
   std::string text(size_t i) const;
+  // Id i's integer (int64_t or uint64_t bits). REQUIRES: kind() is not kText.
+  uint64_t number(size_t i) const { return numbers_[i]; }
   // Writes id i's text at `to`, which has room for it (longest()); returns its end.
   char* write(size_t i, char* to) const;
   // Bytes of the longest text; kMaxIntegerText for integer ids.

@@ -31,4 +31,10 @@ struct SkySource {
 // Throws NotFound naming spec when none of these exists.
 SkySource load_sky_source(const std::string& spec, const std::string& store);
 
+// For each left object, the right index of the same object (-1: none): the
+// same store row when both sides come from one store, or else the same survey
+// name and object id. Ids repeated within one survey of the right side name no
+// object, so they are not skipped. Empty when no object is on both sides.
+std::vector<int64_t> same_objects(const SkySource& left, const SkySource& right);
+
 }  // namespace mmu
