@@ -4,7 +4,10 @@
 - `mmu-index xmatch` (whole process: read HDF5, match, write CSV) against the
   same steps in Python (h5py, astropy, numpy.savetxt), as a notebook does them.
 Each time is the best of --repeat runs, so a busy machine penalises neither
-side more. Prints times, ratios and whether the pairs agree.
+side more. Prints wall and CPU times (CPU time, user + system of every thread,
+is less inflated than wall time when other processes load the machine), both
+ratios per mode, the load average, whether the pairs agree, and the file
+system both CSVs are written to (the same folder, --work).
 
 Run: /usr/bin/python3 bench/xmatch_bench.py --build build [--n 1000000] [--repeat 3] [--work DIR]
 """
@@ -12,6 +15,7 @@ import argparse
 import os
 import platform
 import re
+import resource
 import subprocess
 import time
 
@@ -51,25 +55,60 @@ def write(path, ra, dec, id0):
         f.create_dataset("dec", data=dec)
 
 
+def cpu_self():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def timed(fn, repeat=1):
-    """Best time of `repeat` calls, and the last call's result."""
-    best = float("inf")
+    """Best wall and best CPU time of `repeat` calls of fn in this process, and
+    the last call's result."""
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), cpu_self()
         out = fn()
         best = min(best, time.perf_counter() - t)
-    return best, out
+        best_cpu = min(best_cpu, cpu_self() - c)
+    return best, best_cpu, out
+
+
+def run_timed(cmd, out_path, repeat):
+    """Best wall and best CPU time (the child's user + system) of `repeat` runs
+    of cmd with stdout to out_path."""
+    best, best_cpu = float("inf"), float("inf")
+    for _ in range(repeat):
+        with open(out_path, "w") as f:
+            t = time.perf_counter()
+            p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(p.pid, 0)
+            best = min(best, time.perf_counter() - t)
+        if status != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed (status {status})")
+        best_cpu = min(best_cpu, usage.ru_utime + usage.ru_stime)
+    return best, best_cpu
 
 
 def in_process(build, lpath, rpath, repeat):
-    """Best nearest and all-pairs times of mmu_bench_xmatch (the match alone)."""
-    best = {"nearest": float("inf"), "all pairs": float("inf")}
+    """Best nearest and all-pairs wall and CPU times of mmu_bench_xmatch (the match alone)."""
+    best = {m: [float("inf"), float("inf")] for m in ("nearest", "all pairs")}
     for _ in range(repeat):
         out = subprocess.run([os.path.join(build, "mmu_bench_xmatch"), lpath, rpath, "1"], capture_output=True,
                              text=True, check=True).stdout
         for mode, key in (("nearest", "nearest"), ("all pairs", "all")):
-            best[mode] = min(best[mode], float(re.search(rf"^{key} ([0-9.]+) s", out, re.M).group(1)))
+            m = re.search(rf"^{key} ([0-9.]+) s \(cpu ([0-9.]+) s\)", out, re.M)
+            best[mode][0] = min(best[mode][0], float(m.group(1)))
+            best[mode][1] = min(best[mode][1], float(m.group(2)))
     return best
+
+
+def file_system(path):
+    """'tmpfs', 'ext4', ... of the file system holding path (from /proc/mounts)."""
+    path, best = os.path.realpath(path), ("?", "")
+    for line in open("/proc/mounts"):
+        _, mount, kind = line.split()[:3]
+        if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best[1]):
+            best = (kind, mount)
+    return f"{best[0]} (mounted at {best[1]})"
 
 
 def main():
@@ -94,18 +133,16 @@ def main():
           f"{platform.platform()}")
     print(f"positions: {a.n:,} x {a.n:,}, radius 1 arcsec, best of {a.repeat}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"both CSVs written to {os.path.abspath(work)}: {file_system(work)}")
 
     exe = os.path.join(a.build, "mmu-index")
     results = {}
     for mode, extra in (("nearest", []), ("all pairs", ["--all"])):
         out = os.path.join(work, f"mmu-{mode.replace(' ', '_')}.csv")
         cmd = [exe, "xmatch", "--left", lpath, "--right", rpath, "--radius", "1arcsec", "--format", "csv"] + extra
-        def run():
-            with open(out, "w") as f:
-                subprocess.run(cmd, stdout=f, stderr=subprocess.DEVNULL, check=True)
-        t, _ = timed(run, a.repeat)
+        t, cpu = run_timed(cmd, out, a.repeat)
         pairs = np.loadtxt(out, delimiter=",", skiprows=1, usecols=(0, 2), dtype=np.int64, ndmin=2)
-        results[mode] = (t, {(int(l), int(r) - 10**9) for l, r in pairs})
+        results[mode] = (t, cpu, {(int(l), int(r) - 10**9) for l, r in pairs}, os.getloadavg()[0])
 
     from astropy import units as u
     from astropy.coordinates import SkyCoord, search_around_sky
@@ -147,16 +184,19 @@ def main():
     core = in_process(a.build, lpath, rpath, a.repeat)
     peers, whole_peers = {}, {}
     for mode, fn in (("nearest", astropy_nearest), ("all pairs", astropy_all)):
-        t, (il, ir) = timed(fn, a.repeat)
-        peers[mode] = (t, {(int(i), int(j)) for i, j in zip(il, ir)})
-        whole_peers[mode], _ = timed(lambda: pipeline(mode), a.repeat)
-    print(f"{'mode':10} {'astropy':>8} {'in process':>11} {'ratio':>6} {'python steps':>13} {'whole process':>14} "
-          f"{'ratio':>6}  pairs")
+        t, cpu, (il, ir) = timed(fn, a.repeat)
+        peers[mode] = (t, cpu, {(int(i), int(j)) for i, j in zip(il, ir)})
+        whole_peers[mode] = timed(lambda: pipeline(mode), a.repeat)[:2]
+    print("wall seconds (CPU seconds), best of each; ratio = theirs / ours, wall (CPU)")
+    print(f"{'mode':10} {'astropy':>14} {'in process':>15} {'ratio':>13} {'python steps':>15} "
+          f"{'whole command':>15} {'ratio':>13} {'load':>5}  pairs")
     for mode in ("nearest", "all pairs"):
-        (tm, pm), (ta, pa), tc, tw = results[mode], peers[mode], core[mode], whole_peers[mode]
+        (tm, cm, pm, load), (ta, ca, pa), (tc, cc), (tw, cw) = results[mode], peers[mode], core[mode], whole_peers[mode]
         agree = "identical" if pm == pa else f"differ: {len(pm - pa)} only ours, {len(pa - pm)} only astropy"
-        print(f"{mode:10} {ta:6.2f} s {tc:9.3f} s {ta / tc:5.1f}x {tw:11.2f} s {tm:12.3f} s {tw / tm:5.1f}x"
+        print(f"{mode:10} {ta:5.2f} ({ca:5.2f}) {tc:6.3f} ({cc:5.3f}) {ta / tc:5.1f}x ({ca / cc:4.1f}x) "
+              f"{tw:6.2f} ({cw:5.2f}) {tm:6.3f} ({cm:5.3f}) {tw / tm:5.1f}x ({cw / cm:4.1f}x) {load:5.2f}"
               f"  {len(pm):,} ({agree})")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

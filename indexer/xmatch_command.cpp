@@ -1,15 +1,15 @@
 #include "xmatch_command.h"
 
+#include <unistd.h>
+
 #include <algorithm>
-#include <charconv>
+#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <future>
 #include <iostream>
-#include <memory>
-#include <unordered_map>
 
 #include "mmu/crossmatch.h"
+#include "mmu/pair_csv.h"
 #include "mmu/error.h"
 #include "mmu/result_format.h"
 #include "mmu/sky.h"
@@ -34,94 +34,6 @@ CLI::App* add_xmatch_command(CLI::App& app, XmatchFlags& f) {
 
 namespace {
 
-// The longest of the strings, in bytes (over all threads).
-size_t longest(const std::vector<std::string>& texts) {
-  size_t most = 0;
-  const int64_t n = static_cast<int64_t>(texts.size());
-#pragma omp parallel for reduction(max : most)
-  for (int64_t i = 0; i < n; ++i) most = std::max(most, texts[i].size());
-  return most;
-}
-
-// Copies text to `to` followed by `end`; returns the byte after it.
-inline char* put(char* to, const std::string& text, char end) {
-  std::memcpy(to, text.data(), text.size());
-  to[text.size()] = end;
-  return to + text.size() + 1;
-}
-
-// CSV rows are formatted by all threads in blocks and written in order: with
-// millions of pairs, formatting through printf or iostreams costs more than the
-// match itself. Each block goes into one buffer sized for its longest
-// possible rows, so a row is a few memcpy and one to_chars, with no checks of
-// a string's capacity.
-void write_csv(const SkySource& l, const SkySource& r, const std::vector<MatchPair>& pairs) {
-  std::cout << "left_id,left_survey,right_id,right_survey,sep_arcsec\n";
-  const int64_t n = static_cast<int64_t>(pairs.size()), block = 65536, blocks = (n + block - 1) / block;
-  constexpr int64_t kAhead = 16;
-  constexpr size_t kNumber = 64;  // a separation in fixed notation, 6 decimals, and the newline
-  const size_t row_bytes = longest(l.ids) + longest(l.survey_names) + longest(r.ids) + longest(r.survey_names) + 4 +
-                           kNumber;
-#pragma omp parallel
-  {
-    std::unique_ptr<char[]> text(new char[static_cast<size_t>(block) * row_bytes]);
-#pragma omp for ordered schedule(static, 1)
-    for (int64_t b = 0; b < blocks; ++b) {
-      char* at = text.get();
-      const int64_t end_k = std::min(n, (b + 1) * block);
-      for (int64_t k = b * block; k < end_k; ++k) {
-        // Pairs come in left order, so the right side's strings are read at
-        // random: fetch them ahead, or each row waits twice on memory.
-        if (k + kAhead < end_k) {
-          __builtin_prefetch(&r.ids[pairs[k + kAhead].right]);
-          __builtin_prefetch(&r.survey_of[pairs[k + kAhead].right]);
-        }
-        const MatchPair& p = pairs[k];
-        at = put(at, l.ids[p.left], ',');
-        at = put(at, l.survey(p.left), ',');
-        at = put(at, r.ids[p.right], ',');
-        at = put(at, r.survey(p.right), ',');
-        at = std::to_chars(at, at + kNumber - 1, p.sep_arcsec, std::chars_format::fixed, 6).ptr;
-        *at++ = '\n';
-      }
-#pragma omp ordered
-      std::cout.write(text.get(), static_cast<std::streamsize>(at - text.get()));
-    }
-  }
-}
-
-// For each left object, the right index of the same object (-1: none): the
-// same store row, or else the same survey and object id. Ids repeated within
-// one survey of the right side name no object, so they are not skipped.
-std::vector<int64_t> same_objects(const SkySource& l, const SkySource& r) {
-  // Different surveys share no object: the usual match costs nothing more.
-  bool shared_survey = false;
-  for (const std::string& name : l.survey_names)
-    shared_survey = shared_survey || std::count(r.survey_names.begin(), r.survey_names.end(), name) > 0;
-  if (!shared_survey) return {};
-  const bool by_row = !l.store.empty() && l.store == r.store;
-  std::unordered_map<std::string, int64_t> right_of;
-  right_of.reserve(r.ids.size());
-  auto key = [by_row](const SkySource& s, size_t i) {
-    return by_row ? std::to_string(s.rows[i]) : s.survey(i) + '\n' + s.ids[i];
-  };
-  for (size_t j = 0; j < r.ids.size(); ++j) {
-    const auto [it, added] = right_of.emplace(key(r, j), static_cast<int64_t>(j));
-    if (!added) it->second = -1;
-  }
-  std::vector<int64_t> same(l.ids.size(), -1);
-  int64_t shared = 0;
-  for (size_t i = 0; i < l.ids.size(); ++i) {
-    const auto it = right_of.find(key(l, i));
-    if (it != right_of.end() && it->second >= 0) {
-      same[i] = it->second;
-      ++shared;
-    }
-  }
-  if (shared == 0) same.clear();
-  return same;
-}
-
 }  // namespace
 
 int run_xmatch(const XmatchFlags& f) {
@@ -132,6 +44,8 @@ int run_xmatch(const XmatchFlags& f) {
   // side (HDF5 stays on this thread).
   auto index = std::async(std::launch::async, [&] { return CrossMatchIndex(r.ra, r.dec, radius); });
   const SkySource l = load_sky_source(f.left, f.store);
+  for (const SkySource* side : {&r, &l})
+    for (const std::string& w : side->warnings) std::cerr << "warning: " << w << "\n";
   // An object is never its own match: matching a survey with itself is how
   // duplicates and repeat observations are found.
   const std::vector<int64_t> same = same_objects(l, r);
@@ -143,7 +57,7 @@ int run_xmatch(const XmatchFlags& f) {
 
   std::ios::sync_with_stdio(false);
   if (fmt == OutputFormat::kCsv) {
-    write_csv(l, r, pairs);
+    write_pairs_csv(l, r, pairs, STDOUT_FILENO);
   } else {
     char buf[512];
     if (fmt == OutputFormat::kJson) std::cout << "[";
@@ -156,18 +70,19 @@ int run_xmatch(const XmatchFlags& f) {
       const auto& p = pairs[i];
       if (fmt == OutputFormat::kJson) {
         std::snprintf(buf, sizeof(buf), "%.6f", p.sep_arcsec);
-        std::cout << (i ? ",\n " : "\n ") << "{\"left_id\": " << text::json_quote(l.ids[p.left])
+        std::cout << (i ? ",\n " : "\n ") << "{\"left_id\": " << text::json_quote(l.ids.text(p.left))
                   << ", \"left_survey\": " << text::json_quote(l.survey(p.left)) << ", \"right_id\": "
-                  << text::json_quote(r.ids[p.right]) << ", \"right_survey\": " << text::json_quote(r.survey(p.right))
+                  << text::json_quote(r.ids.text(p.right)) << ", \"right_survey\": " << text::json_quote(r.survey(p.right))
                   << ", \"sep_arcsec\": " << buf << "}";
       } else {
-        std::snprintf(buf, sizeof(buf), "%-20s %-14s %-20s %-14s %10.4f\n", l.ids[p.left].c_str(),
-                      l.survey(p.left).c_str(), r.ids[p.right].c_str(), r.survey(p.right).c_str(), p.sep_arcsec);
+        std::snprintf(buf, sizeof(buf), "%-20s %-14s %-20s %-14s %10.4f\n", l.ids.text(p.left).c_str(),
+                      l.survey(p.left).c_str(), r.ids.text(p.right).c_str(), r.survey(p.right).c_str(), p.sep_arcsec);
         std::cout << buf;
       }
     }
   }
   if (fmt == OutputFormat::kJson) std::cout << "\n]\n";
+  if (!std::cout.flush()) throw IoError("standard output", "write", errno);
   std::cerr << pairs.size() << " pairs within " << radius * 3600.0 << " arcsec (" << l.ids.size() << " left, "
             << r.ids.size() << " right objects)\n";
 

@@ -38,6 +38,55 @@ struct UnusableInput {
 std::vector<SourceFile> discover_files(const std::vector<std::string>& roots,
                                        std::vector<UnusableInput>* unusable = nullptr);
 
+// Object ids as their files store them, for catalogs of millions of objects
+// (a cross-match side): integer ids stay integers and their text (the decimal
+// digits, as FileCatalog::ids has it) is made only for the rows printed;
+// string ids are held as text. A million std::strings cost more to make and
+// page in than reading the file.
+class ObjectIds {
+ public:
+  enum class Kind { kSigned, kUnsigned, kText };
+  // Longest text of an integer id: 20 digits, or a sign and 19.
+  static constexpr size_t kMaxIntegerText = 20;
+
+  Kind kind() const { return kind_; }
+  size_t size() const { return kind_ == Kind::kText ? texts_.size() : numbers_.size(); }
+  std::string text(size_t i) const;
+  // Id i's integer (int64_t or uint64_t bits). REQUIRES: kind() is not kText.
+  uint64_t number(size_t i) const { return numbers_[i]; }
+  // Writes id i's text at `to`, which has room for it (longest()); returns its end.
+  char* write(size_t i, char* to) const;
+  // Bytes of the longest text; kMaxIntegerText for integer ids.
+  size_t longest() const;
+  // Asks for id i to be fetched into the cache (ids read at random).
+  void prefetch(size_t i) const {
+    if (kind_ == Kind::kText)
+      __builtin_prefetch(&texts_[i]);
+    else
+      __builtin_prefetch(&numbers_[i]);
+  }
+
+  // Appends ids of `kind` (the integers as int64_t or uint64_t bits); ids of
+  // another kind than those held turn both into text.
+  void append_integers(Kind kind, std::vector<uint64_t>&& numbers);
+  void append_texts(std::vector<std::string>&& texts);
+
+ private:
+  void to_text();
+  Kind kind_ = Kind::kSigned;
+  std::vector<uint64_t> numbers_;
+  std::vector<std::string> texts_;
+};
+
+// One file's ids and positions for a cross-match, checked as read_catalog
+// checks them (FormatError naming the file and row: an empty or non-UTF-8
+// id, an invalid position), and its warnings, each naming the file.
+struct SkyColumns {
+  ObjectIds ids;
+  std::vector<double> ra, dec;  // degrees
+  std::vector<std::string> warnings;
+};
+
 // Per-object identity and position of one file, in file row order.
 struct FileCatalog {
   std::vector<std::string> ids;  // canonical text: trimmed strings, decimal integers
@@ -152,6 +201,9 @@ class MmuFileReader {
 
   // with_healpix = false leaves healpix empty (a cross-match needs no cells).
   FileCatalog read_catalog(bool with_healpix = true) const;
+  // Appends this file's ids and positions to `out` (its vectors grown in
+  // place: reserve them for every file first); what a cross-match reads.
+  void read_sky_columns(SkyColumns* out) const;
   // Every numeric, boolean or short-string dataset holding one scalar per
   // object (root (N,) datasets of row tables, scalars of per-object files and
   // of MaNGA groups), except the id/ra/dec/healpix role columns, in name order.

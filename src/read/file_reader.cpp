@@ -13,6 +13,7 @@
 #include "read/scalar_columns.h"
 #include "mmu/error.h"
 #include "mmu/sky.h"
+#include "base/fresh_buffer.h"
 #include "base/utf8.h"
 
 namespace mmu {
@@ -487,6 +488,64 @@ FileCatalog MmuFileReader::read_catalog(bool with_healpix) const {
                          " objects lie in other cells (object '" + c.ids[first_outside] + "' in cell " +
                          std::to_string(c.healpix[first_outside]) + "); each is stored under its own cell");
   return c;
+}
+
+void MmuFileReader::read_sky_columns(SkyColumns* out) const {
+  const Rep& r = *rep_;
+  const size_t first = out->ra.size(), n = static_cast<size_t>(r.rows);
+  if (!r.groups.empty()) {  // MaNGA: one object per group, a few thousand at most
+    FileCatalog c = read_catalog(/*with_healpix=*/false);
+    out->ra.insert(out->ra.end(), c.ra.begin(), c.ra.end());
+    out->dec.insert(out->dec.end(), c.dec.begin(), c.dec.end());
+    out->ids.append_texts(std::move(c.ids));
+    out->warnings.insert(out->warnings.end(), c.warnings.begin(), c.warnings.end());
+    return;
+  }
+  out->ra.resize(first + n);
+  out->dec.resize(first + n);
+  r.ra->read_rows(0, r.rows, out->ra.data() + first);
+  r.dec->read_rows(0, r.rows, out->dec.data() + first);
+  const double* ra = out->ra.data() + first;
+  const double* dec = out->dec.data() + first;
+  const auto id_type = r.ids->info().type;
+  std::vector<std::string> texts;
+  std::vector<uint64_t> numbers;
+  if (id_type == h5::TypeClass::kString) {
+    texts = r.ids->read_text(0, r.rows);
+  } else {
+    resize_fresh(&numbers, n);
+    if (id_type == h5::TypeClass::kUnsignedInteger)
+      r.ids->read_rows(0, r.rows, numbers.data());
+    else
+      r.ids->read_rows(0, r.rows, reinterpret_cast<int64_t*>(numbers.data()));
+  }
+  // The checks of read_catalog, on all cores; the first failing row is
+  // reported, as there.
+  auto id_ok = [&](size_t i) { return texts.empty() || (!texts[i].empty() && text::valid_utf8(texts[i])); };
+  int64_t bad = r.rows;
+#pragma omp parallel for schedule(static) reduction(min : bad)
+  for (int64_t i = 0; i < r.rows; ++i)
+    if (!id_ok(static_cast<size_t>(i)) || !valid_sky_position(ra[i], dec[i])) bad = std::min(bad, i);
+  if (bad < r.rows) {
+    const size_t i = static_cast<size_t>(bad);
+    if (!texts.empty() && texts[i].empty())
+      throw FormatError("row " + std::to_string(i) + " of '" + r.file.path + "' has an empty object_id");
+    if (!texts.empty() && !text::valid_utf8(texts[i]))
+      throw FormatError("object_id of row " + std::to_string(i) + " in '" + r.file.path +
+                        "' is not valid UTF-8 (" + escaped_bytes(texts[i]) + ")");
+    const std::string id = !texts.empty() ? texts[i]
+                           : id_type == h5::TypeClass::kUnsignedInteger
+                               ? std::to_string(numbers[i])
+                               : std::to_string(static_cast<int64_t>(numbers[i]));
+    throw FormatError("object '" + id + "' in '" + r.file.path + "' has an invalid position ra=" +
+                      std::to_string(ra[i]) + " dec=" + std::to_string(dec[i]));
+  }
+  if (texts.empty())
+    out->ids.append_integers(
+        id_type == h5::TypeClass::kUnsignedInteger ? ObjectIds::Kind::kUnsigned : ObjectIds::Kind::kSigned,
+        std::move(numbers));
+  else
+    out->ids.append_texts(std::move(texts));
 }
 
 std::vector<ScalarColumn> MmuFileReader::read_scalar_columns() const {

@@ -325,6 +325,9 @@ void Dataset::read_rows(int64_t start, int64_t count, double* out) const {
 void Dataset::read_rows(int64_t start, int64_t count, int64_t* out) const {
   read_raw(start, count, H5T_NATIVE_INT64, out);
 }
+void Dataset::read_rows(int64_t start, int64_t count, uint64_t* out) const {
+  read_raw(start, count, H5T_NATIVE_UINT64, out);
+}
 
 void Dataset::read_rows_bool(int64_t start, int64_t count, uint8_t* out) const {
   if (info_.type == TypeClass::kBool) {

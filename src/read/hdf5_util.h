@@ -79,6 +79,7 @@ class Dataset {
   void read_rows(int64_t start, int64_t count, float* out) const;
   void read_rows(int64_t start, int64_t count, double* out) const;
   void read_rows(int64_t start, int64_t count, int64_t* out) const;
+  void read_rows(int64_t start, int64_t count, uint64_t* out) const;
   // Booleans and small integers as 0/1 bytes (nonzero -> 1).
   void read_rows_bool(int64_t start, int64_t count, uint8_t* out) const;
   // Strings (fixed or variable) with trailing NULs/spaces trimmed, or integers

@@ -119,7 +119,7 @@ class HitArena {
   }
 
  private:
-  static constexpr int64_t kBlock = 1 << 16;  // 1 MB
+  static constexpr int64_t kBlock = 1 << 17;  // 2 MB: one huge page
   std::vector<Buffer<Hit>> blocks_;
   int64_t used_ = 0, size_ = 0;
 };
@@ -532,7 +532,7 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
 #pragma omp single
     {
       for (int64_t u = 0; u < used; ++u) block_start[u + 1] += block_start[u];
-      pairs.resize(static_cast<size_t>(block_start[used]));  // unset, filled below
+      resize_fresh(&pairs, static_cast<size_t>(block_start[used]));  // unset, filled below
     }
     MatchPair* to = pairs.data() + block_start[t];
     populate(to, static_cast<size_t>(block_start[t + 1] - block_start[t]) * sizeof(MatchPair));

@@ -5,6 +5,7 @@
 #include <iterator>
 #include <map>
 
+#include "base/fresh_buffer.h"
 #include "mmu/error.h"
 #include "mmu/mmu_files.h"
 #include "mmu/store.h"
@@ -27,30 +28,23 @@ SkySource from_store(const std::string& label, const std::string& dir, const std
   s.label = label;
   s.store = dir;
   std::map<std::string, uint32_t> number;  // of each survey name
+  std::vector<std::string> ids;
   for (const CatalogRow& r : store->positions(survey)) {
     const auto [it, added] = number.emplace(r.survey, static_cast<uint32_t>(s.survey_names.size()));
     if (added) s.survey_names.push_back(r.survey);
-    s.ids.push_back(r.object_id);
+    ids.push_back(r.object_id);
     s.survey_of.push_back(it->second);
     s.ra.push_back(r.ra);
     s.dec.push_back(r.dec);
     s.rows.push_back(r.row);
   }
-  if (s.ids.empty() && !survey.empty()) {
+  s.ids.append_texts(std::move(ids));
+  if (s.ids.size() == 0 && !survey.empty()) {
     std::string names;
     for (const auto& n : store->surveys()) names += (names.empty() ? "" : ", ") + n;
     throw NotFound("survey '" + survey + "' is not in store '" + dir + "' (it has: " + names + ")");
   }
   return s;
-}
-
-template <typename T>
-void append(std::vector<T>* to, std::vector<T>* from) {
-  if (to->empty()) {
-    to->swap(*from);
-  } else {
-    to->insert(to->end(), std::make_move_iterator(from->begin()), std::make_move_iterator(from->end()));
-  }
 }
 
 }  // namespace
@@ -64,19 +58,26 @@ SkySource load_sky_source(const std::string& spec, const std::string& store) {
   if (fs::exists(spec, ec)) {
     SkySource s;
     s.label = spec;
+    SkyColumns columns;
     for (const SourceFile& f : discover_files({spec})) {
       MmuFileReader reader(f);
-      FileCatalog c = reader.read_catalog(/*with_healpix=*/false);
+      // Grown by doubling, each column on huge pages; one file fills its exact size.
+      const size_t size = columns.ra.size(), needed = size + static_cast<size_t>(reader.rows());
+      const size_t room = needed <= columns.ra.capacity() ? needed : std::max(needed, 2 * columns.ra.capacity());
+      reserve_fresh(&columns.ra, room);
+      reserve_fresh(&columns.dec, room);
+      reserve_fresh(&s.survey_of, room);
       const auto number = static_cast<uint32_t>(
           std::find(s.survey_names.begin(), s.survey_names.end(), f.dataset) - s.survey_names.begin());
       if (number == s.survey_names.size()) s.survey_names.push_back(f.dataset);
-      s.survey_of.insert(s.survey_of.end(), c.ids.size(), number);
-      // Moved, not copied: a million ids and positions per file.
-      append(&s.ids, &c.ids);
-      append(&s.ra, &c.ra);
-      append(&s.dec, &c.dec);
+      reader.read_sky_columns(&columns);
+      s.survey_of.resize(columns.ra.size(), number);
     }
-    if (s.ids.empty()) throw NotFound("no *.hdf5 or *.h5 files under '" + spec + "'");
+    s.ids = std::move(columns.ids);
+    s.ra = std::move(columns.ra);
+    s.dec = std::move(columns.dec);
+    s.warnings = std::move(columns.warnings);
+    if (s.ids.size() == 0) throw NotFound("no *.hdf5 or *.h5 files under '" + spec + "'");
     return s;
   }
   if (!is_store(store))

@@ -1,0 +1,19 @@
+// Cross-match pairs as CSV, the form `mmu-index xmatch --format csv` writes.
+#pragma once
+
+#include <vector>
+
+#include "mmu/crossmatch.h"
+#include "mmu/sky_source.h"
+
+namespace mmu {
+
+// Writes the header and one row per pair (left_id, left_survey, right_id,
+// right_survey, sep_arcsec as "%.6f") to file descriptor fd. With millions of
+// pairs, formatting through printf or iostreams costs more than the match, so
+// all threads format blocks of rows, written in order: the bytes do not depend
+// on the number of threads. Throws IoError when fd takes fewer bytes than
+// written (a full disk, a closed pipe).
+void write_pairs_csv(const SkySource& left, const SkySource& right, const std::vector<MatchPair>& pairs, int fd);
+
+}  // namespace mmu
