@@ -4,16 +4,16 @@
 
 #include <malloc.h>
 
-#include <cstdlib>
-
 namespace mmu::cli {
 
-// OpenMP threads (ours, OpenBLAS's, FAISS's) busy-wait between parallel
-// regions by default. On 2 cores, or any loaded machine, a spinning thread
-// steals the core the reading thread needs: a build ran 3x slower for it.
-// libgomp reads OMP_WAIT_POLICY when it is loaded, before main(), so the
-// default is set from .preinit_array, which runs before any library
-// initialiser. A value the user set is kept.
+// Not set here: OMP_WAIT_POLICY. OpenMP threads spin ~300,000 times between
+// parallel regions by default, burning a core that a loaded machine's other
+// work wants. libgomp reads the variable in its initialiser, which runs after
+// libc's, and libc's resets the environment to the one the process started
+// with, so a setenv from .preinit_array is lost (checked with OMP_DISPLAY_ENV:
+// GOMP_SPINCOUNT stays 300000); re-executing would cost a whole process start
+// (~30 ms). Users on shared nodes export OMP_WAIT_POLICY=PASSIVE (README,
+// scripts/slurm/).
 //
 // glibc hands blocks over ~128 kB to mmap and returns them to the kernel when
 // freed (raising that limit only up to 32 MB as it goes), and trims the heap
@@ -23,7 +23,6 @@ namespace mmu::cli {
 // python3-torch alike; docs/BENCHMARKS.md). Keeping freed memory for reuse
 // costs at most the peak working set, which a build or a search reaches anyway.
 inline void set_process_defaults(int, char**, char**) {
-  setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-// Same OpenMP defaults as mmu-index / mmu-search (OMP_WAIT_POLICY=PASSIVE unless
-// set), so the timings here are those of the real executables.
+// Same process defaults as mmu-index / mmu-search (malloc thresholds), so the
+// timings here are those of the real executables.
 #include "process_defaults.h"
 #include "mmu/error.h"
 #include "mmu/mmu_files.h"

@@ -40,7 +40,7 @@
 #include <unordered_set>
 #include <vector>
 
-// Same OpenMP defaults as mmu-search (OMP_WAIT_POLICY=PASSIVE unless set).
+// Same process defaults as mmu-search (malloc thresholds).
 #include "process_defaults.h"
 #include "bench_stats.h"
 #include "mmu/error.h"
