@@ -6,21 +6,31 @@ resources overridden on the sbatch command line (this node has 2 CPUs, 4 GB decl
   sbatch --wait fit.sbatch                      the sampled baseline fit of the sample tree
   sbatch --wait --array=0-3 build-array.sbatch  four shard stores with that fit
   sbatch --wait merge.sbatch                    one store from the four
+  sbatch --wait mpi-search.sbatch               alongside the merge: the MPI search over the four shards, its
+                                                ranks started by mpirun and by srun --mpi=pmix, and one with a
+                                                shard missing
 Then, against a single-process `mmu-index build --fit` of the same tree with the same fit:
 the same spaces, ids, surveys and positions; bit-equal vectors (vectors.f32 read with numpy);
 the same `mmu-search --like ID --k 10 --format json` answers (ids, surveys, scores, order) for 100
 queries. Then run-all.sh with a fit that must fail: the build array and the merge are cancelled
-(afterok, --kill-on-invalid-dep), its wait ends non-zero, and no store is made.
+(afterok, --kill-on-invalid-dep), its wait ends non-zero, and no store is made. The MPI job's results
+equal `mmu-search --stores` over the same shards (100 queries: ids, scores, order), its output names each
+rank's node and shards, and a missing shard fails the job with its own error naming the shard, leaving no
+results file.
 When Slurm cannot start here, the test prints why, runs the same job files with bash (as Slurm
 would, one process per array task) and the same comparisons, and exits 77: ctest says SKIPPED.
 Run: test_slurm.py --bin BUILD --samples data/samples --tmp DIR
 """
 import json
 import os
+import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -38,6 +48,14 @@ QUERIES = 100
 SCORE_TOL = 1e-6
 # What each job may take on the test node (the job files ask for a real cluster's sizes).
 SMALL = ("--cpus-per-task=1", "--mem=256M", "--time=5")
+# The MPI job on the test node: 2 ranks (tasks) on the one node, each holding two of the four shards. The node
+# has 2 CPUs, and Slurm refuses --ntasks-per-node above a node's CPUs even with --overcommit (checked: "Requested
+# node configuration is not available"); the job file's --ntasks-per-node=1 (one rank per node on a real cluster)
+# can only be overridden by another --ntasks-per-node. --overcommit allots the job one CPU and --oversubscribe lets
+# it share that CPU (the test partition allows it), so the MPI jobs run beside the merge instead of queueing.
+MPI_RANKS = 2
+MPI_SHAPE = ("--nodes=1", "--ntasks-per-node=%d" % MPI_RANKS, "--overcommit", "--oversubscribe")
+MPI_K = 50
 
 
 def job_file(name):
@@ -59,15 +77,19 @@ def job_log(pattern_dir):
     return "\n".join(out)
 
 
-def sbatch_wait(env, cluster, extra, name, array=None):
-    """sbatch --wait of a job file; fails the case naming the job, with its output, unless it succeeded."""
-    args = ["--wait", *SMALL]
-    if array:
-        args.append("--array=" + array)
+def sbatch_timed(env, cluster, extra, name, *args, label=None):
+    """sbatch --wait ARGS of a job file, its time noted; the finished sbatch (its stdout holds the job id)."""
     t = time.monotonic()
     # Run in the logs folder: the jobs write their output there under the job files' own names.
-    p = cluster.sbatch(*args, job_file(name), env_extra=extra, cwd=env.logs, timeout=90)
-    env.timings.append("%s %.1f s" % (name, time.monotonic() - t))
+    p = cluster.sbatch("--wait", *SMALL, *args, job_file(name), env_extra=extra, cwd=env.logs, timeout=90)
+    env.timings.append("%s %.1f s" % (label or name, time.monotonic() - t))
+    p.job = p.stdout.strip().split(";")[0]
+    return p
+
+
+def sbatch_wait(env, cluster, extra, name, array=None):
+    """sbatch --wait of a job file; fails the case naming the job, with its output, unless it succeeded."""
+    p = sbatch_timed(env, cluster, extra, name, *(["--array=" + array] if array else []))
     need(p.returncode == 0, "sbatch --wait %s: exit %d: %s\n%s" % (name, p.returncode, p.stderr.strip(), job_log(env.logs)))
     return p
 
@@ -78,10 +100,69 @@ def run_jobs_slurm(env, cluster):
     sbatch_wait(env, cluster, extra, "fit.sbatch")
     need(os.path.isdir(os.path.join(env.work, "fit")), "the fit job left no fit folder\n" + job_log(env.logs))
     sbatch_wait(env, cluster, extra, "build-array.sbatch", array="0-%d" % (SHARDS - 1))
-    p = sbatch_wait(env, cluster, extra, "merge.sbatch")
-    done = os.path.join(env.work, "merge-%s.done" % p.stdout.strip().split(";")[0])
+    write_mpi_queries(env)
+    # The MPI jobs need only the shards: they run beside the merge (MPI_SHAPE).
+    with ThreadPoolExecutor(len(env.mpi_runs) + 1) as pool:
+        mpi_jobs = {label: pool.submit(sbatch_timed, env, cluster, dict(extra, **job_extra), "mpi-search.sbatch",
+                                       *MPI_SHAPE, label="mpi-search.sbatch (%s)" % label)
+                    for label, job_extra in env.mpi_runs.items()}
+        p = sbatch_wait(env, cluster, extra, "merge.sbatch")
+    env.mpi_jobs = {label: f.result() for label, f in mpi_jobs.items()}
+    done = os.path.join(env.work, "merge-%s.done" % p.job)
     need(os.path.exists(done), "the merge job left no %s\n%s" % (done, job_log(env.logs)))
     env.failing_chain = run_all_failing(env, cluster)
+
+
+def plan_mpi_runs(env, cluster):
+    """The MPI jobs to run, {label: their own parameters}: over the four shards with each launcher that can
+    run here, and one with a fifth shard missing. None where mpirun or mmu-search-mpi is missing (the reason
+    in env.mpi_missing)."""
+    env.mpi_runs, env.mpi_missing = {}, None
+    mpi_bin = os.path.join(env.bin, "mmu-search-mpi")
+    if shutil.which("mpirun") is None or not os.path.exists(mpi_bin):
+        env.mpi_missing = "no mpirun (Debian openmpi-bin)" if shutil.which("mpirun") is None else "no " + mpi_bin
+        print("MPI jobs not run: %s" % env.mpi_missing)
+        return
+    env.mpi_queries = os.path.join(env.tmp, "mpi-queries.txt")
+    root = "--allow-run-as-root" if os.geteuid() == 0 else ""  # Open MPI's mpirun refuses root without it
+    base = {"MMU_QUERIES": env.mpi_queries, "MMU_K": str(MPI_K), "MMU_MPIRUN": "mpirun", "MMU_MPIRUN_ARGS": root}
+    env.mpi_runs["mpirun"] = dict(base, MMU_RESULTS=os.path.join(env.tmp, "mpi-results-mpirun.json"))
+    if cluster is not None:
+        # Slurm starting the ranks itself, the usual way on clusters, where its PMIx plug-in is built.
+        p = subprocess.run(["srun", "--mpi=list"], env=cluster.env, capture_output=True, text=True, timeout=30)
+        if "pmix" in p.stdout + p.stderr:
+            env.mpi_runs["srun --mpi=pmix"] = dict(base, MMU_MPIRUN="srun", MMU_MPIRUN_ARGS="--mpi=pmix",
+                                                   MMU_RESULTS=os.path.join(env.tmp, "mpi-results-srun.json"))
+        else:
+            print("srun --mpi=pmix not run: this Slurm has no PMIx plug-in: %s" % (p.stdout + p.stderr).strip())
+    # An earlier run's results there: a failed job must not leave them looking like its own.
+    stale = os.path.join(env.tmp, "mpi-results-missing.json")
+    with open(stale, "w") as f:
+        f.write("[]\n")
+    env.mpi_runs["missing shard"] = dict(base, MMU_SHARDS=str(SHARDS + 1), MMU_RESULTS=stale)
+
+
+def shard_objects(env):
+    """(object_id, survey) of every object in the shard stores, read from their files."""
+    objs = set()
+    for i in range(SHARDS):
+        shard = os.path.join(env.work, "shard-%d" % i)
+        for sp in spaces(shard):
+            objs.update((m[0], m[1]) for m in load_space(shard, sp)[1])
+    return sorted(objs)
+
+
+def write_mpi_queries(env):
+    """QUERIES object ids of the shards for the MPI job (an id in two surveys left out: it would need --survey)."""
+    if not env.mpi_runs:
+        return
+    objs = shard_objects(env)
+    surveys_of = Counter(oid for oid, _ in objs)
+    once = [oid for oid, _ in objs if surveys_of[oid] == 1]
+    need(len(once) >= QUERIES, "only %d objects for %d MPI queries" % (len(once), QUERIES))
+    env.mpi_ids = [once[i] for i in np.random.default_rng(6).choice(len(once), QUERIES, replace=False)]
+    with open(env.mpi_queries, "w") as f:
+        f.write("".join(i + "\n" for i in env.mpi_ids))
 
 
 def run_all_failing(env, cluster):
@@ -99,7 +180,8 @@ def run_all_failing(env, cluster):
 
 
 def run_jobs_bash(env):
-    """The same job files run by bash, as Slurm would run them (one process per array task)."""
+    """The same job files run by bash, as Slurm would run them (one process per array task; mpirun is told
+    the number of ranks, which no allocation gives it here)."""
     extra = params(env, env.work, env.merged)
     for name, tasks in (("fit.sbatch", [None]), ("build-array.sbatch", range(SHARDS)), ("merge.sbatch", [None])):
         for task in tasks:
@@ -110,6 +192,20 @@ def run_jobs_bash(env):
             with open(out, "w") as f:
                 p = subprocess.run(["bash", job_file(name)], env=e, stdout=f, stderr=subprocess.STDOUT, timeout=120)
             need(p.returncode == 0, "bash %s (task %s): exit %d\n%s" % (name, task, p.returncode, job_log(env.logs)))
+        if name == "build-array.sbatch":
+            write_mpi_queries(env)
+    env.mpi_jobs = {}
+    for label, job_extra in env.mpi_runs.items():
+        if job_extra["MMU_MPIRUN"] != "mpirun":
+            continue  # srun needs an allocation
+        e = dict(os.environ, **extra)
+        e.update(job_extra)
+        e["MMU_MPIRUN_ARGS"] += " -n %d" % MPI_RANKS
+        with open(os.path.join(env.logs, "mpi-search.sbatch-%s.out" % label.replace(" ", "_")), "w") as f:
+            p = subprocess.run(["bash", job_file("mpi-search.sbatch")], env=e, stdout=f, stderr=subprocess.STDOUT,
+                               timeout=120)
+        p.out = f.name
+        env.mpi_jobs[label] = p
     env.failing_chain = None
 
 
@@ -131,11 +227,13 @@ def setup(env):
         with SlurmCluster() as cluster:
             env.timings.append("cluster up %.1f s" % (time.monotonic() - t))
             env.skipped = None
+            plan_mpi_runs(env, cluster)
             run_jobs_slurm(env, cluster)
     except SlurmUnavailable as e:
         env.skipped = str(e)
         print("SKIPPED (Slurm): Slurm cannot start here: %s" % e)
         print("running the same job files with bash instead, to check them and the shard/merge path")
+        plan_mpi_runs(env, None)
         run_jobs_bash(env)
     run(env.index, "build", env.samples, "--store", env.single, "--fit", os.path.join(env.work, "fit"), "--quiet")
     env.spaces = spaces(env.single)
@@ -270,6 +368,84 @@ def failing_chain(env):
          "the build or the merge ran after a failed fit: %s" % os.listdir(logs))
     fit_out = job_log(logs)
     need("no-such-data" in fit_out, "the fit's output does not name the missing data:\n%s" % fit_out)
+
+
+def mpi_output(env, p):
+    """The output file of an MPI job (sbatch's, or bash's in the fallback)."""
+    path = getattr(p, "out", None) or os.path.join(env.logs, "mmu-search-mpi-%s.out" % p.job)
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def mpi_good_runs(env):
+    """{label: finished job} of the MPI jobs over the four shards, each required to have succeeded."""
+    good = {label: p for label, p in env.mpi_jobs.items() if label != "missing shard"}
+    for label, p in good.items():
+        need(p.returncode == 0, "mpi-search.sbatch (%s): exit %d: %s\n%s" % (
+            label, p.returncode, (p.stderr or "").strip(), mpi_output(env, p)))
+    return good
+
+
+def blocks(text):
+    """Each query's (label, error, query, space, results) of a --format json answer: everything but the method
+    line, compared exactly (scores too), as tests/py/test_mpi.py compares mmu-search-mpi with mmu-search."""
+    return [(b["label"], b.get("error"), b.get("query"), b.get("space"), b["results"]) for b in json.loads(text)]
+
+
+@case("mpi-search.sbatch: its results equal mmu-search --stores over the same shards (100 queries: ids, scores, order)")
+def mpi_same_answers(env):
+    if not env.mpi_runs:
+        print("     (not run: %s)" % env.mpi_missing)
+        return
+    manifest = os.path.join(env.tmp, "shards-by-hand.txt")
+    with open(manifest, "w") as f:
+        f.write("".join(os.path.join(env.work, "shard-%d\n" % i) for i in range(SHARDS)))
+    one = blocks(run(env.search, "--stores", manifest, "--like-file", env.mpi_queries, "--k", MPI_K,
+                     "--format", "json").stdout)
+    need([b[0] for b in one] == env.mpi_ids and not any(b[1] for b in one),
+         "mmu-search --stores did not answer each of the %d queries in order" % QUERIES)
+    need(all(len(b[4]) == MPI_K for b in one), "mmu-search --stores: fewer than %d neighbours for a query" % MPI_K)
+    for label in mpi_good_runs(env):
+        with open(env.mpi_runs[label]["MMU_RESULTS"]) as f:
+            got = blocks(f.read())
+        need(len(got) == len(one), "%s: %d answers for %d queries" % (label, len(got), len(one)))
+        for i, (a, b) in enumerate(zip(got, one)):
+            need(a == b, "%s: query %d (%s) differs from mmu-search --stores:\n%s\nagainst\n%s" % (label, i, b[0], a, b))
+    print("     equal for: %s" % ", ".join(mpi_good_runs(env)))
+
+
+@case("mpi-search.sbatch: its output names each rank's node and the shards it holds")
+def mpi_placement(env):
+    if not env.mpi_runs:
+        print("     (not run: %s)" % env.mpi_missing)
+        return
+    host = socket.gethostname().split(".")[0]
+    for label, p in mpi_good_runs(env).items():
+        out = mpi_output(env, p)
+        need("mpi search: %d ranks on " % MPI_RANKS in out, "%s: the output does not give %d ranks:\n%s" % (
+            label, MPI_RANKS, out))
+        for r in range(MPI_RANKS):
+            held = " ".join("shard-%d" % i for i in range(SHARDS) if i % MPI_RANKS == r)
+            line = "rank %d on %s: %s" % (r, host, held)
+            need(line in out, "%s: no line '%s' in its output:\n%s" % (label, line, out))
+
+
+@case("mpi-search.sbatch: a missing shard fails the job with its error naming the shard, and no results are left")
+def mpi_missing_shard(env):
+    if not env.mpi_runs:
+        print("     (not run: %s)" % env.mpi_missing)
+        return
+    p = env.mpi_jobs["missing shard"]
+    out = mpi_output(env, p)
+    # sbatch --wait gives the job's exit code; the job's own message is the proof of why it failed.
+    need(p.returncode != 0, "the job with shard %d missing exited 0:\n%s" % (SHARDS, out))
+    missing = os.path.join(env.work, "shard-%d" % SHARDS)
+    need("error: shard %d of %d is missing: no store at %s" % (SHARDS, SHARDS + 1, missing) in out,
+         "the job's output does not name the missing shard %s:\n%s" % (missing, out))
+    need("rank 0 on" not in out, "ranks were started before the shards were checked:\n%s" % out)
+    results = env.mpi_runs["missing shard"]["MMU_RESULTS"]
+    need(not os.path.exists(results) and not os.path.exists(results + ".part"),
+         "the failed job left %s (an earlier run's results) in place" % results)
 
 
 def main():
