@@ -6,9 +6,9 @@ resources overridden on the sbatch command line (this node has 2 CPUs, 4 GB decl
   sbatch --wait fit.sbatch                      the sampled baseline fit of the sample tree
   sbatch --wait --array=0-3 build-array.sbatch  four shard stores with that fit
   sbatch --wait merge.sbatch                    one store from the four
-  sbatch --wait mpi-search.sbatch               alongside the merge: the MPI search over the four shards, its
-                                                ranks started by mpirun and by srun --mpi=pmix, and one with a
-                                                shard missing
+  sbatch --wait mpi-search.sbatch               alongside the merge: the MPI search over the four shards (ranks
+                                                started by mpirun), and one with a shard missing
+  sbatch mpi-search.sbatch, MMU_SERVE_PORT set  the service (ranks started by srun --mpi=pmix), asked, scancel'd
 Then, against a single-process `mmu-index build --fit` of the same tree with the same fit:
 the same spaces, ids, surveys and positions; bit-equal vectors (vectors.f32 read with numpy);
 the same `mmu-search --like ID --k 10 --format json` answers (ids, surveys, scores, order) for 100
@@ -16,7 +16,8 @@ queries. Then run-all.sh with a fit that must fail: the build array and the merg
 (afterok, --kill-on-invalid-dep), its wait ends non-zero, and no store is made. The MPI job's results
 equal `mmu-search --stores` over the same shards (100 queries: ids, scores, order), its output names each
 rank's node and shards, and a missing shard fails the job with its own error naming the shard, leaving no
-results file.
+results file. The service's GET /like equals `mmu-search --stores --like` and it stops on scancel (where
+mmu-search-mpi has --serve; else srun starts a second batch job).
 When Slurm cannot start here, the test prints why, runs the same job files with bash (as Slurm
 would, one process per array task) and the same comparisons, and exits 77: ctest says SKIPPED.
 Run: test_slurm.py --bin BUILD --samples data/samples --tmp DIR
@@ -29,6 +30,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -56,6 +60,7 @@ SMALL = ("--cpus-per-task=1", "--mem=256M", "--time=5")
 MPI_RANKS = 2
 MPI_SHAPE = ("--nodes=1", "--ntasks-per-node=%d" % MPI_RANKS, "--overcommit", "--oversubscribe")
 MPI_K = 50
+SERVE_QUERIES = 10
 
 
 def job_file(name):
@@ -102,12 +107,14 @@ def run_jobs_slurm(env, cluster):
     sbatch_wait(env, cluster, extra, "build-array.sbatch", array="0-%d" % (SHARDS - 1))
     write_mpi_queries(env)
     # The MPI jobs need only the shards: they run beside the merge (MPI_SHAPE).
-    with ThreadPoolExecutor(len(env.mpi_runs) + 1) as pool:
+    with ThreadPoolExecutor(len(env.mpi_runs) + 2) as pool:
         mpi_jobs = {label: pool.submit(sbatch_timed, env, cluster, dict(extra, **job_extra), "mpi-search.sbatch",
                                        *MPI_SHAPE, label="mpi-search.sbatch (%s)" % label)
                     for label, job_extra in env.mpi_runs.items()}
+        served = pool.submit(serve_job, env, cluster, extra) if env.serve_missing is None else None
         p = sbatch_wait(env, cluster, extra, "merge.sbatch")
     env.mpi_jobs = {label: f.result() for label, f in mpi_jobs.items()}
+    env.served = served.result() if served else None
     done = os.path.join(env.work, "merge-%s.done" % p.job)
     need(os.path.exists(done), "the merge job left no %s\n%s" % (done, job_log(env.logs)))
     env.failing_chain = run_all_failing(env, cluster)
@@ -117,24 +124,32 @@ def plan_mpi_runs(env, cluster):
     """The MPI jobs to run, {label: their own parameters}: over the four shards with each launcher that can
     run here, and one with a fifth shard missing. None where mpirun or mmu-search-mpi is missing (the reason
     in env.mpi_missing)."""
-    env.mpi_runs, env.mpi_missing = {}, None
+    env.mpi_runs, env.mpi_missing, env.served = {}, None, None
+    env.serve_missing = "needs Slurm (scancel ends the service)" if cluster is None else None
     mpi_bin = os.path.join(env.bin, "mmu-search-mpi")
     if shutil.which("mpirun") is None or not os.path.exists(mpi_bin):
         env.mpi_missing = "no mpirun (Debian openmpi-bin)" if shutil.which("mpirun") is None else "no " + mpi_bin
+        env.serve_missing = env.mpi_missing
         print("MPI jobs not run: %s" % env.mpi_missing)
         return
+    if env.serve_missing is None and "--serve" not in run(mpi_bin, "--help").stdout:
+        env.serve_missing = "this mmu-search-mpi has no --serve"
     env.mpi_queries = os.path.join(env.tmp, "mpi-queries.txt")
     root = "--allow-run-as-root" if os.geteuid() == 0 else ""  # Open MPI's mpirun refuses root without it
     base = {"MMU_QUERIES": env.mpi_queries, "MMU_K": str(MPI_K), "MMU_MPIRUN": "mpirun", "MMU_MPIRUN_ARGS": root}
     env.mpi_runs["mpirun"] = dict(base, MMU_RESULTS=os.path.join(env.tmp, "mpi-results-mpirun.json"))
+    env.serve_launch = ("mpirun", root)
     if cluster is not None:
-        # Slurm starting the ranks itself, the usual way on clusters, where its PMIx plug-in is built.
+        # Slurm starting the ranks itself, the usual way on clusters, where its PMIx plug-in is built: it starts
+        # the service (one MPI job fewer on the 2 cores), or a batch job where there is no --serve.
         p = subprocess.run(["srun", "--mpi=list"], env=cluster.env, capture_output=True, text=True, timeout=30)
-        if "pmix" in p.stdout + p.stderr:
+        if "pmix" not in p.stdout + p.stderr:
+            print("srun --mpi=pmix not run: this Slurm has no PMIx plug-in: %s" % (p.stdout + p.stderr).strip())
+        elif env.serve_missing is None:
+            env.serve_launch = ("srun", "--mpi=pmix")
+        else:
             env.mpi_runs["srun --mpi=pmix"] = dict(base, MMU_MPIRUN="srun", MMU_MPIRUN_ARGS="--mpi=pmix",
                                                    MMU_RESULTS=os.path.join(env.tmp, "mpi-results-srun.json"))
-        else:
-            print("srun --mpi=pmix not run: this Slurm has no PMIx plug-in: %s" % (p.stdout + p.stderr).strip())
     # An earlier run's results there: a failed job must not leave them looking like its own.
     stale = os.path.join(env.tmp, "mpi-results-missing.json")
     with open(stale, "w") as f:
@@ -163,6 +178,62 @@ def write_mpi_queries(env):
     env.mpi_ids = [once[i] for i in np.random.default_rng(6).choice(len(once), QUERIES, replace=False)]
     with open(env.mpi_queries, "w") as f:
         f.write("".join(i + "\n" for i in env.mpi_ids))
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url):
+    """(status, parsed JSON) of a GET; (None, why) when nothing listens."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    except OSError as e:
+        return None, str(e)
+
+
+def serve_job(env, cluster, extra):
+    """mpi-search.sbatch in serve mode (sbatch without --wait): waits for the service's start line in the job's
+    output, asks GET /health and GET /like for SERVE_QUERIES ids, then scancel and waits for the port to close.
+    Returns what the serve case checks."""
+    t = time.monotonic()
+    r = {"port": free_port(), "ids": env.mpi_ids[:SERVE_QUERIES]}
+    job_extra = dict(env.mpi_runs["mpirun"], MMU_SERVE_PORT=str(r["port"]), MMU_SERVE_HOST="127.0.0.1",
+                     MMU_MPIRUN=env.serve_launch[0], MMU_MPIRUN_ARGS=env.serve_launch[1])
+    p = cluster.sbatch(*SMALL, *MPI_SHAPE, job_file("mpi-search.sbatch"), env_extra=dict(extra, **job_extra),
+                       cwd=env.logs, timeout=30)
+    need(p.returncode == 0, "sbatch mpi-search.sbatch (serve): exit %d: %s" % (p.returncode, p.stderr.strip()))
+    r["job"] = p.stdout.strip().split(";")[0]
+    r["out_path"] = os.path.join(env.logs, "mmu-search-mpi-%s.out" % r["job"])
+
+    def output():
+        try:
+            with open(r["out_path"], errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+    try:
+        end = time.monotonic() + 60
+        while "serving " not in output() and "error" not in output() and time.monotonic() < end:
+            time.sleep(0.1)
+        base = "http://127.0.0.1:%d" % r["port"]
+        r["health"] = http_get(base + "/health")
+        r["replies"] = [http_get(base + "/like?" + urllib.parse.urlencode({"id": oid, "k": 10})) for oid in r["ids"]]
+    finally:
+        subprocess.run(["scancel", r["job"]], env=cluster.env, capture_output=True, timeout=30)
+    stopped = time.monotonic()
+    while http_get("http://127.0.0.1:%d/health" % r["port"])[0] is not None and time.monotonic() - stopped < 30:
+        time.sleep(0.2)
+    r["stop_s"] = time.monotonic() - stopped
+    r["out"] = output()
+    env.timings.append("mpi-search.sbatch (serve by %s, until scancel) %.1f s" % (" ".join(env.serve_launch),
+                                                                                time.monotonic() - t))
+    return r
 
 
 def run_all_failing(env, cluster):
@@ -386,6 +457,14 @@ def mpi_good_runs(env):
     return good
 
 
+def shard_manifest(env):
+    """A manifest of the four shard stores, written here (not the job's own), in shard order."""
+    manifest = os.path.join(env.tmp, "shards-by-hand.txt")
+    with open(manifest, "w") as f:
+        f.write("".join(os.path.join(env.work, "shard-%d\n" % i) for i in range(SHARDS)))
+    return manifest
+
+
 def blocks(text):
     """Each query's (label, error, query, space, results) of a --format json answer: everything but the method
     line, compared exactly (scores too), as tests/py/test_mpi.py compares mmu-search-mpi with mmu-search."""
@@ -397,9 +476,7 @@ def mpi_same_answers(env):
     if not env.mpi_runs:
         print("     (not run: %s)" % env.mpi_missing)
         return
-    manifest = os.path.join(env.tmp, "shards-by-hand.txt")
-    with open(manifest, "w") as f:
-        f.write("".join(os.path.join(env.work, "shard-%d\n" % i) for i in range(SHARDS)))
+    manifest = shard_manifest(env)
     one = blocks(run(env.search, "--stores", manifest, "--like-file", env.mpi_queries, "--k", MPI_K,
                      "--format", "json").stdout)
     need([b[0] for b in one] == env.mpi_ids and not any(b[1] for b in one),
@@ -446,6 +523,31 @@ def mpi_missing_shard(env):
     results = env.mpi_runs["missing shard"]["MMU_RESULTS"]
     need(not os.path.exists(results) and not os.path.exists(results + ".part"),
          "the failed job left %s (an earlier run's results) in place" % results)
+
+
+@case("mpi-search.sbatch serve mode: GET /like equals mmu-search --stores --like; the output names the node and "
+      "port; scancel stops it")
+def mpi_serve(env):
+    if env.served is None:
+        print("     (not run: %s)" % (env.serve_missing or "no service"))
+        return
+    r = env.served
+    host = socket.gethostname().split(".")[0]
+    line = "serve: on %s port %d" % (host, r["port"])
+    need(line in r["out"], "the job's output does not say '%s':\n%s" % (line, r["out"]))
+    need("serving %d stores over %d ranks on http://127.0.0.1:%d" % (SHARDS, MPI_RANKS, r["port"]) in r["out"],
+         "no start line of the service in the job's output:\n%s" % r["out"])
+    status, health = r["health"]
+    need(status == 200 and health.get("ranks") == MPI_RANKS and health.get("stores") == SHARDS,
+         "GET /health: %s %s\n%s" % (status, health, r["out"]))
+    manifest = shard_manifest(env)
+    for oid, (status, got) in zip(r["ids"], r["replies"]):
+        want = json.loads(run(env.search, "--stores", manifest, "--like", oid, "--k", 10, "--format", "json").stdout)
+        need(status == 200 and got == want, "GET /like?id=%s&k=10: %s %s\nagainst mmu-search --stores: %s" % (
+            oid, status, got, want))
+    need(r["stop_s"] < 20, "the service still answered %.0f s after scancel" % r["stop_s"])
+    print("     %d GET /like equal, ranks started by %s; closed %.1f s after scancel" % (
+        len(r["ids"]), " ".join(env.serve_launch), r["stop_s"]))
 
 
 def main():
