@@ -491,19 +491,22 @@ def mpi_same_answers(env):
     print("     equal for: %s" % ", ".join(mpi_good_runs(env)))
 
 
-@case("mpi-search.sbatch: its output names each rank's node and the shards it holds")
+@case("mpi-search.sbatch: its output names each rank's node, its cores and the shards it holds")
 def mpi_placement(env):
     if not env.mpi_runs:
         print("     (not run: %s)" % env.mpi_missing)
         return
     host = socket.gethostname().split(".")[0]
+    # Each rank may use every core the job's processes may use (the test node's jobs are not confined): mpirun
+    # would bind each of 2 ranks to one core without the job file's --bind-to none.
+    cores = len(os.sched_getaffinity(0))
     for label, p in mpi_good_runs(env).items():
         out = mpi_output(env, p)
         need("mpi search: %d ranks on " % MPI_RANKS in out, "%s: the output does not give %d ranks:\n%s" % (
             label, MPI_RANKS, out))
         for r in range(MPI_RANKS):
             held = " ".join("shard-%d" % i for i in range(SHARDS) if i % MPI_RANKS == r)
-            line = "rank %d on %s: %s" % (r, host, held)
+            line = "rank %d on %s (%d cores): %s" % (r, host, cores, held)
             need(line in out, "%s: no line '%s' in its output:\n%s" % (label, line, out))
 
 
