@@ -411,7 +411,8 @@ def same_answers(env):
     print("     largest score difference, merged against single store: %.3g" % worst)
 
 
-@case("job files: an array task outside 0..N-1 and a missing shard store stop with an error naming them")
+@case("job files: an array task outside 0..N-1, a missing shard store, a missing queries file or results folder "
+      "stop with an error naming them")
 def job_file_refusals(env):
     base = dict(os.environ, **params(env, env.work, os.path.join(env.tmp, "never")))
     p = subprocess.run(["bash", job_file("build-array.sbatch")], env=dict(base, SLURM_ARRAY_TASK_ID="4"),
@@ -423,6 +424,18 @@ def job_file_refusals(env):
     need(p.returncode != 0 and "shard 4 of 5 is missing" in p.stderr and "shard-4" in p.stderr,
          "merge of 5 shards where 4 exist: exit %d, %s" % (p.returncode, p.stderr.strip()))
     need(not os.path.exists(os.path.join(env.tmp, "never")), "a store was made from missing shards")
+    # The MPI job checks its queries file and results folder before starting any rank.
+    queries = os.path.join(env.tmp, "queries-ok.txt")
+    with open(queries, "w") as f:
+        f.write("some-id\n")
+    base = dict(base, MMU_QUERIES=queries, MMU_RESULTS=os.path.join(env.tmp, "r.json"))
+    for key, value, words in (("MMU_QUERIES", os.path.join(env.tmp, "no-queries.txt"), "cannot read the queries file"),
+                              ("MMU_RESULTS", os.path.join(env.tmp, "no-dir", "r.json"), "no folder")):
+        p = subprocess.run(["bash", job_file("mpi-search.sbatch")], env=dict(base, **{key: value}), capture_output=True,
+                           text=True, timeout=30)
+        need(p.returncode != 0 and words in p.stderr and value.split("/r.json")[0] in p.stderr and key in p.stderr
+             and "rank 0" not in p.stdout, "mpi-search.sbatch with a bad %s: exit %d, %s%s" % (
+                 key, p.returncode, p.stdout, p.stderr))
 
 
 @case("run-all.sh: a failed fit cancels the build array and the merge, and its wait ends non-zero")
