@@ -132,10 +132,18 @@ def plan_mpi_runs(env, cluster):
         env.serve_missing = env.mpi_missing
         print("MPI jobs not run: %s" % env.mpi_missing)
         return
+    root = "--allow-run-as-root" if os.geteuid() == 0 else ""  # Open MPI's mpirun refuses root without it
+    # As py.mpi: where mpirun cannot start processes at all (outside Slurm too), the MPI jobs are not run.
+    probe = subprocess.run(["mpirun", *root.split(), "--oversubscribe", "-n", "2", "true"], capture_output=True,
+                           text=True, timeout=60)
+    if probe.returncode != 0:
+        env.mpi_missing = env.serve_missing = "mpirun cannot start 2 processes here: %s" % (
+            probe.stderr.strip()[-300:] or probe.returncode)
+        print("MPI jobs not run: %s" % env.mpi_missing)
+        return
     if env.serve_missing is None and "--serve" not in run(mpi_bin, "--help").stdout:
         env.serve_missing = "this mmu-search-mpi has no --serve"
     env.mpi_queries = os.path.join(env.tmp, "mpi-queries.txt")
-    root = "--allow-run-as-root" if os.geteuid() == 0 else ""  # Open MPI's mpirun refuses root without it
     base = {"MMU_QUERIES": env.mpi_queries, "MMU_K": str(MPI_K), "MMU_MPIRUN": "mpirun", "MMU_MPIRUN_ARGS": root}
     env.mpi_runs["mpirun"] = dict(base, MMU_RESULTS=os.path.join(env.tmp, "mpi-results-mpirun.json"))
     env.serve_launch = ("mpirun", root)
