@@ -31,6 +31,7 @@ struct Connection {
   int watch_fd = -1;
   std::string client;
   std::atomic<int64_t> deadline_ns{0};  // 0: the server is working, no deadline
+  std::atomic<bool> answering{false};   // from hold_deadline until the reply is written
   bool cut = false;                     // shut down by the watchdog (under State::mutex)
 };
 
@@ -185,8 +186,12 @@ bool ConnectionGuard::run(int listener) {
   s.stopping = true;
   {
     // Requests in progress finish and are answered; what a client has not sent yet is not waited for.
+    // A connection being answered is left alone: httplib writes a reply only
+    // while the socket reads no end of input, and the connection ends after
+    // its reply anyway, once the server's listening socket is gone.
     std::unique_lock<std::mutex> lock(s.mutex);
-    for (auto& [conn, owned] : s.open) shutdown(conn->watch_fd, SHUT_RD);
+    for (auto& [conn, owned] : s.open)
+      if (!conn->answering) shutdown(conn->watch_fd, SHUT_RD);
     s.changed.notify_all();
   }
   watchdog.join();  // returns once every connection is closed
@@ -200,11 +205,17 @@ void ConnectionGuard::stop() {
 }
 
 void ConnectionGuard::hold_deadline() {
-  if (current_connection != nullptr) current_connection->deadline_ns = 0;
+  if (current_connection == nullptr) return;
+  current_connection->deadline_ns = 0;
+  current_connection->answering = true;
 }
 
 void ConnectionGuard::restart_deadline() {
   if (current_connection != nullptr) current_connection->deadline_ns = now_ns() + current_deadline_ns;
+}
+
+void ConnectionGuard::reply_written() {
+  if (current_connection != nullptr) current_connection->answering = false;
 }
 
 }  // namespace mmu::cli

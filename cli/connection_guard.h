@@ -43,6 +43,9 @@ class ConnectionGuard {
   static void hold_deadline();
   // ...and from now the client has a deadline again (to read the reply, then to send its next request).
   static void restart_deadline();
+  // Called once a reply is written (httplib's logger): from hold_deadline to
+  // here a stop leaves the connection alone, so that its reply goes out.
+  static void reply_written();
 
  private:
   struct State;

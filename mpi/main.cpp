@@ -2,8 +2,10 @@
 // --format) over a set of stores spread across MPI ranks, answering what
 // `mmu-search --store A --store B ...` answers:
 //   mpirun -n 4 mmu-search-mpi --stores shards.txt --like-file ids.txt --format csv
-// Every rank parses the same command line; rank 0 prints. rank_scanner.h says
-// how the ranks share the work and what happens when one is lost.
+// or, with --serve, the search API of `mmu-search serve` over the set on rank
+// 0 (set_service.h). Every rank parses the same command line; rank 0 prints.
+// rank_scanner.h says how the ranks share the work and what happens when one
+// is lost.
 #include <mpi.h>
 
 #include <iostream>
@@ -13,12 +15,14 @@
 #include <vector>
 
 #include "cli_common.h"
+#include "http_service.h"
 #include "mmu/result_format.h"
 #include "mmu/store_set.h"
 #include "mmu/version.h"
 #include "process_defaults.h"
 #include "query_command.h"
 #include "rank_scanner.h"
+#include "set_service.h"
 
 namespace {
 
@@ -26,10 +30,22 @@ using namespace mmu;
 
 struct Flags {
   cli::QueryFlags query;
+  std::vector<CLI::Option*> query_options;  // what a --serve takes from each request instead
   std::vector<std::string> stores;
   std::string stores_file;
   mpi::RankOptions rank;
+  bool serve = false;
+  cli::HttpFlags http;
 };
+
+// --serve answers requests, each with its own query: a query flag would be silently unused.
+void check_serve_flags(const Flags& f) {
+  if (!f.serve) return;
+  for (const CLI::Option* o : f.query_options)
+    if (o->count() > 0 && o->get_name() != "--device")
+      throw InvalidArgument("--serve takes each query and its options (k, space, filters, format) from its request: "
+                            "drop " + o->get_name());
+}
 
 // A line of every rank's setup error, gathered on rank 0 ("" from a rank that is fine).
 std::vector<std::string> gather_errors(const std::string& mine, int rank, int size) {
@@ -67,11 +83,14 @@ int run_rank0(const StoreSet& set, Flags& f) {
   return 0;
 }
 
-int run(int argc, char** argv, int rank, int size) {
+int run(int argc, char** argv, int rank, int size, int thread_level) {
   CLI::App app{"mmu-search-mpi: search a set of stores spread over MPI ranks (run it under mpirun)"};
   app.set_version_flag("--version", std::string("mmu-search-mpi ") + kVersion);
   Flags f;
+  const size_t before = app.get_options().size();
   cli::add_query_flags(app, f.query);
+  const std::vector<CLI::Option*> all = app.get_options();
+  f.query_options.assign(all.begin() + static_cast<std::ptrdiff_t>(before), all.end());
   app.add_option("--store", f.stores, "a store of the set (repeatable; store i goes to rank i % ranks)");
   app.add_option("--stores", f.stores_file, "a file listing the stores of the set, one per line")
       ->excludes(app.get_option("--store"));
@@ -79,8 +98,14 @@ int run(int argc, char** argv, int rank, int size) {
                  "seconds rank 0 waits for a rank's part of one scan before the query fails naming it")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 1e6));
-  // Tests only (hidden): make one rank die or hang on its first scan.
+  CLI::Option* serve = app.add_flag(
+      "--serve", f.serve,
+      "answer the search API of `mmu-search serve` over HTTP on rank 0 (GET /health, /spaces, /like; POST /query, "
+      "/batch; not the gallery) until SIGINT or SIGTERM; --device applies to every request");
+  for (CLI::Option* o : cli::add_http_flags(&app, f.http)) o->needs(serve)->group("--serve");
+  // Tests only (hidden): make one rank die (on its Nth scan) or hang (on its first).
   app.add_option("--test-die-rank", f.rank.die_rank)->group("");
+  app.add_option("--test-die-scan", f.rank.die_scan)->group("")->check(CLI::PositiveNumber);
   app.add_option("--test-hang-rank", f.rank.hang_rank)->group("");
 
   // Every rank parses the same argv alike: rank 0 alone prints, all return the same code.
@@ -97,6 +122,8 @@ int run(int argc, char** argv, int rank, int size) {
     }
   }
   if (!parsed) return code;
+  // The plain query dies of a stop signal as any program does; --serve takes them (main blocked them).
+  if (!f.serve) cli::HttpService::unblock_stop_signals();
 
   // Setup: rank 0 opens and checks the whole set (its catalogs answer the
   // queries), every other rank opens its own stores; all agree to go on.
@@ -105,6 +132,10 @@ int run(int argc, char** argv, int rank, int size) {
   std::vector<size_t> mine_idx;
   std::string setup_error;
   try {
+    check_serve_flags(f);
+    if (f.serve && thread_level < MPI_THREAD_SERIALIZED)
+      throw InvalidArgument("--serve calls MPI from its request threads, one at a time, and this MPI gives no "
+                            "MPI_THREAD_SERIALIZED (level " + std::to_string(thread_level) + ")");
     cli::finish_query_flags(f.query);
     const std::vector<std::string> paths =
         f.stores_file.empty() ? f.stores : read_store_manifest(f.stores_file, "--stores");
@@ -154,11 +185,11 @@ int run(int argc, char** argv, int rank, int size) {
   if (!go) return 1;
 
   if (rank != 0) {
-    mpi::serve_scans(rank, mine_idx, mine, f.query.q, f.rank);
+    mpi::serve_scans(rank, mine_idx, mine, f.rank);
     return 0;
   }
   try {
-    code = run_rank0(*set, f);
+    code = f.serve ? mpi::run_set_service(*set, f.http, f.query.q.search.device, f.rank) : run_rank0(*set, f);
   } catch (const mpi::RankLost&) {
     throw;  // the job cannot end in step: main aborts it
   } catch (const Error& e) {
@@ -172,7 +203,12 @@ int run(int argc, char** argv, int rank, int size) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
+  // Before MPI starts its threads, so that none takes a stop signal: --serve
+  // takes them on one thread of rank 0 (the other ranks stop when rank 0 says).
+  mmu::cli::HttpService::block_stop_signals();
+  // The service's request threads call MPI one at a time (set_service.cpp).
+  int thread_level = MPI_THREAD_SINGLE;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &thread_level);
   // Errors come back as codes (rank_scanner turns them into messages naming the rank).
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   int rank = 0, size = 1;
@@ -180,7 +216,7 @@ int main(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   int code = 0;
   try {
-    code = run(argc, argv, rank, size);
+    code = run(argc, argv, rank, size, thread_level);
   } catch (const std::exception& e) {
     // A rank is lost (or a bug): the others cannot be stopped in step, so end the job.
     std::cerr << "error: " << e.what() << "\n" << std::flush;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 namespace mmu::mpi {
@@ -13,6 +14,9 @@ namespace {
 
 constexpr int kReplyTag = 18;
 constexpr int64_t kStop = -1;  // a command header: no scan follows
+// A scan command starts with these: ranks of different builds refuse each other's scans.
+constexpr uint32_t kScanMagic = 0x51554d4d;  // "MMUQ"
+constexpr uint32_t kScanVersion = 1;
 
 // Flat bytes for MPI messages.
 class Writer {
@@ -46,6 +50,7 @@ class Reader {
     if (n < 0) bad();
     return std::string(take(static_cast<size_t>(n)), static_cast<size_t>(n));
   }
+  size_t remaining() const { return b_.size() - at_; }
   const char* take(size_t n) {
     if (n > b_.size() - at_) bad();
     const char* p = b_.data() + at_;
@@ -81,14 +86,23 @@ class Poll {
   int us_ = 50;
 };
 
-// Waits for a request of rank 0 until `deadline` (MPI_Wtime), else throws `late`.
-void wait_until(MPI_Request* req, double deadline, const std::string& what, const std::string& late) {
+// Past the time the caller gives up at (RankOptions::give_up_ns)?
+bool given_up(const RankOptions& opt) {
+  if (opt.give_up_ns == nullptr) return false;
+  const int64_t at = opt.give_up_ns->load();
+  return at != 0 && std::chrono::steady_clock::now().time_since_epoch() > std::chrono::nanoseconds(at);
+}
+
+// Waits for a request of rank 0 until `deadline` (MPI_Wtime) or the caller
+// gives up, else throws `late`.
+void wait_until(MPI_Request* req, double deadline, const RankOptions& opt, const std::string& what,
+                const std::string& late) {
   Poll poll;
   for (;;) {
     int done = 0;
     check_mpi(MPI_Test(req, &done, MPI_STATUS_IGNORE), what);
     if (done) return;
-    if (MPI_Wtime() > deadline) throw RankLost(late);
+    if (MPI_Wtime() > deadline || given_up(opt)) throw RankLost(late);
     poll.pause();
   }
 }
@@ -111,17 +125,100 @@ std::string store_list(const std::vector<size_t>& idx) {
 }
 
 // One command from rank 0: a header (payload bytes, or kStop), then the payload.
-void broadcast_command(const std::string& payload, double deadline) {
+void broadcast_command(const std::string& payload, double deadline, const RankOptions& opt) {
   int64_t len = payload.empty() ? kStop : static_cast<int64_t>(payload.size());
   MPI_Request req;
-  const std::string late = "the ranks did not take the query within the --rank-timeout: one died or hangs";
+  const std::string late =
+      "the ranks did not take the query within the --rank-timeout (or before the job was stopped): one died or hangs";
   check_mpi(MPI_Ibcast(&len, 1, MPI_INT64_T, 0, MPI_COMM_WORLD, &req), "broadcasting a query");
-  wait_until(&req, deadline, "broadcasting a query", late);
+  wait_until(&req, deadline, opt, "broadcasting a query", late);
   if (payload.empty()) return;
   std::string copy = payload;
   check_mpi(MPI_Ibcast(copy.data(), static_cast<int>(copy.size()), MPI_BYTE, 0, MPI_COMM_WORLD, &req),
             "broadcasting a query");
-  wait_until(&req, deadline, "broadcasting a query", late);
+  wait_until(&req, deadline, opt, "broadcasting a query", late);
+}
+
+// One scan as the ranks receive it: everything that decides a store's candidates.
+struct ScanCommand {
+  std::string space;
+  int64_t nq = 0;
+  int64_t fetch = 0;
+  RowFilter filter;  // never `rows`: catalog rows are one store's, meaningless to the others
+  SearchOptions search;
+  std::vector<float> queries;  // nq x dim
+};
+
+std::string encode_scan(const ScanCommand& c) {
+  Writer w;
+  w.pod<uint32_t>(kScanMagic);
+  w.pod<uint32_t>(kScanVersion);
+  w.str(c.space);
+  w.pod<int64_t>(c.nq);
+  w.pod<int64_t>(c.fetch);
+  w.pod<int64_t>(static_cast<int64_t>(c.filter.surveys.size()));
+  for (const std::string& s : c.filter.surveys) w.str(s);
+  w.pod<int64_t>(static_cast<int64_t>(c.filter.cells.size()));
+  for (int64_t cell : c.filter.cells) w.pod<int64_t>(cell);
+  w.pod<uint8_t>(c.filter.cone ? 1 : 0);
+  if (c.filter.cone) {
+    w.pod<double>(c.filter.cone->ra);
+    w.pod<double>(c.filter.cone->dec);
+    w.pod<double>(c.filter.cone->radius_deg);
+  }
+  w.str(c.filter.where);
+  w.pod<uint8_t>(c.search.exact ? 1 : 0);
+  w.pod<int64_t>(c.search.nprobe);
+  w.pod<int64_t>(c.search.ef_search);
+  w.pod<int32_t>(static_cast<int32_t>(c.search.device));
+  w.pod<int64_t>(static_cast<int64_t>(c.queries.size()));
+  w.bytes(c.queries.data(), c.queries.size() * sizeof(float));
+  return std::move(w.buf());
+}
+
+// A count of items of at least `item_bytes` each that the rest of the message can hold.
+int64_t count_of(Reader& r, size_t item_bytes, const std::string& what) {
+  const int64_t n = r.pod<int64_t>();
+  if (n < 0 || static_cast<uint64_t>(n) > r.remaining() / item_bytes)
+    throw RankLost("a malformed scan from rank 0 (" + what + ")");
+  return n;
+}
+
+ScanCommand decode_scan(const std::string& payload) {
+  Reader r(payload, "rank 0");
+  const uint32_t magic = r.pod<uint32_t>();
+  const uint32_t version = r.pod<uint32_t>();
+  if (magic != kScanMagic || version != kScanVersion)
+    throw RankLost("rank 0 sent a scan of message version " + std::to_string(version) + " and this rank reads " +
+                   std::to_string(kScanVersion) + ": the ranks run different builds of mmu-search-mpi");
+  ScanCommand c;
+  c.space = r.str();
+  c.nq = r.pod<int64_t>();
+  c.fetch = r.pod<int64_t>();
+  if (c.nq < 0 || c.fetch < 0) throw RankLost("a malformed scan from rank 0 (query count)");
+  c.filter.surveys.resize(static_cast<size_t>(count_of(r, sizeof(int64_t), "surveys")));
+  for (std::string& s : c.filter.surveys) s = r.str();
+  c.filter.cells.resize(static_cast<size_t>(count_of(r, sizeof(int64_t), "cells")));
+  for (int64_t& cell : c.filter.cells) cell = r.pod<int64_t>();
+  if (r.pod<uint8_t>() != 0) {
+    SkyCone cone;
+    cone.ra = r.pod<double>();
+    cone.dec = r.pod<double>();
+    cone.radius_deg = r.pod<double>();
+    c.filter.cone = cone;
+  }
+  c.filter.where = r.str();
+  c.search.exact = r.pod<uint8_t>() != 0;
+  c.search.nprobe = r.pod<int64_t>();
+  c.search.ef_search = r.pod<int64_t>();
+  const int32_t device = r.pod<int32_t>();
+  if (device != static_cast<int32_t>(SearchDevice::kCpu) && device != static_cast<int32_t>(SearchDevice::kTorchCpu) &&
+      device != static_cast<int32_t>(SearchDevice::kCuda))
+    throw RankLost("a malformed scan from rank 0 (device " + std::to_string(device) + ")");
+  c.search.device = static_cast<SearchDevice>(device);
+  c.queries.resize(static_cast<size_t>(count_of(r, sizeof(float), "query vectors")));
+  std::memcpy(c.queries.data(), r.take(c.queries.size() * sizeof(float)), c.queries.size() * sizeof(float));
+  return c;
 }
 
 void put_scans(Writer& w, const std::vector<std::vector<StoreScan>>& per_store, int64_t nq) {
@@ -147,18 +244,14 @@ std::vector<size_t> stores_of_rank(size_t n_stores, int rank, int size) {
 }
 
 SetScanner rank0_scanner(const StoreSet& set, const LikeQuery& q, const RankOptions& opt) {
+  if (q.filter.rows != nullptr)
+    throw InternalError("a filter on catalog rows cannot be sent to the ranks: the rows are one store's");
   return [&set, filter = q.filter, search = q.search, opt](const std::string& space, const std::vector<float>& queries,
                                                            int64_t nq, int64_t fetch) {
     int size = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     const double deadline = MPI_Wtime() + opt.timeout_s;
-    Writer cmd;
-    cmd.str(space);
-    cmd.pod<int64_t>(nq);
-    cmd.pod<int64_t>(fetch);
-    cmd.pod<int64_t>(static_cast<int64_t>(queries.size()));
-    cmd.bytes(queries.data(), queries.size() * sizeof(float));
-    broadcast_command(cmd.buf(), deadline);
+    broadcast_command(encode_scan({space, nq, fetch, filter, search, queries}), deadline, opt);
 
     std::vector<std::vector<StoreScan>> out(static_cast<size_t>(nq), std::vector<StoreScan>(set.size()));
     std::string failure;  // the first rank's error, thrown once every rank has answered
@@ -178,13 +271,15 @@ SetScanner rank0_scanner(const StoreSet& set, const LikeQuery& q, const RankOpti
       MPI_Status st;
       check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, kReplyTag, MPI_COMM_WORLD, &ready, &st), "waiting for the ranks");
       if (!ready) {
-        if (MPI_Wtime() > deadline) {
+        const bool timed_out = MPI_Wtime() > deadline;
+        if (timed_out || given_up(opt)) {
           int late = 1;
           while (answered[static_cast<size_t>(late)]) ++late;
           throw RankLost("rank " + std::to_string(late) + " (stores " +
-                         store_list(stores_of_rank(set.size(), late, size)) + ") did not answer within " +
-                         text::format_double("%g", opt.timeout_s) +
-                         " s (--rank-timeout): it died or hangs, and the query failed");
+                         store_list(stores_of_rank(set.size(), late, size)) + ") did not answer " +
+                         (timed_out ? "within " + text::format_double("%g", opt.timeout_s) + " s (--rank-timeout)"
+                                    : "before the job was stopped") +
+                         ": it died or hangs, and the query failed");
         }
         poll.pause();
         continue;
@@ -222,36 +317,36 @@ SetScanner rank0_scanner(const StoreSet& set, const LikeQuery& q, const RankOpti
   };
 }
 
-void stop_ranks() { broadcast_command("", MPI_Wtime() + 30); }
+void stop_ranks() { broadcast_command("", MPI_Wtime() + 30, RankOptions{}); }
 
 void serve_scans(int rank, const std::vector<size_t>& indices, const std::vector<std::unique_ptr<Store>>& stores,
-                 const LikeQuery& q, const RankOptions& opt) {
-  for (;;) {
+                 const RankOptions& opt) {
+  for (int64_t scans = 1;; ++scans) {
     int64_t len = 0;
     MPI_Request req;
     check_mpi(MPI_Ibcast(&len, 1, MPI_INT64_T, 0, MPI_COMM_WORLD, &req), "receiving a query");
     wait_polling(&req, "receiving a query");
     if (len == kStop) return;
+    if (len < 0 || len > std::numeric_limits<int>::max()) throw RankLost("a malformed query header from rank 0");
     std::string payload(static_cast<size_t>(len), '\0');
     check_mpi(MPI_Ibcast(payload.data(), static_cast<int>(len), MPI_BYTE, 0, MPI_COMM_WORLD, &req), "receiving a query");
     wait_polling(&req, "receiving a query");
-    if (rank == opt.die_rank) std::raise(SIGKILL);
+    if (rank == opt.die_rank && scans == opt.die_scan) std::raise(SIGKILL);
     if (rank == opt.hang_rank) std::this_thread::sleep_for(std::chrono::hours(1));
 
     Writer reply;
     try {
-      Reader r(payload, "rank 0");
-      const std::string space = r.str();
-      const int64_t nq = r.pod<int64_t>();
-      const int64_t fetch = r.pod<int64_t>();
-      const int64_t nfloats = r.pod<int64_t>();
-      if (nq < 0 || nfloats < 0 || nfloats > len / static_cast<int64_t>(sizeof(float))) throw RankLost("a malformed query from rank 0");
-      std::vector<float> queries(static_cast<size_t>(nfloats));
-      std::memcpy(queries.data(), r.take(queries.size() * sizeof(float)), queries.size() * sizeof(float));
+      const ScanCommand c = decode_scan(payload);
+      for (const auto& s : stores)
+        for (const SpaceInfo& sp : s->spaces())
+          if (sp.name == c.space && static_cast<uint64_t>(sp.dim) * static_cast<uint64_t>(c.nq) != c.queries.size())
+            throw RankLost("a malformed scan from rank 0 (" + std::to_string(c.queries.size()) + " floats for " +
+                           std::to_string(c.nq) + " queries of dimension " + std::to_string(sp.dim) + ")");
       std::vector<std::vector<StoreScan>> per_store;
-      for (const auto& s : stores) per_store.push_back(scan_store(*s, space, queries.data(), nq, fetch, q.filter, q.search));
+      for (const auto& s : stores)
+        per_store.push_back(scan_store(*s, c.space, c.queries.data(), c.nq, c.fetch, c.filter, c.search));
       reply.pod<uint8_t>(1);
-      put_scans(reply, per_store, nq);
+      put_scans(reply, per_store, c.nq);
     } catch (const Error& e) {
       reply = Writer();
       reply.pod<uint8_t>(0);
