@@ -32,8 +32,10 @@ subset, object_id in canonical text, ra, dec as stored, ``radec_f32``, healpix, 
 index, modality, layout), ``files`` (path, dataset, subset, healpix_folder, layout, modality,
 objects, cells, keys = {name: (dtype name, shape, compression, role)}) and ``pairs``.
 
-Deviation from real MaNGA files, to keep the fixture small (~7 MB per object instead of 841 MB):
-``spaxels`` is chunked by 96 rows with shuffle + gzip (real files are contiguous, uncompressed).
+Deviations from real MaNGA files, to keep the fixture small and quick (~1 MB per object instead of 841 MB):
+``spaxels`` is a 32x32 grid (real: 96x96; writing and reading 3 x 96x96 x 4563 values took ~100 s of
+py.layouts on a loaded machine), chunked by one grid row with shuffle + gzip (real files are contiguous,
+uncompressed). 1,024 rows still span 16 of the reader's 64-spaxel blocks, the real spaxels three of them.
 The content follows the builder: padded spaxels have flux/ivar/lsf 0, mask 1024, the wavelength
 grid and the unit strings repeated, sky coordinates 0.
 """
@@ -66,7 +68,7 @@ PROVABGS_CELL = 669
 
 DESI_LENGTH = 7781
 MANGA_NWAVE = 4563
-MANGA_SIDE = 96
+MANGA_SIDE = 32  # real MaNGA cubes are 96x96 (see the module's notes)
 
 # Survey -> modality the tool must give it (and the space name).
 MODALITY = {"legacysurvey": "image", "hsc": "image", "desi": "spectrum", "sdss": "spectrum",
@@ -614,7 +616,7 @@ def write_sn(root, manifest, rng):
 
 def write_manga(root, manifest, rng):
     """MaNGA DR17: one group per plate-IFU; scalars (also as group attrs); compound `spaxels`
-    (96*96 rows; fields flux, ivar, mask, lsf_sigma, lambda [4563 each], x, y, spaxel_idx, ...),
+    (side*side rows; fields flux, ivar, mask, lsf_sigma, lambda [4563 each], x, y, spaxel_idx, ...),
     compound `images` (4 rows) and `maps`.  Real spaxels sit in a centred square, the rest is
     padding (mask 1024 = DONOTUSE)."""
     cell, names = MANGA_CELL, ("8485-1901", "8485-12703", "7443-3702")
@@ -651,7 +653,7 @@ def write_manga(root, manifest, rng):
             half = (2, 2, 3)[gi]               # 4x4, 4x4, 6x6 real spaxels
             lo, hi = side // 2 - half, side // 2 + half
             block = 6 * side
-            # One chunk per row of the 96x96 grid; shuffle turns the repeated padding rows into byte runs.
+            # One chunk per row of the grid; shuffle turns the repeated padding rows into byte runs.
             sp = g.create_dataset("spaxels", shape=(nsp,), dtype=sdt, chunks=(side,), shuffle=True,
                                   compression="gzip", compression_opts=1)
             base = emission_spectrum(rng, wave.astype(np.float64), z)

@@ -199,7 +199,8 @@ class SlurmCluster:
             "SlurmctldDebug=info",
             "SlurmdDebug=info",
             "NodeName=%s NodeAddr=127.0.0.1 CPUs=%d RealMemory=%d State=UNKNOWN" % (self.host, self.cpus, self.memory_mb),
-            "PartitionName=test Nodes=%s Default=YES MaxTime=INFINITE State=UP" % self.host,
+            # OverSubscribe=YES: jobs that ask (sbatch --oversubscribe) may share CPUs, so short jobs need not queue.
+            "PartitionName=test Nodes=%s Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES" % self.host,
         ]
         with open(self.path("slurm.conf"), "w") as f:
             f.write("\n".join(lines) + "\n")
