@@ -80,7 +80,9 @@ std::vector<int64_t> same_objects(const SkySource& l, const SkySource& r) {
   if (!shared_survey) return {};
   const bool by_row = !l.store.empty() && l.store == r.store;
   const int64_t nl = static_cast<int64_t>(l.ids.size()), nr = static_cast<int64_t>(r.ids.size());
-  std::vector<int64_t> same(static_cast<size_t>(nl), -1);
+  // Made only once some object may be on both sides: 8 bytes of fresh memory
+  // per left object, whose page faults cost more than the range check.
+  std::vector<int64_t> same;
   int64_t shared = 0;
   const bool integers = l.ids.kind() == r.ids.kind() && l.ids.kind() != ObjectIds::Kind::kText;
   if (by_row || integers) {
@@ -112,6 +114,7 @@ std::vector<int64_t> same_objects(const SkySource& l, const SkySource& r) {
       hi_r = std::max(hi_r, key);
     }
     if (lo_l > hi_l || lo_r > hi_r || hi_l < lo_r || hi_r < lo_l) return {};
+    same.assign(static_cast<size_t>(nl), -1);
     IntegerKeys right_of(static_cast<size_t>(nr));
     for (int64_t j = 0; j < nr; ++j) {
       uint32_t survey;
@@ -127,6 +130,7 @@ std::vector<int64_t> same_objects(const SkySource& l, const SkySource& r) {
       shared += same[i] >= 0;
     }
   } else {
+    same.assign(static_cast<size_t>(nl), -1);
     std::unordered_map<std::string, int64_t> right_of;
     right_of.reserve(r.ids.size());
     auto key = [](const SkySource& s, size_t i) { return s.survey(i) + '\n' + s.ids.text(i); };
