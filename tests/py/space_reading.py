@@ -6,10 +6,15 @@ import sqlite3
 import numpy as np
 
 
+def generation(store):
+    """The folder of a store's current generation (what CURRENT names)."""
+    with open(os.path.join(store, "CURRENT")) as f:
+        return os.path.join(store, f.read().strip())
+
+
 def load_space(store, name, dtype=np.float64):
     """(vectors as dtype, [(object_id, survey, ra, dec, healpix)] in vector-row order)."""
-    with open(os.path.join(store, "CURRENT")) as f:
-        gen = os.path.join(store, f.read().strip())
+    gen = generation(store)
     db = sqlite3.connect(os.path.join(gen, "catalog.sqlite"))
     dim, count = db.execute("SELECT dim, count FROM spaces WHERE name=?", (name,)).fetchone()
     vecs = np.fromfile(os.path.join(gen, "spaces", name, "vectors.f32"), dtype=np.float32).reshape(count, dim)

@@ -17,6 +17,8 @@ import subprocess
 import h5py
 import numpy as np
 
+from space_reading import generation  # noqa: E402 (tests/py is on the path of every importer)
+
 
 def twin_root(samples, root, i, prefix=None):
     """Copy of samples under root: ids + '_s<i>' (text) or + (i+1)*10**15 (integers), files '<prefix>-NAME'
@@ -65,11 +67,6 @@ def twin_stores(index, samples, tmp, n=4):
         stores.append(os.path.join(tmp, "store%d" % i))
         build(index, root, stores[-1])
     return stores
-
-
-def generation(store):
-    with open(os.path.join(store, "CURRENT")) as f:
-        return os.path.join(store, f.read().strip())
 
 
 def fit_sha(store, space):

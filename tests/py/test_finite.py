@@ -18,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
+from space_reading import generation  # noqa: E402
 import image_reference  # noqa: E402
 
 CASES, case = case_list()
@@ -36,11 +37,6 @@ def small_tree(env, name, n_images=3, n_spectra=3):
             shutil.copy(src, dst)
             out[survey].append(dst)
     return root, out["legacysurvey"], out["desi"]
-
-
-def generation(store):
-    with open(os.path.join(store, "CURRENT")) as f:
-        return os.path.join(store, f.read().strip())
 
 
 def space_vectors(store, name):

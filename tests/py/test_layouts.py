@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import CaseFailure, run_cases  # noqa: E402
+from space_reading import generation  # noqa: E402
 
 BUILD_TIMEOUT_S = 600
 TIMEOUT_S = 120
@@ -226,11 +227,6 @@ def read_truth(root):
 
 
 # ---------------------------------------------------------------- store access
-
-
-def generation(store):
-    with open(os.path.join(store, "CURRENT")) as f:
-        return os.path.join(store, f.read().strip())
 
 
 def catalog(store):

@@ -15,6 +15,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Checks, binaries_samples_tmp  # noqa: E402
+from space_reading import generation  # noqa: E402
 
 CHECKS = Checks()
 check = CHECKS.check
@@ -25,11 +26,6 @@ def run(cmd):
     if p.returncode != 0:
         raise SystemExit(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr}")
     return p
-
-
-def generation(store):
-    with open(os.path.join(store, "CURRENT")) as f:
-        return os.path.join(store, f.read().strip())
 
 
 def sha(path):

@@ -53,6 +53,7 @@ import make_replicas  # noqa: E402
 import model_fixtures as mfx  # noqa: E402
 import package_model  # noqa: E402
 import reference_transforms as ref  # noqa: E402
+from space_reading import generation  # noqa: E402
 
 PASSED, FAILED = [0], []
 
@@ -85,11 +86,6 @@ def must(cmd, what):
     if p.returncode != 0:
         raise RuntimeError("%s: command failed (%d): %s\n%s" % (what, p.returncode, " ".join(cmd), p.stderr.strip()))
     return p
-
-
-def generation(store):
-    with open(os.path.join(store, "CURRENT")) as f:
-        return os.path.join(store, f.read().strip())
 
 
 def space_bytes(store, space):

@@ -14,6 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
+from space_reading import generation  # noqa: E402
 
 CASES, case = case_list()
 SHARDS = 4
@@ -33,11 +34,6 @@ def expected_sample(cells, count, seed):
     """The documented rule: the `count` cells with the smallest splitmix64(seed + splitmix64(cell))."""
     ranked = sorted(cells, key=lambda c: splitmix64((seed + splitmix64(c)) & MASK))
     return sorted(ranked[:count])
-
-
-def generation(store):
-    with open(os.path.join(store, "CURRENT")) as f:
-        return os.path.join(store, f.read().strip())
 
 
 def read_store(store):
