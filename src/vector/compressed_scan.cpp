@@ -10,6 +10,7 @@
 
 #include "mmu/error.h"
 #include "vector/canonical_dot.h"
+#include "vector/hit_order.h"
 
 // Why the answer is exact (one query q, scan positions p = rows, or indexes
 // into `subset`; x_hat_d = min_d + scale_d * c_d in real arithmetic):
@@ -48,10 +49,6 @@ namespace {
 constexpr char kMagic[8] = {'M', 'M', 'U', 'S', 'Q', '8', 'v', '1'};
 constexpr int64_t kCodeAlign = 16;    // code bytes per row rounded up to this (one AVX2 step)
 constexpr int64_t kRowsPerTask = 4096;
-
-inline bool ranks_before(const Hit& a, const Hit& b) {
-  return a.score > b.score || (a.score == b.score && a.id < b.id);
-}
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 

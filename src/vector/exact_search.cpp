@@ -11,6 +11,7 @@
 #include "base/blas.h"
 #include "mmu/error.h"
 #include "vector/canonical_dot.h"
+#include "vector/hit_order.h"
 
 // Every score reported is the canonical one, D(q, x) (vector/canonical_dot.h):
 // it does not depend on the row's place in a block, a subset, a shard or a
@@ -58,11 +59,6 @@ constexpr int64_t kMinValuesPerThread = int64_t{1} << 20;
 // faster: OpenBLAS's rate at 1024 rows x 1000 queries was the best of those
 // tried, and its scores are selected from L3 at a fraction of the multiply's time.
 constexpr int64_t kQueryTile = 960;
-
-// "a ranks before b": higher score, then lower row (deterministic ties).
-inline bool ranks_before(const Hit& a, const Hit& b) {
-  return a.score > b.score || (a.score == b.score && a.id < b.id);
-}
 
 // The k best hits seen so far; the heap's front is the worst of them, so most
 // candidates are rejected by one comparison. A NaN score never enters.
