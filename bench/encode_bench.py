@@ -86,6 +86,22 @@ def python_pipeline(files, model_path, transform, batch):
     return time.perf_counter() - t
 
 
+def image_subset(data, subset, n):
+    """Copies the first legacysurvey files of data (path order) into subset until they hold >= n images;
+    an existing subset is kept."""
+    if os.path.exists(subset):
+        return
+    os.makedirs(subset)
+    got = 0
+    for f in sorted(glob.glob(os.path.join(data, "legacysurvey", "**", "*.hdf5"), recursive=True)):
+        dst = os.path.join(subset, os.path.relpath(f, data))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy(f, dst)
+        got += len(h5py.File(f, "r")["object_id"])
+        if got >= n:
+            break
+
+
 def vit_flops(width=1024, blocks=24, tokens=144, mlp=4096, head_mlp=4096, heads_q=1):
     """Multiply-adds x 2 of the ViT-L/12 image tower at 144x144 (patch embed, blocks, head)."""
     patch = 2 * tokens * (3 * 12 * 12) * width
@@ -154,18 +170,8 @@ def main():
     peak = sgemm_peak(threads)
     flops = vit_flops()
     print(f"SGEMM peak (torch.mm 2048^2, {threads} threads): {peak / 1e9:.1f} GFLOP/s; model {flops / 1e9:.1f} GFLOP/image")
-    # A subset of images: the first files up to full-n objects.
     subset = os.path.join(work, "full-subset")
-    if not os.path.exists(subset):
-        os.makedirs(subset)
-        got = 0
-        for f in sorted(glob.glob(os.path.join(data, "legacysurvey", "**", "*.hdf5"), recursive=True)):
-            dst = os.path.join(subset, os.path.relpath(f, data))
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copy(f, dst)
-            got += len(h5py.File(f, "r")["object_id"])
-            if got >= a.full_n:
-                break
+    image_subset(data, subset, a.full_n)
     n = sum(len(h5py.File(f, "r")["object_id"]) for f in glob.glob(os.path.join(subset, "**", "*.hdf5"), recursive=True))
     module = torch.jit.load(os.path.join(full, "model.pt"))
     torch.set_num_threads(threads)

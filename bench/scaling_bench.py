@@ -185,21 +185,13 @@ def main():
     if a.skip_model:
         return
     sys.path.insert(0, HERE)
-    from encode_bench import vit_flops  # noqa: E402 -- the same FLOP count as the encoder benchmark
+    from encode_bench import image_subset, vit_flops  # noqa: E402 -- the encoder benchmark's subset and FLOP count
     full = os.path.join(work, "replica-image-full")
     if not os.path.exists(os.path.join(full, "model.json")):
         subprocess.run([PY, os.path.join(ROOT, "tools", "make_replicas.py"), "--out", full, "--tower", "image",
                         "--width", "full"], check=True, capture_output=True)
     subset = os.path.join(work, f"full-subset-{a.full_n}")
-    if not os.path.exists(subset):
-        got = 0
-        for f in sorted(glob.glob(os.path.join(data, "legacysurvey", "**", "*.hdf5"), recursive=True)):
-            dst = os.path.join(subset, os.path.relpath(f, data))
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copy(f, dst)
-            got += len(h5py.File(f, "r")["object_id"])
-            if got >= a.full_n:
-                break
+    image_subset(data, subset, a.full_n)
     n = count(subset)
     flops = vit_flops()
     print(f"\n(2) full-width image replica (ViT-L/12 at 144x144, {flops / 1e9:.1f} GFLOP/image), {n} images, batch 8")
