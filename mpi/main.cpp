@@ -61,7 +61,7 @@ std::vector<std::string> gather_text(const std::string& mine, int rank, int size
   std::vector<std::string> out = {mine};
   for (int r = 1; r < size; ++r)
     out.push_back(mpi::receive_bytes(r, kSetupTag, std::numeric_limits<int64_t>::max(), mpi::Patience{},
-                                     "rank " + std::to_string(r), ""));
+                                     "rank " + std::to_string(r), [] { return std::string(); }));
   return out;
 }
 
@@ -105,10 +105,12 @@ int run(int argc, char** argv, int rank, int size, int thread_level) {
       "answer the search API of `mmu-search serve` over HTTP on rank 0 (GET /health, /spaces, /like; POST /query, "
       "/batch; not the gallery) until SIGINT or SIGTERM; --device applies to every request");
   for (CLI::Option* o : cli::add_http_flags(&app, f.http)) o->needs(serve)->group("--serve");
-  // Tests only (hidden): make one rank die (on its Nth scan) or hang (on its first).
+  // Tests only (hidden): make one rank die (on its Nth scan), hang (on its first) or stop halfway through its
+  // first answer.
   app.add_option("--test-die-rank", f.rank.die_rank)->group("");
   app.add_option("--test-die-scan", f.rank.die_scan)->group("")->check(CLI::PositiveNumber);
   app.add_option("--test-hang-rank", f.rank.hang_rank)->group("");
+  app.add_option("--test-stall-rank", f.rank.stall_rank)->group("");
 
   // Every rank parses the same argv alike: rank 0 alone prints, all return the same code.
   int code = 0;

@@ -250,7 +250,7 @@ SetScanner rank0_scanner(const StoreSet& set, const LikeQuery& q, const RankOpti
       const std::vector<size_t> mine = stores_of_rank(set.size(), src, size);
       const std::string who = "rank " + std::to_string(src);
       const std::string buf = receive_bytes(src, kReplyTag, reply_bound(nq, fetch, mine.size()), patience,
-                                            who + " (stores " + store_list(mine) + ")", late());
+                                            who + " (stores " + store_list(mine) + ")", late);
       answered[static_cast<size_t>(src)] = true;
       --remaining;
       Reader r(buf, who);
@@ -314,6 +314,12 @@ void serve_scans(int rank, const std::vector<size_t>& indices, const std::vector
       reply = Writer();
       reply.pod<uint8_t>(0);
       reply.str(std::string(e.what()) + " (stores " + store_list(indices) + ")");
+    }
+    if (rank == opt.stall_rank) {  // the start of send_bytes, then silence
+      const int64_t n = static_cast<int64_t>(reply.buf().size());
+      MPI_Send(&n, 1, MPI_INT64_T, 0, kReplyTag, MPI_COMM_WORLD);
+      MPI_Send(reply.buf().data(), piece_bytes(n, 0, chunk), MPI_BYTE, 0, kReplyTag + 1, MPI_COMM_WORLD);
+      std::this_thread::sleep_for(std::chrono::hours(1));
     }
     send_bytes(reply.buf(), 0, kReplyTag, chunk, "answering rank 0");
   }

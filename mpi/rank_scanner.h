@@ -36,6 +36,7 @@ struct RankOptions {
   const std::atomic<int64_t>* give_up_ns = nullptr;
   int die_rank = -1;       // tests only: this rank kills itself on its die_scan-th scan
   int hang_rank = -1;      // tests only: this rank stops answering on its first scan
+  int stall_rank = -1;     // tests only: this rank sends its first answer's length and first piece, then stops
   int64_t die_scan = 1;
   // Rank 0's: the most bytes one MPI call moves (transport.h), sent with
   // each scan so that every rank cuts its messages alike.

@@ -93,10 +93,10 @@ void send_bytes(const std::string& bytes, int dest, int tag, int64_t chunk, cons
 }
 
 std::string receive_bytes(int src, int tag, int64_t max_bytes, const Patience& p, const std::string& who,
-                          const std::string& late) {
+                          const std::function<std::string()>& late) {
   const std::string what = "reading " + who + "'s answer";
   MPI_Status st;
-  if (!probe(src, tag, p, &st, what)) throw RankLost(who + " sent no answer " + late);
+  if (!probe(src, tag, p, &st, what)) throw RankLost(who + " sent no answer " + late());
   int count_in = 0;
   check_mpi(MPI_Get_count(&st, MPI_BYTE, &count_in), what);
   if (count_in != static_cast<int>(sizeof(int64_t)))
@@ -112,7 +112,7 @@ std::string receive_bytes(int src, int tag, int64_t max_bytes, const Patience& p
   for (int64_t got = 0; got < n; ++pieces) {
     if (!probe(src, tag + 1, p, &st, what))
       throw RankLost(who + " sent " + std::to_string(got) + " of the " + std::to_string(n) +
-                     " bytes it announced and no more " + late);
+                     " bytes it announced and no more " + late());
     int piece = 0;
     check_mpi(MPI_Get_count(&st, MPI_BYTE, &piece), what);
     // MPI_UNDEFINED (negative) where the count does not fit an int.

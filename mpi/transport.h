@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
 
@@ -66,9 +67,9 @@ void send_bytes(const std::string& bytes, int dest, int tag, int64_t chunk, cons
 // One message from `src` as send_bytes sent it. Throws RankLost naming
 // `who` when it announces more than `max_bytes` or its pieces do not add up
 // to exactly what it announced, and when `p` is over before its last piece
-// came, saying how much did, followed by `late`.
+// came, saying how much did, followed by late() (why it gave up).
 std::string receive_bytes(int src, int tag, int64_t max_bytes, const Patience& p, const std::string& who,
-                          const std::string& late);
+                          const std::function<std::string()>& late);
 
 // What this process moved since it started (messages with bytes, their
 // bytes and the pieces they went in): MMU_MPI_CHUNK_BYTES's note.

@@ -4,7 +4,8 @@ answer, the setup) goes in pieces of at most 1001 bytes, cut mid-number, as a
 message over 2 GiB goes in pieces of 512 MiB. The answers must equal one
 process (`mmu-search --store x3`, itself checked against a brute force by
 test_store_set.py), batch and --serve alike, and rank 0's count of pieces must
-be what cutting its bytes at 1001 gives. A bad chunk is refused by name.
+be what cutting its bytes at 1001 gives. A rank that stops halfway through its
+answer is named with how much of it came; a bad chunk is refused by name.
 Skipped (exit 77, reason printed) where mpirun or mmu-search-mpi is missing.
 Run: test_mpi_pieces.py --bin BUILD --samples DIR --tmp DIR
 """
@@ -117,6 +118,21 @@ def _(env):
     err = text + err.decode(errors="replace")
     need(env.service.returncode == 0, "mpirun exit %s after SIGTERM to rank 0: %s" % (env.service.returncode, err[-1500:]))
     check_traffic(err, 2 * 40 * 30 * 12)
+
+
+@case("a rank that stops halfway through its answer: rank 0 names it and how much came after --rank-timeout")
+def _(env):
+    start = time.monotonic()
+    p = subprocess.run(MPIRUN + ["-n", "3", env.mpi_bin, *store_flags(env.stores), "--like-file", env.id_file, "--k",
+                                 "50", "--test-stall-rank", "2", "--rank-timeout", "2"],
+                       capture_output=True, text=True, timeout=60, env=chunk_env(CHUNK))
+    need(p.returncode != 0, "the job succeeded although rank 2 stopped mid-answer")
+    need(time.monotonic() - start < 30, "the job took %.1f s to end" % (time.monotonic() - start))
+    m = re.search(r"rank 2 \(stores 2\) sent (\d+) of the (\d+) bytes it announced and no more within 2 s "
+                  r"\(--rank-timeout\)", p.stderr)
+    need(m is not None, "rank 2 is not named as stopping mid-answer: %s" % p.stderr[-1500:])
+    need(int(m.group(1)) == CHUNK and int(m.group(2)) > 2 * CHUNK,
+         "rank 2 sent %s of %s bytes: not the first piece of an answer of several" % m.groups())
 
 
 @case("a bad MMU_MPI_CHUNK_BYTES (0, 12x, 2^31) is refused naming the variable, every rank ends")
