@@ -124,20 +124,21 @@ def _(env):
 def _(env):
     start = time.monotonic()
     p = subprocess.run(MPIRUN + ["-n", "3", env.mpi_bin, *store_flags(env.stores), "--like-file", env.id_file, "--k",
-                                 "50", "--test-stall-rank", "2", "--rank-timeout", "2"],
+                                 "50", "--test-stall-rank", "2", "--rank-timeout", "1"],
                        capture_output=True, text=True, timeout=60, env=chunk_env(CHUNK))
     need(p.returncode != 0, "the job succeeded although rank 2 stopped mid-answer")
     need(time.monotonic() - start < 30, "the job took %.1f s to end" % (time.monotonic() - start))
-    m = re.search(r"rank 2 \(stores 2\) sent (\d+) of the (\d+) bytes it announced and no more within 2 s "
+    m = re.search(r"rank 2 \(stores 2\) sent (\d+) of the (\d+) bytes it announced and no more within 1 s "
                   r"\(--rank-timeout\)", p.stderr)
     need(m is not None, "rank 2 is not named as stopping mid-answer: %s" % p.stderr[-1500:])
     need(int(m.group(1)) == CHUNK and int(m.group(2)) > 2 * CHUNK,
          "rank 2 sent %s of %s bytes: not the first piece of an answer of several" % m.groups())
 
 
-@case("a bad MMU_MPI_CHUNK_BYTES (0, 12x, 2^31) is refused naming the variable, every rank ends")
+# (Each bad value is refused by unit.MMU_MPI_CHUNK_BYTES*: here, that every rank reads it and ends.)
+@case("a bad MMU_MPI_CHUNK_BYTES is refused naming the variable, every rank ends")
 def _(env):
-    for value in ("0", "12x", str(2**31)):
+    for value in ("12x",):
         start = time.monotonic()
         p = subprocess.run(MPIRUN + ["-n", "3", env.mpi_bin, *store_flags(env.stores), "--like", env.ids[0]],
                            capture_output=True, text=True, timeout=60, env=chunk_env(value))
