@@ -23,10 +23,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
 import store_set_fixtures as ssf  # noqa: E402
+from test_mpi import MPIRUN, store_flags  # noqa: E402
+from test_mpi_serve import blocks  # noqa: E402
 from test_serve import request  # noqa: E402
 
 cases, case = case_list()
-MPIRUN = ["mpirun", "--oversubscribe", "--allow-run-as-root"]
 CHUNK = 1001  # odd: pieces end mid-int64 and mid-float
 
 
@@ -34,14 +35,6 @@ def chunk_env(value):
     env = dict(os.environ)
     env["MMU_MPI_CHUNK_BYTES"] = str(value)
     return env
-
-
-def store_flags(stores):
-    return [a for s in stores for a in ("--store", s)]
-
-
-def blocks(reply):
-    return [(r["label"], r.get("error"), r.get("method"), r.get("results")) for r in reply]
 
 
 def one_process(env, *args):
