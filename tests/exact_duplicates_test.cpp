@@ -34,7 +34,9 @@ std::vector<Hit> brute(const std::vector<float>& rows, int64_t d, const float* q
                        const std::vector<int64_t>& ids) {
   std::vector<Hit> all;
   for (int64_t r : ids) all.push_back({r, by_the_rule(q, &rows[r * d], d)});
-  const auto before = [](const Hit& a, const Hit& b) { return a.score > b.score || (a.score == b.score && a.id < b.id); };
+  const auto before = [](const Hit& a, const Hit& b) {
+    return a.score > b.score || (a.score == b.score && a.id < b.id);
+  };
   const size_t keep = std::min(all.size(), static_cast<size_t>(k));
   std::partial_sort(all.begin(), all.begin() + keep, all.end(), before);
   all.resize(keep);

@@ -43,7 +43,8 @@ def one_process(env, *args):
 
 def check_traffic(err, least_bytes):
     """Rank 0's note: its bytes went in exactly the pieces that cutting each message at CHUNK gives, within the
-    bounds the per-message ceilings allow (sum of ceil(m_i / CHUNK) lies in [bytes / CHUNK, messages + bytes / CHUNK])."""
+    bounds the per-message ceilings allow (sum of ceil(m_i / CHUNK) lies in
+    [bytes / CHUNK, messages + bytes / CHUNK])."""
     need(("warning: MMU_MPI_CHUNK_BYTES=%d" % CHUNK) in err, "no warning about the chunk: %s" % err[-1500:])
     m = re.search(r"note: rank 0 moved (\d+) messages of (\d+) bytes in (\d+) pieces", err)
     need(m is not None, "no traffic note: %s" % err[-1500:])
@@ -109,7 +110,8 @@ def _(env):
     os.kill(int(pid.group(1)), signal.SIGTERM)
     _, err = env.service.communicate(timeout=30)
     err = text + err.decode(errors="replace")
-    need(env.service.returncode == 0, "mpirun exit %s after SIGTERM to rank 0: %s" % (env.service.returncode, err[-1500:]))
+    need(env.service.returncode == 0,
+         "mpirun exit %s after SIGTERM to rank 0: %s" % (env.service.returncode, err[-1500:]))
     check_traffic(err, 2 * 40 * 30 * 12)
 
 
