@@ -9,6 +9,7 @@
 #include <mpi.h>
 
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -47,19 +48,20 @@ void check_serve_flags(const Flags& f) {
                             "drop " + o->get_name());
 }
 
-// A line of every rank's setup error, gathered on rank 0 ("" from a rank that is fine).
-std::vector<std::string> gather_errors(const std::string& mine, int rank, int size) {
-  int len = static_cast<int>(mine.size());
-  std::vector<int> lens(static_cast<size_t>(size));
-  MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
-  std::vector<int> at(static_cast<size_t>(size), 0);
-  int total = 0;
-  for (int r = 0; r < size; ++r) at[r] = total, total += lens[r];
-  std::string all(static_cast<size_t>(rank == 0 ? total : 0), '\0');
-  MPI_Gatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), at.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
-  std::vector<std::string> out;
-  if (rank == 0)
-    for (int r = 0; r < size; ++r) out.push_back(all.substr(static_cast<size_t>(at[r]), static_cast<size_t>(lens[r])));
+constexpr int kSetupTag = 30;  // and 31: its pieces (transport.h)
+
+// Every rank's `mine` (a setup error, "" from a rank that is fine; the
+// stores it opened), gathered on rank 0, at any size. Waits for ever, as the
+// collective calls of the setup do: a rank that dies here, mpirun names.
+std::vector<std::string> gather_text(const std::string& mine, int rank, int size, int64_t chunk) {
+  if (rank != 0) {
+    mpi::send_bytes(mine, 0, kSetupTag, chunk, "sending rank 0 its setup");
+    return {};
+  }
+  std::vector<std::string> out = {mine};
+  for (int r = 1; r < size; ++r)
+    out.push_back(mpi::receive_bytes(r, kSetupTag, std::numeric_limits<int64_t>::max(), mpi::Patience{},
+                                     "rank " + std::to_string(r), [] { return std::string(); }));
   return out;
 }
 
@@ -103,10 +105,12 @@ int run(int argc, char** argv, int rank, int size, int thread_level) {
       "answer the search API of `mmu-search serve` over HTTP on rank 0 (GET /health, /spaces, /like; POST /query, "
       "/batch; not the gallery) until SIGINT or SIGTERM; --device applies to every request");
   for (CLI::Option* o : cli::add_http_flags(&app, f.http)) o->needs(serve)->group("--serve");
-  // Tests only (hidden): make one rank die (on its Nth scan) or hang (on its first).
+  // Tests only (hidden): make one rank die (on its Nth scan), hang (on its first) or stop halfway through its
+  // first answer.
   app.add_option("--test-die-rank", f.rank.die_rank)->group("");
   app.add_option("--test-die-scan", f.rank.die_scan)->group("")->check(CLI::PositiveNumber);
   app.add_option("--test-hang-rank", f.rank.hang_rank)->group("");
+  app.add_option("--test-stall-rank", f.rank.stall_rank)->group("");
 
   // Every rank parses the same argv alike: rank 0 alone prints, all return the same code.
   int code = 0;
@@ -132,6 +136,7 @@ int run(int argc, char** argv, int rank, int size, int thread_level) {
   std::vector<size_t> mine_idx;
   std::string setup_error;
   try {
+    f.rank.chunk_bytes = mpi::chunk_bytes_from_env();
     check_serve_flags(f);
     if (f.serve && thread_level < MPI_THREAD_SERIALIZED)
       throw InvalidArgument("--serve calls MPI from its request threads, one at a time, and this MPI gives no "
@@ -149,14 +154,14 @@ int run(int argc, char** argv, int rank, int size, int thread_level) {
   } catch (const Error& e) {
     setup_error = e.what();
   }
-  const std::vector<std::string> errors = gather_errors(setup_error, rank, size);
+  const std::vector<std::string> errors = gather_text(setup_error, rank, size, f.rank.chunk_bytes);
   // Each rank's generation of each of its stores: rank 0 joins catalog rows
   // of its own, so a store rebuilt between the ranks' opening would pair rows
   // with the wrong objects. One line per store: "index generation-path".
   std::string generations;
   for (size_t j = 0; j < mine.size(); ++j)
     generations += std::to_string(mine_idx[j]) + " " + mine[j]->generation_path() + "\n";
-  const std::vector<std::string> opened = gather_errors(generations, rank, size);
+  const std::vector<std::string> opened = gather_text(generations, rank, size, f.rank.chunk_bytes);
   int go = 1;
   if (rank == 0)
     for (int r = 0; r < size; ++r)
@@ -188,6 +193,11 @@ int run(int argc, char** argv, int rank, int size, int thread_level) {
     mpi::serve_scans(rank, mine_idx, mine, f.rank);
     return 0;
   }
+  const bool test_chunk = f.rank.chunk_bytes != mpi::kDefaultChunkBytes;
+  if (test_chunk)
+    std::cerr << "warning: " << mpi::kChunkVariable << "=" << f.rank.chunk_bytes
+              << ": MPI messages go in pieces of at most that many bytes (a setting for tests; unset, "
+              << mpi::kDefaultChunkBytes << ")\n";
   try {
     code = f.serve ? mpi::run_set_service(*set, f.http, f.query.q.search.device, f.rank) : run_rank0(*set, f);
   } catch (const mpi::RankLost&) {
@@ -197,6 +207,11 @@ int run(int argc, char** argv, int rank, int size, int thread_level) {
     code = 1;
   }
   mpi::stop_ranks();
+  if (test_chunk) {
+    const mpi::Traffic t = mpi::traffic();
+    std::cerr << "note: rank 0 moved " << t.messages << " messages of " << t.bytes << " bytes in " << t.pieces
+              << " pieces\n";
+  }
   return code;
 }
 

@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -12,7 +13,7 @@ namespace mmu::mpi {
 
 namespace {
 
-constexpr int kReplyTag = 18;
+constexpr int kReplyTag = 18;  // and 19: its pieces (transport.h)
 constexpr int64_t kStop = -1;  // a command header: no scan follows
 // A scan command starts with these: ranks of different builds refuse each other's scans.
 constexpr uint32_t kScanMagic = 0x51554d4d;  // "MMUQ"
@@ -65,78 +66,23 @@ class Reader {
   size_t at_ = 0;
 };
 
-void check_mpi(int rc, const std::string& what) {
-  if (rc == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, text, &len);
-  throw RankLost(what + ": " + std::string(text, static_cast<size_t>(len)));
-}
-
-// Polls instead of blocking: a blocking MPI call spins a core, and a dead
-// peer would leave it waiting for ever. Sleeps grow to 2 ms between polls.
-class Poll {
- public:
-  void pause() {
-    std::this_thread::sleep_for(std::chrono::microseconds(us_));
-    us_ = std::min(us_ * 2, 2000);
-  }
-
- private:
-  int us_ = 50;
-};
-
-// Past the time the caller gives up at (RankOptions::give_up_ns)?
-bool given_up(const RankOptions& opt) {
-  if (opt.give_up_ns == nullptr) return false;
-  const int64_t at = opt.give_up_ns->load();
-  return at != 0 && std::chrono::steady_clock::now().time_since_epoch() > std::chrono::nanoseconds(at);
-}
-
-// Waits for a request of rank 0 until `deadline` (MPI_Wtime) or the caller
-// gives up, else throws `late`.
-void wait_until(MPI_Request* req, double deadline, const RankOptions& opt, const std::string& what,
-                const std::string& late) {
-  Poll poll;
-  for (;;) {
-    int done = 0;
-    check_mpi(MPI_Test(req, &done, MPI_STATUS_IGNORE), what);
-    if (done) return;
-    if (MPI_Wtime() > deadline || given_up(opt)) throw RankLost(late);
-    poll.pause();
-  }
-}
-
-// Waits for ever (a worker: if rank 0 is gone, mpirun ends the job).
-void wait_polling(MPI_Request* req, const std::string& what) {
-  Poll poll;
-  for (;;) {
-    int done = 0;
-    check_mpi(MPI_Test(req, &done, MPI_STATUS_IGNORE), what);
-    if (done) return;
-    poll.pause();
-  }
-}
-
 std::string store_list(const std::vector<size_t>& idx) {
   std::string s;
   for (size_t i : idx) s += (s.empty() ? "" : ", ") + std::to_string(i);
   return s.empty() ? "none" : s;
 }
 
-// One command from rank 0: a header (payload bytes, or kStop), then the payload.
-void broadcast_command(const std::string& payload, double deadline, const RankOptions& opt) {
-  int64_t len = payload.empty() ? kStop : static_cast<int64_t>(payload.size());
+// One command from rank 0: a header (payload bytes, or kStop; the chunk
+// every rank sends in), then the payload.
+void broadcast_command(std::string payload, int64_t chunk, const Patience& p) {
+  int64_t header[2] = {payload.empty() ? kStop : static_cast<int64_t>(payload.size()), chunk};
   MPI_Request req;
+  const std::string what = "broadcasting a query";
   const std::string late =
       "the ranks did not take the query within the --rank-timeout (or before the job was stopped): one died or hangs";
-  check_mpi(MPI_Ibcast(&len, 1, MPI_INT64_T, 0, MPI_COMM_WORLD, &req), "broadcasting a query");
-  wait_until(&req, deadline, opt, "broadcasting a query", late);
-  if (payload.empty()) return;
-  std::string copy = payload;
-  check_mpi(MPI_Ibcast(copy.data(), static_cast<int>(copy.size()), MPI_BYTE, 0, MPI_COMM_WORLD, &req),
-            "broadcasting a query");
-  wait_until(&req, deadline, opt, "broadcasting a query", late);
+  check_mpi(MPI_Ibcast(header, 2, MPI_INT64_T, 0, MPI_COMM_WORLD, &req), what);
+  if (!wait_for(&req, p, what)) throw RankLost(late);
+  if (!broadcast_bytes(payload.data(), static_cast<int64_t>(payload.size()), chunk, p, what)) throw RankLost(late);
 }
 
 // One scan as the ranks receive it: everything that decides a store's candidates.
@@ -149,7 +95,10 @@ struct ScanCommand {
   std::vector<float> queries;  // nq x dim
 };
 
-std::string encode_scan(const ScanCommand& c) {
+// A ScanCommand's message; the queries by reference: a batch may be gigabytes.
+std::string encode_scan(const std::string& space, int64_t nq, int64_t fetch, const RowFilter& filter,
+                        const SearchOptions& search, const std::vector<float>& queries) {
+  ScanCommand c{space, nq, fetch, filter, search, {}};
   Writer w;
   w.pod<uint32_t>(kScanMagic);
   w.pod<uint32_t>(kScanVersion);
@@ -171,8 +120,8 @@ std::string encode_scan(const ScanCommand& c) {
   w.pod<int64_t>(c.search.nprobe);
   w.pod<int64_t>(c.search.ef_search);
   w.pod<int32_t>(static_cast<int32_t>(c.search.device));
-  w.pod<int64_t>(static_cast<int64_t>(c.queries.size()));
-  w.bytes(c.queries.data(), c.queries.size() * sizeof(float));
+  w.pod<int64_t>(static_cast<int64_t>(queries.size()));
+  w.bytes(queries.data(), queries.size() * sizeof(float));
   return std::move(w.buf());
 }
 
@@ -235,6 +184,18 @@ void put_scans(Writer& w, const std::vector<std::vector<StoreScan>>& per_store, 
     }
 }
 
+// The most bytes a rank's answer to a scan can hold (put_scans), or its
+// error (Error caps a message near 256 KiB, then the rank's store list):
+// an announced length past it is a mismatched build, refused before its
+// allocation.
+int64_t reply_bound(int64_t nq, int64_t fetch, size_t stores) {
+  const double per_scan = 17 + 12 * static_cast<double>(fetch);
+  const double scans = 1 + static_cast<double>(nq) * static_cast<double>(stores) * per_scan;
+  const double error = 9 + (1 << 20) + 24 * static_cast<double>(stores);
+  const double most = std::max(scans, error);
+  return most >= 9e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(most);
+}
+
 }  // namespace
 
 std::vector<size_t> stores_of_rank(size_t n_stores, int rank, int size) {
@@ -250,8 +211,8 @@ SetScanner rank0_scanner(const StoreSet& set, const LikeQuery& q, const RankOpti
                                                            int64_t nq, int64_t fetch) {
     int size = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    const double deadline = MPI_Wtime() + opt.timeout_s;
-    broadcast_command(encode_scan({space, nq, fetch, filter, search, queries}), deadline, opt);
+    const Patience patience{MPI_Wtime() + opt.timeout_s, opt.give_up_ns};
+    broadcast_command(encode_scan(space, nq, fetch, filter, search, queries), opt.chunk_bytes, patience);
 
     std::vector<std::vector<StoreScan>> out(static_cast<size_t>(nq), std::vector<StoreScan>(set.size()));
     std::string failure;  // the first rank's error, thrown once every rank has answered
@@ -266,39 +227,37 @@ SetScanner rank0_scanner(const StoreSet& set, const LikeQuery& q, const RankOpti
     std::vector<bool> answered(static_cast<size_t>(size), false);
     answered[0] = true;
     Poll poll;
+    const auto late = [&] {
+      return (patience.timed_out() ? "within " + text::format_double("%g", opt.timeout_s) + " s (--rank-timeout)"
+                                   : std::string("before the job was stopped")) +
+             ": it died or hangs, and the query failed";
+    };
     for (int remaining = size - 1; remaining > 0;) {
       int ready = 0;
       MPI_Status st;
       check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, kReplyTag, MPI_COMM_WORLD, &ready, &st), "waiting for the ranks");
       if (!ready) {
-        const bool timed_out = MPI_Wtime() > deadline;
-        if (timed_out || given_up(opt)) {
-          int late = 1;
-          while (answered[static_cast<size_t>(late)]) ++late;
-          throw RankLost("rank " + std::to_string(late) + " (stores " +
-                         store_list(stores_of_rank(set.size(), late, size)) + ") did not answer " +
-                         (timed_out ? "within " + text::format_double("%g", opt.timeout_s) + " s (--rank-timeout)"
-                                    : "before the job was stopped") +
-                         ": it died or hangs, and the query failed");
+        if (patience.over()) {
+          int first = 1;
+          while (answered[static_cast<size_t>(first)]) ++first;
+          throw RankLost("rank " + std::to_string(first) + " (stores " +
+                         store_list(stores_of_rank(set.size(), first, size)) + ") did not answer " + late());
         }
         poll.pause();
         continue;
       }
       const int src = st.MPI_SOURCE;
-      int count = 0;
-      check_mpi(MPI_Get_count(&st, MPI_BYTE, &count), "reading rank " + std::to_string(src) + "'s answer");
-      std::string buf(static_cast<size_t>(count), '\0');
-      check_mpi(MPI_Recv(buf.data(), count, MPI_BYTE, src, kReplyTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
-                "reading rank " + std::to_string(src) + "'s answer");
+      const std::vector<size_t> mine = stores_of_rank(set.size(), src, size);
+      const std::string who = "rank " + std::to_string(src);
+      const std::string buf = receive_bytes(src, kReplyTag, reply_bound(nq, fetch, mine.size()), patience,
+                                            who + " (stores " + store_list(mine) + ")", late);
       answered[static_cast<size_t>(src)] = true;
       --remaining;
-      const std::string who = "rank " + std::to_string(src);
       Reader r(buf, who);
       if (r.pod<uint8_t>() == 0) {
         if (failure.empty()) failure = who + ": " + r.str();
         continue;
       }
-      const std::vector<size_t> mine = stores_of_rank(set.size(), src, size);
       for (int64_t k = 0; k < nq; ++k)
         for (size_t i : mine) {
           StoreScan& s = out[k][i];
@@ -311,26 +270,30 @@ SetScanner rank0_scanner(const StoreSet& set, const LikeQuery& q, const RankOpti
             s.hits.push_back({row, r.pod<float>()});
           }
         }
+      if (r.remaining() != 0) throw RankLost("a malformed answer from " + who + " (bytes left over)");
     }
     if (!failure.empty()) throw InvalidArgument(failure);
     return out;
   };
 }
 
-void stop_ranks() { broadcast_command("", MPI_Wtime() + 30, RankOptions{}); }
+void stop_ranks() { broadcast_command("", kDefaultChunkBytes, Patience{MPI_Wtime() + 30}); }
 
 void serve_scans(int rank, const std::vector<size_t>& indices, const std::vector<std::unique_ptr<Store>>& stores,
                  const RankOptions& opt) {
   for (int64_t scans = 1;; ++scans) {
-    int64_t len = 0;
+    // Waits for ever: if rank 0 dies, mpirun ends the job.
+    int64_t header[2] = {0, 0};
     MPI_Request req;
-    check_mpi(MPI_Ibcast(&len, 1, MPI_INT64_T, 0, MPI_COMM_WORLD, &req), "receiving a query");
-    wait_polling(&req, "receiving a query");
+    check_mpi(MPI_Ibcast(header, 2, MPI_INT64_T, 0, MPI_COMM_WORLD, &req), "receiving a query");
+    wait_for(&req, Patience{}, "receiving a query");
+    const int64_t len = header[0], chunk = header[1];
     if (len == kStop) return;
-    if (len < 0 || len > std::numeric_limits<int>::max()) throw RankLost("a malformed query header from rank 0");
+    if (len < 0 || chunk < 1 || chunk > std::numeric_limits<int>::max())
+      throw RankLost("a malformed query header from rank 0 (" + std::to_string(len) + " bytes in pieces of " +
+                     std::to_string(chunk) + ")");
     std::string payload(static_cast<size_t>(len), '\0');
-    check_mpi(MPI_Ibcast(payload.data(), static_cast<int>(len), MPI_BYTE, 0, MPI_COMM_WORLD, &req), "receiving a query");
-    wait_polling(&req, "receiving a query");
+    broadcast_bytes(payload.data(), len, chunk, Patience{}, "receiving a query");
     if (rank == opt.die_rank && scans == opt.die_scan) std::raise(SIGKILL);
     if (rank == opt.hang_rank) std::this_thread::sleep_for(std::chrono::hours(1));
 
@@ -352,9 +315,13 @@ void serve_scans(int rank, const std::vector<size_t>& indices, const std::vector
       reply.pod<uint8_t>(0);
       reply.str(std::string(e.what()) + " (stores " + store_list(indices) + ")");
     }
-    std::string& b = reply.buf();
-    check_mpi(MPI_Send(b.data(), static_cast<int>(b.size()), MPI_BYTE, 0, kReplyTag, MPI_COMM_WORLD),
-              "answering rank 0");
+    if (rank == opt.stall_rank) {  // the start of send_bytes, then silence
+      const int64_t n = static_cast<int64_t>(reply.buf().size());
+      MPI_Send(&n, 1, MPI_INT64_T, 0, kReplyTag, MPI_COMM_WORLD);
+      MPI_Send(reply.buf().data(), piece_bytes(n, 0, chunk), MPI_BYTE, 0, kReplyTag + 1, MPI_COMM_WORLD);
+      std::this_thread::sleep_for(std::chrono::hours(1));
+    }
+    send_bytes(reply.buf(), 0, kReplyTag, chunk, "answering rank 0");
   }
 }
 

@@ -12,7 +12,8 @@
 // deadline (non-blocking broadcast and probes, never a blocking call that a
 // dead peer would leave hanging) and throws RankLost naming the rank; the
 // caller then aborts the job. A rank that dies outright is also seen by
-// mpirun, which names it and ends the job.
+// mpirun, which names it and ends the job. Messages of any size go in
+// pieces (transport.h).
 #pragma once
 
 #include <atomic>
@@ -24,13 +25,9 @@
 #include "mmu/error.h"
 #include "mmu/store.h"
 #include "mmu/store_set.h"
+#include "transport.h"
 
 namespace mmu::mpi {
-
-// A rank that stopped answering: the job cannot go on.
-struct RankLost : Error {
-  explicit RankLost(const std::string& m) : Error(ErrorKind::kIo, m) {}
-};
 
 struct RankOptions {
   double timeout_s = 300;  // the longest rank 0 waits for a rank's part of one scan
@@ -39,7 +36,11 @@ struct RankOptions {
   const std::atomic<int64_t>* give_up_ns = nullptr;
   int die_rank = -1;       // tests only: this rank kills itself on its die_scan-th scan
   int hang_rank = -1;      // tests only: this rank stops answering on its first scan
+  int stall_rank = -1;     // tests only: this rank sends its first answer's length and first piece, then stops
   int64_t die_scan = 1;
+  // Rank 0's: the most bytes one MPI call moves (transport.h), sent with
+  // each scan so that every rank cuts its messages alike.
+  int64_t chunk_bytes = kDefaultChunkBytes;
 };
 
 // The stores of `rank`: indices i of the set with i % size == rank.

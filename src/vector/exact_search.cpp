@@ -44,7 +44,8 @@
 // hold every row of the answer, and their merge by (D desc, row asc) is it,
 // ties included. A row re-scored needlessly only costs time; with rows spread
 // like real vectors a few per block pass once w has risen (E ~ 3e-5 ||q|| R_b
-// at dim 512), with exact duplicates all of them (each is a tie).
+// at dim 512), with exact duplicates all of them (each is a tie): rows of a
+// block with identical bytes share one canonical score per query (SameRows).
 
 namespace mmu {
 
@@ -160,6 +161,65 @@ void offer(TopK& top, const float* s, const int64_t* ids, int64_t n, double e, c
   }
   offer_rest(top, s, ids, offer_until_full(top, s, ids, n, score), n, e, score);
 }
+
+// The rows of a block that hold the same bytes as an earlier row of it: their
+// canonical scores are equal (D reads nothing but the bytes), so a batch
+// computes one per distinct row and query. Stores hold many identical
+// vectors (blank or fully masked cutouts share one feature vector; objects
+// duplicated across files), and every copy ties at the top of a query like
+// them: re-scoring each copy made a batch of such queries 4.7x slower at 90%
+// copies (docs/BENCHMARKS.md, "Batched exact queries over identical rows").
+class SameRows {
+ public:
+  explicit SameRows(int64_t block_rows)
+      : hash_(static_cast<size_t>(block_rows)), first_(static_cast<size_t>(block_rows)),
+        slots_(table_size(block_rows), -1) {}
+
+  // first(i), for rows[0..nb), each dim floats: the lowest row with i's bytes.
+  void find(const float* rows, int64_t nb, int64_t dim) {
+    std::fill(slots_.begin(), slots_.end(), -1);
+    const size_t mask = slots_.size() - 1, bytes = static_cast<size_t>(dim) * sizeof(float);
+    for (int64_t i = 0; i < nb; ++i) {
+      const char* x = reinterpret_cast<const char*>(rows + i * dim);
+      hash_[i] = hash(x, bytes);
+      for (size_t at = hash_[i] & mask;; at = (at + 1) & mask) {
+        const int32_t j = slots_[at];
+        if (j < 0) {
+          slots_[at] = static_cast<int32_t>(i);
+          first_[i] = static_cast<int32_t>(i);
+          break;
+        }
+        if (hash_[j] == hash_[i] && std::memcmp(rows + j * dim, x, bytes) == 0) {
+          first_[i] = j;
+          break;
+        }
+      }
+    }
+  }
+  int64_t first(int64_t i) const { return first_[i]; }
+
+ private:
+  // A power of two, at least twice the rows: probes stay short.
+  static size_t table_size(int64_t rows) {
+    size_t n = 2;
+    while (n < static_cast<size_t>(2 * rows)) n *= 2;
+    return n;
+  }
+  static uint64_t hash(const char* p, size_t n) {
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      h = (h ^ w) * 0xff51afd7ed558ccdull;
+    }
+    for (; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
+  }
+  std::vector<uint64_t> hash_;
+  std::vector<int32_t> first_;
+  std::vector<int32_t> slots_;  // open addressing, -1 empty
+};
 
 // An upper bound of every row's L2 norm in the block, in double.
 double max_row_norm(const float* rows, int64_t nb, int64_t dim) {
@@ -283,6 +343,13 @@ std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float*
     std::vector<float> scores(static_cast<size_t>(block_rows * widest_tile));
     std::vector<float> canonical(one_query ? 0 : static_cast<size_t>(block_rows));
     std::vector<int64_t> ids(static_cast<size_t>(block_rows));
+    // A batch's canonical re-scores of this block: one per distinct row and
+    // query once the block's copies are known (SameRows), memo[r] holding
+    // row r's score for the query whose turn memo_turn[r] is.
+    SameRows same(one_query ? 1 : block_rows);
+    std::vector<float> memo(one_query ? 0 : static_cast<size_t>(block_rows));
+    std::vector<int64_t> memo_turn(one_query ? 0 : static_cast<size_t>(block_rows), -1);
+    int64_t turn = 0;
 #pragma omp for schedule(dynamic, 4)
     for (int64_t b = 0; b < n_blocks; ++b) {
       const int64_t first = b * block_rows, nb = std::min(block_rows, n_items - first);
@@ -307,6 +374,25 @@ std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float*
         continue;
       }
       const double norm = max_row_norm(rows, nb, dim);
+      // The copies are looked for once the block's re-scores outnumber half
+      // its rows (a pass over the block, as one re-score of each half would
+      // cost): on data without copies a small batch re-scores a few rows a
+      // block and skips the search.
+      int64_t rescored = 0;
+      bool copies_known = false;
+      const auto rescore = [&](const double* qd, int64_t i) {
+        if (!copies_known && ++rescored > nb / 2) {
+          same.find(rows, nb, dim);
+          copies_known = true;
+        }
+        if (!copies_known) return canonical_dot(qd, rows + i * dim, dim);
+        const int64_t r = same.first(i);  // r's bytes are i's: the same score
+        if (memo_turn[r] != turn) {
+          memo[r] = canonical_dot(qd, rows + r * dim, dim);
+          memo_turn[r] = turn;
+        }
+        return memo[r];
+      };
       for (int64_t tile = 0; tile < n_tiles; ++tile) {
         const int64_t q0 = tile * shape.query_tile;
         const int64_t qn = tile + 1 < n_tiles ? shape.query_tile : nq - q0;
@@ -324,8 +410,8 @@ std::vector<std::vector<Hit>> exact_top_k(const VectorMatrix& base, const float*
             continue;
           }
           const double e = factor * reach + underflow;
-          offer(found[t][j], &scores[(j - q0) * nb], ids.data(), nb, e,
-                [&](int64_t i) { return canonical_dot(qd, rows + i * dim, dim); });
+          ++turn;
+          offer(found[t][j], &scores[(j - q0) * nb], ids.data(), nb, e, [&](int64_t i) { return rescore(qd, i); });
         }
       }
     }
