@@ -448,6 +448,10 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
       slot_of[left_points[k].index] = static_cast<Index>(k);
       keep_nearest(&left_points[k], Hit{-1, 0.0});
     }
+  // Nearest: matches per block of 2^block_shift left indices (at most 256 blocks).
+  int block_shift = 0;
+  while (((nl - 1) >> block_shift) >= 256) ++block_shift;
+  std::vector<int64_t> found_in_block(all_pairs || nl == 0 ? 0 : static_cast<size_t>(((nl - 1) >> block_shift) + 1), 0);
   Buffer<PointMatcher::Pairs> where(all_pairs ? nl : 0);
   std::vector<HitArena> arenas(all_pairs ? omp_get_max_threads() : 0);
 #pragma omp parallel
@@ -469,6 +473,7 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
         for (int64_t k = left_start[z]; k < left_start[z + 1]; ++k) slot_of[left_points[k].index] = static_cast<Index>(k);
     }
 
+    std::vector<int64_t> found(found_in_block.size(), 0);  // this thread's matches per block
     PointMatcher matcher(right, zones, impl_->radius, all_pairs);
     HalfWidths half_width(zones, impl_->radius);
 #pragma omp for schedule(dynamic, 1)
@@ -521,30 +526,53 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
             const PointMatcher::Pairs pairs = matcher.all_pairs(&arenas[omp_get_thread_num()]);
             if (pairs.count > 0) where[q->index] = pairs;
           } else {
-            keep_nearest(q, matcher.nearest());  // q's position is not read again
+            const Hit nearest = matcher.nearest();
+            if (nearest.right >= 0) ++found[q->index >> block_shift];
+            keep_nearest(q, nearest);  // q's position is not read again
           }
         }
       }
     }
+    for (size_t b = 0; b < found.size(); ++b)
+      if (found[b] > 0) {
+#pragma omp atomic
+        found_in_block[b] += found[b];
+      }
   }
   if (all_pairs) left_points = Buffer<SkyPoint>();  // freed for the pairs to reuse
+
+  std::vector<MatchPair> pairs;
+  if (!all_pairs) {
+    // Back to left order, block by block of left indices, each block's count
+    // taken during the match: the slots are read at random once, fetched ahead.
+    std::vector<int64_t> block_start(found_in_block.size() + 1, 0);
+    for (size_t b = 0; b < found_in_block.size(); ++b) block_start[b + 1] = block_start[b] + found_in_block[b];
+    resize_fresh(&pairs, static_cast<size_t>(block_start.back()));  // unset, filled below
+    const int64_t blocks = static_cast<int64_t>(found_in_block.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      MatchPair* to = pairs.data() + block_start[b];
+      populate(to, static_cast<size_t>(block_start[b + 1] - block_start[b]) * sizeof(MatchPair));
+      constexpr int64_t kAhead = 16;
+      const int64_t i1 = std::min(nl, (b + 1) << block_shift);
+      for (int64_t i = b << block_shift; i < i1; ++i) {
+        if (i + kAhead < i1) __builtin_prefetch(&left_points[slot_of[i + kAhead]]);
+        const SkyPoint& p = left_points[slot_of[i]];
+        if (p.index != kNone) *to++ = {i, static_cast<int64_t>(p.index), p.ra};
+      }
+    }
+    return pairs;
+  }
 
   // Back to left order, each thread a block of left indices: count, then copy.
   const int threads = omp_get_max_threads();
   std::vector<int64_t> block_start(threads + 1, 0);
-  std::vector<MatchPair> pairs;
 #pragma omp parallel num_threads(threads)
   {
     const int64_t t = omp_get_thread_num(), used = omp_get_num_threads();
     const int64_t i0 = nl * t / used, i1 = nl * (t + 1) / used;
     int64_t count = 0;
-    // Nearest: the slots are read at random, so fetched ahead.
-    constexpr int64_t kAhead = 8;
-    auto slot = [&](int64_t i) -> const SkyPoint& {
-      if (i + kAhead < i1) __builtin_prefetch(&left_points[slot_of[i + kAhead]]);
-      return left_points[slot_of[i]];
-    };
-    for (int64_t i = i0; i < i1; ++i) count += all_pairs ? where[i].count : (slot(i).index != kNone);
+    for (int64_t i = i0; i < i1; ++i) count += where[i].count;
     block_start[t + 1] = count;
 #pragma omp barrier
 #pragma omp single
@@ -555,13 +583,10 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
     MatchPair* to = pairs.data() + block_start[t];
     populate(to, static_cast<size_t>(block_start[t + 1] - block_start[t]) * sizeof(MatchPair));
     for (int64_t i = i0; i < i1; ++i) {
-      if (all_pairs) {
-        // Pairs lie in zone order: fetched ahead, or each point waits on memory.
-        if (i + kAhead < i1) __builtin_prefetch(where[i + kAhead].first);
-        for (const Hit *h = where[i].first, *e = h + where[i].count; h != e; ++h) *to++ = {i, h->right, h->sep_arcsec};
-      } else if (const SkyPoint& p = slot(i); p.index != kNone) {
-        *to++ = {i, static_cast<int64_t>(p.index), p.ra};
-      }
+      // Pairs lie in zone order: fetched ahead, or each point waits on memory.
+      constexpr int64_t kAhead = 8;
+      if (i + kAhead < i1) __builtin_prefetch(where[i + kAhead].first);
+      for (const Hit *h = where[i].first, *e = h + where[i].count; h != e; ++h) *to++ = {i, h->right, h->sep_arcsec};
     }
   }
   return pairs;
