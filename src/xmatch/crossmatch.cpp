@@ -435,19 +435,17 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
     throw InvalidArgument("cross-match: " + std::to_string(same_object.size()) + " same-object entries for " +
                           std::to_string(nl) + " left positions");
   Buffer<SkyPoint> left_points;
-  const Buffer<Index> left_start = group_by_zone(left_ra, left_dec, zones, &left_points);
+  Buffer<Index> slot_of;  // nearest mode: left point i is left_points[slot_of[i]]
+  const Buffer<Index> left_start =
+      group_by_zone(left_ra, left_dec, zones, &left_points, all_pairs ? nullptr : &slot_of);
   const std::vector<WorkItem> work = plan_work(left_start, right, zones, impl_->radius);
 
   // Results. Nearest: in each left point's slot once it is matched
   // (keep_nearest); points without a valid position are never matched, so
   // theirs are set here. All pairs: left point i's pairs are where[i], in the
   // arenas of the threads.
-  Buffer<Index> slot_of(all_pairs ? 0 : nl);  // nearest mode: left point i is left_points[slot_of[i]]
   if (!all_pairs)
-    for (int64_t k = left_start[zones.count]; k < nl; ++k) {
-      slot_of[left_points[k].index] = static_cast<Index>(k);
-      keep_nearest(&left_points[k], Hit{-1, 0.0});
-    }
+    for (int64_t k = left_start[zones.count]; k < nl; ++k) keep_nearest(&left_points[k], Hit{-1, 0.0});
   // Nearest: matches per block of 2^block_shift left indices (at most 256 blocks).
   int block_shift = 0;
   while (((nl - 1) >> block_shift) >= 256) ++block_shift;
@@ -456,21 +454,12 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
   std::vector<HitArena> arenas(all_pairs ? omp_get_max_threads() : 0);
 #pragma omp parallel
   {
-    if (!all_pairs) populate_share(slot_of.data(), nl);
     if (all_pairs) {
       // All "none" first, in sequence: then only the points with a match are
       // written at random (each such write a cache miss).
       populate_share(where.data(), nl);
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < nl; ++i) where[i] = {nullptr, 0};
-    }
-
-    SortScratch<SkyPoint> scratch;
-#pragma omp for schedule(dynamic, 4096)
-    for (int64_t z = 0; z < zones.count; ++z) {
-      sort_by_ra(left_points.data() + left_start[z], left_points.data() + left_start[z + 1], &scratch);
-      if (!all_pairs)
-        for (int64_t k = left_start[z]; k < left_start[z + 1]; ++k) slot_of[left_points[k].index] = static_cast<Index>(k);
     }
 
     std::vector<int64_t> found(found_in_block.size(), 0);  // this thread's matches per block

@@ -18,6 +18,17 @@ double normal_ra(double ra) {
   return r >= 360.0 ? 0.0 : r;
 }
 
+void sort_by_ra(SkyPoint* begin, SkyPoint* end, SortScratch<SkyPoint>* scratch) {
+  double lo = 360.0, hi = 0.0;
+  if (end - begin > 4)
+    for (const SkyPoint* p = begin; p < end; ++p) {
+      lo = std::min(lo, p->ra);
+      hi = std::max(hi, p->ra);
+    }
+  slice_sort(begin, end, begin, lo, hi, [](const SkyPoint& p) { return p.ra; },
+             [](const SkyPoint& a, const SkyPoint& b) { return a.ra < b.ra; }, scratch);
+}
+
 }  // namespace
 
 // Two counting sorts, each writing to few places at once: the points by bucket
@@ -25,10 +36,11 @@ double normal_ra(double ra) {
 // zone, through a copy of the bucket that stays in the cache. One counting sort
 // straight into the zones (650,000 at 1 arcsec) missed the cache twice a point,
 // on its zone's counter and on its slot (measured: a quarter of the nearest
-// command's CPU). Within a zone the points keep their index order, as a stable
-// sort leaves them. A point's zone is computed in each pass rather than kept.
+// command's CPU). Each zone is then sorted by ra while the bucket is in the
+// cache, from its points in index order (as a stable counting sort leaves
+// them). A point's zone is computed in each pass rather than kept.
 Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones,
-                            Buffer<SkyPoint>* grouped) {
+                            Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of) {
   const int64_t n = static_cast<int64_t>(dec.size()), keys = zones.count + 1;
   int shift = 0;
   while ((keys - 1) >> shift >= 1024) ++shift;
@@ -37,6 +49,7 @@ Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<dou
   // infinite or NaN becomes NaN, so the grouped point is valid as the input was.
   auto zone_of = [&](double r, double d) { return valid_position(r, d) ? zones.of(d) : zones.count; };
   *grouped = Buffer<SkyPoint>(n);
+  if (slot_of != nullptr) *slot_of = Buffer<Index>(n);
   Buffer<Index> start(keys + 1);
   // next[t * buckets + b]: how many points of bucket b thread t has, then where it places the next one.
   std::vector<Index> next(static_cast<size_t>(omp_get_max_threads() * buckets));
@@ -49,6 +62,7 @@ Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<dou
     const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
     const int64_t i0 = n * t / threads, i1 = n * (t + 1) / threads;
     populate_share(grouped->data(), n);
+    if (slot_of != nullptr) populate_share(slot_of->data(), n);
     Index* const mine = next.data() + t * buckets;
     std::fill_n(mine, buckets, 0);
     for (int64_t i = i0; i < i1; ++i) ++mine[zone_of(ra[i], dec[i]) >> shift];
@@ -80,6 +94,7 @@ Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<dou
     // and taken once: a growing vector page-faulted each time it moved.
     Buffer<SkyPoint> bucket(largest);
     populate(bucket.data(), static_cast<size_t>(largest) * sizeof(SkyPoint));
+    SortScratch<SkyPoint> scratch;
 #pragma omp for schedule(dynamic, 4)
     for (int64_t b = 0; b < buckets; ++b) {
       const int64_t z0 = b << shift, z1 = std::min(keys, z0 + bucket_zones);
@@ -95,21 +110,17 @@ Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<dou
         at += count;
       }
       for (const SkyPoint* p = bucket.data(); p != end; ++p) (*grouped)[zone_next[zone_of(p->ra, p->dec) - z0]++] = *p;
+      for (int64_t z = z0; z < z1; ++z) {
+        SkyPoint* const first = grouped->data() + start[z];
+        SkyPoint* const last = grouped->data() + zone_next[z - z0];
+        if (z < zones.count) sort_by_ra(first, last, &scratch);  // not the invalid points' zone
+        if (slot_of != nullptr)
+          for (SkyPoint* p = first; p != last; ++p) (*slot_of)[p->index] = static_cast<Index>(p - grouped->data());
+      }
     }
   }
   start[keys] = static_cast<Index>(n);
   return start;
-}
-
-void sort_by_ra(SkyPoint* begin, SkyPoint* end, SortScratch<SkyPoint>* scratch) {
-  double lo = 360.0, hi = 0.0;
-  if (end - begin > 4)
-    for (const SkyPoint* p = begin; p < end; ++p) {
-      lo = std::min(lo, p->ra);
-      hi = std::max(hi, p->ra);
-    }
-  slice_sort(begin, end, begin, lo, hi, [](const SkyPoint& p) { return p.ra; },
-             [](const SkyPoint& a, const SkyPoint& b) { return a.ra < b.ra; }, scratch);
 }
 
 ZoneIndex::ZoneIndex(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones) {
@@ -119,15 +130,10 @@ ZoneIndex::ZoneIndex(const std::vector<double>& ra, const std::vector<double>& d
 #pragma omp parallel
   {
     populate_share(index.data(), n);
-#pragma omp barrier
-    SortScratch<SkyPoint> scratch;
-#pragma omp for schedule(dynamic, 4096)
-    for (int64_t z = 0; z < zones.count; ++z) {
-      sort_by_ra(points.data() + start[z], points.data() + start[z + 1], &scratch);
-      for (int64_t k = start[z]; k < start[z + 1]; ++k) {
-        index[k] = points[k].index;
-        points[k].cos_dec = std::cos(points[k].dec * kDeg);  // the index is not read again
-      }
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < n; ++k) {
+      index[k] = points[k].index;
+      points[k].cos_dec = std::cos(points[k].dec * kDeg);  // the index is not read again
     }
   }
 }

@@ -53,15 +53,14 @@ struct SkyPoint {
   };
 };
 
-// The points grouped by zone (in no order within a zone) by a counting sort,
-// O(n) where a comparison sort costs O(n log n), ra taken modulo 360, each with
-// its index. Points without a valid position (ra or dec not finite, |dec| > 90)
-// go last, to an extra zone zones.count; they are never matched. Returns the
-// zone offsets (zones.count + 2).
+// The points grouped by zone by counting sorts, O(n) where a comparison sort
+// costs O(n log n), each zone sorted by ra, ra taken modulo 360, each point
+// with its index. Points without a valid position (ra or dec not finite,
+// |dec| > 90) go last, to an extra zone zones.count, unsorted; they are never
+// matched. Returns the zone offsets (zones.count + 2); where slot_of is given,
+// (*slot_of)[i] is where point i went.
 Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones,
-                            Buffer<SkyPoint>* grouped);
-
-void sort_by_ra(SkyPoint* begin, SkyPoint* end, SortScratch<SkyPoint>* scratch);
+                            Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of = nullptr);
 
 // The right points grouped by zone, each zone sorted by ra.
 struct ZoneIndex {
