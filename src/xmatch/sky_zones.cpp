@@ -54,7 +54,6 @@ Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<dou
   // next[t * buckets + b]: how many points of bucket b thread t has, then where it places the next one.
   std::vector<Index> next(static_cast<size_t>(omp_get_max_threads() * buckets));
   std::vector<Index> bucket_start(static_cast<size_t>(buckets + 1));
-  int64_t largest = 0;  // points in the largest bucket
 #pragma omp parallel
   {
     // The team may be smaller than asked for (OMP_DYNAMIC, OMP_THREAD_LIMIT):
@@ -77,10 +76,8 @@ Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<dou
           next[u * buckets + b] = static_cast<Index>(at);
           at += count;
         }
-        if (b > 0) largest = std::max<int64_t>(largest, bucket_start[b] - bucket_start[b - 1]);
       }
       bucket_start[buckets] = static_cast<Index>(n);
-      largest = std::max<int64_t>(largest, n - bucket_start[buckets - 1]);
     }
     for (int64_t i = i0; i < i1; ++i) {
       SkyPoint& p = (*grouped)[mine[zone_of(ra[i], dec[i]) >> shift]++];
@@ -90,14 +87,22 @@ Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<dou
     }
 #pragma omp barrier
     std::vector<Index> zone_next(static_cast<size_t>(bucket_zones));
-    // Room for the largest bucket (a dense field's: megabytes), on huge pages
-    // and taken once: a growing vector page-faulted each time it moved.
-    Buffer<SkyPoint> bucket(largest);
-    populate(bucket.data(), static_cast<size_t>(largest) * sizeof(SkyPoint));
+    // Room for the largest bucket this thread meets (a dense field's:
+    // megabytes), on huge pages and mapped in one call: a growing vector
+    // page-faulted each time it moved. Sized by this thread's buckets, not
+    // the largest of all, so that many threads do not each hold a copy of a
+    // field that fills one bucket.
+    Buffer<SkyPoint> bucket;
+    int64_t room = 0;
     SortScratch<SkyPoint> scratch;
 #pragma omp for schedule(dynamic, 4)
     for (int64_t b = 0; b < buckets; ++b) {
       const int64_t z0 = b << shift, z1 = std::min(keys, z0 + bucket_zones);
+      if (const int64_t size = bucket_start[b + 1] - bucket_start[b]; size > room) {
+        room = std::max(size, 2 * room);  // doubling: a few sizes, not one per bucket
+        bucket = Buffer<SkyPoint>(room);
+        populate(bucket.data(), static_cast<size_t>(room) * sizeof(SkyPoint));
+      }
       const SkyPoint* const end = std::copy(grouped->data() + bucket_start[b], grouped->data() + bucket_start[b + 1],
                                             bucket.data());
       std::fill_n(zone_next.data(), z1 - z0, 0);
