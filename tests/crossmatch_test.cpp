@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "mmu/error.h"
@@ -181,6 +182,48 @@ TEST_CASE("one index matched from several threads at once gives the pairs of a l
 #pragma omp parallel for num_threads(4)
   for (int t = 0; t < 4; ++t) each[t] = index.match(left.ra, left.dec, true);
   for (const auto& pairs : each) require_equal(pairs, lone);
+  // Nearest mode keeps its answers in the left points' own slots: each call its own.
+  const auto lone_nearest = index.match(left.ra, left.dec, false);
+  REQUIRE(lone_nearest.size() > 5000);
+#pragma omp parallel for num_threads(4)
+  for (int t = 0; t < 4; ++t) each[t] = index.match(left.ra, left.dec, false);
+  for (const auto& pairs : each) require_equal(pairs, lone_nearest);
+}
+
+TEST_CASE("positions without a valid ra/dec among many are skipped by both modes, as a brute force over the rest",
+          "[xmatch]") {
+  // Invalid points go to an extra zone of their own; in nearest mode their
+  // answer slots are never matched and must read "none".
+  const double radius = 2.0 / 3600.0, nan = std::nan(""), inf = std::numeric_limits<double>::infinity();
+  Points left, right;
+  make_catalogs(20000, radius, &left, &right);
+  Points valid_left, valid_right;  // the brute force's input: the invalid ones dropped
+  std::vector<int64_t> left_of, right_of;  // their indices in left, right
+  for (size_t i = 0; i < left.ra.size(); ++i) {
+    if (i % 7 == 3) left.ra[i] = i % 2 ? nan : inf;
+    if (i % 11 == 5) left.dec[i] = i % 2 ? nan : 91.0;
+    if (i % 13 == 1) right.ra[i] = i % 2 ? -inf : nan;
+    if (i % 17 == 2) right.dec[i] = i % 2 ? nan : -90.5;
+  }
+  auto keep = [](const Points& p, Points* out, std::vector<int64_t>* at) {
+    for (size_t i = 0; i < p.ra.size(); ++i)
+      if (std::isfinite(p.ra[i]) && std::isfinite(p.dec[i]) && std::fabs(p.dec[i]) <= 90.0) {
+        out->ra.push_back(p.ra[i]);
+        out->dec.push_back(p.dec[i]);
+        at->push_back(static_cast<int64_t>(i));
+      }
+  };
+  keep(left, &valid_left, &left_of);
+  keep(right, &valid_right, &right_of);
+  REQUIRE(valid_left.ra.size() < left.ra.size());
+  REQUIRE(valid_right.ra.size() < right.ra.size());
+  const mmu::CrossMatchIndex index(right.ra, right.dec, radius);
+  for (const bool all : {false, true}) {
+    std::vector<mmu::MatchPair> want = brute_force(valid_left, valid_right, radius, all);
+    for (mmu::MatchPair& p : want) p = {left_of[p.left], right_of[p.right], p.sep_arcsec};
+    REQUIRE(want.size() > 3000);
+    require_equal(index.match(left.ra, left.dec, all), want);
+  }
 }
 
 TEST_CASE("positions without a valid ra/dec are never matched; ra is taken modulo 360", "[xmatch]") {
@@ -195,6 +238,12 @@ TEST_CASE("positions without a valid ra/dec are never matched; ra is taken modul
   CHECK(pairs[1].right == 1);
   CHECK(pairs[0].sep_arcsec < 1e-6);
   CHECK(pairs[1].sep_arcsec < 1e-6);
+  const auto nearest = mmu::cross_match(left_ra, left_dec, right_ra, right_dec, 1.0 / 3600.0, false);
+  REQUIRE(nearest.size() == 2);
+  CHECK(nearest[0].left == 0);
+  CHECK(nearest[0].right == 0);
+  CHECK(nearest[1].left == 1);
+  CHECK(nearest[1].right == 1);
 }
 
 TEST_CASE("angles parse with units and bad ones are named", "[xmatch]") {

@@ -81,7 +81,7 @@ TEST_CASE("pair CSV rows equal printf's, separations near rounding midpoints inc
 
 TEST_CASE("pair CSV bytes do not depend on the number of threads", "[xmatch]") {
   // Text ids of several lengths on the left, integers on the right, two
-  // surveys: many blocks of 65,536 rows, formatted by 1, 2 and 3 threads.
+  // surveys: many blocks (a block's buffer is 2 MB), formatted by 1, 2 and 3 threads.
   mmu::SkySource l, r = integer_source(5000, 0, "desi");
   std::vector<std::string> texts;
   for (int i = 0; i < 3000; ++i) texts.push_back("obj-" + std::string(static_cast<size_t>(i % 17), 'x') + std::to_string(i));

@@ -85,6 +85,27 @@ void resize_fresh(std::vector<T>* v, size_t n) {
   v->resize(n);
 }
 
+// resize_fresh for items about to be written on this thread (a read, a fill):
+// the new items' pages are mapped in one system call first. A vector's storage
+// is not 2 MB-aligned, so up to 2 MB at each end stays on 4 KB pages, each a
+// page fault of ~12 us here when first written (measured: 6 vectors of 8 MB
+// written once took 31-50 ms so, 43-90 ms without).
+template <typename T>
+void resize_populated(std::vector<T>* v, size_t n, const T& value) {
+  reserve_fresh(v, n);
+  if (n > v->size()) populate(v->data() + v->size(), (n - v->size()) * sizeof(T));
+  v->resize(n, value);
+}
+
+// The same, the new items value-initialised (a memset for numbers, where
+// resize(n, T()) fills them one by one at twice the cost).
+template <typename T>
+void resize_populated(std::vector<T>* v, size_t n) {
+  reserve_fresh(v, n);
+  if (n > v->size()) populate(v->data() + v->size(), (n - v->size()) * sizeof(T));
+  v->resize(n);
+}
+
 // An array left uninitialised, to be filled by parallel loops: a vector would
 // have one thread zero (and page-fault) all of it first, tens of MB per match
 // (measured: a third of the index build's wall time on 2 threads).

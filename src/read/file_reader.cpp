@@ -501,8 +501,8 @@ void MmuFileReader::read_sky_columns(SkyColumns* out) const {
     out->warnings.insert(out->warnings.end(), c.warnings.begin(), c.warnings.end());
     return;
   }
-  out->ra.resize(first + n);
-  out->dec.resize(first + n);
+  resize_populated(&out->ra, first + n);
+  resize_populated(&out->dec, first + n);
   r.ra->read_rows(0, r.rows, out->ra.data() + first);
   r.dec->read_rows(0, r.rows, out->dec.data() + first);
   const double* ra = out->ra.data() + first;
@@ -513,7 +513,7 @@ void MmuFileReader::read_sky_columns(SkyColumns* out) const {
   if (id_type == h5::TypeClass::kString) {
     texts = r.ids->read_text(0, r.rows);
   } else {
-    resize_fresh(&numbers, n);
+    resize_populated(&numbers, n);
     if (id_type == h5::TypeClass::kUnsignedInteger)
       r.ids->read_rows(0, r.rows, numbers.data());
     else

@@ -15,7 +15,6 @@ namespace mmu {
 
 using xmatch::Index;
 using xmatch::kDeg;
-using xmatch::IndexedPoint;
 using xmatch::SkyPoint;
 using xmatch::ZoneIndex;
 using xmatch::Zones;
@@ -124,6 +123,16 @@ class HitArena {
   int64_t used_ = 0, size_ = 0;
 };
 
+// Nearest mode keeps a left point's answer in the point's own slot, whose
+// position is not read again once it is matched: no array of answers by left
+// index (16 bytes a point of fresh memory). The right index goes to .index
+// (kNone: no match), the separation in arcsec to .ra.
+constexpr Index kNone = std::numeric_limits<Index>::max();  // check_size keeps indices below it
+void keep_nearest(SkyPoint* slot, const Hit& h) {
+  slot->index = h.right < 0 ? kNone : static_cast<Index>(h.right);
+  slot->ra = h.sep_arcsec;
+}
+
 void check_size(const std::vector<double>& ra, const std::vector<double>& dec, const char* side) {
   if (ra.size() != dec.size())
     throw InvalidArgument(std::string("cross-match: the ") + side + " catalog has " + std::to_string(ra.size()) +
@@ -218,7 +227,7 @@ class PointMatcher {
   double reach() const { return reach_; }
 
   // q's own object on the right side (-1: none) is skipped.
-  void start(const IndexedPoint& q, int64_t same_object) {
+  void start(const SkyPoint& q, int64_t same_object) {
     same_ = same_object;
     ra_ = q.ra;
     dec_ = q.dec;
@@ -425,37 +434,35 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
   if (!same_object.empty() && same_object.size() != left_ra.size())
     throw InvalidArgument("cross-match: " + std::to_string(same_object.size()) + " same-object entries for " +
                           std::to_string(nl) + " left positions");
-  Buffer<IndexedPoint> left_points;
-  const Buffer<Index> left_start = group_by_zone(left_ra, left_dec, zones, &left_points);
-
+  Buffer<SkyPoint> left_points;
+  Buffer<Index> slot_of;  // nearest mode: left point i is left_points[slot_of[i]]
+  const Buffer<Index> left_start =
+      group_by_zone(left_ra, left_dec, zones, &left_points, all_pairs ? nullptr : &slot_of);
   const std::vector<WorkItem> work = plan_work(left_start, right, zones, impl_->radius);
 
-  // Results by left index. Nearest: best[i] (right < 0: none). All pairs:
-  // left point i's pairs are where[i], in the arenas of the threads.
-  Buffer<Hit> best(all_pairs ? 0 : nl);
+  // Results. Nearest: in each left point's slot once it is matched
+  // (keep_nearest); points without a valid position are never matched, so
+  // theirs are set here. All pairs: left point i's pairs are where[i], in the
+  // arenas of the threads.
+  if (!all_pairs)
+    for (int64_t k = left_start[zones.count]; k < nl; ++k) keep_nearest(&left_points[k], Hit{-1, 0.0});
+  // Nearest: matches per block of 2^block_shift left indices (at most 256 blocks).
+  int block_shift = 0;
+  while (((nl - 1) >> block_shift) >= 256) ++block_shift;
+  std::vector<int64_t> found_in_block(all_pairs || nl == 0 ? 0 : static_cast<size_t>(((nl - 1) >> block_shift) + 1), 0);
   Buffer<PointMatcher::Pairs> where(all_pairs ? nl : 0);
   std::vector<HitArena> arenas(all_pairs ? omp_get_max_threads() : 0);
 #pragma omp parallel
   {
-    // All "none" first, in sequence: then only the points with a match are
-    // written at random (each such write a cache miss).
-    if (all_pairs)
+    if (all_pairs) {
+      // All "none" first, in sequence: then only the points with a match are
+      // written at random (each such write a cache miss).
       populate_share(where.data(), nl);
-    else
-      populate_share(best.data(), nl);
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < nl; ++i) {
-      if (all_pairs)
-        where[i] = {nullptr, 0};
-      else
-        best[i].right = -1;
+      for (int64_t i = 0; i < nl; ++i) where[i] = {nullptr, 0};
     }
 
-    SortScratch<IndexedPoint> scratch;
-#pragma omp for schedule(dynamic, 4096)
-    for (int64_t z = 0; z < zones.count; ++z)
-      sort_by_ra(left_points.data() + left_start[z], left_points.data() + left_start[z + 1], &scratch);
-
+    std::vector<int64_t> found(found_in_block.size(), 0);  // this thread's matches per block
     PointMatcher matcher(right, zones, impl_->radius, all_pairs);
     HalfWidths half_width(zones, impl_->radius);
 #pragma omp for schedule(dynamic, 1)
@@ -465,8 +472,8 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
                               left_start.data() - 1;
       for (int64_t z = z_first; z < zones.count && left_start[z] < last; ++z) {
         if (left_start[z] == left_start[z + 1]) continue;  // most zones of a sparse catalog are empty
-        IndexedPoint* const zone_begin = left_points.data() + std::max<int64_t>(left_start[z], first);
-        IndexedPoint* const zone_end = left_points.data() + std::min<int64_t>(left_start[z + 1], last);
+        SkyPoint* const zone_begin = left_points.data() + std::max<int64_t>(left_start[z], first);
+        SkyPoint* const zone_end = left_points.data() + std::min<int64_t>(left_start[z + 1], last);
         const double half = half_width.of(z);
         // cursor[rz - z + 1]: the first point of right zone rz not left of the
         // window (found by binary search where an item starts inside a zone).
@@ -480,7 +487,7 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
                           ? begin
                           : std::partition_point(begin, end, [lo](const SkyPoint& p) { return p.ra < lo; });
         }
-        for (const IndexedPoint* q = zone_begin; q != zone_end; ++q) {
+        for (SkyPoint* q = zone_begin; q != zone_end; ++q) {
           matcher.start(*q, same_object.empty() ? -1 : same_object[q->index]);
           // Zones are taller than reach, so these are z - 1 .. z + 1 at most;
           // the point's own zone first, which may make the others too_far.
@@ -509,24 +516,56 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
             if (pairs.count > 0) where[q->index] = pairs;
           } else {
             const Hit nearest = matcher.nearest();
-            if (nearest.right >= 0) best[q->index] = nearest;
+            if (nearest.right >= 0) ++found[q->index >> block_shift];
+            keep_nearest(q, nearest);  // q's position is not read again
           }
         }
       }
     }
+    for (size_t b = 0; b < found.size(); ++b)
+      if (found[b] > 0) {
+#pragma omp atomic
+        found_in_block[b] += found[b];
+      }
   }
-  left_points = Buffer<IndexedPoint>();  // freed for the pairs to reuse
+  if (all_pairs) left_points = Buffer<SkyPoint>();  // freed for the pairs to reuse
+
+  std::vector<MatchPair> pairs;
+  if (!all_pairs) {
+    // Back to left order, block by block of left indices, each block's count
+    // taken during the match: the slots are read at random once, fetched ahead.
+    std::vector<int64_t> block_start(found_in_block.size() + 1, 0);
+    for (size_t b = 0; b < found_in_block.size(); ++b) block_start[b + 1] = block_start[b] + found_in_block[b];
+    resize_fresh(&pairs, static_cast<size_t>(block_start.back()));  // unset, filled below
+    const int64_t blocks = static_cast<int64_t>(found_in_block.size());
+#pragma omp parallel
+    {
+      // Each thread a run of blocks, its pairs mapped in one call (a block's
+      // alone are too few pages for populate, and 4 KB faults cost ~12 us).
+      const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+      const int64_t b0 = blocks * t / threads, b1 = blocks * (t + 1) / threads;
+      MatchPair* to = pairs.data() + block_start[b0];
+      populate(to, static_cast<size_t>(block_start[b1] - block_start[b0]) * sizeof(MatchPair));
+      constexpr int64_t kAhead = 16;
+      const int64_t i1 = std::min(nl, b1 << block_shift);
+      for (int64_t i = b0 << block_shift; i < i1; ++i) {
+        if (i + kAhead < i1) __builtin_prefetch(&left_points[slot_of[i + kAhead]]);
+        const SkyPoint& p = left_points[slot_of[i]];
+        if (p.index != kNone) *to++ = {i, static_cast<int64_t>(p.index), p.ra};
+      }
+    }
+    return pairs;
+  }
 
   // Back to left order, each thread a block of left indices: count, then copy.
   const int threads = omp_get_max_threads();
   std::vector<int64_t> block_start(threads + 1, 0);
-  std::vector<MatchPair> pairs;
 #pragma omp parallel num_threads(threads)
   {
     const int64_t t = omp_get_thread_num(), used = omp_get_num_threads();
     const int64_t i0 = nl * t / used, i1 = nl * (t + 1) / used;
     int64_t count = 0;
-    for (int64_t i = i0; i < i1; ++i) count += all_pairs ? where[i].count : (best[i].right >= 0);
+    for (int64_t i = i0; i < i1; ++i) count += where[i].count;
     block_start[t + 1] = count;
 #pragma omp barrier
 #pragma omp single
@@ -537,14 +576,10 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
     MatchPair* to = pairs.data() + block_start[t];
     populate(to, static_cast<size_t>(block_start[t + 1] - block_start[t]) * sizeof(MatchPair));
     for (int64_t i = i0; i < i1; ++i) {
-      if (all_pairs) {
-        // Pairs lie in zone order: fetched ahead, or each point waits on memory.
-        constexpr int64_t kAhead = 8;
-        if (i + kAhead < i1) __builtin_prefetch(where[i + kAhead].first);
-        for (const Hit *h = where[i].first, *e = h + where[i].count; h != e; ++h) *to++ = {i, h->right, h->sep_arcsec};
-      } else if (best[i].right >= 0) {
-        *to++ = {i, best[i].right, best[i].sep_arcsec};
-      }
+      // Pairs lie in zone order: fetched ahead, or each point waits on memory.
+      constexpr int64_t kAhead = 8;
+      if (i + kAhead < i1) __builtin_prefetch(where[i + kAhead].first);
+      for (const Hit *h = where[i].first, *e = h + where[i].count; h != e; ++h) *to++ = {i, h->right, h->sep_arcsec};
     }
   }
   return pairs;

@@ -71,7 +71,7 @@ SkySource load_sky_source(const std::string& spec, const std::string& store) {
           std::find(s.survey_names.begin(), s.survey_names.end(), f.dataset) - s.survey_names.begin());
       if (number == s.survey_names.size()) s.survey_names.push_back(f.dataset);
       reader.read_sky_columns(&columns);
-      s.survey_of.resize(columns.ra.size(), number);
+      resize_populated(&s.survey_of, columns.ra.size(), number);
     }
     s.ids = std::move(columns.ids);
     s.ra = std::move(columns.ra);
