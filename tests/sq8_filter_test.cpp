@@ -82,15 +82,16 @@ TEST_CASE("sq8 filter kernels equal a scalar sum, ties at the threshold included
   }
 }
 
-TEST_CASE("sq8 keeps the row whose 8-bit estimate is as low as the bound allows", "[sq8]") {
-  // Every dimension spans [0, 1] (scale 1/255, codes exact), and each query
-  // weight sits 0.4 of a step past an 8-bit level, rounding towards zero, so
-  // x* = (1 where q > 0, else 0) has the best score and an 8-bit estimate
-  // exactly D8 below it. A decoy 0.4 steps below x* comes first and sets tau;
-  // a filter with D8 10% too small skips x* (checked by hand). Every value is
-  // on the code grid, so the residual bounds do not hide such a shortfall.
+namespace {
+
+// Every dimension spans [0, 1] (scale 1/255, codes exact), and each query
+// weight sits 0.4 of a step past an 8-bit level (m8 levels), rounding towards
+// zero, so x* = (1 where q > 0, else 0) has the best score and an 8-bit
+// estimate exactly D8 below it. A decoy 0.4 steps below x* comes first and
+// sets tau; a filter with D8 10% too small skips x* (checked by hand). Every
+// value is on the code grid, so the residual bounds do not hide such a shortfall.
+void check_tight_row(int64_t m8) {
   const int64_t d = 40, fill = 100;
-  const int64_t m8 = mmu::sq8_filter8_vnni_available() ? 127 : 64;  // the filter's weight range on this CPU
   std::mt19937_64 rng(71);
   std::uniform_int_distribution<int64_t> level(1, m8 - 2);
   std::uniform_int_distribution<int> low(0, 127);  // filler codes: on the grid, so every row's residual is ~0
@@ -115,6 +116,45 @@ TEST_CASE("sq8 keeps the row whose 8-bit estimate is as low as the bound allows"
     for (int64_t k : {1, 2, 3}) check(base, n, d, queries, k);
     const mmu::VectorMatrix m{base.data(), mmu::VectorType::kF32, n, d};
     REQUIRE(mmu::exact_top_k(m, q.data(), 1, 1)[0][0].id == n - 1);  // x*, not the decoy, is first
+  }
+}
+
+}  // namespace
+
+TEST_CASE("sq8 keeps the row whose 8-bit estimate is as low as the bound allows", "[sq8]") {
+  check_tight_row(mmu::sq8_filter8_vnni_available() ? 127 : 64);  // the filter's weight range on this CPU
+}
+
+TEST_CASE("sq8 answers equal the fp32 scan with each filter kernel", "[sq8]") {
+  struct Kernel {
+    const char* name;
+    mmu::Sq8FilterFn fn;
+    int64_t max_weight;
+    bool available;
+  };
+  const Kernel kernels[] = {{"scalar", mmu::sq8_filter8_scalar, 127, true},
+                            {"avx2", mmu::sq8_filter8_avx2, 64, __builtin_cpu_supports("avx2") != 0},
+                            {"vnni", mmu::sq8_filter8_vnni, 127, mmu::sq8_filter8_vnni_available()}};
+  struct Restore {  // this CPU's best kernel again, even when a check below fails
+    ~Restore() { mmu::TEST_sq8_use_filter(nullptr, 0); }
+  } restore;
+  for (const Kernel& k : kernels) {
+    if (!k.available) continue;
+    DYNAMIC_SECTION("kernel " << k.name) {
+      mmu::TEST_sq8_use_filter(k.fn, k.max_weight);
+      check_tight_row(k.max_weight);
+      const int64_t n = 3001, d = 70;
+      const auto base = random_unit_rows(n, d, 121);
+      auto queries = random_unit_rows(3, d, 122);
+      queries[0] = 1e6f;  // one huge weight
+      std::vector<int64_t> subset;
+      for (int64_t r = 1; r < n; r += 2) subset.push_back(r);
+      for (int64_t kk : {int64_t{1}, int64_t{50}, n + 1}) {
+        const int64_t passed = check(base, n, d, queries, kk);
+        check(base, n, d, queries, kk, &subset);
+        if (kk == 50) CHECK(passed < 3 * n / 2);  // the kernel filters (3 queries, 1 of them unfilterable)
+      }
+    }
   }
 }
 

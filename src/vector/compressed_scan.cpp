@@ -244,7 +244,16 @@ Filter8 pick_filter() {
   return {nullptr, 0};
 }
 
+Filter8& active_filter() {
+  static Filter8 f = pick_filter();
+  return f;
+}
+
 }  // namespace
+
+void TEST_sq8_use_filter(Sq8FilterFn kernel, int64_t max_weight) {
+  active_filter() = kernel ? Filter8{kernel, max_weight} : pick_filter();
+}
 
 std::vector<uint8_t> encode_sq8(const VectorMatrix& f32, const std::string& vectors_sha256) {
   if (f32.type != VectorType::kF32) throw InvalidArgument("sq8 encodes fp32 vectors only");
@@ -389,7 +398,7 @@ std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int
   const double W = D + G + margin + 0x1p-149;
 
   // The 8-bit filter's weights and the part of hi8 that is the same for every row.
-  static const Filter8 filter = pick_filter();
+  const Filter8 filter = active_filter();
   const int64_t M8 = std::min<int64_t>(std::max<int64_t>(filter.max_weight, 1), ((int64_t{1} << 31) - 1) / (255 * dim));
   const double s8 = maxw > 0 ? maxw / static_cast<double>(M8) : 1.0;
   std::vector<int8_t> w8(static_cast<size_t>(round_up(stride_, 32)), 0);

@@ -37,6 +37,11 @@ uint32_t sq8_filter8_avx2(const uint8_t* const* rows, const int8_t* w8, int64_t 
 bool sq8_filter8_vnni_available();
 uint32_t sq8_filter8_vnni(const uint8_t* const* rows, const int8_t* w8, int64_t stride, int32_t t);
 
+// Tests only: Sq8Copy::top_k filters with `kernel`, its weights bounded by
+// max_weight, from now on; a null kernel restores this CPU's best. Not
+// thread-safe (no query may run meanwhile).
+void TEST_sq8_use_filter(Sq8FilterFn kernel, int64_t max_weight);
+
 class Sq8Copy {
  public:
   // Reads the image at data (size bytes; a mapping that must outlive this).
