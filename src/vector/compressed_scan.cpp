@@ -35,6 +35,25 @@
 //   bound (err, absmax, residual, max_norm) was rounded up when written.
 //   So lo(x) = est - W - B_x <= f(x) <= est + W + B_x = hi(x), W = D + G + margin + 2^-149.
 //
+//   The 8-bit filter (cheaper: u8 codes times s8 weights, 32 dims per
+//   vpdpbusd or vpmaddubsw) runs first and bounds hi(x) from above:
+//   w_d = s8 * w8_d + e_d (w8 integers, |w8_d| <= M8, M8 <= 127 for vpdpbusd,
+//   which adds four products to int32 without saturating, <= 64 for
+//   vpmaddubsw, whose int16 pairs 2 * 255 * 64 never saturate; and
+//   |I8| <= 255 M8 dim < 2^31 for every partial sum), so
+//   sum_d w_d c_d = s8 I8(x) + 127.5 sum_d e_d + sum_d e_d (c_d - 127.5), and
+//   |c_d - 127.5| <= 127.5 bounds the last term by D8 = 127.5 sum_d |e_d|.
+//   With B_x <= Bmax = min(sum_d |q_d| err_d, ||q|| max_x residual_x):
+//   hi(x) <= Q0 + s8 I8(x) + C8 + D8 + Bmax + W + margin8 = hi8(x), C8 = 127.5 sum_d e_d
+//   (margin8 covers the double rounding of C8, D8 and their sum). A row with
+//   hi8(x) < tau_t, the k-th lower bound its thread has seen, is skipped: its
+//   f(x) <= hi(x) < tau_t <= tau, and its lo(x) < tau_t would not enter the
+//   thread's k largest. The test is done in integers, I8(x) < T with
+//   T = floor((tau_t - (hi8(x) - s8 I8(x))) / s8) - 1 (the -1 absorbs the
+//   rounding of that double quotient, far below 1 while |T| < 2^31), so a
+//   skipped row has s8 I8(x) < tau_t - (hi8(x) - s8 I8(x)). Every other row
+//   gets the 16-bit estimate and its own bounds below.
+//
 //   Let tau be the k-th largest lo. k rows have f >= lo >= tau, so the k-th
 //   best score f_k >= tau; any row with f(x) >= f_k (ties at the k-th score
 //   included) has hi(x) >= f(x) >= tau. Every such row is a candidate and is
@@ -111,12 +130,130 @@ struct Bounds {
   size_t k = 0;  // 0 when k exceeds the rows scanned: every row is a candidate
   std::vector<double> lows;
   std::vector<std::pair<int64_t, double>> cands;  // (scan position, hi)
+  int32_t t8 = std::numeric_limits<int32_t>::min();  // I8 threshold of the current tau (see the top)
   double tau() const {
     return k > 0 && lows.size() == k ? lows.front() : -std::numeric_limits<double>::infinity();
   }
 };
 
+// T of the proof at the top for tau: rows with I8 < T are skipped. `rest` =
+// hi8(x) - s8 I8(x), s8 > 0.
+int32_t coarse_threshold(double tau, double rest, double s8) {
+  const double r = std::floor((tau - rest) / s8) - 1;
+  if (!(r > static_cast<double>(std::numeric_limits<int32_t>::min()))) return std::numeric_limits<int32_t>::min();
+  if (r >= static_cast<double>(std::numeric_limits<int32_t>::max())) return std::numeric_limits<int32_t>::max();
+  return static_cast<int32_t>(r);
+}
+
 }  // namespace
+
+uint32_t sq8_filter8_scalar(const uint8_t* const* rows, const int8_t* w8, int64_t stride, int32_t t) {
+  uint32_t keep = 0;
+  for (int j = 0; j < 8; ++j) {
+    int32_t s = 0;
+    for (int64_t i = 0; i < stride; ++i) s += static_cast<int32_t>(rows[j][i]) * w8[i];
+    if (s >= t) keep |= 1u << j;
+  }
+  return keep;
+}
+
+namespace {
+
+// The 8 sums of the filter kernels below, reduced by an hadd tree ((01 23 | 01 23),
+// then (0123 | 0123), halves added), compared with t.
+__attribute__((target("avx2"))) inline uint32_t reduce8(const __m256i* acc, int32_t t) {
+  const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+  const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[4], acc[5]), _mm256_hadd_epi32(acc[6], acc[7]));
+  const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+  const __m256i below = _mm256_cmpgt_epi32(_mm256_set1_epi32(t), sums);
+  return ~static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(below))) & 0xffu;
+}
+
+__attribute__((target("avx2"))) inline __m256i load32(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+__attribute__((target("avx2"))) inline __m256i load32w(const int8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// The last 16 codes of a stride that is an odd multiple of 16, read alone
+// (never past the row's end) and zero-extended.
+__attribute__((target("avx2"))) inline __m256i load16(const uint8_t* p) {
+  return _mm256_set_m128i(_mm_setzero_si128(), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+}  // namespace
+
+// Row by row (rows side by side defeat the hardware prefetcher: measured 2.5x
+// slower from memory); vpmaddubsw pairs stay in int16 for |w8| <= 64.
+__attribute__((target("avx2"))) uint32_t sq8_filter8_avx2(const uint8_t* const* rows, const int8_t* w8,
+                                                           int64_t stride, int32_t t) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t whole = stride / 32 * 32;
+  __m256i acc[8];
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t* r = rows[j];
+    __m256i a = _mm256_setzero_si256();
+    for (int64_t i = 0; i < whole; i += 32)
+      a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(load32(r + i), load32w(w8 + i)), ones));
+    if (whole < stride)
+      a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(load16(r + whole), load32w(w8 + whole)), ones));
+    acc[j] = a;
+  }
+  return reduce8(acc, t);
+}
+
+bool sq8_filter8_vnni_available() {
+  static const bool ok = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+
+// vpdpbusd: four u8 x s8 products added to an int32 lane, no intermediate
+// saturation, so |w8| may reach 127. Two accumulators per row hide its latency.
+__attribute__((target("avx2,avx512vnni,avx512vl"))) uint32_t sq8_filter8_vnni(const uint8_t* const* rows,
+                                                                                 const int8_t* w8, int64_t stride,
+                                                                                 int32_t t) {
+  const int64_t pairs = stride / 64 * 64, whole = stride / 32 * 32;
+  __m256i acc[8];
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t* r = rows[j];
+    __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
+    for (int64_t i = 0; i < pairs; i += 64) {
+      a = _mm256_dpbusd_epi32(a, load32(r + i), load32w(w8 + i));
+      b = _mm256_dpbusd_epi32(b, load32(r + i + 32), load32w(w8 + i + 32));
+    }
+    if (pairs < whole) a = _mm256_dpbusd_epi32(a, load32(r + pairs), load32w(w8 + pairs));
+    if (whole < stride) b = _mm256_dpbusd_epi32(b, load16(r + whole), load32w(w8 + whole));
+    acc[j] = _mm256_add_epi32(a, b);
+  }
+  return reduce8(acc, t);
+}
+
+namespace {
+
+struct Filter8 {
+  Sq8FilterFn fn;
+  int64_t max_weight;  // |w8| bound the kernel is exact for (before the int32 limit)
+};
+
+// The fastest exact kernel of this CPU; none (every row gets the 16-bit bounds) without AVX2.
+Filter8 pick_filter() {
+  if (sq8_filter8_vnni_available()) return {sq8_filter8_vnni, 127};
+  if (__builtin_cpu_supports("avx2")) return {sq8_filter8_avx2, 64};
+  return {nullptr, 0};
+}
+
+Filter8& active_filter() {
+  static Filter8 f = pick_filter();
+  return f;
+}
+
+}  // namespace
+
+void TEST_sq8_use_filter(Sq8FilterFn kernel, int64_t max_weight) {
+  active_filter() = kernel ? Filter8{kernel, max_weight} : pick_filter();
+}
 
 std::vector<uint8_t> encode_sq8(const VectorMatrix& f32, const std::string& vectors_sha256) {
   if (f32.type != VectorType::kF32) throw InvalidArgument("sq8 encodes fp32 vectors only");
@@ -213,13 +350,15 @@ Sq8Copy::Sq8Copy(const void* data, size_t size, const std::string& name) {
     if (!std::isfinite(min_[d]) || !(scale_[d] >= 0) || !(err_[d] >= 0) || !(absmax_[d] >= 0) ||
         !std::isfinite(scale_[d]) || !std::isfinite(err_[d]) || !std::isfinite(absmax_[d]))
       throw damaged("dimension " + std::to_string(d) + " has a non-finite or negative bound");
-  for (int64_t i = 0; i < rows_; ++i)
+  for (int64_t i = 0; i < rows_; ++i) {
     if (!(residual_[i] >= 0) || !std::isfinite(residual_[i]))
       throw damaged("row " + std::to_string(i) + " has a non-finite or negative error bound");
+    max_residual_ = std::max(max_residual_, static_cast<double>(residual_[i]));
+  }
 }
 
 std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int64_t k,
-                                const std::vector<int64_t>* subset, int64_t* candidates) const {
+                                const std::vector<int64_t>* subset, int64_t* candidates, int64_t* filtered) const {
   if (k <= 0) throw InvalidArgument("k must be at least 1, got " + std::to_string(k));
   if (f32.rows != rows_ || f32.dim != dim_ || f32.type != VectorType::kF32)
     throw Error(ErrorKind::kInternal, "sq8 copy and fp32 vectors differ in shape");
@@ -258,6 +397,26 @@ std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int
   const double margin = std::ldexp(static_cast<double>(dim + 64), -40) * (mag + std::fabs(q0) + D + l1b + G + maxw);
   const double W = D + G + margin + 0x1p-149;
 
+  // The 8-bit filter's weights and the part of hi8 that is the same for every row.
+  const Filter8 filter = active_filter();
+  const int64_t M8 = std::min<int64_t>(std::max<int64_t>(filter.max_weight, 1), ((int64_t{1} << 31) - 1) / (255 * dim));
+  const double s8 = maxw > 0 ? maxw / static_cast<double>(M8) : 1.0;
+  std::vector<int8_t> w8(static_cast<size_t>(round_up(stride_, 32)), 0);
+  double esum = 0, eabs = 0;
+  for (int64_t d = 0; d < dim; ++d) {
+    const int64_t v = std::clamp<int64_t>(std::llround(w[d] / s8), -M8, M8);
+    w8[d] = static_cast<int8_t>(v);
+    const double e = w[d] - s8 * static_cast<double>(v);
+    esum += e;
+    eabs += std::fabs(e);
+  }
+  const double C8 = 127.5 * esum, D8 = 127.5 * eabs;
+  const double b_max = std::min(l1b, qn * max_residual_);
+  const double margin8 = std::ldexp(static_cast<double>(dim + 64), -40) *
+                         (mag + std::fabs(q0) + std::fabs(C8) + D8 + b_max + W + maxw);
+  const double rest8 = q0 + C8 + D8 + b_max + W + margin8;
+  const bool coarse = filter.fn != nullptr;
+
   // Pass 1: bounds of every scanned row; candidates whose upper bound reaches
   // the k-th lower bound seen so far (never above the final one).
   const int64_t n_tasks = (n_items + kRowsPerTask - 1) / kRowsPerTask;
@@ -266,37 +425,60 @@ std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int
   std::vector<Bounds> per(static_cast<size_t>(threads));
   const DotFn dot = pick_dot();
   const size_t kk = k <= n_items ? static_cast<size_t>(k) : 0;
+  int64_t n_passed = 0;
 #pragma omp parallel num_threads(threads)
   {
     Bounds& b = per[static_cast<size_t>(omp_get_thread_num())];
     b.k = kk;
     b.lows.reserve(kk);
+    int64_t passed = 0;
+    // The 16-bit estimate and bounds of scan position p (a row the 8-bit filter kept).
+    const auto examine = [&](int64_t p, int64_t row) {
+      ++passed;
+      const double est = q0 + s_w * static_cast<double>(dot(codes_ + row * stride_, w16.data(), stride_));
+      const double half = W + std::min(l1b, qn * static_cast<double>(residual_[row]));
+      const double lo = est - half, hi = est + half;
+      if (hi < b.tau()) return;
+      b.cands.emplace_back(p, hi);
+      if (kk == 0) return;
+      if (b.lows.size() < kk) {
+        b.lows.push_back(lo);
+        std::push_heap(b.lows.begin(), b.lows.end(), std::greater<double>());
+      } else if (lo > b.lows.front()) {
+        std::pop_heap(b.lows.begin(), b.lows.end(), std::greater<double>());
+        b.lows.back() = lo;
+        std::push_heap(b.lows.begin(), b.lows.end(), std::greater<double>());
+      } else {
+        return;  // tau did not move
+      }
+      if (coarse) b.t8 = coarse_threshold(b.tau(), rest8, s8);
+      if (b.cands.size() > 4 * kk + 4096) {  // drop those the risen threshold rules out
+        const double tau = b.tau();
+        b.cands.erase(std::remove_if(b.cands.begin(), b.cands.end(), [&](const auto& c) { return c.second < tau; }),
+                      b.cands.end());
+      }
+    };
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < n_tasks; ++t) {
       const int64_t first = t * kRowsPerTask, last = std::min(n_items, first + kRowsPerTask);
-      for (int64_t p = first; p < last; ++p) {
-        const int64_t row = subset ? (*subset)[static_cast<size_t>(p)] : p;
-        const double est = q0 + s_w * static_cast<double>(dot(codes_ + row * stride_, w16.data(), stride_));
-        const double half = W + std::min(l1b, qn * static_cast<double>(residual_[row]));
-        const double lo = est - half, hi = est + half;
-        if (hi < b.tau()) continue;
-        b.cands.emplace_back(p, hi);
-        if (kk == 0) continue;
-        if (b.lows.size() < kk) {
-          b.lows.push_back(lo);
-          std::push_heap(b.lows.begin(), b.lows.end(), std::greater<double>());
-        } else if (lo > b.lows.front()) {
-          std::pop_heap(b.lows.begin(), b.lows.end(), std::greater<double>());
-          b.lows.back() = lo;
-          std::push_heap(b.lows.begin(), b.lows.end(), std::greater<double>());
+      for (int64_t p0 = first; p0 < last; p0 += 8) {
+        const int64_t nb = std::min<int64_t>(8, last - p0);
+        int64_t rows[8];
+        const uint8_t* ptrs[8];
+        for (int64_t j = 0; j < 8; ++j) {  // a short block repeats its first row, masked off below
+          rows[j] = j < nb ? (subset ? (*subset)[static_cast<size_t>(p0 + j)] : p0 + j) : rows[0];
+          ptrs[j] = codes_ + rows[j] * stride_;
         }
-        if (b.cands.size() > 4 * kk + 4096) {  // drop those the risen threshold rules out
-          const double tau = b.tau();
-          b.cands.erase(std::remove_if(b.cands.begin(), b.cands.end(), [&](const auto& c) { return c.second < tau; }),
-                        b.cands.end());
+        uint32_t keep = (1u << nb) - 1;
+        if (coarse) keep &= filter.fn(ptrs, w8.data(), stride_, b.t8);
+        for (; keep != 0; keep &= keep - 1) {
+          const int j = __builtin_ctz(keep);
+          examine(p0 + j, rows[j]);
         }
       }
     }
+#pragma omp atomic
+    n_passed += passed;
   }
   // A row not pushed to its thread's heap had hi < tau_t, hence lo < tau_t: the
   // k largest lows overall are all in the heaps.
@@ -313,6 +495,7 @@ std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int
       if (c.second >= tau) pos.push_back(c.first);
   std::sort(pos.begin(), pos.end());
   if (candidates) *candidates = static_cast<int64_t>(pos.size());
+  if (filtered) *filtered = n_passed;
 
   // Pass 2: the candidates' canonical scores.
   std::vector<Hit> hits;

@@ -27,6 +27,21 @@ namespace mmu {
 // and the size of f32 as what it encodes. Throws FormatError on a non-finite value.
 std::vector<uint8_t> encode_sq8(const VectorMatrix& f32, const std::string& vectors_sha256);
 
+// The 8-bit filter's kernels (for the tests that prove they agree): bit j set
+// when sum_i w8[i] * rows[j][i] >= t, over stride bytes per row (a multiple of
+// 16; w8 holds stride rounded up to 32 weights, zero past the last row byte).
+// Exact for |w8| <= 64 (avx2) or 127 (vnni, scalar) while 255 * max|w8| * stride < 2^31.
+using Sq8FilterFn = uint32_t (*)(const uint8_t* const* rows, const int8_t* w8, int64_t stride, int32_t t);
+uint32_t sq8_filter8_scalar(const uint8_t* const* rows, const int8_t* w8, int64_t stride, int32_t t);
+uint32_t sq8_filter8_avx2(const uint8_t* const* rows, const int8_t* w8, int64_t stride, int32_t t);
+bool sq8_filter8_vnni_available();
+uint32_t sq8_filter8_vnni(const uint8_t* const* rows, const int8_t* w8, int64_t stride, int32_t t);
+
+// Tests only: Sq8Copy::top_k filters with `kernel`, its weights bounded by
+// max_weight, from now on; a null kernel restores this CPU's best. Not
+// thread-safe (no query may run meanwhile).
+void TEST_sq8_use_filter(Sq8FilterFn kernel, int64_t max_weight);
+
 class Sq8Copy {
  public:
   // Reads the image at data (size bytes; a mapping that must outlive this).
@@ -40,15 +55,16 @@ class Sq8Copy {
 
   // exact_top_k(f32, query, 1, k, subset)[0], bit for bit: f32 must be the
   // vectors this copy encodes. `candidates`, when given, receives how many
-  // rows were re-scored in fp32.
+  // rows were re-scored in fp32; `filtered`, how many passed the 8-bit
+  // filter to the 16-bit bounds (all of them on a CPU without AVX2).
   std::vector<Hit> top_k(const VectorMatrix& f32, const float* query, int64_t k, const std::vector<int64_t>* subset,
-                         int64_t* candidates = nullptr) const;
+                         int64_t* candidates = nullptr, int64_t* filtered = nullptr) const;
 
  private:
   int64_t rows_ = 0, dim_ = 0, stride_ = 0;
   uint64_t vectors_bytes_ = 0;
   std::string sha_;
-  double max_norm_ = 0;
+  double max_norm_ = 0, max_residual_ = 0;
   const float *min_ = nullptr, *scale_ = nullptr, *err_ = nullptr, *absmax_ = nullptr, *residual_ = nullptr;
   const uint8_t* codes_ = nullptr;
 };
