@@ -141,7 +141,9 @@ def _(env):
          "different fits: rc %d, %s" % (p.returncode, p.stderr[-1500:]))
 
 
-if __name__ == "__main__":
+def mpi_env_or_skip():
+    """The harness's Env with index, search, samples, tmp and mpi_bin set; exits 77 (skipped) where MPI cannot
+    run here. Shared by the MPI tests."""
     args, index, search = binaries_samples_tmp()
     mpi_bin = os.path.join(args.bin, "mmu-search-mpi")
     if shutil.which("mpirun") is None:
@@ -156,4 +158,8 @@ if __name__ == "__main__":
         sys.exit(77)
     env = Env()
     env.index, env.search, env.samples, env.tmp, env.mpi_bin = index, search, args.samples, args.tmp, mpi_bin
-    sys.exit(run_cases(cases, env, setup))
+    return env
+
+
+if __name__ == "__main__":
+    sys.exit(run_cases(cases, mpi_env_or_skip(), setup))

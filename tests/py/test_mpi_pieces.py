@@ -14,16 +14,15 @@ import os
 import random
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Env, binaries_samples_tmp, case_list, need, run, run_cases  # noqa: E402
+from harness import case_list, need, run, run_cases  # noqa: E402
 import store_set_fixtures as ssf  # noqa: E402
-from test_mpi import MPIRUN, store_flags  # noqa: E402
+from test_mpi import MPIRUN, mpi_env_or_skip, store_flags  # noqa: E402
 from test_mpi_serve import blocks  # noqa: E402
 from test_serve import request  # noqa: E402
 
@@ -143,15 +142,7 @@ def _(env):
 
 
 if __name__ == "__main__":
-    args, index, search = binaries_samples_tmp()
-    mpi_bin = os.path.join(args.bin, "mmu-search-mpi")
-    for missing, why in ((shutil.which("mpirun") is None, "mpirun is not installed (Debian openmpi-bin)"),
-                         (not os.path.exists(mpi_bin), "CMake found no MPI (libopenmpi-dev): no " + mpi_bin)):
-        if missing:
-            print("SKIP: " + why)
-            sys.exit(77)
-    env = Env()
-    env.index, env.search, env.samples, env.tmp, env.mpi_bin = index, search, args.samples, args.tmp, mpi_bin
+    env = mpi_env_or_skip()
     code = 1
     try:
         code = run_cases(cases, env, setup)
