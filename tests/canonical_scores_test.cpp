@@ -20,22 +20,13 @@
 namespace {
 
 using mmu::Hit;
+using mmu::test::by_the_rule;
 using mmu::test::random_unit_rows;
 
 uint32_t bits(float f) {
   uint32_t b = 0;
   std::memcpy(&b, &f, 4);
   return b;
-}
-
-// The rule written out from its definition, independently of the kernels.
-float by_the_rule(const float* q, const float* x, int64_t dim) {
-  const int64_t main = dim - dim % 8;
-  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int64_t i = 0; i < main; ++i) lane[i % 8] = lane[i % 8] + static_cast<double>(q[i]) * x[i];
-  double s = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-  for (int64_t i = main; i < dim; ++i) s = s + static_cast<double>(q[i]) * x[i];
-  return static_cast<float>(s);
 }
 
 bool ranks_before(const Hit& a, const Hit& b) { return a.score > b.score || (a.score == b.score && a.id < b.id); }

@@ -16,18 +16,9 @@
 namespace {
 
 using mmu::test::random_unit_rows;
+using mmu::test::require_identical;
 
 const std::string kSha(64, 'a');
-
-// Same rows, same order, same float scores (bit for bit).
-void require_identical(const std::vector<mmu::Hit>& got, const std::vector<mmu::Hit>& want) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("rank " << i);
-    REQUIRE(got[i].id == want[i].id);
-    REQUIRE(std::memcmp(&got[i].score, &want[i].score, sizeof(float)) == 0);
-  }
-}
 
 struct Case {
   std::vector<float> base;

@@ -18,16 +18,7 @@
 namespace {
 
 using mmu::Hit;
-
-// The canonical rule written out (vector/canonical_dot.h), apart from the kernels.
-float by_the_rule(const float* q, const float* x, int64_t dim) {
-  const int64_t main = dim - dim % 8;
-  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int64_t i = 0; i < main; ++i) lane[i % 8] = lane[i % 8] + static_cast<double>(q[i]) * x[i];
-  double s = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-  for (int64_t i = main; i < dim; ++i) s = s + static_cast<double>(q[i]) * x[i];
-  return static_cast<float>(s);
-}
+using mmu::test::by_the_rule;
 
 // Every row of `ids` scored alone, the k best by (score desc, row asc).
 std::vector<Hit> brute(const std::vector<float>& rows, int64_t d, const float* q, int64_t k,

@@ -17,17 +17,9 @@
 namespace {
 
 using mmu::test::random_unit_rows;
+using mmu::test::require_identical;
 
 const std::string kSha(64, 'b');
-
-void require_identical(const std::vector<mmu::Hit>& got, const std::vector<mmu::Hit>& want) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("rank " << i);
-    REQUIRE(got[i].id == want[i].id);
-    REQUIRE(std::memcmp(&got[i].score, &want[i].score, sizeof(float)) == 0);
-  }
-}
 
 // Every query against exact_top_k; returns the rows that passed the filter.
 int64_t check(const std::vector<float>& base, int64_t n, int64_t d, const std::vector<float>& queries, int64_t k,
