@@ -73,10 +73,14 @@ int64_t gappy_spectrum_features(const PcaModel& model, const float* values, cons
   const int64_t d = model.input_dim, k = std::max(model.output_dim, model.fill_dim), p = k + 2;
   const double residual = model.residual_variance;
   std::atomic<int64_t> first_bad{-1};
-  // The components bin by bin (d x k): every use below reads one bin's k values.
-  std::vector<double> by_bin(static_cast<size_t>(d * k));
-  for (int64_t c = 0; c < k; ++c)
-    for (int64_t j = 0; j < d; ++j) by_bin[j * k + c] = model.components[c * d + j];
+  // The components bin by bin (d x k): every use below reads one bin's k values
+  // (~10% of a DESI build). Made only when a spectrum of the call has a gap.
+  std::vector<double> by_bin;
+  if (std::any_of(weights, weights + n * d, [](float w) { return !(w > 0.0f); })) {
+    by_bin.resize(static_cast<size_t>(d * k));
+    for (int64_t c = 0; c < k; ++c)
+      for (int64_t j = 0; j < d; ++j) by_bin[j * k + c] = model.components[c * d + j];
+  }
 
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t i = 0; i < n; ++i) {
