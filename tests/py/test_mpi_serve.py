@@ -42,14 +42,18 @@ class Service:
 
     def ready(self):
         # Raw reads: a buffered readline would hold the second line while select() waits for more.
+        # Warnings (a setting of the environment, say) may come first: they are not start lines.
+        def start_lines(raw):
+            return [l for l in raw.decode(errors="replace").splitlines() if not l.startswith("warning: ")]
+
         out, deadline = b"", time.monotonic() + 30
-        while out.count(b"\n") < 2 and time.monotonic() < deadline:
+        while len(start_lines(out.rpartition(b"\n")[0])) < 2 and time.monotonic() < deadline:
             ready, _, _ = select.select([self.proc.stderr], [], [], 1)
             chunk = os.read(self.proc.stderr.fileno(), 65536) if ready else b""
             if ready and not chunk:
                 break
             out += chunk
-        self.lines = out.decode(errors="replace").splitlines()
+        self.lines = start_lines(out)
         if len(self.lines) < 2:
             self.kill()
             raise AssertionError("the service did not start: %r" % out)
