@@ -541,7 +541,8 @@ def report(m, args, data, gen_s, ing, like, qual, cont=None):
         st = r["ours_stages_s"]
         if st:
             log(f"     ours, stages alone (mmu_bench_stages, best of 3 each): read {st['read_s']:.2f} s, features "
-                f"{st['features_s']:.2f} s, fit_pca {st['fit_pca_s']:.2f} s, project {st['project_pca_s']:.3f} s")
+                f"{st['features_s']:.2f} s, fit_pca {st['fit_pca_s']:.2f} s, gappy fill {st['gappy_fill_s']:.2f} s, "
+                f"project {st['project_pca_s']:.3f} s")
         ph = r["peer_phases_s"]
         log(f"     peer, in process (its fastest run): read {ph['read']:.2f} s, features {ph['features']:.2f} s, pca {ph['pca']:.2f} s, "
             f"save {ph['write']:.3f} s (of {ph['total_in_process']:.2f} s; the rest is interpreter + imports)")
