@@ -38,7 +38,6 @@
 
 #include "bench_stats.h"
 #include "mmu/exact_search.h"
-#include "process_defaults.h"
 
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
                        const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,

@@ -33,7 +33,6 @@
 #include "bench_stats.h"
 #include "synthetic_vectors.h"
 #include "mmu/exact_search.h"
-#include "process_defaults.h"
 #include "vector/compressed_scan.h"
 
 namespace {

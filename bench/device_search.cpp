@@ -27,7 +27,6 @@
 #include <unordered_set>
 #include <vector>
 
-#include "process_defaults.h"
 #include "bench_stats.h"
 #include "mmu/device_search.h"
 #include "mmu/error.h"

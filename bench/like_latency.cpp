@@ -26,9 +26,6 @@
 #include <string>
 #include <vector>
 
-// Same process defaults as mmu-index / mmu-search (malloc thresholds), so the
-// timings here are those of the real executables.
-#include "process_defaults.h"
 #include "bench_stats.h"
 #include "mmu/error.h"
 #include "mmu/query.h"

@@ -40,8 +40,6 @@
 #include <unordered_set>
 #include <vector>
 
-// Same process defaults as mmu-search (malloc thresholds).
-#include "process_defaults.h"
 #include "bench_stats.h"
 #include "mmu/error.h"
 #include "mmu/space_index.h"

@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "process_defaults.h"
 #include "mmu/crossmatch.h"
 #include "mmu/sky_source.h"
 

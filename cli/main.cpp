@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "cli_common.h"
-#include "process_defaults.h"
 #include "export_command.h"
 #include "hunt_command.h"
 #include "predict_command.h"

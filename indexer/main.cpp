@@ -11,7 +11,6 @@
 #include "inspect_command.h"
 #include "pairs_command.h"
 #include "preprocess_command.h"
-#include "process_defaults.h"
 #include "reindex_command.h"
 #include "train_command.h"
 #include "xmatch_command.h"

@@ -20,7 +20,6 @@
 #include "mmu/result_format.h"
 #include "mmu/store_set.h"
 #include "mmu/version.h"
-#include "process_defaults.h"
 #include "query_command.h"
 #include "rank_scanner.h"
 #include "set_service.h"

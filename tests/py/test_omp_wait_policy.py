@@ -1,7 +1,7 @@
 """Idle OpenMP threads sleep by default in every executable: libgomp, as it
 reports itself through OMP_DISPLAY_ENV, sees OMP_WAIT_POLICY=PASSIVE (spin count
 0) when the user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, and the user's
-value of either when set (app_common/process_defaults.h). Other variables read
+value of either when set (app_common/process_defaults.cpp). Other variables read
 through the executable's getenv keep their values (a store path given by
 MMU_STORE reaches mmu-search).
 Run: test_omp_wait_policy.py --bin BUILD --tmp DIR

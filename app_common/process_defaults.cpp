@@ -1,6 +1,7 @@
 // Process-wide settings every executable wants before any library runs.
-// Include in exactly one file of each executable.
-#pragma once
+// Compiled into every executable that links mmu_app_common (an INTERFACE
+// source of it, CMakeLists.txt): nothing includes it, so it cannot be linked
+// twice, and no executable can forget it.
 
 #include <malloc.h>
 #include <unistd.h>  // environ
@@ -16,7 +17,7 @@ namespace mmu::cli {
 // SpecFormer replica ran 2.2x slower per object for it (63 vs 29 ms,
 // python3-torch alike; docs/BENCHMARKS.md). Keeping freed memory for reuse
 // costs at most the peak working set, which a build or a search reaches anyway.
-inline void set_process_defaults(int, char**, char**) {
+void set_process_defaults(int, char**, char**) {
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
