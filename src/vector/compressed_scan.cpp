@@ -339,11 +339,20 @@ Sq8Copy::Sq8Copy(const void* data, size_t size, const std::string& name) {
     if (!std::isfinite(min_[d]) || !(scale_[d] >= 0) || !(err_[d] >= 0) || !(absmax_[d] >= 0) ||
         !std::isfinite(scale_[d]) || !std::isfinite(err_[d]) || !std::isfinite(absmax_[d]))
       throw damaged("dimension " + std::to_string(d) + " has a non-finite or negative bound");
+  // Branch-free (it vectorises: every cold process opens the copy); the row
+  // is looked for only when one is bad. NaN fails r >= 0, +Inf r <= FLT_MAX.
+  bool sound = true;
+  float max_r = 0;
   for (int64_t i = 0; i < rows_; ++i) {
-    if (!(residual_[i] >= 0) || !std::isfinite(residual_[i]))
-      throw damaged("row " + std::to_string(i) + " has a non-finite or negative error bound");
-    max_residual_ = std::max(max_residual_, static_cast<double>(residual_[i]));
+    const float r = residual_[i];
+    sound &= (r >= 0) & (r <= std::numeric_limits<float>::max());
+    max_r = r > max_r ? r : max_r;
   }
+  if (!sound)
+    for (int64_t i = 0; i < rows_; ++i)
+      if (!(residual_[i] >= 0) || !std::isfinite(residual_[i]))
+        throw damaged("row " + std::to_string(i) + " has a non-finite or negative error bound");
+  max_residual_ = max_r;
 }
 
 std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int64_t k,
