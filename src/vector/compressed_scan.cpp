@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <exception>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <limits>
 
 #include "mmu/error.h"
