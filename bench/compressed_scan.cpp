@@ -136,7 +136,10 @@ void run_kind(const Args& a, const std::string& kind) {
     int64_t c = 0, f = 0;
     cpu0 = cpu_ms();
     t0 = Clock::now();
-    const auto got = copy.top_k(m, q, a.k, nullptr, &c, &f);
+    mmu::Sq8Scan how;
+    how.candidates = &c;
+    how.filtered = &f;
+    const auto got = copy.top_k(m, q, a.k, nullptr, how);
     const double ms8 = ms_since(t0), cpu8 = cpu_ms() - cpu0;
     for (int64_t r = 0; r < a.warm && i < a.timed; ++r) {
       cpu0 = cpu_ms();

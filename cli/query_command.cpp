@@ -158,6 +158,7 @@ int run_query(const QueryCommandFlags& f) {
     throw InvalidArgument(
         "nothing to do: give --like <object_id>, --near RA,DEC, --vector f.npy, --like-file ids.txt or --list-spaces (see --help)");
   QueryFlags query = f.query;  // finish_query_flags fills in what the text flags say
+  query.q.search.read_once = true;  // this process answers and exits (serve keeps its mappings warm)
   if (f.stores.size() > 1 || !f.stores_file.empty()) {
     const StoreSet set(f.stores_file.empty() ? f.stores : read_store_manifest(f.stores_file, "--stores"));
     if (f.list_spaces) {

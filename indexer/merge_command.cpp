@@ -12,6 +12,11 @@ CLI::App* add_merge_command(CLI::App& app, MergeFlags& f) {
   c->add_option("shards", o.shards, "shard stores, in the order their rows take")->required();
   add_store_flag(c, o.store);
   c->add_flag("--wait", o.wait_for_lock, "wait while another process writes the store (default: fail at once, naming it)");
+  c->add_option("--sq8-from-rows", o.sq8_from_rows,
+                "spaces of at least this many vectors get the sq8 copy (exact, a quarter of the bytes scanned), as in "
+                "a build; 0 = never")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   c->add_flag("--quiet", f.quiet, "no report");
   return c;
 }

@@ -43,7 +43,9 @@ int64_t check_queries(const Case& c, const std::vector<float>& queries, int64_t 
     const float* q = &queries[j * c.d];
     const auto want = mmu::exact_top_k(c.m(), q, 1, k, subset)[0];
     int64_t cands = 0;
-    const auto got = copy.top_k(c.m(), q, k, subset, &cands);
+    mmu::Sq8Scan how;
+    how.candidates = &cands;
+    const auto got = copy.top_k(c.m(), q, k, subset, how);
     INFO("query " << j << " k " << k);
     require_identical(got, want);
     rescored += cands;

@@ -22,8 +22,9 @@ using mmu::test::require_identical;
 const std::string kSha(64, 'b');
 
 // Every query against exact_top_k; returns the rows that passed the filter.
+// `filter`: the kernel to use (none: this CPU's best).
 int64_t check(const std::vector<float>& base, int64_t n, int64_t d, const std::vector<float>& queries, int64_t k,
-              const std::vector<int64_t>* subset = nullptr) {
+              const std::vector<int64_t>* subset = nullptr, mmu::Sq8Filter filter = {}) {
   const mmu::VectorMatrix m{base.data(), mmu::VectorType::kF32, n, d};
   const auto image = mmu::encode_sq8(m, kSha);
   const mmu::Sq8Copy copy(image.data(), image.size(), "test.sq8");
@@ -31,7 +32,10 @@ int64_t check(const std::vector<float>& base, int64_t n, int64_t d, const std::v
   for (size_t j = 0; j < queries.size() / static_cast<size_t>(d); ++j) {
     INFO("d " << d << " query " << j << " k " << k << (subset ? " subset" : ""));
     int64_t f = 0;
-    require_identical(copy.top_k(m, &queries[j * d], k, subset, nullptr, &f),
+    mmu::Sq8Scan how;
+    how.filter = filter;
+    how.filtered = &f;
+    require_identical(copy.top_k(m, &queries[j * d], k, subset, how),
                       mmu::exact_top_k(m, &queries[j * d], 1, k, subset)[0]);
     passed += f;
   }
@@ -82,7 +86,7 @@ namespace {
 // estimate exactly D8 below it. A decoy 0.4 steps below x* comes first and
 // sets tau; a filter with D8 10% too small skips x* (checked by hand). Every
 // value is on the code grid, so the residual bounds do not hide such a shortfall.
-void check_tight_row(int64_t m8) {
+void check_tight_row(int64_t m8, mmu::Sq8Filter filter = {}) {
   const int64_t d = 40, fill = 100;
   std::mt19937_64 rng(71);
   std::uniform_int_distribution<int64_t> level(1, m8 - 2);
@@ -105,7 +109,7 @@ void check_tight_row(int64_t m8) {
       for (int64_t i = 0; i < d; ++i) base[r * d + i] = static_cast<float>(low(rng)) / 255.0f;  // filler, far below
     std::copy(best.begin(), best.end(), base.begin() + (n - 1) * d);
     const std::vector<float> queries = q;
-    for (int64_t k : {1, 2, 3}) check(base, n, d, queries, k);
+    for (int64_t k : {1, 2, 3}) check(base, n, d, queries, k, nullptr, filter);
     const mmu::VectorMatrix m{base.data(), mmu::VectorType::kF32, n, d};
     REQUIRE(mmu::exact_top_k(m, q.data(), 1, 1)[0][0].id == n - 1);  // x*, not the decoy, is first
   }
@@ -127,14 +131,11 @@ TEST_CASE("sq8 answers equal the fp32 scan with each filter kernel", "[sq8]") {
   const Kernel kernels[] = {{"scalar", mmu::sq8_filter8_scalar, 127, true},
                             {"avx2", mmu::sq8_filter8_avx2, 64, __builtin_cpu_supports("avx2") != 0},
                             {"vnni", mmu::sq8_filter8_vnni, 127, mmu::sq8_filter8_vnni_available()}};
-  struct Restore {  // this CPU's best kernel again, even when a check below fails
-    ~Restore() { mmu::TEST_sq8_use_filter(nullptr, 0); }
-  } restore;
   for (const Kernel& k : kernels) {
     if (!k.available) continue;
     DYNAMIC_SECTION("kernel " << k.name) {
-      mmu::TEST_sq8_use_filter(k.fn, k.max_weight);
-      check_tight_row(k.max_weight);
+      const mmu::Sq8Filter filter{k.fn, k.max_weight};
+      check_tight_row(k.max_weight, filter);
       const int64_t n = 3001, d = 70;
       const auto base = random_unit_rows(n, d, 121);
       auto queries = random_unit_rows(3, d, 122);
@@ -142,8 +143,8 @@ TEST_CASE("sq8 answers equal the fp32 scan with each filter kernel", "[sq8]") {
       std::vector<int64_t> subset;
       for (int64_t r = 1; r < n; r += 2) subset.push_back(r);
       for (int64_t kk : {int64_t{1}, int64_t{50}, n + 1}) {
-        const int64_t passed = check(base, n, d, queries, kk);
-        check(base, n, d, queries, kk, &subset);
+        const int64_t passed = check(base, n, d, queries, kk, nullptr, filter);
+        check(base, n, d, queries, kk, &subset, filter);
         if (kk == 50) CHECK(passed < 3 * n / 2);  // the kernel filters (3 queries, 1 of them unfilterable)
       }
     }

@@ -15,12 +15,16 @@ struct MergeOptions {
   std::vector<std::string> shards;  // shard stores, in the order their rows take
   std::string store;                // the merged store (a new generation if it exists)
   bool wait_for_lock = false;
+  // Spaces of at least this many vectors get the sq8 copy after the merge,
+  // as a build gives them (BuildOptions::sq8_from_rows); 0 = never.
+  int64_t sq8_from_rows = 262144;
 };
 
 struct MergeReport {
   int64_t shards = 0, files = 0, objects = 0, links = 0;
   std::map<std::string, int64_t> space_counts;
   std::vector<std::string> notes;  // e.g. a shard's approximate index not carried over
+  std::vector<std::string> reindexed;  // "space: index, recall" built after the merge (sq8_from_rows); a failure is a note
   double seconds = 0;
 };
 

@@ -79,6 +79,11 @@ struct SearchOptions {
   // device_search.h). A LibTorch device always scans exactly: with one, an
   // IVF/HNSW space is scanned in full as if opts.exact were given.
   SearchDevice device = SearchDevice::kCpu;
+  // The process asks once and exits (mmu-search --like), not a server: a
+  // scan that can copies the file parts it needs with pread rather than
+  // mapping them, which costs a page fault per 4 KB of a page cache split
+  // into small folios. Same answers.
+  bool read_once = false;
 };
 
 // A circle on the sky (parse_cone, sky.h, reads one).

@@ -83,30 +83,62 @@ void make_dirs(const std::string& path) {
   if (ec) throw IoError(path, "create directory", ec.value());
 }
 
-MappedFile::MappedFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw IoError(path, "open", errno);
+namespace {
+
+int64_t nanoseconds(const struct timespec& t) { return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec; }
+
+}  // namespace
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw IoError(path, "open", errno);
   struct stat st;
-  if (::fstat(fd, &st) != 0) {
+  if (::fstat(fd_, &st) != 0) {
     int err = errno;
-    ::close(fd);
+    ::close(fd_);
     throw IoError(path, "stat", err);
   }
   size_ = static_cast<size_t>(st.st_size);
+  mtime_ns_ = nanoseconds(st.st_mtim);
   if (size_ > 0) {
-    data_ = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+    data_ = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
     if (data_ == MAP_FAILED) {
       int err = errno;
-      ::close(fd);
+      ::close(fd_);
       data_ = nullptr;
       throw IoError(path, "memory-map", err);
     }
   }
-  ::close(fd);
 }
 
 MappedFile::~MappedFile() {
   if (data_) ::munmap(data_, size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void MappedFile::read_at(size_t offset, void* out, size_t n) const {
+  auto* p = static_cast<char*>(out);
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t got = ::pread(fd_, p + done, n - done, static_cast<off_t>(offset + done));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      throw IoError(path_, "read", errno);
+    }
+    if (got == 0)
+      throw FormatError("'" + path_ + "' ends at byte " + std::to_string(offset + done) + ", though it had " +
+                        std::to_string(size_) + " bytes when opened: it was truncated while being read");
+    done += static_cast<size_t>(got);
+  }
+}
+
+void MappedFile::check_unchanged() const {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) throw IoError(path_, "stat", errno);
+  if (static_cast<size_t>(st.st_size) != size_ ||
+      nanoseconds(st.st_mtim) != mtime_ns_)
+    throw FormatError("'" + path_ + "' was changed while being read (its size or modification time differs from " +
+                      "when it was opened): no answer is given from it; run the query again");
 }
 
 namespace {

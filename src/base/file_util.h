@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -17,7 +18,10 @@ std::string read_all(const std::string& path);  // throws NotFound / IoError nam
 void fsync_path(const std::string& path);        // file or directory
 void make_dirs(const std::string& path);
 
-// Read-only memory map of a whole file; unmapped on destruction.
+// Read-only memory map of a whole file; unmapped on destruction. The file
+// stays open so that a one-shot reader can copy parts with read_at instead:
+// no page-table work, which costs more than the copy when the page cache
+// holds the file in 4 KB folios (docs/BENCHMARKS.md, "Cold start").
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);
@@ -26,10 +30,23 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
   const void* data() const { return data_; }
   size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+  // Copies n bytes at offset into out (pread; thread-safe). Throws FormatError
+  // naming the file when it ends early (truncated since it was opened), IoError on a read error.
+  void read_at(size_t offset, void* out, size_t n) const;
+  // Throws FormatError naming the file when its size or modification time
+  // differ from when it was opened: it was rewritten in place (builds write
+  // new files and never do), so bytes read from it may be a mix. Not the
+  // change time: hard-linking the file into a new generation changes that.
+  void check_unchanged() const;
 
  private:
+  std::string path_;
+  int fd_ = -1;
   void* data_ = nullptr;
   size_t size_ = 0;
+  int64_t mtime_ns_ = 0;
 };
 
 // An exclusive advisory lock (flock) on path, created if missing, held until

@@ -1,5 +1,6 @@
 #include "mmu/export.h"
 
+#include <dlfcn.h>
 #include <fitsio.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <type_traits>
 
 #include "base/finite.h"
 #include "read/hdf5_util.h"
@@ -230,12 +232,51 @@ void write_npy(const Exporter& ex, const std::string& npy_path, const std::strin
 
 // ---- FITS ----
 
+// libcfitsio is loaded when a FITS export runs, not linked: linked, it and the
+// curl, GnuTLS and Kerberos libraries it needs cost every mmu-search process
+// ~15 ms at start (a cold --like is ~70 ms; docs/BENCHMARKS.md, "Cold start,
+// continued"), though only `export --format fits` calls it.
+struct Cfitsio {
+  decltype(&ffinit) create_file;
+  decltype(&ffclos) close_file;
+  decltype(&ffcrtb) create_tbl;
+  decltype(&ffplsw) write_key_longwarn;
+  decltype(&ffpkls) write_key_longstr;
+  decltype(&ffpcl) write_col;
+  decltype(&ffpcks) write_chksum;
+  decltype(&ffgerr) get_errstatus;
+  decltype(&ffgmsg) read_errmsg;
+};
+
+const Cfitsio& cfitsio() {
+  static const Cfitsio c = [] {
+    void* lib = dlopen(MMU_CFITSIO_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) throw InvalidArgument(std::string("--format fits needs the CFITSIO library " MMU_CFITSIO_SONAME ": ") + dlerror());
+    const auto sym = [lib](auto& slot, const char* name) {
+      slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(dlsym(lib, name));
+      if (!slot) throw InvalidArgument(std::string(MMU_CFITSIO_SONAME " lacks ") + name + ": not the CFITSIO this was built for");
+    };
+    Cfitsio f{};
+    sym(f.create_file, "ffinit");
+    sym(f.close_file, "ffclos");
+    sym(f.create_tbl, "ffcrtb");
+    sym(f.write_key_longwarn, "ffplsw");
+    sym(f.write_key_longstr, "ffpkls");
+    sym(f.write_col, "ffpcl");
+    sym(f.write_chksum, "ffpcks");
+    sym(f.get_errstatus, "ffgerr");
+    sym(f.read_errmsg, "ffgmsg");
+    return f;  // the library stays loaded for the process
+  }();
+  return c;
+}
+
 void fits_check(int status, const std::string& path) {
   if (status == 0) return;
   char text[FLEN_STATUS];
-  fits_get_errstatus(status, text);
+  cfitsio().get_errstatus(status, text);
   char detail[FLEN_ERRMSG] = "";
-  fits_read_errmsg(detail);
+  cfitsio().read_errmsg(detail);
   throw io_failure("FITS export to '" + path + "': " + text + (detail[0] ? std::string(" (") + detail + ")" : ""));
 }
 
@@ -267,19 +308,19 @@ void write_fits(const Exporter& ex, const std::string& path) {
 
   int status = 0;
   fitsfile* f = nullptr;
-  fits_create_file(&f, path.c_str(), &status);
+  cfitsio().create_file(&f, path.c_str(), &status);
   fits_check(status, path);
   std::unique_ptr<fitsfile, void (*)(fitsfile*)> owner(f, [](fitsfile* p) {
     int s = 0;
-    fits_close_file(p, &s);
+    cfitsio().close_file(p, &s);
   });
-  fits_create_tbl(f, BINARY_TBL, 0, static_cast<int>(names.size()), ttype.data(), tform.data(), tunit.data(),
+  cfitsio().create_tbl(f, BINARY_TBL, 0, static_cast<int>(names.size()), ttype.data(), tform.data(), tunit.data(),
                   "EMBEDDINGS", &status);
   const Provenance& pv = ex.provenance();
   const std::string version = kVersion;
-  fits_write_key_longwarn(f, &status);
+  cfitsio().write_key_longwarn(f, &status);
   auto key = [&](const char* name, const std::string& value, const char* comment) {
-    fits_write_key_longstr(f, name, value.c_str(), comment, &status);
+    cfitsio().write_key_longstr(f, name, value.c_str(), comment, &status);
   };
   key("SPACE", pv.space.name, "mmu-search embedding space");
   key("MODALITY", pv.space.modality, "input modality of the space");
@@ -306,20 +347,20 @@ void write_fits(const Exporter& ex, const std::string& path) {
       hpx.push_back(r.healpix);
     }
     auto p_ids = cstrs(ids), p_surveys = cstrs(surveys), p_labels = cstrs(labels);
-    fits_write_col(f, TSTRING, 1, first, 1, n, p_ids.data(), &status);
-    fits_write_col(f, TSTRING, 2, first, 1, n, p_surveys.data(), &status);
-    fits_write_col(f, TDOUBLE, 3, first, 1, n, ra.data(), &status);
-    fits_write_col(f, TDOUBLE, 4, first, 1, n, dec.data(), &status);
-    fits_write_col(f, TLONGLONG, 5, first, 1, n, hpx.data(), &status);
-    fits_write_col(f, TFLOAT, 6, first, 1, n * static_cast<LONGLONG>(dim), const_cast<float*>(b.vectors.data()), &status);
-    if (!b.values.empty()) fits_write_col(f, TDOUBLE, 7, first, 1, n, const_cast<double*>(b.values.data()), &status);
-    if (!labels.empty()) fits_write_col(f, TSTRING, 7, first, 1, n, p_labels.data(), &status);
+    cfitsio().write_col(f, TSTRING, 1, first, 1, n, p_ids.data(), &status);
+    cfitsio().write_col(f, TSTRING, 2, first, 1, n, p_surveys.data(), &status);
+    cfitsio().write_col(f, TDOUBLE, 3, first, 1, n, ra.data(), &status);
+    cfitsio().write_col(f, TDOUBLE, 4, first, 1, n, dec.data(), &status);
+    cfitsio().write_col(f, TLONGLONG, 5, first, 1, n, hpx.data(), &status);
+    cfitsio().write_col(f, TFLOAT, 6, first, 1, n * static_cast<LONGLONG>(dim), const_cast<float*>(b.vectors.data()), &status);
+    if (!b.values.empty()) cfitsio().write_col(f, TDOUBLE, 7, first, 1, n, const_cast<double*>(b.values.data()), &status);
+    if (!labels.empty()) cfitsio().write_col(f, TSTRING, 7, first, 1, n, p_labels.data(), &status);
     fits_check(status, path);
     first += n;
   });
-  fits_write_chksum(f, &status);
+  cfitsio().write_chksum(f, &status);
   owner.release();
-  fits_close_file(f, &status);
+  cfitsio().close_file(f, &status);
   fits_check(status, path);
 }
 

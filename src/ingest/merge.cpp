@@ -12,6 +12,7 @@
 
 #include "mmu/error.h"
 #include "mmu/index_record.h"
+#include "mmu/space_index.h"
 #include "mmu/store.h"
 #include "store/layout.h"
 #include "store/sqlite_util.h"
@@ -201,6 +202,39 @@ void keep_chosen_defaults(const std::vector<Shard>& shards, const std::vector<Sp
   }
 }
 
+// The merged space gets the sq8 copy by the build's rule (build.cpp, indexes_to_rebuild).
+bool gets_sq8(const MergeOptions& opt, int64_t count) { return opt.sq8_from_rows > 0 && count >= opt.sq8_from_rows; }
+
+int64_t count_of(const std::vector<Shard>& shards, const std::string& space) {
+  int64_t n = 0;
+  for (const Shard& s : shards)
+    for (const SpaceInfo& x : s.store->spaces())
+      if (x.name == space) n += x.count;
+  return n;
+}
+
+// After the commit: a failure leaves the space searched exactly (the same
+// answers, slower), so it is reported, not thrown, as a build does.
+void add_sq8_copies(const MergeOptions& opt, MergeReport& report) {
+  std::vector<std::string> due;
+  for (const auto& [name, count] : report.space_counts)
+    if (gets_sq8(opt, count)) due.push_back(name);
+  if (due.empty()) return;
+  const auto store = Store::open(opt.store);
+  for (const std::string& name : due) {
+    IndexSpec spec;
+    spec.kind = IndexKind::kSq8;
+    try {
+      const IndexRecord r = reindex_space(*store, name, spec, ReindexOptions{});
+      report.reindexed.push_back(name + ": " + describe_index(r.spec) + ", recall@" + std::to_string(r.recall_k) +
+                                 " " + std::to_string(r.recall).substr(0, 5));
+    } catch (const Error& e) {
+      report.notes.push_back("space " + name + " was NOT given its sq8 copy; it is searched exactly until " +
+                             "`mmu-index reindex --index sq8` (" + e.what() + ")");
+    }
+  }
+}
+
 }  // namespace
 
 MergeReport merge_stores(const MergeOptions& opt) {
@@ -211,7 +245,8 @@ MergeReport merge_stores(const MergeOptions& opt) {
   const std::vector<SpaceInfo> spaces = check_spaces(shards);
   check_overlap(shards);
 
-  StoreWriter writer(opt.store, std::move(lock));
+  auto writer_held = std::make_unique<StoreWriter>(opt.store, std::move(lock));
+  StoreWriter& writer = *writer_held;
   nlohmann::json provenance = nlohmann::json::array();
   for (Shard& s : shards) {
     for (const StoredFile& f : s.store->files()) {
@@ -242,7 +277,7 @@ MergeReport merge_stores(const MergeOptions& opt) {
         if (x.name == info.name) {
           report.space_counts[info.name] += x.count;
           const IndexRecord r = read_index_record(s.store->space_dir(info.name));
-          if (r.spec.kind != IndexKind::kFlat)
+          if (r.spec.kind != IndexKind::kFlat && !gets_sq8(opt, count_of(shards, info.name)))
             report.notes.push_back("space " + info.name + " of shard '" + s.path + "' had " + describe_index(r.spec) +
                                    "; the merged space is searched exactly until `mmu-index reindex`");
         }
@@ -252,6 +287,8 @@ MergeReport merge_stores(const MergeOptions& opt) {
   keep_chosen_defaults(shards, spaces, writer, report);
   writer.set_meta("merged_from", provenance.dump());
   writer.commit();
+  writer_held.reset();  // releases the store's lock for the reindexing that follows
+  add_sq8_copies(opt, report);
   report.shards = static_cast<int64_t>(shards.size());
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
@@ -262,6 +299,7 @@ void print_merge_report(const MergeReport& r, const std::string& store, std::ost
       << " shards in " << static_cast<int64_t>(r.seconds * 1000) / 1000.0 << " s\n";
   for (const auto& [name, count] : r.space_counts) out << "  space " << name << ": " << count << " vectors\n";
   for (const auto& note : r.notes) out << "  " << note << "\n";
+  for (const auto& line : r.reindexed) out << "  reindexed " << line << "\n";
 }
 
 }  // namespace mmu

@@ -4,8 +4,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <limits>
 
 #include "mmu/error.h"
@@ -232,28 +234,14 @@ __attribute__((target("avx2,avx512vnni,avx512vl"))) uint32_t sq8_filter8_vnni(co
 
 namespace {
 
-struct Filter8 {
-  Sq8FilterFn fn;
-  int64_t max_weight;  // |w8| bound the kernel is exact for (before the int32 limit)
-};
-
 // The fastest exact kernel of this CPU; none (every row gets the 16-bit bounds) without AVX2.
-Filter8 pick_filter() {
+Sq8Filter best_filter() {
   if (sq8_filter8_vnni_available()) return {sq8_filter8_vnni, 127};
   if (__builtin_cpu_supports("avx2")) return {sq8_filter8_avx2, 64};
   return {nullptr, 0};
 }
 
-Filter8& active_filter() {
-  static Filter8 f = pick_filter();
-  return f;
-}
-
 }  // namespace
-
-void TEST_sq8_use_filter(Sq8FilterFn kernel, int64_t max_weight) {
-  active_filter() = kernel ? Filter8{kernel, max_weight} : pick_filter();
-}
 
 std::vector<uint8_t> encode_sq8(const VectorMatrix& f32, const std::string& vectors_sha256) {
   if (f32.type != VectorType::kF32) throw InvalidArgument("sq8 encodes fp32 vectors only");
@@ -344,21 +332,31 @@ Sq8Copy::Sq8Copy(const void* data, size_t size, const std::string& name) {
   absmax_ = reinterpret_cast<const float*>(p + l.absmax);
   residual_ = reinterpret_cast<const float*>(p + l.residual);
   codes_ = p + l.codes;
+  codes_offset_ = l.codes;
   // A NaN bound would compare false and drop its row silently: every bound is checked once here.
   if (!std::isfinite(max_norm_) || max_norm_ < 0) throw damaged("its norm bound is not a finite number >= 0");
   for (int64_t d = 0; d < dim_; ++d)
     if (!std::isfinite(min_[d]) || !(scale_[d] >= 0) || !(err_[d] >= 0) || !(absmax_[d] >= 0) ||
         !std::isfinite(scale_[d]) || !std::isfinite(err_[d]) || !std::isfinite(absmax_[d]))
       throw damaged("dimension " + std::to_string(d) + " has a non-finite or negative bound");
+  // Branch-free (it vectorises: every cold process opens the copy); the row
+  // is looked for only when one is bad. NaN fails r >= 0, +Inf r <= FLT_MAX.
+  bool sound = true;
+  float max_r = 0;
   for (int64_t i = 0; i < rows_; ++i) {
-    if (!(residual_[i] >= 0) || !std::isfinite(residual_[i]))
-      throw damaged("row " + std::to_string(i) + " has a non-finite or negative error bound");
-    max_residual_ = std::max(max_residual_, static_cast<double>(residual_[i]));
+    const float r = residual_[i];
+    sound &= (r >= 0) & (r <= std::numeric_limits<float>::max());
+    max_r = r > max_r ? r : max_r;
   }
+  if (!sound)
+    for (int64_t i = 0; i < rows_; ++i)
+      if (!(residual_[i] >= 0) || !std::isfinite(residual_[i]))
+        throw damaged("row " + std::to_string(i) + " has a non-finite or negative error bound");
+  max_residual_ = max_r;
 }
 
 std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int64_t k,
-                                const std::vector<int64_t>* subset, int64_t* candidates, int64_t* filtered) const {
+                                const std::vector<int64_t>* subset, const Sq8Scan& how) const {
   if (k <= 0) throw InvalidArgument("k must be at least 1, got " + std::to_string(k));
   if (f32.rows != rows_ || f32.dim != dim_ || f32.type != VectorType::kF32)
     throw Error(ErrorKind::kInternal, "sq8 copy and fp32 vectors differ in shape");
@@ -398,7 +396,7 @@ std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int
   const double W = D + G + margin + 0x1p-149;
 
   // The 8-bit filter's weights and the part of hi8 that is the same for every row.
-  const Filter8 filter = active_filter();
+  const Sq8Filter filter = how.filter.fn ? how.filter : best_filter();
   const int64_t M8 = std::min<int64_t>(std::max<int64_t>(filter.max_weight, 1), ((int64_t{1} << 31) - 1) / (255 * dim));
   const double s8 = maxw > 0 ? maxw / static_cast<double>(M8) : 1.0;
   std::vector<int8_t> w8(static_cast<size_t>(round_up(stride_, 32)), 0);
@@ -426,16 +424,27 @@ std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int
   const DotFn dot = pick_dot();
   const size_t kk = k <= n_items ? static_cast<size_t>(k) : 0;
   int64_t n_passed = 0;
+  // Streamed: each thread copies chunk_rows rows of codes at a time into its
+  // own buffer (256 KB, cache-resident) and scans them there.
+  const bool streamed = how.codes_file != nullptr;
+  if (streamed && (subset || how.codes_file->size() != codes_offset_ + static_cast<size_t>(rows_ * stride_)))
+    throw Error(ErrorKind::kInternal, "an sq8 scan streams whole files of its own size only");
+  if (how.vectors_file && how.vectors_file->size() != static_cast<size_t>(rows_ * dim_) * sizeof(float))
+    throw Error(ErrorKind::kInternal, "an sq8 scan re-scores from a vectors file of its own shape only");
+  const int64_t chunk_rows = std::max<int64_t>(8, (int64_t{256} << 10) / stride_ / 8 * 8);
+  std::vector<std::exception_ptr> failed(static_cast<size_t>(threads));
+  std::atomic<bool> stop{false};
 #pragma omp parallel num_threads(threads)
   {
-    Bounds& b = per[static_cast<size_t>(omp_get_thread_num())];
+    const size_t me = static_cast<size_t>(omp_get_thread_num());
+    Bounds& b = per[me];
     b.k = kk;
     b.lows.reserve(kk);
     int64_t passed = 0;
     // The 16-bit estimate and bounds of scan position p (a row the 8-bit filter kept).
-    const auto examine = [&](int64_t p, int64_t row) {
+    const auto examine = [&](int64_t p, int64_t row, const uint8_t* code) {
       ++passed;
-      const double est = q0 + s_w * static_cast<double>(dot(codes_ + row * stride_, w16.data(), stride_));
+      const double est = q0 + s_w * static_cast<double>(dot(code, w16.data(), stride_));
       const double half = W + std::min(l1b, qn * static_cast<double>(residual_[row]));
       const double lo = est - half, hi = est + half;
       if (hi < b.tau()) return;
@@ -458,28 +467,50 @@ std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int
                       b.cands.end());
       }
     };
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < n_tasks; ++t) {
-      const int64_t first = t * kRowsPerTask, last = std::min(n_items, first + kRowsPerTask);
+    // Scan positions [first, last); `codes` holds the codes of rows from code_row0 on.
+    const auto scan = [&](int64_t first, int64_t last, const uint8_t* codes, int64_t code_row0) {
       for (int64_t p0 = first; p0 < last; p0 += 8) {
         const int64_t nb = std::min<int64_t>(8, last - p0);
         int64_t rows[8];
         const uint8_t* ptrs[8];
         for (int64_t j = 0; j < 8; ++j) {  // a short block repeats its first row, masked off below
           rows[j] = j < nb ? (subset ? (*subset)[static_cast<size_t>(p0 + j)] : p0 + j) : rows[0];
-          ptrs[j] = codes_ + rows[j] * stride_;
+          ptrs[j] = codes + (rows[j] - code_row0) * stride_;
         }
         uint32_t keep = (1u << nb) - 1;
         if (coarse) keep &= filter.fn(ptrs, w8.data(), stride_, b.t8);
         for (; keep != 0; keep &= keep - 1) {
           const int j = __builtin_ctz(keep);
-          examine(p0 + j, rows[j]);
+          examine(p0 + j, rows[j], ptrs[j]);
         }
+      }
+    };
+    std::vector<uint8_t> buf(streamed ? static_cast<size_t>(chunk_rows * stride_) : 0);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n_tasks; ++t) {
+      if (stop.load(std::memory_order_relaxed)) continue;
+      const int64_t first = t * kRowsPerTask, last = std::min(n_items, first + kRowsPerTask);
+      if (!streamed) {
+        scan(first, last, codes_, 0);
+        continue;
+      }
+      try {  // an exception may not leave the parallel region
+        for (int64_t c0 = first; c0 < last; c0 += chunk_rows) {
+          const int64_t c1 = std::min(last, c0 + chunk_rows);
+          how.codes_file->read_at(codes_offset_ + static_cast<size_t>(c0 * stride_), buf.data(),
+                                  static_cast<size_t>((c1 - c0) * stride_));
+          scan(c0, c1, buf.data(), c0);
+        }
+      } catch (...) {
+        failed[me] = std::current_exception();
+        stop = true;
       }
     }
 #pragma omp atomic
     n_passed += passed;
   }
+  for (const std::exception_ptr& e : failed)
+    if (e) std::rethrow_exception(e);
   // A row not pushed to its thread's heap had hi < tau_t, hence lo < tau_t: the
   // k largest lows overall are all in the heaps.
   std::vector<double> lows;
@@ -494,18 +525,29 @@ std::vector<Hit> Sq8Copy::top_k(const VectorMatrix& f32, const float* query, int
     for (const auto& c : b.cands)
       if (c.second >= tau) pos.push_back(c.first);
   std::sort(pos.begin(), pos.end());
-  if (candidates) *candidates = static_cast<int64_t>(pos.size());
-  if (filtered) *filtered = n_passed;
+  if (how.candidates) *how.candidates = static_cast<int64_t>(pos.size());
+  if (how.filtered) *how.filtered = n_passed;
 
-  // Pass 2: the candidates' canonical scores.
+  // Pass 2: the candidates' canonical scores (their rows read, when streamed,
+  // one by one: a few hundred rows).
   std::vector<Hit> hits;
   hits.reserve(pos.size());
   const float* base = static_cast<const float*>(f32.data);
   const std::vector<double> wide = widen_query(query, dim);
+  std::vector<float> row_buf(how.vectors_file ? static_cast<size_t>(dim) : 0);
   for (const int64_t p : pos) {
     const int64_t row = subset ? (*subset)[static_cast<size_t>(p)] : p;
-    hits.push_back({row, canonical_dot(wide.data(), base + row * dim, dim)});
+    const float* x = base + row * dim;
+    if (how.vectors_file) {
+      how.vectors_file->read_at(static_cast<size_t>(row * dim) * sizeof(float), row_buf.data(),
+                                row_buf.size() * sizeof(float));
+      x = row_buf.data();
+    }
+    hits.push_back({row, canonical_dot(wide.data(), x, dim)});
   }
+  // Bytes copied from a file rewritten meanwhile may be a mix of old and new.
+  if (how.codes_file) how.codes_file->check_unchanged();
+  if (how.vectors_file) how.vectors_file->check_unchanged();
   const size_t keep = std::min(hits.size(), static_cast<size_t>(k));
   std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(), ranks_before);
   hits.resize(keep);

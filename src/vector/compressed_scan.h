@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "base/file_util.h"
 #include "mmu/exact_search.h"
 #include "mmu/types.h"  // Hit
 
@@ -37,10 +38,26 @@ uint32_t sq8_filter8_avx2(const uint8_t* const* rows, const int8_t* w8, int64_t 
 bool sq8_filter8_vnni_available();
 uint32_t sq8_filter8_vnni(const uint8_t* const* rows, const int8_t* w8, int64_t stride, int32_t t);
 
-// Tests only: Sq8Copy::top_k filters with `kernel`, its weights bounded by
-// max_weight, from now on; a null kernel restores this CPU's best. Not
-// thread-safe (no query may run meanwhile).
-void TEST_sq8_use_filter(Sq8FilterFn kernel, int64_t max_weight);
+// A filter kernel and the |w8| bound it is exact for (see above).
+struct Sq8Filter {
+  Sq8FilterFn fn = nullptr;
+  int64_t max_weight = 0;
+};
+
+// How Sq8Copy::top_k reads and what it reports; the answer is the same either way.
+struct Sq8Scan {
+  // Read the codes from this file (the one the copy's image is mapped from)
+  // with pread, a 256 KB chunk at a time per thread, instead of through the
+  // mapping: for a process that asks once, whose mapping would cost a page
+  // fault per 4 KB folio of page cache. Not with a subset.
+  const files::MappedFile* codes_file = nullptr;
+  // Read the candidates' fp32 rows from this file (vectors.f32) with pread.
+  const files::MappedFile* vectors_file = nullptr;
+  // The 8-bit filter; none: this CPU's fastest exact one (tests pick others).
+  Sq8Filter filter;
+  int64_t* candidates = nullptr;  // receives how many rows were re-scored in fp32
+  int64_t* filtered = nullptr;    // how many passed the 8-bit filter (all of them on a CPU without AVX2)
+};
 
 class Sq8Copy {
  public:
@@ -54,11 +71,10 @@ class Sq8Copy {
   const std::string& vectors_sha256() const { return sha_; }
 
   // exact_top_k(f32, query, 1, k, subset)[0], bit for bit: f32 must be the
-  // vectors this copy encodes. `candidates`, when given, receives how many
-  // rows were re-scored in fp32; `filtered`, how many passed the 8-bit
-  // filter to the 16-bit bounds (all of them on a CPU without AVX2).
+  // vectors this copy encodes. Throws FormatError naming a file of `how`
+  // that was truncated or rewritten while it was read.
   std::vector<Hit> top_k(const VectorMatrix& f32, const float* query, int64_t k, const std::vector<int64_t>* subset,
-                         int64_t* candidates = nullptr, int64_t* filtered = nullptr) const;
+                         const Sq8Scan& how = {}) const;
 
  private:
   int64_t rows_ = 0, dim_ = 0, stride_ = 0;
@@ -67,6 +83,7 @@ class Sq8Copy {
   double max_norm_ = 0, max_residual_ = 0;
   const float *min_ = nullptr, *scale_ = nullptr, *err_ = nullptr, *absmax_ = nullptr, *residual_ = nullptr;
   const uint8_t* codes_ = nullptr;
+  size_t codes_offset_ = 0;  // of the codes in the image
 };
 
 }  // namespace mmu

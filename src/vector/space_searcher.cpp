@@ -141,7 +141,14 @@ std::vector<std::vector<Hit>> SpaceSearcher::search(const float* queries, int64_
                                                     const std::vector<int64_t>* subset,
                                                     const SearchOptions& opts) const {
   if (!uses_ann(subset != nullptr, opts)) {
-    if (uses_sq8(nq, opts)) return {sq8_->top_k(fp32(), queries, k, subset)};
+    if (uses_sq8(nq, opts)) {
+      Sq8Scan how;
+      if (opts.read_once && !subset) {
+        how.codes_file = sq8_file_.get();
+        how.vectors_file = f32_.get();
+      }
+      return {sq8_->top_k(fp32(), queries, k, subset, how)};
+    }
     const bool half = f16_ && !opts.exact;
     if (opts.device != SearchDevice::kCpu) return on_device(opts.device, half).top_k(queries, nq, k, subset);
     const VectorMatrix m = half ? VectorMatrix{f16_->data(), VectorType::kF16, info_.count, info_.dim} : fp32();
