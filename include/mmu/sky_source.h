@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "mmu/column.h"
 #include "mmu/mmu_files.h"  // ObjectIds
 
 namespace mmu {
@@ -13,7 +14,7 @@ namespace mmu {
 struct SkySource {
   std::string label;                  // what the user named
   ObjectIds ids;
-  std::vector<double> ra, dec;        // degrees
+  Column<double> ra, dec;             // degrees
   std::vector<int64_t> rows;          // store rows; empty unless from a store
   std::string store;                  // the store it came from ("" for MMU files)
   // Object i's survey is survey_names[survey_of[i]]: a few names for millions

@@ -509,7 +509,7 @@ void MmuFileReader::read_sky_columns(SkyColumns* out) const {
   const double* dec = out->dec.data() + first;
   const auto id_type = r.ids->info().type;
   std::vector<std::string> texts;
-  std::vector<uint64_t> numbers;
+  Column<uint64_t> numbers;
   if (id_type == h5::TypeClass::kString) {
     texts = r.ids->read_text(0, r.rows);
   } else {
@@ -541,7 +541,7 @@ void MmuFileReader::read_sky_columns(SkyColumns* out) const {
                       std::to_string(ra[i]) + " dec=" + std::to_string(dec[i]));
   }
   if (texts.empty())
-    out->ids.append_integers(
+    out->ids.append_integer_column(
         id_type == h5::TypeClass::kUnsignedInteger ? ObjectIds::Kind::kUnsigned : ObjectIds::Kind::kSigned,
         std::move(numbers));
   else
