@@ -10,13 +10,23 @@
 
 namespace mmu {
 
+// Room for a column (src/base/column.cpp): from 1 MB on, aligned to 2 MB and
+// on huge pages where the kernel has them, so that no 4 KB page is faulted at
+// either end (each fresh page costs a fault and a clear). Throws bad_alloc.
+void* allocate_column_bytes(size_t bytes);
+void free_column_bytes(void* p) noexcept;
+
 // std::allocator, except that an item made without a value is left unset
 // (default-initialised) instead of zeroed: a column is sized and then read
 // into, so zeroing it first only writes its memory twice (measured: 8% of the
-// nearest cross-match command's CPU for its 48 MB of ids and positions).
+// nearest cross-match command's CPU for its 48 MB of ids and positions); and
+// its storage is allocate_column_bytes'.
 template <typename T>
 class UnsetAllocator : public std::allocator<T> {
  public:
+  T* allocate(size_t n) { return static_cast<T*>(allocate_column_bytes(n * sizeof(T))); }
+  void deallocate(T* p, size_t) noexcept { free_column_bytes(p); }
+
   template <typename U>
   struct rebind {
     using other = UnsetAllocator<U>;

@@ -20,7 +20,7 @@ struct SkySource {
   // Object i's survey is survey_names[survey_of[i]]: a few names for millions
   // of objects.
   std::vector<std::string> survey_names;
-  std::vector<uint32_t> survey_of;
+  Column<uint32_t> survey_of;
   // What was assumed about the files read, each naming its file.
   std::vector<std::string> warnings;
 
