@@ -25,6 +25,7 @@ template <typename T>
 class UnsetAllocator : public std::allocator<T> {
  public:
   T* allocate(size_t n) { return static_cast<T*>(allocate_column_bytes(n * sizeof(T))); }
+  T* allocate(size_t n, const void*) { return allocate(n); }  // hides std::allocator's, which deallocate cannot free
   void deallocate(T* p, size_t) noexcept { free_column_bytes(p); }
 
   template <typename U>
