@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "mmu/column.h"
+
 namespace mmu {
 
 struct MatchPair {
@@ -31,7 +33,7 @@ struct MatchPair {
 // and dec of different lengths, or 2^32 - 1 positions or more on one side.
 class CrossMatchIndex {
  public:
-  CrossMatchIndex(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg);
+  CrossMatchIndex(ColumnView<double> ra, ColumnView<double> dec, double radius_deg);
   ~CrossMatchIndex();
   CrossMatchIndex(CrossMatchIndex&&) noexcept;
   CrossMatchIndex& operator=(CrossMatchIndex&&) noexcept;
@@ -43,8 +45,8 @@ class CrossMatchIndex {
   // index of the same object (-1: none), never paired with it; so a catalog
   // matched against itself finds each object's *other* neighbours. Throws
   // InvalidArgument when its length is not the left side's.
-  std::vector<MatchPair> match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
-                               bool all_pairs, const std::vector<int64_t>& same_object = {}) const;
+  std::vector<MatchPair> match(ColumnView<double> left_ra, ColumnView<double> left_dec, bool all_pairs,
+                               const std::vector<int64_t>& same_object = {}) const;
 
  private:
   struct Impl;
@@ -52,9 +54,8 @@ class CrossMatchIndex {
 };
 
 // CrossMatchIndex(right_ra, right_dec, radius_deg).match(left_ra, left_dec, all_pairs).
-std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
-                                   const std::vector<double>& right_ra, const std::vector<double>& right_dec,
-                                   double radius_deg, bool all_pairs);
+std::vector<MatchPair> cross_match(ColumnView<double> left_ra, ColumnView<double> left_dec, ColumnView<double> right_ra,
+                                   ColumnView<double> right_dec, double radius_deg, bool all_pairs);
 
 
 }  // namespace mmu

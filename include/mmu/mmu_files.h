@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "mmu/column.h"
 #include "mmu/types.h"  // Modality, SourceFile
 
 namespace mmu {
@@ -67,14 +68,16 @@ class ObjectIds {
   }
 
   // Appends ids of `kind` (the integers as int64_t or uint64_t bits); ids of
-  // another kind than those held turn both into text.
+  // another kind than those held turn both into text. The column is taken
+  // over when it is the first; a std::vector's numbers are copied.
+  void append_integer_column(Kind kind, Column<uint64_t>&& numbers);
   void append_integers(Kind kind, std::vector<uint64_t>&& numbers);
   void append_texts(std::vector<std::string>&& texts);
 
  private:
   void to_text();
   Kind kind_ = Kind::kSigned;
-  std::vector<uint64_t> numbers_;
+  Column<uint64_t> numbers_;
   std::vector<std::string> texts_;
 };
 
@@ -83,7 +86,7 @@ class ObjectIds {
 // id, an invalid position), and its warnings, each naming the file.
 struct SkyColumns {
   ObjectIds ids;
-  std::vector<double> ra, dec;  // degrees
+  Column<double> ra, dec;  // degrees
   std::vector<std::string> warnings;
 };
 

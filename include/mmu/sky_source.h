@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "mmu/column.h"
 #include "mmu/mmu_files.h"  // ObjectIds
 
 namespace mmu {
@@ -13,13 +14,13 @@ namespace mmu {
 struct SkySource {
   std::string label;                  // what the user named
   ObjectIds ids;
-  std::vector<double> ra, dec;        // degrees
+  Column<double> ra, dec;             // degrees
   std::vector<int64_t> rows;          // store rows; empty unless from a store
   std::string store;                  // the store it came from ("" for MMU files)
   // Object i's survey is survey_names[survey_of[i]]: a few names for millions
   // of objects.
   std::vector<std::string> survey_names;
-  std::vector<uint32_t> survey_of;
+  Column<uint32_t> survey_of;
   // What was assumed about the files read, each naming its file.
   std::vector<std::string> warnings;
 

@@ -68,19 +68,19 @@ T* allocate_fresh(int64_t n) {
 
 // Room for n items in *v, fresh storage on huge pages when large: a vector
 // read into or filled by parallel loops. Items held are kept.
-template <typename T>
-void reserve_fresh(std::vector<T>* v, size_t n) {
+template <typename T, typename Allocator>
+void reserve_fresh(std::vector<T, Allocator>* v, size_t n) {
   if (v->capacity() >= n) return;
-  std::vector<T> fresh;
+  std::vector<T, Allocator> fresh;
   fresh.reserve(n);
   advise_huge_pages(fresh.data(), n * sizeof(T));
   fresh.insert(fresh.end(), v->begin(), v->end());
   v->swap(fresh);
 }
 
-// reserve_fresh, then n items (value-initialised when new).
-template <typename T>
-void resize_fresh(std::vector<T>* v, size_t n) {
+// reserve_fresh, then n items (new ones value-initialised, or unset in a Column).
+template <typename T, typename Allocator>
+void resize_fresh(std::vector<T, Allocator>* v, size_t n) {
   reserve_fresh(v, n);
   v->resize(n);
 }
@@ -90,17 +90,18 @@ void resize_fresh(std::vector<T>* v, size_t n) {
 // is not 2 MB-aligned, so up to 2 MB at each end stays on 4 KB pages, each a
 // page fault of ~12 us here when first written (measured: 6 vectors of 8 MB
 // written once took 31-50 ms so, 43-90 ms without).
-template <typename T>
-void resize_populated(std::vector<T>* v, size_t n, const T& value) {
+template <typename T, typename Allocator>
+void resize_populated(std::vector<T, Allocator>* v, size_t n, const T& value) {
   reserve_fresh(v, n);
   if (n > v->size()) populate(v->data() + v->size(), (n - v->size()) * sizeof(T));
   v->resize(n, value);
 }
 
 // The same, the new items value-initialised (a memset for numbers, where
-// resize(n, T()) fills them one by one at twice the cost).
-template <typename T>
-void resize_populated(std::vector<T>* v, size_t n) {
+// resize(n, T()) fills them one by one at twice the cost), or in a Column
+// (mmu/column.h) left unset for a read to fill.
+template <typename T, typename Allocator>
+void resize_populated(std::vector<T, Allocator>* v, size_t n) {
   reserve_fresh(v, n);
   if (n > v->size()) populate(v->data() + v->size(), (n - v->size()) * sizeof(T));
   v->resize(n);

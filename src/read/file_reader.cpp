@@ -501,24 +501,37 @@ void MmuFileReader::read_sky_columns(SkyColumns* out) const {
     out->warnings.insert(out->warnings.end(), c.warnings.begin(), c.warnings.end());
     return;
   }
-  resize_populated(&out->ra, first + n);
-  resize_populated(&out->dec, first + n);
-  r.ra->read_rows(0, r.rows, out->ra.data() + first);
-  r.dec->read_rows(0, r.rows, out->dec.data() + first);
-  const double* ra = out->ra.data() + first;
-  const double* dec = out->dec.data() + first;
+  out->ra.resize(first + n);  // unset: read below
+  out->dec.resize(first + n);
   const auto id_type = r.ids->info().type;
   std::vector<std::string> texts;
-  std::vector<uint64_t> numbers;
-  if (id_type == h5::TypeClass::kString) {
+  Column<uint64_t> numbers;
+  if (id_type != h5::TypeClass::kString) numbers.resize(n);
+  // Columns stored as they are held in memory (h5py's default for float64
+  // and int64 arrays) are read straight from the file by all threads, each
+  // mapping the pages it writes (fresh pages are cleared by the kernel on
+  // first touch: slow in some VMs, so not on one thread); the others by HDF5
+  // here, converted, their pages mapped in one call first.
+  std::vector<h5::RawRead> direct;
+  auto read = [&](const h5::Dataset& d, hid_t mem_type, auto* to) {
+    if (const auto raw = d.raw_rows(0, r.rows, mem_type)) {
+      direct.push_back({*raw, to, d.where()});
+    } else {
+      populate(to, n * sizeof(*to));
+      d.read_rows(0, r.rows, to);
+    }
+  };
+  read(*r.ra, H5T_NATIVE_DOUBLE, out->ra.data() + first);
+  read(*r.dec, H5T_NATIVE_DOUBLE, out->dec.data() + first);
+  if (id_type == h5::TypeClass::kString)
     texts = r.ids->read_text(0, r.rows);
-  } else {
-    resize_populated(&numbers, n);
-    if (id_type == h5::TypeClass::kUnsignedInteger)
-      r.ids->read_rows(0, r.rows, numbers.data());
-    else
-      r.ids->read_rows(0, r.rows, reinterpret_cast<int64_t*>(numbers.data()));
-  }
+  else if (id_type == h5::TypeClass::kUnsignedInteger)
+    read(*r.ids, H5T_NATIVE_UINT64, numbers.data());
+  else
+    read(*r.ids, H5T_NATIVE_INT64, reinterpret_cast<int64_t*>(numbers.data()));
+  h5::read_raw_in_parallel(direct);
+  const double* ra = out->ra.data() + first;
+  const double* dec = out->dec.data() + first;
   // The checks of read_catalog, on all cores; the first failing row is
   // reported, as there.
   auto id_ok = [&](size_t i) { return texts.empty() || (!texts[i].empty() && text::valid_utf8(texts[i])); };
@@ -541,7 +554,7 @@ void MmuFileReader::read_sky_columns(SkyColumns* out) const {
                       std::to_string(ra[i]) + " dec=" + std::to_string(dec[i]));
   }
   if (texts.empty())
-    out->ids.append_integers(
+    out->ids.append_integer_column(
         id_type == h5::TypeClass::kUnsignedInteger ? ObjectIds::Kind::kUnsigned : ObjectIds::Kind::kSigned,
         std::move(numbers));
   else

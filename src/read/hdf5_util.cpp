@@ -1,9 +1,17 @@
 #include "read/hdf5_util.h"
 
 #include <H5Zpublic.h>
+#include <omp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
 #include <mutex>
 
+#include "base/fresh_buffer.h"
 #include "mmu/error.h"
 
 namespace mmu {
@@ -314,6 +322,76 @@ void Dataset::read_raw(int64_t start, int64_t count, hid_t mem_type, void* out) 
                       " of " + where() + ": " + (why.empty() ? "read failed (truncated or corrupt file?)" : why) +
                       missing_filters(dset_.get()));
   }
+}
+
+std::optional<RawRows> Dataset::raw_rows(int64_t start, int64_t count, hid_t mem_type) const {
+  if (one_row_ || info_.dims.empty() || start < 0 || count <= 0 || start + count > info_.dims[0]) return std::nullopt;
+  Handle dcpl(H5Dget_create_plist(dset_.get()), H5Pclose);
+  if (!dcpl.valid() || H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS || H5Pget_external_count(dcpl.get()) != 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return std::nullopt;
+  }
+  Handle type(H5Dget_type(dset_.get()), H5Tclose);
+  if (!type.valid() || H5Tequal(type.get(), mem_type) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return std::nullopt;
+  }
+  const haddr_t address = H5Dget_offset(dset_.get());
+  Handle file(H5Iget_file_id(dset_.get()), H5Fclose);
+  Handle fcpl(file.valid() ? H5Fget_create_plist(file.get()) : H5I_INVALID_HID, H5Pclose);
+  Handle fapl(file.valid() ? H5Fget_access_plist(file.get()) : H5I_INVALID_HID, H5Pclose);
+  hsize_t user_block = 1;
+  void* handle = nullptr;
+  if (address == HADDR_UNDEF || !fcpl.valid() || !fapl.valid() || H5Pget_userblock(fcpl.get(), &user_block) < 0 ||
+      user_block != 0 || H5Pget_driver(fapl.get()) != H5FD_SEC2 ||
+      H5Fget_vfd_handle(file.get(), fapl.get(), &handle) < 0 || handle == nullptr) {
+    H5Eclear2(H5E_DEFAULT);
+    return std::nullopt;
+  }
+  const int fd = *static_cast<int*>(handle);
+  const auto row_bytes = static_cast<int64_t>(row_size()) * static_cast<int64_t>(info_.type_size);
+  const int64_t offset = static_cast<int64_t>(address) + start * row_bytes, bytes = count * row_bytes;
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || offset + bytes > static_cast<int64_t>(st.st_size)) return std::nullopt;
+  return RawRows{fd, offset, static_cast<size_t>(bytes)};
+}
+
+void read_raw_in_parallel(const std::vector<RawRead>& reads) {
+  // Pieces of 1 MB: a few dozen per column, so both threads stay busy to the end.
+  constexpr size_t kPiece = size_t{1} << 20;
+  struct Piece {
+    size_t read;
+    size_t begin, end;  // bytes of the run
+  };
+  std::vector<Piece> pieces;
+  for (size_t k = 0; k < reads.size(); ++k)
+    for (size_t b = 0; b < reads[k].rows.bytes; b += kPiece)
+      pieces.push_back({k, b, std::min(reads[k].rows.bytes, b + kPiece)});
+  // The first failure is kept and thrown after the region.
+  std::exception_ptr failed;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t p = 0; p < pieces.size(); ++p) {
+    const RawRead& r = reads[pieces[p].read];
+    char* to = static_cast<char*>(r.to) + pieces[p].begin;
+    size_t at = pieces[p].begin;
+    populate(to, pieces[p].end - at);
+    try {
+      while (at < pieces[p].end) {
+        const ssize_t n = ::pread(r.rows.fd, to, pieces[p].end - at, static_cast<off_t>(r.rows.offset + at));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw Error(ErrorKind::kIo, "cannot read " + r.where + ": " + std::strerror(errno));
+        if (n == 0)
+          throw FormatError("cannot read " + r.where + ": the file ends at byte " +
+                            std::to_string(r.rows.offset + static_cast<int64_t>(at)) + ", inside its data (truncated?)");
+        at += static_cast<size_t>(n);
+        to += n;
+      }
+    } catch (...) {
+#pragma omp critical(mmu_read_raw_failed)
+      if (!failed) failed = std::current_exception();
+    }
+  }
+  if (failed) std::rethrow_exception(failed);
 }
 
 void Dataset::read_rows(int64_t start, int64_t count, float* out) const {

@@ -42,6 +42,10 @@ void ObjectIds::to_text() {
 }
 
 void ObjectIds::append_integers(Kind kind, std::vector<uint64_t>&& numbers) {
+  append_integer_column(kind, Column<uint64_t>(numbers.begin(), numbers.end()));
+}
+
+void ObjectIds::append_integer_column(Kind kind, Column<uint64_t>&& numbers) {
   if (size() == 0 && texts_.empty()) {
     kind_ = kind;
     numbers_.swap(numbers);
@@ -53,7 +57,7 @@ void ObjectIds::append_integers(Kind kind, std::vector<uint64_t>&& numbers) {
   }
   // Signed and unsigned files, or integers and strings: one text form for all.
   ObjectIds more;
-  more.append_integers(kind, std::move(numbers));
+  more.append_integer_column(kind, std::move(numbers));
   more.to_text();
   append_texts(std::move(more.texts_));
 }

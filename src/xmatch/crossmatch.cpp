@@ -133,7 +133,7 @@ void keep_nearest(SkyPoint* slot, const Hit& h) {
   slot->ra = h.sep_arcsec;
 }
 
-void check_size(const std::vector<double>& ra, const std::vector<double>& dec, const char* side) {
+void check_size(ColumnView<double> ra, ColumnView<double> dec, const char* side) {
   if (ra.size() != dec.size())
     throw InvalidArgument(std::string("cross-match: the ") + side + " catalog has " + std::to_string(ra.size()) +
                           " ra but " + std::to_string(dec.size()) + " dec values");
@@ -160,13 +160,13 @@ struct CrossMatchIndex::Impl {
   // than the radius put them in the point's zone and its two neighbours; zones
   // this thin keep the candidate boxes near the circle's area. The cap bounds
   // the offsets array for tiny radii.
-  Impl(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg)
+  Impl(ColumnView<double> ra, ColumnView<double> dec, double radius_deg)
       : radius((check_size(ra, dec, "right"), checked_radius(radius_deg))),
         zones(std::min<int64_t>(static_cast<int64_t>(180.0 / (radius * (1.0 + 1e-6))), 1 << 21)),
         right(ra, dec, zones) {}
 };
 
-CrossMatchIndex::CrossMatchIndex(const std::vector<double>& ra, const std::vector<double>& dec, double radius_deg)
+CrossMatchIndex::CrossMatchIndex(ColumnView<double> ra, ColumnView<double> dec, double radius_deg)
     : impl_(std::make_unique<Impl>(ra, dec, radius_deg)) {}
 CrossMatchIndex::~CrossMatchIndex() = default;
 CrossMatchIndex::CrossMatchIndex(CrossMatchIndex&&) noexcept = default;
@@ -422,8 +422,8 @@ std::vector<WorkItem> plan_work(const Buffer<Index>& left_start, const ZoneIndex
 
 }  // namespace
 
-std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
-                                              bool all_pairs, const std::vector<int64_t>& same_object) const {
+std::vector<MatchPair> CrossMatchIndex::match(ColumnView<double> left_ra, ColumnView<double> left_dec, bool all_pairs,
+                                              const std::vector<int64_t>& same_object) const {
   const Zones& zones = impl_->zones;
   const ZoneIndex& right = impl_->right;
   // The left points are taken zone by zone, each zone in ra order. A left
@@ -585,9 +585,8 @@ std::vector<MatchPair> CrossMatchIndex::match(const std::vector<double>& left_ra
   return pairs;
 }
 
-std::vector<MatchPair> cross_match(const std::vector<double>& left_ra, const std::vector<double>& left_dec,
-                                   const std::vector<double>& right_ra, const std::vector<double>& right_dec,
-                                   double radius_deg, bool all_pairs) {
+std::vector<MatchPair> cross_match(ColumnView<double> left_ra, ColumnView<double> left_dec, ColumnView<double> right_ra,
+                                   ColumnView<double> right_dec, double radius_deg, bool all_pairs) {
   return CrossMatchIndex(right_ra, right_dec, radius_deg).match(left_ra, left_dec, all_pairs);
 }
 

@@ -71,7 +71,16 @@ SkySource load_sky_source(const std::string& spec, const std::string& store) {
           std::find(s.survey_names.begin(), s.survey_names.end(), f.dataset) - s.survey_names.begin());
       if (number == s.survey_names.size()) s.survey_names.push_back(f.dataset);
       reader.read_sky_columns(&columns);
-      resize_populated(&s.survey_of, columns.ra.size(), number);
+      // Filled by all threads, each mapping its share's pages (see read_sky_columns).
+      const int64_t before = static_cast<int64_t>(s.survey_of.size()), added = static_cast<int64_t>(columns.ra.size()) - before;
+      s.survey_of.resize(columns.ra.size());  // unset: filled below
+      uint32_t* const fill = s.survey_of.data() + before;
+#pragma omp parallel
+      {
+        populate_share(fill, added);
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < added; ++i) fill[i] = number;
+      }
     }
     s.ids = std::move(columns.ids);
     s.ra = std::move(columns.ra);

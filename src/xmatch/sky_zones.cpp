@@ -39,7 +39,7 @@ void sort_by_ra(SkyPoint* begin, SkyPoint* end, SortScratch<SkyPoint>* scratch) 
 // command's CPU). Each zone is then sorted by ra while the bucket is in the
 // cache, from its points in index order (as a stable counting sort leaves
 // them). A point's zone is computed in each pass rather than kept.
-Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones,
+Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const Zones& zones,
                             Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of) {
   const int64_t n = static_cast<int64_t>(dec.size()), keys = zones.count + 1;
   int shift = 0;
@@ -128,7 +128,7 @@ Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<dou
   return start;
 }
 
-ZoneIndex::ZoneIndex(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones) {
+ZoneIndex::ZoneIndex(ColumnView<double> ra, ColumnView<double> dec, const Zones& zones) {
   start = group_by_zone(ra, dec, zones, &points);
   const int64_t n = start[zones.count];
   index = Buffer<Index>(n);

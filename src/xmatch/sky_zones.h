@@ -10,6 +10,7 @@
 
 #include "base/fresh_buffer.h"
 #include "base/slice_sort.h"
+#include "mmu/column.h"
 
 namespace mmu::xmatch {
 
@@ -59,7 +60,7 @@ struct SkyPoint {
 // |dec| > 90) go last, to an extra zone zones.count, unsorted; they are never
 // matched. Returns the zone offsets (zones.count + 2); where slot_of is given,
 // (*slot_of)[i] is where point i went.
-Buffer<Index> group_by_zone(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones,
+Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const Zones& zones,
                             Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of = nullptr);
 
 // The right points grouped by zone, each zone sorted by ra.
@@ -69,7 +70,7 @@ struct ZoneIndex {
   Buffer<Index> index;      // index[k]: points[k]'s index in the caller's arrays
 
   // Points without a valid position are left out.
-  ZoneIndex(const std::vector<double>& ra, const std::vector<double>& dec, const Zones& zones);
+  ZoneIndex(ColumnView<double> ra, ColumnView<double> dec, const Zones& zones);
 };
 
 }  // namespace mmu::xmatch
