@@ -46,6 +46,23 @@ Files write_space(const mmu::test::TempDir& dir, const std::vector<float>& base,
   return f;
 }
 
+// A written space opened as a searcher opens it: both files mapped, the sq8
+// copy over its mapping; streamed() reads them with pread instead.
+struct OpenSpace {
+  OpenSpace(const Files& files, int64_t n, int64_t d)
+      : f32(files.f32), sq8(files.sq8), copy(sq8.data(), sq8.size(), files.sq8),
+        m{f32.data(), mmu::VectorType::kF32, n, d} {}
+  mmu::Sq8Scan streamed() const {
+    mmu::Sq8Scan how;
+    how.codes_file = &sq8;
+    how.vectors_file = &f32;
+    return how;
+  }
+  const mmu::files::MappedFile f32, sq8;
+  const mmu::Sq8Copy copy;
+  const mmu::VectorMatrix m;
+};
+
 // Overwrites `n` bytes at `offset` in place (same size).
 void poke(const std::string& path, size_t offset, size_t n) {
   std::fstream io(path, std::ios::binary | std::ios::in | std::ios::out);
@@ -65,16 +82,13 @@ TEST_CASE("sq8 answers read with pread equal the mapped scan's and the fp32 scan
   for (int64_t r = 1; r < 300; ++r)  // near ties with row 0 across chunk and task edges
     for (int64_t i = 0; i < d; ++i) base[(r * 29) * d + i] = base[i] + (i == r % d ? 1e-7f : 0.0f);
   const mmu::test::TempDir dir("sq8_stream");
-  const Files f = write_space(dir, base, n, d);
-  const mmu::files::MappedFile f32_file(f.f32), sq8_file(f.sq8);
-  const mmu::Sq8Copy copy(sq8_file.data(), sq8_file.size(), f.sq8);
-  const mmu::VectorMatrix m{f32_file.data(), mmu::VectorType::kF32, n, d};
+  const OpenSpace space(write_space(dir, base, n, d), n, d);
+  const mmu::Sq8Copy& copy = space.copy;
+  const mmu::VectorMatrix& m = space.m;
   auto queries = random_unit_rows(6, d, 132);
   std::copy(base.begin(), base.begin() + d, queries.begin());  // the tied direction
   for (int64_t i = 0; i < d; ++i) queries[d + i] = i == 3 ? 1e6f : 1e-3f * queries[d + i];  // one huge weight
-  mmu::Sq8Scan streamed;
-  streamed.codes_file = &sq8_file;
-  streamed.vectors_file = &f32_file;
+  mmu::Sq8Scan streamed = space.streamed();
   int64_t cands_mapped = 0, cands_streamed = 0;
   for (size_t j = 0; j < queries.size() / static_cast<size_t>(d); ++j) {
     const float* q = &queries[j * d];
@@ -93,15 +107,10 @@ TEST_CASE("sq8 answers read with pread equal the mapped scan's and the fp32 scan
   const int64_t n2 = 1200, d2 = 512;
   const auto base2 = random_unit_rows(n2, d2, 133);
   const mmu::test::TempDir dir2("sq8_stream_512");
-  const Files f2 = write_space(dir2, base2, n2, d2);
-  const mmu::files::MappedFile f32_2(f2.f32), sq8_2(f2.sq8);
-  const mmu::Sq8Copy copy2(sq8_2.data(), sq8_2.size(), f2.sq8);
-  const mmu::VectorMatrix m2{f32_2.data(), mmu::VectorType::kF32, n2, d2};
-  mmu::Sq8Scan s2;
-  s2.codes_file = &sq8_2;
-  s2.vectors_file = &f32_2;
+  const OpenSpace space2(write_space(dir2, base2, n2, d2), n2, d2);
   for (int64_t j = 0; j < 3; ++j)
-    require_identical(copy2.top_k(m2, &base2[j * 7 * d2], 50, nullptr, s2), mmu::exact_top_k(m2, &base2[j * 7 * d2], 1, 50)[0]);
+    require_identical(space2.copy.top_k(space2.m, &base2[j * 7 * d2], 50, nullptr, space2.streamed()),
+                      mmu::exact_top_k(space2.m, &base2[j * 7 * d2], 1, 50)[0]);
 }
 
 TEST_CASE("an sq8 file truncated or rewritten under a streamed scan is an error naming it", "[sq8]") {
@@ -112,16 +121,11 @@ TEST_CASE("an sq8 file truncated or rewritten under a streamed scan is an error 
   const auto open_and_scan = [&](const std::function<void(const Files&)>& damage, const std::string& named,
                                  const std::string& says) {
     const Files f = write_space(dir, base, n, d);
-    const mmu::files::MappedFile f32_file(f.f32), sq8_file(f.sq8);
-    const mmu::Sq8Copy copy(sq8_file.data(), sq8_file.size(), f.sq8);
-    const mmu::VectorMatrix m{f32_file.data(), mmu::VectorType::kF32, n, d};
-    mmu::Sq8Scan how;
-    how.codes_file = &sq8_file;
-    how.vectors_file = &f32_file;
-    REQUIRE(copy.top_k(m, q, 10, nullptr, how).size() == 10);  // sound before the damage
+    const OpenSpace space(f, n, d);
+    REQUIRE(space.copy.top_k(space.m, q, 10, nullptr, space.streamed()).size() == 10);  // sound before the damage
     damage(f);
     try {
-      copy.top_k(m, q, 10, nullptr, how);
+      space.copy.top_k(space.m, q, 10, nullptr, space.streamed());
       FAIL("no error after the file was damaged");
     } catch (const mmu::Error& e) {
       CHECK(e.kind() == mmu::ErrorKind::kFormat);
