@@ -38,7 +38,8 @@ void sort_by_ra(SkyPoint* begin, SkyPoint* end, SortScratch<SkyPoint>* scratch) 
 // on its zone's counter and on its slot (measured: a quarter of the nearest
 // command's CPU). Each zone is then sorted by ra while the bucket is in the
 // cache, from its points in index order (as a stable counting sort leaves
-// them). A point's zone is computed in each pass rather than kept.
+// them). A point's zone is computed in the first two passes and kept in the
+// point for the rest (its 4 spare bytes: no array of zones to fault in).
 Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const Zones& zones,
                             Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of) {
   const int64_t n = static_cast<int64_t>(dec.size()), keys = zones.count + 1;
@@ -80,10 +81,12 @@ Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const
       bucket_start[buckets] = static_cast<Index>(n);
     }
     for (int64_t i = i0; i < i1; ++i) {
-      SkyPoint& p = (*grouped)[mine[zone_of(ra[i], dec[i]) >> shift]++];
+      const int64_t z = zone_of(ra[i], dec[i]);
+      SkyPoint& p = (*grouped)[mine[z >> shift]++];
       p.ra = normal_ra(ra[i]);
       p.dec = dec[i];
       p.index = static_cast<Index>(i);
+      p.zone = static_cast<Index>(z);
     }
 #pragma omp barrier
     std::vector<Index> zone_next(static_cast<size_t>(bucket_zones));
@@ -106,7 +109,7 @@ Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const
       const SkyPoint* const end = std::copy(grouped->data() + bucket_start[b], grouped->data() + bucket_start[b + 1],
                                             bucket.data());
       std::fill_n(zone_next.data(), z1 - z0, 0);
-      for (const SkyPoint* p = bucket.data(); p != end; ++p) ++zone_next[zone_of(p->ra, p->dec) - z0];
+      for (const SkyPoint* p = bucket.data(); p != end; ++p) ++zone_next[p->zone - z0];
       int64_t at = bucket_start[b];
       for (int64_t z = z0; z < z1; ++z) {
         start[z] = static_cast<Index>(at);
@@ -114,7 +117,7 @@ Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const
         zone_next[z - z0] = static_cast<Index>(at);
         at += count;
       }
-      for (const SkyPoint* p = bucket.data(); p != end; ++p) (*grouped)[zone_next[zone_of(p->ra, p->dec) - z0]++] = *p;
+      for (const SkyPoint* p = bucket.data(); p != end; ++p) (*grouped)[zone_next[p->zone - z0]++] = *p;
       for (int64_t z = z0; z < z1; ++z) {
         SkyPoint* const first = grouped->data() + start[z];
         SkyPoint* const last = grouped->data() + zone_next[z - z0];

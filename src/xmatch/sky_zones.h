@@ -40,16 +40,19 @@ struct Zones {
 };
 
 // A point of a zone: its position and, in the same 24 bytes, either its index
-// in the caller's arrays (while the points are grouped and sorted, and a left
-// point being matched) or cos(dec) (a right point once indexed). So the right
-// side is grouped and sorted in the array it is searched in: no second array
-// of 24 bytes a point to fault in. A right point's index is kept apart
-// (ZoneIndex::index), so that a zone's ra window is one sequential read and
-// only a pair reads the index.
+// in the caller's arrays and its zone (while the points are grouped and
+// sorted, and a left point being matched) or cos(dec) (a right point once
+// indexed). So the right side is grouped and sorted in the array it is
+// searched in: no second array of 24 bytes a point to fault in. A right
+// point's index is kept apart (ZoneIndex::index), so that a zone's ra window
+// is one sequential read and only a pair reads the index.
 struct SkyPoint {
   double ra, dec;
   union {
-    Index index;
+    struct {
+      Index index;
+      Index zone;  // set by group_by_zone's first placement, read by its second
+    };
     double cos_dec;  // cos(dec * kDeg) as angular_separation_deg computes it, once per point
   };
 };
