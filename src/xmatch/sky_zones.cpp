@@ -41,7 +41,7 @@ void sort_by_ra(SkyPoint* begin, SkyPoint* end, SortScratch<SkyPoint>* scratch) 
 // them). A point's zone is computed in the first two passes and kept in the
 // point for the rest (its 4 spare bytes: no array of zones to fault in).
 Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const Zones& zones,
-                            Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of) {
+                            Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of, Buffer<Index>* index_of) {
   const int64_t n = static_cast<int64_t>(dec.size()), keys = zones.count + 1;
   int shift = 0;
   while ((keys - 1) >> shift >= 1024) ++shift;
@@ -51,6 +51,7 @@ Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const
   auto zone_of = [&](double r, double d) { return valid_position(r, d) ? zones.of(d) : zones.count; };
   *grouped = Buffer<SkyPoint>(n);
   if (slot_of != nullptr) *slot_of = Buffer<Index>(n);
+  if (index_of != nullptr) *index_of = Buffer<Index>(n);  // room for all; the invalid points' is not written
   Buffer<Index> start(keys + 1);
   // next[t * buckets + b]: how many points of bucket b thread t has, then where it places the next one.
   std::vector<Index> next(static_cast<size_t>(omp_get_max_threads() * buckets));
@@ -63,6 +64,7 @@ Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const
     const int64_t i0 = n * t / threads, i1 = n * (t + 1) / threads;
     populate_share(grouped->data(), n);
     if (slot_of != nullptr) populate_share(slot_of->data(), n);
+    if (index_of != nullptr) populate_share(index_of->data(), n);
     Index* const mine = next.data() + t * buckets;
     std::fill_n(mine, buckets, 0);
     for (int64_t i = i0; i < i1; ++i) ++mine[zone_of(ra[i], dec[i]) >> shift];
@@ -124,6 +126,11 @@ Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const
         if (z < zones.count) sort_by_ra(first, last, &scratch);  // not the invalid points' zone
         if (slot_of != nullptr)
           for (SkyPoint* p = first; p != last; ++p) (*slot_of)[p->index] = static_cast<Index>(p - grouped->data());
+        if (index_of != nullptr && z < zones.count)
+          for (SkyPoint* p = first; p != last; ++p) {
+            (*index_of)[p - grouped->data()] = p->index;
+            p->cos_dec = std::cos(p->dec * kDeg);  // the index and zone are not read again
+          }
       }
     }
   }
@@ -132,18 +139,7 @@ Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const
 }
 
 ZoneIndex::ZoneIndex(ColumnView<double> ra, ColumnView<double> dec, const Zones& zones) {
-  start = group_by_zone(ra, dec, zones, &points);
-  const int64_t n = start[zones.count];
-  index = Buffer<Index>(n);
-#pragma omp parallel
-  {
-    populate_share(index.data(), n);
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < n; ++k) {
-      index[k] = points[k].index;
-      points[k].cos_dec = std::cos(points[k].dec * kDeg);  // the index is not read again
-    }
-  }
+  start = group_by_zone(ra, dec, zones, &points, nullptr, &index);
 }
 
 }  // namespace mmu::xmatch

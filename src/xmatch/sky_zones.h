@@ -62,9 +62,13 @@ struct SkyPoint {
 // with its index. Points without a valid position (ra or dec not finite,
 // |dec| > 90) go last, to an extra zone zones.count, unsorted; they are never
 // matched. Returns the zone offsets (zones.count + 2); where slot_of is given,
-// (*slot_of)[i] is where point i went.
+// (*slot_of)[i] is where point i went. Where index_of is given (an index's
+// right side), each valid point's index goes to (*index_of)[k] and its
+// cos_dec is set in its place, while its zone is still in the cache: no
+// second pass over the points.
 Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const Zones& zones,
-                            Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of = nullptr);
+                            Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of = nullptr,
+                            Buffer<Index>* index_of = nullptr);
 
 // The right points grouped by zone, each zone sorted by ra.
 struct ZoneIndex {
