@@ -53,7 +53,19 @@ int run_xmatch(const XmatchFlags& f) {
     std::cerr << (same.size() - static_cast<size_t>(std::count(same.begin(), same.end(), -1)))
               << " objects are on both sides: an object is not paired with itself"
               << (f.all ? "" : ", each gets its nearest other object") << "\n";
-  const auto pairs = index.get().match(l.ra, l.dec, f.all, same);
+  const CrossMatchIndex matcher = index.get();
+  auto summary = [&](int64_t pairs) {
+    std::cerr << pairs << " pairs within " << radius * 3600.0 << " arcsec (" << l.ids.size() << " left, "
+              << r.ids.size() << " right objects)\n";
+  };
+  if (fmt == OutputFormat::kCsv && !f.all && !f.link) {
+    // Rows straight from the match's answers: no vector of pairs (the same bytes).
+    const NearestMatches nearest = matcher.match_nearest(l.ra, l.dec, same);
+    write_nearest_csv(l, r, nearest, STDOUT_FILENO);
+    summary(nearest.pair_count());
+    return 0;
+  }
+  const auto pairs = matcher.match(l.ra, l.dec, f.all, same);
 
   std::ios::sync_with_stdio(false);
   if (fmt == OutputFormat::kCsv) {
@@ -83,8 +95,7 @@ int run_xmatch(const XmatchFlags& f) {
   }
   if (fmt == OutputFormat::kJson) std::cout << "\n]\n";
   if (!std::cout.flush()) throw IoError("standard output", "write", errno);
-  std::cerr << pairs.size() << " pairs within " << radius * 3600.0 << " arcsec (" << l.ids.size() << " left, "
-            << r.ids.size() << " right objects)\n";
+  summary(static_cast<int64_t>(pairs.size()));
 
   if (f.link) {
     if (l.store.empty() || r.store.empty() || l.store != r.store)

@@ -16,4 +16,8 @@ namespace mmu {
 // written (a full disk, a closed pipe).
 void write_pairs_csv(const SkySource& left, const SkySource& right, const std::vector<MatchPair>& pairs, int fd);
 
+// The same for a nearest match's pairs, read from its answers block by block:
+// the same bytes as write_pairs_csv of match(..., false)'s pairs.
+void write_nearest_csv(const SkySource& left, const SkySource& right, const NearestMatches& matches, int fd);
+
 }  // namespace mmu

@@ -422,8 +422,68 @@ std::vector<WorkItem> plan_work(const Buffer<Index>& left_start, const ZoneIndex
 
 }  // namespace
 
+// Nearest mode's answers: left point i's is in points[slot_of[i]] (keep_nearest);
+// block_start[b] pairs come before block b of 2^block_shift left indices.
+struct NearestMatches::Impl {
+  Buffer<SkyPoint> points;
+  Buffer<Index> slot_of;
+  int64_t left_count = 0;
+  int block_shift = 0;
+  std::vector<int64_t> block_start{0};
+};
+
+NearestMatches::NearestMatches() : impl_(std::make_unique<Impl>()) {}
+NearestMatches::~NearestMatches() = default;
+NearestMatches::NearestMatches(NearestMatches&&) noexcept = default;
+NearestMatches& NearestMatches::operator=(NearestMatches&&) noexcept = default;
+int64_t NearestMatches::left_count() const { return impl_->left_count; }
+int64_t NearestMatches::pair_count() const { return impl_->block_start.back(); }
+
+// The slots are read at random, fetched ahead.
+MatchPair* NearestMatches::pairs_of(int64_t first_left, int64_t last_left, MatchPair* out) const {
+  const SkyPoint* const points = impl_->points.data();
+  const Index* const slot_of = impl_->slot_of.data();
+  constexpr int64_t kAhead = 16;
+  for (int64_t i = first_left; i < last_left; ++i) {
+    if (i + kAhead < last_left) __builtin_prefetch(&points[slot_of[i + kAhead]]);
+    const SkyPoint& p = points[slot_of[i]];
+    if (p.index != kNone) *out++ = {i, static_cast<int64_t>(p.index), p.ra};
+  }
+  return out;
+}
+
+NearestMatches CrossMatchIndex::match_nearest(ColumnView<double> left_ra, ColumnView<double> left_dec,
+                                              const std::vector<int64_t>& same_object) const {
+  NearestMatches nearest;
+  run(left_ra, left_dec, false, same_object, &nearest);
+  return nearest;
+}
+
 std::vector<MatchPair> CrossMatchIndex::match(ColumnView<double> left_ra, ColumnView<double> left_dec, bool all_pairs,
                                               const std::vector<int64_t>& same_object) const {
+  if (all_pairs) return run(left_ra, left_dec, true, same_object, nullptr);
+  const NearestMatches nearest = match_nearest(left_ra, left_dec, same_object);
+  const NearestMatches::Impl& m = *nearest.impl_;
+  // Back to left order, block by block of left indices, each block's count
+  // taken during the match.
+  std::vector<MatchPair> pairs;
+  resize_fresh(&pairs, static_cast<size_t>(m.block_start.back()));  // unset, filled below
+  const int64_t blocks = static_cast<int64_t>(m.block_start.size()) - 1;
+#pragma omp parallel
+  {
+    // Each thread a run of blocks, its pairs mapped in one call (a block's
+    // alone are too few pages for populate, and 4 KB faults cost ~12 us).
+    const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+    const int64_t b0 = blocks * t / threads, b1 = blocks * (t + 1) / threads;
+    MatchPair* to = pairs.data() + m.block_start[b0];
+    populate(to, static_cast<size_t>(m.block_start[b1] - m.block_start[b0]) * sizeof(MatchPair));
+    nearest.pairs_of(b0 << m.block_shift, std::min(m.left_count, b1 << m.block_shift), to);
+  }
+  return pairs;
+}
+
+std::vector<MatchPair> CrossMatchIndex::run(ColumnView<double> left_ra, ColumnView<double> left_dec, bool all_pairs,
+                                            const std::vector<int64_t>& same_object, NearestMatches* nearest) const {
   const Zones& zones = impl_->zones;
   const ZoneIndex& right = impl_->right;
   // The left points are taken zone by zone, each zone in ra order. A left
@@ -532,28 +592,13 @@ std::vector<MatchPair> CrossMatchIndex::match(ColumnView<double> left_ra, Column
 
   std::vector<MatchPair> pairs;
   if (!all_pairs) {
-    // Back to left order, block by block of left indices, each block's count
-    // taken during the match: the slots are read at random once, fetched ahead.
-    std::vector<int64_t> block_start(found_in_block.size() + 1, 0);
-    for (size_t b = 0; b < found_in_block.size(); ++b) block_start[b + 1] = block_start[b] + found_in_block[b];
-    resize_fresh(&pairs, static_cast<size_t>(block_start.back()));  // unset, filled below
-    const int64_t blocks = static_cast<int64_t>(found_in_block.size());
-#pragma omp parallel
-    {
-      // Each thread a run of blocks, its pairs mapped in one call (a block's
-      // alone are too few pages for populate, and 4 KB faults cost ~12 us).
-      const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
-      const int64_t b0 = blocks * t / threads, b1 = blocks * (t + 1) / threads;
-      MatchPair* to = pairs.data() + block_start[b0];
-      populate(to, static_cast<size_t>(block_start[b1] - block_start[b0]) * sizeof(MatchPair));
-      constexpr int64_t kAhead = 16;
-      const int64_t i1 = std::min(nl, b1 << block_shift);
-      for (int64_t i = b0 << block_shift; i < i1; ++i) {
-        if (i + kAhead < i1) __builtin_prefetch(&left_points[slot_of[i + kAhead]]);
-        const SkyPoint& p = left_points[slot_of[i]];
-        if (p.index != kNone) *to++ = {i, static_cast<int64_t>(p.index), p.ra};
-      }
-    }
+    NearestMatches::Impl& m = *nearest->impl_;
+    m.points = std::move(left_points);
+    m.slot_of = std::move(slot_of);
+    m.left_count = nl;
+    m.block_shift = block_shift;
+    m.block_start.assign(found_in_block.size() + 1, 0);
+    for (size_t b = 0; b < found_in_block.size(); ++b) m.block_start[b + 1] = m.block_start[b] + found_in_block[b];
     return pairs;
   }
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <utility>
 
 #include "base/fresh_buffer.h"
 #include "mmu/error.h"
@@ -61,43 +62,47 @@ void write_out(int fd, const char* data, size_t size) {
   }
 }
 
-}  // namespace
-
 // Each block of rows goes into one buffer sized for its longest possible rows,
 // so a row is a few memcpy and integer conversions, with no checks of a
-// string's capacity.
-
-void write_pairs_csv(const SkySource& l, const SkySource& r, const std::vector<MatchPair>& pairs, int fd) {
+// string's capacity. The rows come from `units` units (pairs, or left points
+// of a nearest match) taken a block at a time: rows(u0, u1, scratch) returns
+// the block's pairs, in scratch (room for u1 - u0) or where they already are.
+template <typename Rows>
+void write_csv(const SkySource& l, const SkySource& r, int64_t n, Rows rows, int fd) {
   const std::string header = "left_id,left_survey,right_id,right_survey,sep_arcsec\n";
   write_out(fd, header.data(), header.size());
   constexpr int64_t kAhead = 16;
   constexpr size_t kNumber = 64;  // a separation in fixed notation, 6 decimals, and the newline
   const size_t row_bytes = l.ids.longest() + longest(l.survey_names) + r.ids.longest() + longest(r.survey_names) +
                            4 + kNumber;
-  // A block's buffer fits one 2 MB page, reused for each of the thread's
-  // blocks: fresh memory costs more here than the writes (8.6 MB per thread
-  // with 65,536 rows a block, each page cleared by the kernel once).
-  const int64_t n = static_cast<int64_t>(pairs.size());
-  const int64_t block = std::max<int64_t>(256, static_cast<int64_t>(kHugePage / row_bytes));
+  // A block's buffer (its text, then room for its pairs) fits one 2 MB page,
+  // reused for each of the thread's blocks: fresh memory costs more here than
+  // the writes (8.6 MB per thread with 65,536 rows a block, each page cleared
+  // by the kernel once).
+  const size_t unit_bytes = row_bytes + sizeof(MatchPair);
+  const int64_t block = std::max<int64_t>(256, static_cast<int64_t>(kHugePage / unit_bytes));
   const int64_t blocks = (n + block - 1) / block;
   // A write error is kept, the other blocks skipped, and thrown after the region.
   std::exception_ptr failed;
 #pragma omp parallel
   {
-    const std::unique_ptr<char[], void (*)(void*)> text(
-        allocate_fresh<char>(static_cast<int64_t>(std::min(n, block) * static_cast<int64_t>(row_bytes))), std::free);
+    const int64_t room = std::min(n, block);
+    const std::unique_ptr<char[], void (*)(void*)> buffer(
+        allocate_fresh<char>(room * static_cast<int64_t>(unit_bytes)), std::free);
+    char* const text = buffer.get();
+    MatchPair* const scratch = reinterpret_cast<MatchPair*>(text + room * static_cast<int64_t>(row_bytes));
 #pragma omp for ordered schedule(static, 1)
     for (int64_t b = 0; b < blocks; ++b) {
-      char* at = text.get();
-      const int64_t end_k = std::min(n, (b + 1) * block);
-      for (int64_t k = b * block; k < end_k; ++k) {
+      char* at = text;
+      const auto [first, last] = rows(b * block, std::min(n, (b + 1) * block), scratch);
+      for (const MatchPair* pair = first; pair != last; ++pair) {
         // Pairs come in left order, so the right side's ids are read at
         // random: fetch them ahead, or each row waits twice on memory.
-        if (k + kAhead < end_k) {
-          r.ids.prefetch(pairs[k + kAhead].right);
-          __builtin_prefetch(&r.survey_of[pairs[k + kAhead].right]);
+        if (last - pair > kAhead) {
+          r.ids.prefetch(pair[kAhead].right);
+          __builtin_prefetch(&r.survey_of[pair[kAhead].right]);
         }
-        const MatchPair& p = pairs[k];
+        const MatchPair& p = *pair;
         at = l.ids.write(p.left, at);
         *at++ = ',';
         at = put(at, l.survey(p.left), ',');
@@ -111,7 +116,7 @@ void write_pairs_csv(const SkySource& l, const SkySource& r, const std::vector<M
       {
         if (!failed) {
           try {
-            write_out(fd, text.get(), static_cast<size_t>(at - text.get()));
+            write_out(fd, text, static_cast<size_t>(at - text));
           } catch (...) {
             failed = std::current_exception();
           }
@@ -120,6 +125,20 @@ void write_pairs_csv(const SkySource& l, const SkySource& r, const std::vector<M
     }
   }
   if (failed) std::rethrow_exception(failed);
+}
+
+}  // namespace
+
+void write_pairs_csv(const SkySource& l, const SkySource& r, const std::vector<MatchPair>& pairs, int fd) {
+  write_csv(l, r, static_cast<int64_t>(pairs.size()), [&](int64_t k0, int64_t k1, MatchPair*) {
+    return std::pair<const MatchPair*, const MatchPair*>(pairs.data() + k0, pairs.data() + k1);
+  }, fd);
+}
+
+void write_nearest_csv(const SkySource& l, const SkySource& r, const NearestMatches& matches, int fd) {
+  write_csv(l, r, matches.left_count(), [&](int64_t i0, int64_t i1, MatchPair* scratch) {
+    return std::pair<const MatchPair*, const MatchPair*>(scratch, matches.pairs_of(i0, i1, scratch));
+  }, fd);
 }
 
 }  // namespace mmu

@@ -40,16 +40,19 @@ struct Zones {
 };
 
 // A point of a zone: its position and, in the same 24 bytes, either its index
-// in the caller's arrays (while the points are grouped and sorted, and a left
-// point being matched) or cos(dec) (a right point once indexed). So the right
-// side is grouped and sorted in the array it is searched in: no second array
-// of 24 bytes a point to fault in. A right point's index is kept apart
-// (ZoneIndex::index), so that a zone's ra window is one sequential read and
-// only a pair reads the index.
+// in the caller's arrays and its zone (while the points are grouped and
+// sorted, and a left point being matched) or cos(dec) (a right point once
+// indexed). So the right side is grouped and sorted in the array it is
+// searched in: no second array of 24 bytes a point to fault in. A right
+// point's index is kept apart (ZoneIndex::index), so that a zone's ra window
+// is one sequential read and only a pair reads the index.
 struct SkyPoint {
   double ra, dec;
   union {
-    Index index;
+    struct {
+      Index index;
+      Index zone;  // set by group_by_zone's first placement, read by its second
+    };
     double cos_dec;  // cos(dec * kDeg) as angular_separation_deg computes it, once per point
   };
 };
@@ -59,9 +62,13 @@ struct SkyPoint {
 // with its index. Points without a valid position (ra or dec not finite,
 // |dec| > 90) go last, to an extra zone zones.count, unsorted; they are never
 // matched. Returns the zone offsets (zones.count + 2); where slot_of is given,
-// (*slot_of)[i] is where point i went.
+// (*slot_of)[i] is where point i went. Where index_of is given (an index's
+// right side), each valid point's index goes to (*index_of)[k] and its
+// cos_dec is set in its place, while its zone is still in the cache: no
+// second pass over the points.
 Buffer<Index> group_by_zone(ColumnView<double> ra, ColumnView<double> dec, const Zones& zones,
-                            Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of = nullptr);
+                            Buffer<SkyPoint>* grouped, Buffer<Index>* slot_of = nullptr,
+                            Buffer<Index>* index_of = nullptr);
 
 // The right points grouped by zone, each zone sorted by ra.
 struct ZoneIndex {

@@ -1,0 +1,152 @@
+// The nearest cross-match read from its answers block by block
+// (NearestMatches, write_nearest_csv) against the vector of pairs and a
+// brute-force nearest.
+#include <omp.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mmu/crossmatch.h"
+#include "mmu/pair_csv.h"
+#include "mmu/sky.h"
+#include "mmu/sky_source.h"
+
+namespace {
+
+// Positions in the places a match finds hard: a sparse field, a dense clump,
+// the ra seam, both poles, and invalid positions (never matched). With base,
+// half the points are copies of base's moved by less than two radii.
+void positions(size_t n, std::mt19937_64* rng, double radius, const mmu::SkySource* base, mmu::SkySource* s) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (size_t i = 0; i < n; ++i) {
+    double ra = 0.0, dec = 0.0;
+    switch (i % 6) {
+      case 0: ra = 10.0 + u(*rng); dec = -5.0 + u(*rng); break;
+      case 1: ra = 200.0 + u(*rng) * 0.01; dec = 40.0 + u(*rng) * 0.01; break;
+      case 2: ra = u(*rng) < 0.5 ? 359.999 + u(*rng) * 1e-3 : u(*rng) * 1e-3; dec = u(*rng) * 0.01; break;
+      case 3: ra = u(*rng) * 360.0; dec = 89.999 + u(*rng) * 1e-3; break;
+      case 4: ra = u(*rng) * 360.0; dec = -90.0 + u(*rng) * 1e-3; break;
+      default:
+        ra = i % 12 == 5 ? std::numeric_limits<double>::quiet_NaN() : u(*rng) * 360.0;
+        dec = i % 12 == 5 ? 0.0 : 95.0;  // both invalid
+    }
+    if (base != nullptr && i % 2 == 0 && i < base->ra.size() && std::isfinite(base->ra[i]) &&
+        std::fabs(base->dec[i]) <= 90.0) {
+      ra = base->ra[i] + (u(*rng) - 0.5) * 2.0 * radius;
+      dec = std::max(-90.0, std::min(90.0, base->dec[i] + (u(*rng) - 0.5) * 2.0 * radius));
+    }
+    s->ra.push_back(ra);
+    s->dec.push_back(dec);
+  }
+}
+
+mmu::SkySource source(size_t n, int64_t first_id, const std::string& survey) {
+  mmu::SkySource s;
+  std::vector<uint64_t> ids(n);
+  for (size_t i = 0; i < n; ++i) ids[i] = static_cast<uint64_t>(first_id + static_cast<int64_t>(i));
+  s.ids.append_integers(mmu::ObjectIds::Kind::kSigned, std::move(ids));
+  s.survey_names = {survey};
+  s.survey_of.assign(n, 0);
+  return s;
+}
+
+// All pairs_of blocks of `block` left points, one after the other.
+std::vector<mmu::MatchPair> by_blocks(const mmu::NearestMatches& m, int64_t block) {
+  std::vector<mmu::MatchPair> out(static_cast<size_t>(m.left_count()));
+  mmu::MatchPair* at = out.data();
+  for (int64_t i = 0; i < m.left_count(); i += block) at = m.pairs_of(i, std::min(m.left_count(), i + block), at);
+  out.resize(static_cast<size_t>(at - out.data()));
+  return out;
+}
+
+bool same_pairs(const std::vector<mmu::MatchPair>& a, const std::vector<mmu::MatchPair>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t k = 0; k < a.size(); ++k)
+    if (a[k].left != b[k].left || a[k].right != b[k].right || a[k].sep_arcsec != b[k].sep_arcsec) return false;
+  return true;
+}
+
+// What write(fd) writes to a file, with `threads` OpenMP threads.
+template <typename Write>
+std::string written(Write write, int threads) {
+  const std::string path = "xmatch_nearest_test_" + std::to_string(::getpid()) + ".csv";
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  REQUIRE(f != nullptr);
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  write(::fileno(f));
+  omp_set_num_threads(before);
+  std::fclose(f);
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::remove(path.c_str());
+  return text.str();
+}
+
+}  // namespace
+
+TEST_CASE("nearest answers read block by block equal match's pairs and a brute-force nearest", "[xmatch]") {
+  const double radius = 2.0 / 3600.0;
+  std::mt19937_64 rng(11);
+  mmu::SkySource r = source(3000, 1000000, "right"), l = source(2500, 0, "left");
+  positions(3000, &rng, radius, nullptr, &r);
+  positions(2500, &rng, radius, &r, &l);
+  const mmu::CrossMatchIndex index(r.ra, r.dec, radius);
+  const std::vector<mmu::MatchPair> pairs = index.match(l.ra, l.dec, false);
+  const mmu::NearestMatches nearest = index.match_nearest(l.ra, l.dec);
+  CHECK(nearest.left_count() == 2500);
+  CHECK(nearest.pair_count() == static_cast<int64_t>(pairs.size()));
+  for (int64_t block : {1, 7, 256, 100000}) CHECK(same_pairs(by_blocks(nearest, block), pairs));
+  CHECK(nearest.pairs_of(5, 5, nullptr) == nullptr);  // an empty range writes nothing
+
+  // Brute force: each valid left point's nearest right point within the radius, lowest index on ties.
+  std::vector<mmu::MatchPair> expected;
+  for (size_t i = 0; i < l.ra.size(); ++i) {
+    if (!std::isfinite(l.ra[i]) || std::fabs(l.dec[i]) > 90.0) continue;
+    int64_t best = -1;
+    double best_sep = 0.0;
+    for (size_t j = 0; j < r.ra.size(); ++j) {
+      if (!std::isfinite(r.ra[j]) || std::fabs(r.dec[j]) > 90.0) continue;
+      const double sep = mmu::angular_separation_deg(l.ra[i], l.dec[i], r.ra[j], r.dec[j]);
+      if (sep <= radius && (best < 0 || sep < best_sep)) {
+        best = static_cast<int64_t>(j);
+        best_sep = sep;
+      }
+    }
+    if (best >= 0) expected.push_back({static_cast<int64_t>(i), best, best_sep * 3600.0});
+  }
+  REQUIRE(expected.size() > 500);  // the test has pairs of every kind to compare
+  REQUIRE(pairs.size() == expected.size());
+  for (size_t k = 0; k < pairs.size(); ++k) {
+    CHECK(pairs[k].left == expected[k].left);
+    CHECK(pairs[k].right == expected[k].right);
+    CHECK(std::fabs(pairs[k].sep_arcsec - expected[k].sep_arcsec) <= 1e-9);
+  }
+}
+
+TEST_CASE("nearest CSV written from the answers is the CSV of match's pairs, byte for byte, 1 and 2 threads",
+          "[xmatch]") {
+  // Enough left points for several of the writer's blocks (~13,000 rows each).
+  const double radius = 2.0 / 3600.0;
+  std::mt19937_64 rng(12);
+  mmu::SkySource r = source(30000, 1000000000000, "right_survey"), l = source(40000, -20000, "left");
+  positions(30000, &rng, radius, nullptr, &r);
+  positions(40000, &rng, radius, &r, &l);
+  const mmu::CrossMatchIndex index(r.ra, r.dec, radius);
+  const std::vector<mmu::MatchPair> pairs = index.match(l.ra, l.dec, false);
+  const mmu::NearestMatches nearest = index.match_nearest(l.ra, l.dec);
+  REQUIRE(pairs.size() > 15000);
+  const std::string expected = written([&](int fd) { mmu::write_pairs_csv(l, r, pairs, fd); }, 1);
+  CHECK(std::count(expected.begin(), expected.end(), '\n') == static_cast<int64_t>(pairs.size()) + 1);
+  for (int threads : {1, 2}) CHECK(written([&](int fd) { mmu::write_nearest_csv(l, r, nearest, fd); }, threads) == expected);
+}
