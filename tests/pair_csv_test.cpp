@@ -16,35 +16,17 @@
 
 #include "mmu/error.h"
 #include "mmu/sky_source.h"
+#include "xmatch_test_util.h"
 
 namespace {
+
+using mmu::test::integer_sky_source;
+using mmu::test::written_with_threads;
 
 // What write_pairs_csv writes to a file, with `threads` OpenMP threads.
 std::string csv_of(const mmu::SkySource& l, const mmu::SkySource& r, const std::vector<mmu::MatchPair>& pairs,
                    int threads) {
-  const std::string path = "pair_csv_test_" + std::to_string(::getpid()) + ".csv";
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  REQUIRE(f != nullptr);
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  mmu::write_pairs_csv(l, r, pairs, ::fileno(f));
-  omp_set_num_threads(before);
-  std::fclose(f);
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::remove(path.c_str());
-  return text.str();
-}
-
-mmu::SkySource integer_source(size_t n, int64_t first, const std::string& survey) {
-  mmu::SkySource s;
-  std::vector<uint64_t> ids(n);
-  for (size_t i = 0; i < n; ++i) ids[i] = static_cast<uint64_t>(first + static_cast<int64_t>(i));
-  s.ids.append_integers(mmu::ObjectIds::Kind::kSigned, std::move(ids));
-  s.survey_names = {survey};
-  s.survey_of.assign(n, 0);
-  return s;
+  return written_with_threads([&](int fd) { mmu::write_pairs_csv(l, r, pairs, fd); }, threads);
 }
 
 // The row as printf writes it: the independent form of the expected output.
@@ -57,7 +39,7 @@ std::string row(const std::string& l, const std::string& ls, const std::string& 
 }  // namespace
 
 TEST_CASE("pair CSV rows equal printf's, separations near rounding midpoints included", "[xmatch]") {
-  const mmu::SkySource l = integer_source(1000, -500, "left"), r = integer_source(1000, 1000000000000, "right");
+  const mmu::SkySource l = integer_sky_source(1000, -500, "left"), r = integer_sky_source(1000, 1000000000000, "right");
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   std::vector<mmu::MatchPair> pairs;
@@ -82,7 +64,7 @@ TEST_CASE("pair CSV rows equal printf's, separations near rounding midpoints inc
 TEST_CASE("pair CSV bytes do not depend on the number of threads", "[xmatch]") {
   // Text ids of several lengths on the left, integers on the right, two
   // surveys: many blocks (a block's buffer is 2 MB), formatted by 1, 2 and 3 threads.
-  mmu::SkySource l, r = integer_source(5000, 0, "desi");
+  mmu::SkySource l, r = integer_sky_source(5000, 0, "desi");
   std::vector<std::string> texts;
   for (int i = 0; i < 3000; ++i) texts.push_back("obj-" + std::string(static_cast<size_t>(i % 17), 'x') + std::to_string(i));
   l.ids.append_texts(std::move(texts));
@@ -121,7 +103,7 @@ TEST_CASE("object ids: integers print as FileCatalog's text, mixed kinds become 
 }
 
 TEST_CASE("pair CSV: a descriptor that takes no bytes is an IoError, not a short file", "[xmatch]") {
-  const mmu::SkySource l = integer_source(10, 0, "a"), r = integer_source(10, 0, "b");
+  const mmu::SkySource l = integer_sky_source(10, 0, "a"), r = integer_sky_source(10, 0, "b");
   std::vector<mmu::MatchPair> pairs(1, mmu::MatchPair(1, 2, 0.5));
   int fds[2];
   REQUIRE(::pipe(fds) == 0);

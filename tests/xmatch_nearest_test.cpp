@@ -19,8 +19,12 @@
 #include "mmu/pair_csv.h"
 #include "mmu/sky.h"
 #include "mmu/sky_source.h"
+#include "xmatch_test_util.h"
 
 namespace {
+
+using mmu::test::integer_sky_source;
+using mmu::test::written_with_threads;
 
 // Positions in the places a match finds hard: a sparse field, a dense clump,
 // the ra seam, both poles, and invalid positions (never matched). With base,
@@ -49,16 +53,6 @@ void positions(size_t n, std::mt19937_64* rng, double radius, const mmu::SkySour
   }
 }
 
-mmu::SkySource source(size_t n, int64_t first_id, const std::string& survey) {
-  mmu::SkySource s;
-  std::vector<uint64_t> ids(n);
-  for (size_t i = 0; i < n; ++i) ids[i] = static_cast<uint64_t>(first_id + static_cast<int64_t>(i));
-  s.ids.append_integers(mmu::ObjectIds::Kind::kSigned, std::move(ids));
-  s.survey_names = {survey};
-  s.survey_of.assign(n, 0);
-  return s;
-}
-
 // All pairs_of blocks of `block` left points, one after the other.
 std::vector<mmu::MatchPair> by_blocks(const mmu::NearestMatches& m, int64_t block) {
   std::vector<mmu::MatchPair> out(static_cast<size_t>(m.left_count()));
@@ -75,30 +69,12 @@ bool same_pairs(const std::vector<mmu::MatchPair>& a, const std::vector<mmu::Mat
   return true;
 }
 
-// What write(fd) writes to a file, with `threads` OpenMP threads.
-template <typename Write>
-std::string written(Write write, int threads) {
-  const std::string path = "xmatch_nearest_test_" + std::to_string(::getpid()) + ".csv";
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  REQUIRE(f != nullptr);
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  write(::fileno(f));
-  omp_set_num_threads(before);
-  std::fclose(f);
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::remove(path.c_str());
-  return text.str();
-}
-
 }  // namespace
 
 TEST_CASE("nearest answers read block by block equal match's pairs and a brute-force nearest", "[xmatch]") {
   const double radius = 2.0 / 3600.0;
   std::mt19937_64 rng(11);
-  mmu::SkySource r = source(3000, 1000000, "right"), l = source(2500, 0, "left");
+  mmu::SkySource r = integer_sky_source(3000, 1000000, "right"), l = integer_sky_source(2500, 0, "left");
   positions(3000, &rng, radius, nullptr, &r);
   positions(2500, &rng, radius, &r, &l);
   const mmu::CrossMatchIndex index(r.ra, r.dec, radius);
@@ -139,14 +115,16 @@ TEST_CASE("nearest CSV written from the answers is the CSV of match's pairs, byt
   // Enough left points for several of the writer's blocks (~13,000 rows each).
   const double radius = 2.0 / 3600.0;
   std::mt19937_64 rng(12);
-  mmu::SkySource r = source(30000, 1000000000000, "right_survey"), l = source(40000, -20000, "left");
+  mmu::SkySource r = integer_sky_source(30000, 1000000000000, "right_survey");
+  mmu::SkySource l = integer_sky_source(40000, -20000, "left");
   positions(30000, &rng, radius, nullptr, &r);
   positions(40000, &rng, radius, &r, &l);
   const mmu::CrossMatchIndex index(r.ra, r.dec, radius);
   const std::vector<mmu::MatchPair> pairs = index.match(l.ra, l.dec, false);
   const mmu::NearestMatches nearest = index.match_nearest(l.ra, l.dec);
   REQUIRE(pairs.size() > 15000);
-  const std::string expected = written([&](int fd) { mmu::write_pairs_csv(l, r, pairs, fd); }, 1);
+  const std::string expected = written_with_threads([&](int fd) { mmu::write_pairs_csv(l, r, pairs, fd); }, 1);
   CHECK(std::count(expected.begin(), expected.end(), '\n') == static_cast<int64_t>(pairs.size()) + 1);
-  for (int threads : {1, 2}) CHECK(written([&](int fd) { mmu::write_nearest_csv(l, r, nearest, fd); }, threads) == expected);
+  for (int threads : {1, 2})
+    CHECK(written_with_threads([&](int fd) { mmu::write_nearest_csv(l, r, nearest, fd); }, threads) == expected);
 }

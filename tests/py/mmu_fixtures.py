@@ -107,6 +107,15 @@ def mmu_path(root, survey, cell=CELL, name="001-of-001.hdf5"):
     return os.path.join(root, dataset, subset, "healpix=%d" % cell, name)
 
 
+def write_positions(path, ids, ra, dec):
+    """A positions-only MMU-style file (object_id, ra, dec), folders made: what cross-match tests read."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("object_id", data=ids)
+        f.create_dataset("ra", data=ra)
+        f.create_dataset("dec", data=dec)
+
+
 def write_mmu_file(path, datasets, compression="lzf"):
     """Writes datasets (name -> array) to path; big 2-D+ float arrays are chunked
     per row and compressed (LZF by default, as MMU does for images)."""

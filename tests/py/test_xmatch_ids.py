@@ -15,6 +15,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Checks, binaries_samples_tmp  # noqa: E402
+from mmu_fixtures import write_positions  # noqa: E402
 
 CHECKS = Checks()
 check = CHECKS.check
@@ -39,14 +40,6 @@ def separations_arcsec(ra1, dec1, ra2, dec2):
     return np.degrees(2 * np.arcsin(np.sqrt(np.minimum(1, h)))) * 3600
 
 
-def write(path, ids, ra, dec):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("object_id", data=ids)
-        f.create_dataset("ra", data=ra)
-        f.create_dataset("dec", data=dec)
-
-
 def xmatch(mmu_index, left, right, *extra, stdout=subprocess.PIPE):
     return subprocess.run([mmu_index, "xmatch", "--left", left, "--right", right, "--radius", f"{RADIUS}arcsec",
                            "--format", "csv", *extra], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120)
@@ -62,17 +55,17 @@ def main():
     left = os.path.join(a.tmp, "cat")
     int_ids = np.arange(n, dtype=np.int64) * 7919 - 10**12
     str_ids = np.array([f"J{i:05d}  ".encode() for i in range(n)], dtype="S8")
-    write(os.path.join(left, "a.h5"), int_ids, lra[:n], ldec[:n])
-    write(os.path.join(left, "b.h5"), str_ids, lra[n:], ldec[n:])
+    write_positions(os.path.join(left, "a.h5"), int_ids, lra[:n], ldec[:n])
+    write_positions(os.path.join(left, "b.h5"), str_ids, lra[n:], ldec[n:])
     left_ids = [str(int(i)) for i in int_ids] + [s.decode().rstrip() for s in str_ids]
     # Right files: uint64 ids beyond 2^63, and variable-length strings.
     rra, rdec = positions(rng, n, base=(lra, ldec))
     u64 = os.path.join(a.tmp, "u64", "right.h5")
     u64_ids = np.arange(n, dtype=np.uint64) + np.uint64(2**63 + 5)
-    write(u64, u64_ids, rra, rdec)
+    write_positions(u64, u64_ids, rra, rdec)
     vlen = os.path.join(a.tmp, "vlen", "right.h5")
     vlen_ids = np.array([f"src-{i}" for i in range(n)], dtype=object)
-    write(vlen, vlen_ids.astype(h5py.string_dtype()), rra, rdec)
+    write_positions(vlen, vlen_ids.astype(h5py.string_dtype()), rra, rdec)
 
     sep = separations_arcsec(lra, ldec, rra, rdec)
     for right, right_ids, survey in ((u64, [str(int(i)) for i in u64_ids], "u64"),
@@ -114,7 +107,7 @@ def main():
     bad = os.path.join(a.tmp, "bad", "bad.h5")
     bad_dec = ldec[:n].copy()
     bad_dec[777] = 91.0
-    write(bad, int_ids, lra[:n], bad_dec)
+    write_positions(bad, int_ids, lra[:n], bad_dec)
     p = xmatch(mmu_index, bad, u64)
     check(p.returncode == 1 and f"object '{int_ids[777]}'" in p.stderr and "bad.h5" in p.stderr,
           f"invalid position: file and id named ({p.stderr.strip()[-200:]})")
@@ -124,7 +117,7 @@ def main():
         bad_ids = str_ids.copy()
         bad_ids[5] = raw
         path = os.path.join(a.tmp, label, "ids.h5")
-        write(path, bad_ids, lra[n:], ldec[n:])
+        write_positions(path, bad_ids, lra[n:], ldec[n:])
         p = xmatch(mmu_index, path, u64)
         check(p.returncode == 1 and "row 5" in p.stderr and why in p.stderr and "ids.h5" in p.stderr,
               f"{label} id: file and row named ({p.stderr.strip()[-200:]})")

@@ -14,23 +14,15 @@ import os
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Checks, binaries_samples_tmp  # noqa: E402
+from mmu_fixtures import write_positions  # noqa: E402
 
 CHECKS = Checks()
 check = CHECKS.check
 RADIUS = 2.0  # arcsec
-
-
-def write(path, ids, ra, dec):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("object_id", data=ids)
-        f.create_dataset("ra", data=ra)
-        f.create_dataset("dec", data=dec)
 
 
 def main():
@@ -49,8 +41,8 @@ def main():
     rdec = np.where(np.arange(n) % 2 == 0, np.clip(ldec + (rng.random(n) - 0.5) * 2 * r, -90, 90), rng.random(n) * 0.2)
     left, right = os.path.join(a.tmp, "lcat", "l.h5"), os.path.join(a.tmp, "rcat", "r.h5")
     lids, rids = np.arange(n, dtype=np.int64) - 5000, np.arange(n, dtype=np.int64) + 10**12
-    write(left, lids, lra, ldec)
-    write(right, rids, rra, rdec)
+    write_positions(left, lids, lra, ldec)
+    write_positions(right, rids, rra, rdec)
 
     def run(fmt):
         p = subprocess.run([mmu_index, "xmatch", "--left", left, "--right", right, "--radius", f"{RADIUS}arcsec",
