@@ -53,8 +53,7 @@ double cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-struct Args {
-  int64_t rows = 1000000, dim = 512, queries = 1000, k = 50, runs = 3;
+struct Args : mmu::bench::ScanFlags {
   bool f16 = false;
 };
 
@@ -67,18 +66,10 @@ struct Args {
 Args parse(int argc, char** argv) {
   Args a;
   walk_flags(argc, argv, usage, [&](const std::string& f, auto& value) {
-    if (f == "--rows") a.rows = std::atoll(value().c_str());
-    else if (f == "--dim") a.dim = std::atoll(value().c_str());
-    else if (f == "--queries") a.queries = std::atoll(value().c_str());
-    else if (f == "--k") a.k = std::atoll(value().c_str());
-    else if (f == "--runs") a.runs = std::atoll(value().c_str());
-    else if (f == "--f16") {
-      a.f16 = true;
-      return true;
-    } else return false;
-    return true;
+    if (f == "--f16") return a.f16 = true;
+    return a.take(f, value);
   });
-  if (a.rows < 1 || a.dim < 1 || a.queries < 1 || a.queries > a.rows || a.k < 1 || a.runs < 1)
+  if (!a.valid())
     usage("--rows, --dim, --queries, --k, --runs must be >= 1 and --queries <= --rows");
   return a;
 }

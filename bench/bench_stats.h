@@ -87,6 +87,21 @@ void walk_flags(int argc, char** argv, Usage usage, On on) {
   }
 }
 
+// The flags every exact-scan bench takes: the shape of its synthetic scan.
+struct ScanFlags {
+  int64_t rows = 1000000, dim = 512, queries = 1000, k = 50, runs = 3;
+
+  // Reads --rows, --dim, --queries, --k or --runs (walk_flags' value); false for any other flag.
+  template <typename Value>
+  bool take(const std::string& f, Value& value) {
+    int64_t* to = f == "--rows" ? &rows : f == "--dim" ? &dim : f == "--queries" ? &queries : f == "--k" ? &k
+                : f == "--runs" ? &runs : nullptr;
+    if (to != nullptr) *to = std::atoll(value().c_str());
+    return to != nullptr;
+  }
+  bool valid() const { return rows >= 1 && dim >= 1 && queries >= 1 && queries <= rows && k >= 1 && runs >= 1; }
+};
+
 // Sum of n floats with 32 independent accumulators, so the loop is limited by
 // loads, not by the latency of one add chain.
 inline float sum_floats(const float* p, size_t n) {

@@ -36,8 +36,9 @@ namespace {
 
 using namespace mmu::bench;
 
-struct Args {
-  int64_t rows = 100000, dim = 512, queries = 1000, k = 50, runs = 3, near = 100;
+struct Args : mmu::bench::ScanFlags {
+  Args() { rows = 100000; }
+  int64_t near = 100;
   std::vector<int64_t> fractions = {10, 30};
 };
 
@@ -51,18 +52,13 @@ struct Args {
 Args parse(int argc, char** argv) {
   Args a;
   walk_flags(argc, argv, usage, [&](const std::string& f, auto& value) {
-    if (f == "--rows") a.rows = std::atoll(value().c_str());
-    else if (f == "--dim") a.dim = std::atoll(value().c_str());
-    else if (f == "--queries") a.queries = std::atoll(value().c_str());
-    else if (f == "--k") a.k = std::atoll(value().c_str());
-    else if (f == "--runs") a.runs = std::atoll(value().c_str());
-    else if (f == "--near") a.near = std::atoll(value().c_str());
+    if (a.take(f, value)) return true;
+    if (f == "--near") a.near = std::atoll(value().c_str());
     else if (f == "--fractions") a.fractions = parse_list(value());
     else return false;
     return true;
   });
-  if (a.rows < 1 || a.dim < 1 || a.queries < 1 || a.queries > a.rows || a.k < 1 || a.runs < 1 || a.near < 0 ||
-      a.near > a.rows / 100)
+  if (!a.valid() || a.near < 0 || a.near > a.rows / 100)
     usage("--rows, --dim, --queries, --k, --runs must be >= 1, --queries <= --rows, --near in [0, rows / 100]");
   for (int64_t f : a.fractions)
     if (f < 0 || f > 99) usage("--fractions are percents from 0 to 99");
