@@ -230,20 +230,16 @@ TEST_CASE("positions without a valid ra/dec are never matched; ra is taken modul
   const double nan = std::nan("");
   const std::vector<double> right_ra{10.0, 350.0, nan, 20.0, 30.0}, right_dec{0.0, 0.0, 0.0, 95.0, nan};
   const std::vector<double> left_ra{370.0, -10.0, nan, 20.0, 30.0, 10.0}, left_dec{0.0, 0.0, 0.0, 90.5, 0.0, nan};
-  const auto pairs = mmu::cross_match(left_ra, left_dec, right_ra, right_dec, 1.0 / 3600.0, true);
-  REQUIRE(pairs.size() == 2);
-  CHECK(pairs[0].left == 0);
-  CHECK(pairs[0].right == 0);
-  CHECK(pairs[1].left == 1);
-  CHECK(pairs[1].right == 1);
-  CHECK(pairs[0].sep_arcsec < 1e-6);
-  CHECK(pairs[1].sep_arcsec < 1e-6);
-  const auto nearest = mmu::cross_match(left_ra, left_dec, right_ra, right_dec, 1.0 / 3600.0, false);
-  REQUIRE(nearest.size() == 2);
-  CHECK(nearest[0].left == 0);
-  CHECK(nearest[0].right == 0);
-  CHECK(nearest[1].left == 1);
-  CHECK(nearest[1].right == 1);
+  for (const bool all_pairs : {true, false}) {
+    INFO((all_pairs ? "all pairs" : "nearest"));
+    const auto pairs = mmu::cross_match(left_ra, left_dec, right_ra, right_dec, 1.0 / 3600.0, all_pairs);
+    REQUIRE(pairs.size() == 2);
+    for (size_t i = 0; i < 2; ++i) {
+      CHECK(pairs[i].left == static_cast<int64_t>(i));
+      CHECK(pairs[i].right == static_cast<int64_t>(i));
+      CHECK(pairs[i].sep_arcsec < 1e-6);
+    }
+  }
 }
 
 TEST_CASE("angles parse with units and bad ones are named", "[xmatch]") {

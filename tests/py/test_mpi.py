@@ -161,5 +161,15 @@ def mpi_env_or_skip():
     return env
 
 
+def run_mpi_cases(cases, setup, stop=lambda env: None):
+    """mpi_env_or_skip, then the cases; stop(env) ends what they left running, after a failure too. Shared by the
+    MPI tests' mains."""
+    env = mpi_env_or_skip()
+    try:
+        return run_cases(cases, env, setup)
+    finally:
+        stop(env)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cases(cases, mpi_env_or_skip(), setup))
+    sys.exit(run_mpi_cases(cases, setup))

@@ -20,9 +20,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import case_list, need, run, run_cases  # noqa: E402
+from harness import case_list, need, run  # noqa: E402
 import store_set_fixtures as ssf  # noqa: E402
-from test_mpi import MPIRUN, mpi_env_or_skip, store_flags  # noqa: E402
+from test_mpi import MPIRUN, run_mpi_cases, store_flags  # noqa: E402
 from test_mpi_serve import blocks  # noqa: E402
 from test_serve import request  # noqa: E402
 
@@ -141,12 +141,10 @@ def _(env):
         need(time.monotonic() - start < 30, "MMU_MPI_CHUNK_BYTES=%s: %.1f s to end" % (value, time.monotonic() - start))
 
 
+def stop_service(env):
+    if hasattr(env, "service") and env.service.poll() is None:
+        os.killpg(env.service.pid, signal.SIGKILL)
+
+
 if __name__ == "__main__":
-    env = mpi_env_or_skip()
-    code = 1
-    try:
-        code = run_cases(cases, env, setup)
-    finally:
-        if hasattr(env, "service") and env.service.poll() is None:
-            os.killpg(env.service.pid, signal.SIGKILL)
-    sys.exit(code)
+    sys.exit(run_mpi_cases(cases, setup, stop_service))

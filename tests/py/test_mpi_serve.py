@@ -22,9 +22,9 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import case_list, need, run, run_cases  # noqa: E402
+from harness import case_list, need, run  # noqa: E402
 import store_set_fixtures as ssf  # noqa: E402
-from test_mpi import MPIRUN, mpi_env_or_skip  # noqa: E402
+from test_mpi import MPIRUN, run_mpi_cases  # noqa: E402
 from test_serve import request  # noqa: E402
 
 cases, case = case_list()
@@ -279,13 +279,11 @@ def running(pid):
         return False
 
 
+def stop_services(env):
+    for name in ("service", "dying", "stopping"):
+        if hasattr(env, name):
+            getattr(env, name).kill()
+
+
 if __name__ == "__main__":
-    env = mpi_env_or_skip()
-    code = 1
-    try:
-        code = run_cases(cases, env, setup)
-    finally:
-        for name in ("service", "dying", "stopping"):
-            if hasattr(env, name):
-                getattr(env, name).kill()
-    sys.exit(code)
+    sys.exit(run_mpi_cases(cases, setup, stop_services))
