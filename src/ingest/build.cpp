@@ -695,7 +695,7 @@ std::vector<std::pair<std::string, IndexSpec>> indexes_to_rebuild(const BuildSta
     if (kept) continue;
     IndexSpec spec;
     if (b.previous && has_space(*b.previous, name)) spec = read_index_record(b.previous->space_dir(name)).spec;
-    if (spec.kind == IndexKind::kFlat && b.opt.sq8_from_rows > 0 && count >= b.opt.sq8_from_rows)
+    if (spec.kind == IndexKind::kFlat && gets_sq8_copy(count, b.opt.sq8_from_rows))
       spec.kind = IndexKind::kSq8;
     if (spec.kind != IndexKind::kFlat) reindex.emplace_back(name, spec);
   }
@@ -712,18 +712,10 @@ void commit_build(BuildState& b) {
 
 // The index each space had is rebuilt over its new vectors.
 void rebuild_indexes(BuildState& b, const std::vector<std::pair<std::string, IndexSpec>>& reindex) {
-  if (reindex.empty()) return;
-  const auto store = Store::open(b.opt.store);
-  for (const auto& [name, spec] : reindex) {
-    // The build is committed: a failure here leaves the space searched exactly, so it is reported, not thrown.
-    try {
-      const IndexRecord r = reindex_space(*store, name, spec, ReindexOptions{});
-      b.report.reindexed.push_back(name + ": " + describe_index(r.spec) + ", recall@" + std::to_string(r.recall_k) +
-                                   " " + std::to_string(r.recall).substr(0, 5));
-    } catch (const Error& e) {
-      b.report.reindexed.push_back(name + ": NOT rebuilt, searched exactly until `mmu-index reindex` (" + e.what() + ")");
-    }
-  }
+  const ReindexOutcome done = reindex_committed(b.opt.store, reindex);
+  b.report.reindexed.insert(b.report.reindexed.end(), done.built.begin(), done.built.end());
+  for (const auto& [name, error] : done.failed)
+    b.report.reindexed.push_back(name + ": NOT rebuilt, searched exactly until `mmu-index reindex` (" + error + ")");
 }
 
 }  // namespace

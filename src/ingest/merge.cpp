@@ -202,9 +202,6 @@ void keep_chosen_defaults(const std::vector<Shard>& shards, const std::vector<Sp
   }
 }
 
-// The merged space gets the sq8 copy by the build's rule (build.cpp, indexes_to_rebuild).
-bool gets_sq8(const MergeOptions& opt, int64_t count) { return opt.sq8_from_rows > 0 && count >= opt.sq8_from_rows; }
-
 int64_t count_of(const std::vector<Shard>& shards, const std::string& space) {
   int64_t n = 0;
   for (const Shard& s : shards)
@@ -213,26 +210,18 @@ int64_t count_of(const std::vector<Shard>& shards, const std::string& space) {
   return n;
 }
 
-// After the commit: a failure leaves the space searched exactly (the same
-// answers, slower), so it is reported, not thrown, as a build does.
+// After the commit, the sq8 copy by the build's rule; a failure is a note (the space is searched exactly).
 void add_sq8_copies(const MergeOptions& opt, MergeReport& report) {
-  std::vector<std::string> due;
+  IndexSpec sq8;
+  sq8.kind = IndexKind::kSq8;
+  std::vector<std::pair<std::string, IndexSpec>> due;
   for (const auto& [name, count] : report.space_counts)
-    if (gets_sq8(opt, count)) due.push_back(name);
-  if (due.empty()) return;
-  const auto store = Store::open(opt.store);
-  for (const std::string& name : due) {
-    IndexSpec spec;
-    spec.kind = IndexKind::kSq8;
-    try {
-      const IndexRecord r = reindex_space(*store, name, spec, ReindexOptions{});
-      report.reindexed.push_back(name + ": " + describe_index(r.spec) + ", recall@" + std::to_string(r.recall_k) +
-                                 " " + std::to_string(r.recall).substr(0, 5));
-    } catch (const Error& e) {
-      report.notes.push_back("space " + name + " was NOT given its sq8 copy; it is searched exactly until " +
-                             "`mmu-index reindex --index sq8` (" + e.what() + ")");
-    }
-  }
+    if (gets_sq8_copy(count, opt.sq8_from_rows)) due.emplace_back(name, sq8);
+  const ReindexOutcome done = reindex_committed(opt.store, due);
+  report.reindexed.insert(report.reindexed.end(), done.built.begin(), done.built.end());
+  for (const auto& [name, error] : done.failed)
+    report.notes.push_back("space " + name + " was NOT given its sq8 copy; it is searched exactly until " +
+                           "`mmu-index reindex --index sq8` (" + error + ")");
 }
 
 }  // namespace
@@ -277,7 +266,7 @@ MergeReport merge_stores(const MergeOptions& opt) {
         if (x.name == info.name) {
           report.space_counts[info.name] += x.count;
           const IndexRecord r = read_index_record(s.store->space_dir(info.name));
-          if (r.spec.kind != IndexKind::kFlat && !gets_sq8(opt, count_of(shards, info.name)))
+          if (r.spec.kind != IndexKind::kFlat && !gets_sq8_copy(count_of(shards, info.name), opt.sq8_from_rows))
             report.notes.push_back("space " + info.name + " of shard '" + s.path + "' had " + describe_index(r.spec) +
                                    "; the merged space is searched exactly until `mmu-index reindex`");
         }

@@ -197,4 +197,21 @@ IndexRecord reindex_space(const Store& store, const std::string& space, const In
   return rec;
 }
 
+ReindexOutcome reindex_committed(const std::string& store_path,
+                                 const std::vector<std::pair<std::string, IndexSpec>>& todo) {
+  ReindexOutcome out;
+  if (todo.empty()) return out;
+  const auto store = Store::open(store_path);
+  for (const auto& [name, spec] : todo) {
+    try {
+      const IndexRecord r = reindex_space(*store, name, spec, ReindexOptions{});
+      out.built.push_back(name + ": " + describe_index(r.spec) + ", recall@" + std::to_string(r.recall_k) + " " +
+                          std::to_string(r.recall).substr(0, 5));
+    } catch (const Error& e) {
+      out.failed.emplace_back(name, e.what());
+    }
+  }
+  return out;
+}
+
 }  // namespace mmu
