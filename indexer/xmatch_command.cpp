@@ -32,10 +32,6 @@ CLI::App* add_xmatch_command(CLI::App& app, XmatchFlags& f) {
   return x;
 }
 
-namespace {
-
-}  // namespace
-
 int run_xmatch(const XmatchFlags& f) {
   const OutputFormat fmt = parse_output_format(f.format);
   const double radius = parse_angle_deg(f.radius, "--radius");
@@ -58,11 +54,17 @@ int run_xmatch(const XmatchFlags& f) {
     std::cerr << pairs << " pairs within " << radius * 3600.0 << " arcsec (" << l.ids.size() << " left, "
               << r.ids.size() << " right objects)\n";
   };
-  if (fmt == OutputFormat::kCsv && !f.all && !f.link) {
+  if (fmt == OutputFormat::kCsv && !f.link) {
     // Rows straight from the match's answers: no vector of pairs (the same bytes).
-    const NearestMatches nearest = matcher.match_nearest(l.ra, l.dec, same);
-    write_nearest_csv(l, r, nearest, STDOUT_FILENO);
-    summary(nearest.pair_count());
+    if (f.all) {
+      const AllPairMatches all = matcher.match_all(l.ra, l.dec, same);
+      write_all_pairs_csv(l, r, all, STDOUT_FILENO);
+      summary(all.pair_count());
+    } else {
+      const NearestMatches nearest = matcher.match_nearest(l.ra, l.dec, same);
+      write_nearest_csv(l, r, nearest, STDOUT_FILENO);
+      summary(nearest.pair_count());
+    }
     return 0;
   }
   const auto pairs = matcher.match(l.ra, l.dec, f.all, same);

@@ -1,4 +1,4 @@
-// Helpers of the cross-match output tests (pair_csv_test, xmatch_nearest_test).
+// Helpers of the cross-match output tests (pair_csv_test, xmatch_answers_test).
 #pragma once
 
 #include <omp.h>

@@ -20,4 +20,8 @@ void write_pairs_csv(const SkySource& left, const SkySource& right, const std::v
 // the same bytes as write_pairs_csv of match(..., false)'s pairs.
 void write_nearest_csv(const SkySource& left, const SkySource& right, const NearestMatches& matches, int fd);
 
+// The same for all pairs, read from the match's answers a block at a time:
+// the same bytes as write_pairs_csv of match(..., true)'s pairs.
+void write_all_pairs_csv(const SkySource& left, const SkySource& right, const AllPairMatches& matches, int fd);
+
 }  // namespace mmu

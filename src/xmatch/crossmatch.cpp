@@ -452,21 +452,84 @@ MatchPair* NearestMatches::pairs_of(int64_t first_left, int64_t last_left, Match
   return out;
 }
 
+// All-pairs answers: left point i's pairs are where[i], in the arenas;
+// group_start[g] pairs come before left point g << kGroupShift, so a range of
+// pairs is found by a binary search and a walk of at most 2^kGroupShift points.
+namespace {
+constexpr int kGroupShift = 8;
+}  // namespace
+
+struct AllPairMatches::Impl {
+  std::vector<HitArena> arenas;
+  Buffer<PointMatcher::Pairs> where;
+  std::vector<int64_t> group_start{0};
+  int64_t left_count = 0;
+};
+
+AllPairMatches::AllPairMatches() : impl_(std::make_unique<Impl>()) {}
+AllPairMatches::~AllPairMatches() = default;
+AllPairMatches::AllPairMatches(AllPairMatches&&) noexcept = default;
+AllPairMatches& AllPairMatches::operator=(AllPairMatches&&) noexcept = default;
+int64_t AllPairMatches::left_count() const { return impl_->left_count; }
+int64_t AllPairMatches::pair_count() const { return impl_->group_start.back(); }
+
+MatchPair* AllPairMatches::pairs(int64_t first, int64_t last, MatchPair* out) const {
+  const Impl& m = *impl_;
+  if (first < 0 || last < first || last > pair_count())
+    throw InvalidArgument("cross-match: pairs " + std::to_string(first) + " to " + std::to_string(last) + " of " +
+                          std::to_string(pair_count()));
+  if (first == last) return out;
+  const int64_t g = std::upper_bound(m.group_start.begin(), m.group_start.end(), first) - m.group_start.begin() - 1;
+  const PointMatcher::Pairs* const where = m.where.data();
+  int64_t i = g << kGroupShift, k = m.group_start[static_cast<size_t>(g)];
+  while (k + where[i].count <= first) k += where[i++].count;
+  int64_t skip = first - k, left = last - first;
+  for (; left > 0; ++i) {
+    // Pairs lie in zone order: fetched ahead, or each point waits on memory.
+    constexpr int64_t kAhead = 8;
+    if (i + kAhead < m.left_count) __builtin_prefetch(where[i + kAhead].first);
+    const int64_t take = std::min(where[i].count - skip, left);
+    for (const Hit *h = where[i].first + skip, *e = h + take; h != e; ++h) *out++ = {i, h->right, h->sep_arcsec};
+    left -= take;
+    skip = 0;
+  }
+  return out;
+}
+
 NearestMatches CrossMatchIndex::match_nearest(ColumnView<double> left_ra, ColumnView<double> left_dec,
                                               const std::vector<int64_t>& same_object) const {
   NearestMatches nearest;
-  run(left_ra, left_dec, false, same_object, &nearest);
+  run(left_ra, left_dec, false, same_object, &nearest, nullptr);
   return nearest;
+}
+
+AllPairMatches CrossMatchIndex::match_all(ColumnView<double> left_ra, ColumnView<double> left_dec,
+                                          const std::vector<int64_t>& same_object) const {
+  AllPairMatches all;
+  run(left_ra, left_dec, true, same_object, nullptr, &all);
+  return all;
 }
 
 std::vector<MatchPair> CrossMatchIndex::match(ColumnView<double> left_ra, ColumnView<double> left_dec, bool all_pairs,
                                               const std::vector<int64_t>& same_object) const {
-  if (all_pairs) return run(left_ra, left_dec, true, same_object, nullptr);
+  std::vector<MatchPair> pairs;
+  if (all_pairs) {
+    const AllPairMatches all = match_all(left_ra, left_dec, same_object);
+    resize_fresh(&pairs, static_cast<size_t>(all.pair_count()));  // unset, filled below
+    const int64_t n = all.pair_count();
+#pragma omp parallel
+    {
+      const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+      const int64_t k0 = n * t / threads, k1 = n * (t + 1) / threads;
+      populate(pairs.data() + k0, static_cast<size_t>(k1 - k0) * sizeof(MatchPair));
+      all.pairs(k0, k1, pairs.data() + k0);
+    }
+    return pairs;
+  }
   const NearestMatches nearest = match_nearest(left_ra, left_dec, same_object);
   const NearestMatches::Impl& m = *nearest.impl_;
   // Back to left order, block by block of left indices, each block's count
   // taken during the match.
-  std::vector<MatchPair> pairs;
   resize_fresh(&pairs, static_cast<size_t>(m.block_start.back()));  // unset, filled below
   const int64_t blocks = static_cast<int64_t>(m.block_start.size()) - 1;
 #pragma omp parallel
@@ -482,8 +545,8 @@ std::vector<MatchPair> CrossMatchIndex::match(ColumnView<double> left_ra, Column
   return pairs;
 }
 
-std::vector<MatchPair> CrossMatchIndex::run(ColumnView<double> left_ra, ColumnView<double> left_dec, bool all_pairs,
-                                            const std::vector<int64_t>& same_object, NearestMatches* nearest) const {
+void CrossMatchIndex::run(ColumnView<double> left_ra, ColumnView<double> left_dec, bool all_pairs,
+                          const std::vector<int64_t>& same_object, NearestMatches* nearest, AllPairMatches* all) const {
   const Zones& zones = impl_->zones;
   const ZoneIndex& right = impl_->right;
   // The left points are taken zone by zone, each zone in ra order. A left
@@ -512,6 +575,8 @@ std::vector<MatchPair> CrossMatchIndex::run(ColumnView<double> left_ra, ColumnVi
   std::vector<int64_t> found_in_block(all_pairs || nl == 0 ? 0 : static_cast<size_t>(((nl - 1) >> block_shift) + 1), 0);
   Buffer<PointMatcher::Pairs> where(all_pairs ? nl : 0);
   std::vector<HitArena> arenas(all_pairs ? omp_get_max_threads() : 0);
+  const int64_t groups = all_pairs ? ((nl + (int64_t{1} << kGroupShift) - 1) >> kGroupShift) : 0;
+  std::vector<int64_t> group_start(static_cast<size_t>(groups) + 1, 0);
 #pragma omp parallel
   {
     if (all_pairs) {
@@ -588,9 +653,6 @@ std::vector<MatchPair> CrossMatchIndex::run(ColumnView<double> left_ra, ColumnVi
         found_in_block[b] += found[b];
       }
   }
-  if (all_pairs) left_points = Buffer<SkyPoint>();  // freed for the pairs to reuse
-
-  std::vector<MatchPair> pairs;
   if (!all_pairs) {
     NearestMatches::Impl& m = *nearest->impl_;
     m.points = std::move(left_points);
@@ -599,35 +661,22 @@ std::vector<MatchPair> CrossMatchIndex::run(ColumnView<double> left_ra, ColumnVi
     m.block_shift = block_shift;
     m.block_start.assign(found_in_block.size() + 1, 0);
     for (size_t b = 0; b < found_in_block.size(); ++b) m.block_start[b + 1] = m.block_start[b] + found_in_block[b];
-    return pairs;
+    return;
   }
 
-  // Back to left order, each thread a block of left indices: count, then copy.
-  const int threads = omp_get_max_threads();
-  std::vector<int64_t> block_start(threads + 1, 0);
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t t = omp_get_thread_num(), used = omp_get_num_threads();
-    const int64_t i0 = nl * t / used, i1 = nl * (t + 1) / used;
+  // Pairs per group of left points, the groups shared out among the threads.
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < groups; ++g) {
     int64_t count = 0;
-    for (int64_t i = i0; i < i1; ++i) count += where[i].count;
-    block_start[t + 1] = count;
-#pragma omp barrier
-#pragma omp single
-    {
-      for (int64_t u = 0; u < used; ++u) block_start[u + 1] += block_start[u];
-      resize_fresh(&pairs, static_cast<size_t>(block_start[used]));  // unset, filled below
-    }
-    MatchPair* to = pairs.data() + block_start[t];
-    populate(to, static_cast<size_t>(block_start[t + 1] - block_start[t]) * sizeof(MatchPair));
-    for (int64_t i = i0; i < i1; ++i) {
-      // Pairs lie in zone order: fetched ahead, or each point waits on memory.
-      constexpr int64_t kAhead = 8;
-      if (i + kAhead < i1) __builtin_prefetch(where[i + kAhead].first);
-      for (const Hit *h = where[i].first, *e = h + where[i].count; h != e; ++h) *to++ = {i, h->right, h->sep_arcsec};
-    }
+    for (int64_t i = g << kGroupShift, e = std::min(nl, (g + 1) << kGroupShift); i < e; ++i) count += where[i].count;
+    group_start[static_cast<size_t>(g) + 1] = count;
   }
-  return pairs;
+  for (int64_t g = 0; g < groups; ++g) group_start[static_cast<size_t>(g) + 1] += group_start[static_cast<size_t>(g)];
+  AllPairMatches::Impl& m = *all->impl_;
+  m.arenas = std::move(arenas);
+  m.where = std::move(where);
+  m.group_start = std::move(group_start);
+  m.left_count = nl;
 }
 
 std::vector<MatchPair> cross_match(ColumnView<double> left_ra, ColumnView<double> left_dec, ColumnView<double> right_ra,

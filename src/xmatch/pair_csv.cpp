@@ -141,4 +141,10 @@ void write_nearest_csv(const SkySource& l, const SkySource& r, const NearestMatc
   }, fd);
 }
 
+void write_all_pairs_csv(const SkySource& l, const SkySource& r, const AllPairMatches& matches, int fd) {
+  write_csv(l, r, matches.pair_count(), [&](int64_t k0, int64_t k1, MatchPair* scratch) {
+    return std::pair<const MatchPair*, const MatchPair*>(scratch, matches.pairs(k0, k1, scratch));
+  }, fd);
+}
+
 }  // namespace mmu

@@ -1,5 +1,6 @@
 // The nearest cross-match read from its answers block by block
-// (NearestMatches, write_nearest_csv) against the vector of pairs and a
+// (NearestMatches, write_nearest_csv), and all pairs read range by range
+// (AllPairMatches, write_all_pairs_csv), against the vector of pairs and a
 // brute-force nearest.
 #include <omp.h>
 #include <unistd.h>
@@ -13,9 +14,11 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mmu/crossmatch.h"
+#include "mmu/error.h"
 #include "mmu/pair_csv.h"
 #include "mmu/sky.h"
 #include "mmu/sky_source.h"
@@ -127,4 +130,72 @@ TEST_CASE("nearest CSV written from the answers is the CSV of match's pairs, byt
   CHECK(std::count(expected.begin(), expected.end(), '\n') == static_cast<int64_t>(pairs.size()) + 1);
   for (int threads : {1, 2})
     CHECK(written_with_threads([&](int fd) { mmu::write_nearest_csv(l, r, nearest, fd); }, threads) == expected);
+}
+
+namespace {
+
+// All pairs() ranges of `block` pairs, one after the other.
+std::vector<mmu::MatchPair> by_ranges(const mmu::AllPairMatches& m, int64_t block) {
+  std::vector<mmu::MatchPair> out(static_cast<size_t>(m.pair_count()));
+  for (int64_t k = 0; k < m.pair_count(); k += block) {
+    const int64_t last = std::min(m.pair_count(), k + block);
+    REQUIRE(m.pairs(k, last, out.data() + k) == out.data() + last);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("all-pairs answers read range by range equal a brute-force match, and their CSV match's, byte for byte",
+          "[xmatch]") {
+  // Dense places (a clump, the poles) give many pairs a point, so ranges
+  // start and end inside a point's pairs and inside runs of points without any.
+  const double radius = 2.0 / 3600.0;
+  std::mt19937_64 rng(13);
+  mmu::SkySource r = integer_sky_source(6000, 5000000, "right"), l = integer_sky_source(5000, 0, "left");
+  positions(6000, &rng, radius, nullptr, &r);
+  positions(5000, &rng, radius, &r, &l);
+  const mmu::CrossMatchIndex index(r.ra, r.dec, radius);
+  const mmu::AllPairMatches all = index.match_all(l.ra, l.dec);
+  CHECK(all.left_count() == 5000);
+
+  // Brute force, sorted by (left, sep, right).
+  std::vector<mmu::MatchPair> expected;
+  for (size_t i = 0; i < l.ra.size(); ++i) {
+    if (!std::isfinite(l.ra[i]) || std::fabs(l.dec[i]) > 90.0) continue;
+    const size_t from = expected.size();
+    for (size_t j = 0; j < r.ra.size(); ++j) {
+      if (!std::isfinite(r.ra[j]) || std::fabs(r.dec[j]) > 90.0) continue;
+      const double sep = mmu::angular_separation_deg(l.ra[i], l.dec[i], r.ra[j], r.dec[j]);
+      if (sep <= radius) expected.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), sep * 3600.0});
+    }
+    std::sort(expected.begin() + static_cast<std::ptrdiff_t>(from), expected.end(), [](const auto& a, const auto& b) {
+      return a.sep_arcsec != b.sep_arcsec ? a.sep_arcsec < b.sep_arcsec : a.right < b.right;
+    });
+  }
+  REQUIRE(expected.size() > 20000);  // several of the writer's blocks, and points with many pairs
+  REQUIRE(all.pair_count() == static_cast<int64_t>(expected.size()));
+  const std::vector<mmu::MatchPair> pairs = index.match(l.ra, l.dec, true);
+  CHECK(same_pairs(pairs, by_ranges(all, all.pair_count())));
+  for (int64_t block : {1, 3, 255, 4099}) CHECK(same_pairs(by_ranges(all, block), pairs));
+  size_t first_wrong = 0;  // one check, not one per pair: there are many
+  while (first_wrong < pairs.size() && pairs[first_wrong].left == expected[first_wrong].left &&
+         pairs[first_wrong].right == expected[first_wrong].right &&
+         std::fabs(pairs[first_wrong].sep_arcsec - expected[first_wrong].sep_arcsec) <= 1e-9)
+    ++first_wrong;
+  CHECK(first_wrong == pairs.size());
+  mmu::MatchPair one;
+  CHECK(all.pairs(all.pair_count(), all.pair_count(), &one) == &one);  // an empty range writes nothing
+  for (const auto& [first, last] : {std::pair<int64_t, int64_t>{0, all.pair_count() + 1}, {-1, 0}, {2, 1}}) {
+    try {
+      all.pairs(first, last, nullptr);
+      FAIL("pairs " << first << " to " << last << " read");
+    } catch (const mmu::Error& e) {
+      CHECK(e.kind() == mmu::ErrorKind::kInvalidArgument);
+    }
+  }
+
+  const std::string csv = written_with_threads([&](int fd) { mmu::write_pairs_csv(l, r, pairs, fd); }, 1);
+  for (int threads : {1, 2})
+    CHECK(written_with_threads([&](int fd) { mmu::write_all_pairs_csv(l, r, all, fd); }, threads) == csv);
 }
