@@ -3,9 +3,8 @@
   every pair found, sorted and readable) against astropy's match on arrays in
   memory (python3-astropy), each best of --repeat calls in one process whose
   memory is warm;
-- `mmu-index xmatch` (whole process: read HDF5, match, write CSV, each run
-  started right after warm_memory) against the same steps in Python (h5py,
-  astropy, numpy.savetxt), as a notebook does them.
+- `mmu-index xmatch` (whole process: read HDF5, match, write CSV) against the
+  same steps in Python (h5py, astropy, numpy.savetxt), as a notebook does them.
 Each time is the best of --repeat runs (ours: of --repeat-ours, as they are
 short; their median is printed too), so a busy machine penalises neither side
 more. Prints wall and CPU times (CPU time, user + system of every thread,
@@ -76,28 +75,14 @@ def timed(fn, repeat=1):
     return best, best_cpu, out
 
 
-def warm_memory(mb=512):
-    """Writes mb MB of fresh memory and frees it; returns the rate in GB/s.
-    This VM's host takes back pages the guest has not used for a few seconds
-    and backs them again at first touch: 0.5-0.6 GB/s, against ~20 GB/s for
-    pages freed a moment ago. A process started right after this gets the
-    freed pages, as the Python steps reuse their interpreter's memory; without
-    it, the first of three runs took 0.27-0.30 s (0.22-0.27 s of it in the
-    kernel) and the other two 0.14 s."""
-    t = time.perf_counter()
-    block = np.ones(mb << 17)  # float64: mb MB
-    rate = mb / 1024 / (time.perf_counter() - t)
-    del block
-    return rate
-
-
 def run_timed(cmd, out_path, repeat):
     """Best wall and best CPU time (the child's user + system) of `repeat` runs
-    of cmd with stdout to out_path, each started right after warm_memory, and
-    the median wall time."""
+    of cmd with stdout to out_path, and the median wall time. Not warmed as
+    the in-process matches are: a block of memory freed just before made the
+    command slower (0.147-0.179 s best of 7, against 0.137-0.148 s best of 3
+    without), as this VM's guest hands freed memory back to the host meanwhile."""
     best, best_cpu, walls = float("inf"), float("inf"), []
     for _ in range(repeat):
-        warm_memory()
         with open(out_path, "w") as f:
             t = time.perf_counter()
             p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.DEVNULL)
