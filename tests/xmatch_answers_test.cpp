@@ -72,56 +72,76 @@ bool same_pairs(const std::vector<mmu::MatchPair>& a, const std::vector<mmu::Mat
   return true;
 }
 
+// Two catalogs of positions() (the left one half copies of the right one's
+// points), their ids integers from the given firsts.
+struct Catalogs {
+  mmu::SkySource l, r;
+};
+Catalogs catalogs(uint64_t seed, double radius, size_t nl, int64_t first_left, size_t nr, int64_t first_right,
+                  const std::string& right_survey) {
+  std::mt19937_64 rng(seed);
+  Catalogs c{integer_sky_source(nl, first_left, "left"), integer_sky_source(nr, first_right, right_survey)};
+  positions(nr, &rng, radius, nullptr, &c.r);
+  positions(nl, &rng, radius, &c.r, &c.l);
+  return c;
+}
+
+// Brute force: every pair within the radius in (left, sep, right) order, or
+// with nearest only each left point's first (lowest right index on ties).
+std::vector<mmu::MatchPair> brute_force(const Catalogs& c, double radius, bool nearest) {
+  std::vector<mmu::MatchPair> out;
+  for (size_t i = 0; i < c.l.ra.size(); ++i) {
+    if (!std::isfinite(c.l.ra[i]) || std::fabs(c.l.dec[i]) > 90.0) continue;
+    const size_t from = out.size();
+    for (size_t j = 0; j < c.r.ra.size(); ++j) {
+      if (!std::isfinite(c.r.ra[j]) || std::fabs(c.r.dec[j]) > 90.0) continue;
+      const double sep = mmu::angular_separation_deg(c.l.ra[i], c.l.dec[i], c.r.ra[j], c.r.dec[j]);
+      if (sep <= radius) out.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), sep * 3600.0});
+    }
+    std::sort(out.begin() + static_cast<std::ptrdiff_t>(from), out.end(), [](const auto& a, const auto& b) {
+      return a.sep_arcsec != b.sep_arcsec ? a.sep_arcsec < b.sep_arcsec : a.right < b.right;
+    });
+    if (nearest && out.size() > from + 1) out.resize(from + 1);
+  }
+  return out;
+}
+
+// The index of the first pair that differs from the brute force's (same
+// pairs, separations within 1e-9 arcsec); pairs.size() when none does. One
+// check, not one per pair: there are many.
+size_t first_wrong(const std::vector<mmu::MatchPair>& pairs, const std::vector<mmu::MatchPair>& expected) {
+  size_t k = 0;
+  while (k < pairs.size() && k < expected.size() && pairs[k].left == expected[k].left &&
+         pairs[k].right == expected[k].right && std::fabs(pairs[k].sep_arcsec - expected[k].sep_arcsec) <= 1e-9)
+    ++k;
+  return k;
+}
+
 }  // namespace
 
 TEST_CASE("nearest answers read block by block equal match's pairs and a brute-force nearest", "[xmatch]") {
   const double radius = 2.0 / 3600.0;
-  std::mt19937_64 rng(11);
-  mmu::SkySource r = integer_sky_source(3000, 1000000, "right"), l = integer_sky_source(2500, 0, "left");
-  positions(3000, &rng, radius, nullptr, &r);
-  positions(2500, &rng, radius, &r, &l);
-  const mmu::CrossMatchIndex index(r.ra, r.dec, radius);
-  const std::vector<mmu::MatchPair> pairs = index.match(l.ra, l.dec, false);
-  const mmu::NearestMatches nearest = index.match_nearest(l.ra, l.dec);
+  const Catalogs c = catalogs(11, radius, 2500, 0, 3000, 1000000, "right");
+  const mmu::CrossMatchIndex index(c.r.ra, c.r.dec, radius);
+  const std::vector<mmu::MatchPair> pairs = index.match(c.l.ra, c.l.dec, false);
+  const mmu::NearestMatches nearest = index.match_nearest(c.l.ra, c.l.dec);
   CHECK(nearest.left_count() == 2500);
   CHECK(nearest.pair_count() == static_cast<int64_t>(pairs.size()));
   for (int64_t block : {1, 7, 256, 100000}) CHECK(same_pairs(by_blocks(nearest, block), pairs));
   CHECK(nearest.pairs_of(5, 5, nullptr) == nullptr);  // an empty range writes nothing
 
-  // Brute force: each valid left point's nearest right point within the radius, lowest index on ties.
-  std::vector<mmu::MatchPair> expected;
-  for (size_t i = 0; i < l.ra.size(); ++i) {
-    if (!std::isfinite(l.ra[i]) || std::fabs(l.dec[i]) > 90.0) continue;
-    int64_t best = -1;
-    double best_sep = 0.0;
-    for (size_t j = 0; j < r.ra.size(); ++j) {
-      if (!std::isfinite(r.ra[j]) || std::fabs(r.dec[j]) > 90.0) continue;
-      const double sep = mmu::angular_separation_deg(l.ra[i], l.dec[i], r.ra[j], r.dec[j]);
-      if (sep <= radius && (best < 0 || sep < best_sep)) {
-        best = static_cast<int64_t>(j);
-        best_sep = sep;
-      }
-    }
-    if (best >= 0) expected.push_back({static_cast<int64_t>(i), best, best_sep * 3600.0});
-  }
+  const std::vector<mmu::MatchPair> expected = brute_force(c, radius, true);
   REQUIRE(expected.size() > 500);  // the test has pairs of every kind to compare
   REQUIRE(pairs.size() == expected.size());
-  for (size_t k = 0; k < pairs.size(); ++k) {
-    CHECK(pairs[k].left == expected[k].left);
-    CHECK(pairs[k].right == expected[k].right);
-    CHECK(std::fabs(pairs[k].sep_arcsec - expected[k].sep_arcsec) <= 1e-9);
-  }
+  CHECK(first_wrong(pairs, expected) == pairs.size());
 }
 
 TEST_CASE("nearest CSV written from the answers is the CSV of match's pairs, byte for byte, 1 and 2 threads",
           "[xmatch]") {
   // Enough left points for several of the writer's blocks (~13,000 rows each).
   const double radius = 2.0 / 3600.0;
-  std::mt19937_64 rng(12);
-  mmu::SkySource r = integer_sky_source(30000, 1000000000000, "right_survey");
-  mmu::SkySource l = integer_sky_source(40000, -20000, "left");
-  positions(30000, &rng, radius, nullptr, &r);
-  positions(40000, &rng, radius, &r, &l);
+  const Catalogs c = catalogs(12, radius, 40000, -20000, 30000, 1000000000000, "right_survey");
+  const mmu::SkySource &l = c.l, &r = c.r;
   const mmu::CrossMatchIndex index(r.ra, r.dec, radius);
   const std::vector<mmu::MatchPair> pairs = index.match(l.ra, l.dec, false);
   const mmu::NearestMatches nearest = index.match_nearest(l.ra, l.dec);
@@ -151,39 +171,19 @@ TEST_CASE("all-pairs answers read range by range equal a brute-force match, and 
   // Dense places (a clump, the poles) give many pairs a point, so ranges
   // start and end inside a point's pairs and inside runs of points without any.
   const double radius = 2.0 / 3600.0;
-  std::mt19937_64 rng(13);
-  mmu::SkySource r = integer_sky_source(6000, 5000000, "right"), l = integer_sky_source(5000, 0, "left");
-  positions(6000, &rng, radius, nullptr, &r);
-  positions(5000, &rng, radius, &r, &l);
+  const Catalogs c = catalogs(13, radius, 5000, 0, 6000, 5000000, "right");
+  const mmu::SkySource &l = c.l, &r = c.r;
   const mmu::CrossMatchIndex index(r.ra, r.dec, radius);
   const mmu::AllPairMatches all = index.match_all(l.ra, l.dec);
   CHECK(all.left_count() == 5000);
 
-  // Brute force, sorted by (left, sep, right).
-  std::vector<mmu::MatchPair> expected;
-  for (size_t i = 0; i < l.ra.size(); ++i) {
-    if (!std::isfinite(l.ra[i]) || std::fabs(l.dec[i]) > 90.0) continue;
-    const size_t from = expected.size();
-    for (size_t j = 0; j < r.ra.size(); ++j) {
-      if (!std::isfinite(r.ra[j]) || std::fabs(r.dec[j]) > 90.0) continue;
-      const double sep = mmu::angular_separation_deg(l.ra[i], l.dec[i], r.ra[j], r.dec[j]);
-      if (sep <= radius) expected.push_back({static_cast<int64_t>(i), static_cast<int64_t>(j), sep * 3600.0});
-    }
-    std::sort(expected.begin() + static_cast<std::ptrdiff_t>(from), expected.end(), [](const auto& a, const auto& b) {
-      return a.sep_arcsec != b.sep_arcsec ? a.sep_arcsec < b.sep_arcsec : a.right < b.right;
-    });
-  }
+  const std::vector<mmu::MatchPair> expected = brute_force(c, radius, false);
   REQUIRE(expected.size() > 20000);  // several of the writer's blocks, and points with many pairs
   REQUIRE(all.pair_count() == static_cast<int64_t>(expected.size()));
   const std::vector<mmu::MatchPair> pairs = index.match(l.ra, l.dec, true);
   CHECK(same_pairs(pairs, by_ranges(all, all.pair_count())));
   for (int64_t block : {1, 3, 255, 4099}) CHECK(same_pairs(by_ranges(all, block), pairs));
-  size_t first_wrong = 0;  // one check, not one per pair: there are many
-  while (first_wrong < pairs.size() && pairs[first_wrong].left == expected[first_wrong].left &&
-         pairs[first_wrong].right == expected[first_wrong].right &&
-         std::fabs(pairs[first_wrong].sep_arcsec - expected[first_wrong].sep_arcsec) <= 1e-9)
-    ++first_wrong;
-  CHECK(first_wrong == pairs.size());
+  CHECK(first_wrong(pairs, expected) == pairs.size());
   mmu::MatchPair one;
   CHECK(all.pairs(all.pair_count(), all.pair_count(), &one) == &one);  // an empty range writes nothing
   for (const auto& [first, last] : {std::pair<int64_t, int64_t>{0, all.pair_count() + 1}, {-1, 0}, {2, 1}}) {
