@@ -96,7 +96,7 @@ def run_timed(cmd, out_path, repeat):
 
 
 def in_process(build, lpath, rpath, repeat, warm_mb=512):
-    """Best nearest and all-pairs wall and CPU times of `repeat` matches in one
+    """Best nearest and all-pairs wall and CPU times (and the median wall time) of `repeat` matches in one
     mmu_bench_xmatch process (the match alone), as astropy's are timed in this
     one, and the rate at which the process first got warm_mb of fresh memory
     (mapped and freed before the matches: see warm_memory in xmatch_core.cpp)."""
@@ -110,8 +110,7 @@ def in_process(build, lpath, rpath, repeat, warm_mb=512):
             best[mode][0] = min(best[mode][0], walls[-1])
             best[mode][1] = min(best[mode][1], float(m.group(2)))
         best[mode].append(sorted(walls)[len(walls) // 2])
-    best["fresh GB/s"] = float(re.search(r"^fresh memory ([0-9.]+) GB/s", out, re.M).group(1))
-    return best
+    return best, float(re.search(r"^fresh memory ([0-9.]+) GB/s", out, re.M).group(1))
 
 
 def file_system(path):
@@ -200,7 +199,7 @@ def main():
         np.savetxt(os.path.join(work, "astropy.csv"), rows, fmt="%d,left,%d,right,%.6f",
                    header="left_id,left_survey,right_id,right_survey,sep_arcsec", comments="")
 
-    core = in_process(a.build, lpath, rpath, a.repeat_ours)
+    core, fresh_rate = in_process(a.build, lpath, rpath, a.repeat_ours)
     peers, whole_peers = {}, {}
     for mode, fn in (("nearest", astropy_nearest), ("all pairs", astropy_all)):
         t, cpu, (il, ir) = timed(fn, a.repeat)
@@ -221,7 +220,7 @@ def main():
         print(f"ours, median of {a.repeat_ours}: {mode} in process {tc:.3f} s ({peers[mode][0] / tc:.1f}x), "
               f"whole command {tm:.3f} s ({whole_peers[mode][0] / tm:.1f}x)")
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"fresh memory before the in-process matches: {core['fresh GB/s']:.2f} GB/s (this VM: ~0.6 where the host "
+    print(f"fresh memory before the in-process matches: {fresh_rate:.2f} GB/s (this VM: ~0.6 where the host "
           f"backs pages at first touch, ~20 where they were freed a moment ago; the matches then reuse them)")
 
 

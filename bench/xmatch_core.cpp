@@ -75,19 +75,16 @@ int main(int argc, char** argv) {
   // the index of the right side built, every pair found and sorted, readable
   // in (left, sep, right) order; not copied into a vector of pairs. Each
   // mode `repeat` times in this process, as the bench times astropy's.
-  for (int k = 0; k < repeat; ++k) {
-    const Clocks a = now();
-    const mmu::NearestMatches nearest = mmu::CrossMatchIndex(r.ra, r.dec, radius).match_nearest(l.ra, l.dec);
-    const Clocks b = now();
-    print("nearest", a, b);
-    std::printf(" (%lld pairs)\n", static_cast<long long>(nearest.pair_count()));
-  }
-  for (int k = 0; k < repeat; ++k) {
-    const Clocks a = now();
-    const mmu::AllPairMatches all = mmu::CrossMatchIndex(r.ra, r.dec, radius).match_all(l.ra, l.dec);
-    const Clocks b = now();
-    print("all", a, b);
-    std::printf(" (%lld pairs)\n", static_cast<long long>(all.pair_count()));
-  }
+  const auto time_mode = [&](const char* what, auto match) {
+    for (int k = 0; k < repeat; ++k) {
+      const Clocks a = now();
+      const auto answers = match(mmu::CrossMatchIndex(r.ra, r.dec, radius));
+      const Clocks b = now();
+      print(what, a, b);
+      std::printf(" (%lld pairs)\n", static_cast<long long>(answers.pair_count()));
+    }
+  };
+  time_mode("nearest", [&](const mmu::CrossMatchIndex& index) { return index.match_nearest(l.ra, l.dec); });
+  time_mode("all", [&](const mmu::CrossMatchIndex& index) { return index.match_all(l.ra, l.dec); });
   return 0;
 }

@@ -202,14 +202,6 @@ void keep_chosen_defaults(const std::vector<Shard>& shards, const std::vector<Sp
   }
 }
 
-int64_t count_of(const std::vector<Shard>& shards, const std::string& space) {
-  int64_t n = 0;
-  for (const Shard& s : shards)
-    for (const SpaceInfo& x : s.store->spaces())
-      if (x.name == space) n += x.count;
-  return n;
-}
-
 // After the commit, the sq8 copy by the build's rule; a failure is a note (the space is searched exactly).
 void add_sq8_copies(const MergeOptions& opt, MergeReport& report) {
   IndexSpec sq8;
@@ -260,17 +252,19 @@ MergeReport merge_stores(const MergeOptions& opt) {
     writer.add_space_streamed(info, fit_blob, [&](std::vector<int64_t>* rows, std::vector<float>* vectors) {
       return reader.next(rows, vectors);
     });
-    for (const Shard& s : shards) {
-      const auto ss = s.store->spaces();
-      for (const SpaceInfo& x : ss)
+    std::vector<std::pair<const Shard*, IndexSpec>> indexed;  // the shards whose space had an index
+    for (const Shard& s : shards)
+      for (const SpaceInfo& x : s.store->spaces())
         if (x.name == info.name) {
           report.space_counts[info.name] += x.count;
           const IndexRecord r = read_index_record(s.store->space_dir(info.name));
-          if (r.spec.kind != IndexKind::kFlat && !gets_sq8_copy(count_of(shards, info.name), opt.sq8_from_rows))
-            report.notes.push_back("space " + info.name + " of shard '" + s.path + "' had " + describe_index(r.spec) +
-                                   "; the merged space is searched exactly until `mmu-index reindex`");
+          if (r.spec.kind != IndexKind::kFlat) indexed.emplace_back(&s, r.spec);
         }
-    }
+    // A space large enough for the sq8 copy gets it after the commit (add_sq8_copies).
+    if (!gets_sq8_copy(report.space_counts[info.name], opt.sq8_from_rows))
+      for (const auto& [s, spec] : indexed)
+        report.notes.push_back("space " + info.name + " of shard '" + s->path + "' had " + describe_index(spec) +
+                               "; the merged space is searched exactly until `mmu-index reindex`");
   }
   for (const Shard& s : shards) writer.copy_links(*s.store, [&](int64_t row) { return s.map(row); });
   keep_chosen_defaults(shards, spaces, writer, report);

@@ -7,6 +7,7 @@ Run: test_cold.py --bin BUILD --samples DIR --tmp DIR
 """
 import json
 import os
+import shutil
 import sqlite3
 import sys
 
@@ -75,6 +76,26 @@ def _(env):
     run(env.index, "merge", *env.shards, "--store", above, "--sq8-from-rows", str(n + 1), "--quiet")
     need(kind_of(above) == "flat", "%d vectors, --sq8-from-rows %d: %s" % (n, n + 1, kind_of(above)))
     need(not os.path.exists(os.path.join(space_dir(above), "vectors.sq8")), "a flat merged space has a vectors.sq8")
+
+
+@case("a shard's index is reported lost by a merge only where the merged space does not get the sq8 copy")
+def _(env):
+    n = len(env.ids)
+    indexed = os.path.join(env.tmp, "shard0-hnsw")
+    shutil.copytree(env.shards[0], indexed)
+    run(env.index, "reindex", "--store", indexed, "--space", SPACE, "--index", "hnsw", "--quiet")
+    shards = [indexed] + env.shards[1:]
+    lost = "searched exactly until `mmu-index reindex`"
+    for rows, kind in ((n, "sq8"), (n + 1, "flat")):
+        store = os.path.join(env.tmp, "merged-from-hnsw-%d" % rows)
+        out = run(env.index, "merge", *shards, "--store", store, "--sq8-from-rows", str(rows)).stdout
+        need(kind_of(store) == kind, "--sq8-from-rows %d: %s" % (rows, kind_of(store)))
+        noted = [line for line in out.splitlines() if lost in line]
+        if kind == "sq8":
+            need(not noted, "the merged space got its sq8 copy, yet the report says: %s" % noted)
+        else:
+            need(len(noted) == 1 and indexed in noted[0] and "hnsw" in noted[0].lower(),
+                 "one note naming the hnsw shard expected: %s" % out)
 
 
 @case("merge --sq8-from-rows refuses a negative count, naming the flag")
